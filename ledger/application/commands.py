@@ -1,0 +1,290 @@
+"""The commands the ledger accepts, as plain data, with the checks on their shape.
+
+A command's ``violations()`` checks only what can be seen in the request itself (lengths,
+signs, codes); rules that depend on what the ledger already holds live in the domain.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from dataclasses import dataclass
+from datetime import datetime
+
+from ledger.domain.money import MAX_AMOUNT, is_currency
+from ledger.domain.plan import RateOverride
+
+MAX_ID_LENGTH = 128
+MAX_TEXT_LENGTH = 1000
+MAX_LINES = 500
+MAX_QUANTITY = 1_000_000
+
+Violations = list[tuple[str, str]]
+
+
+@dataclass(frozen=True)
+class Caller:
+    """Who is asking: the tenant (platform) and the authenticated principal within it."""
+
+    platform_id: str
+    principal: str
+
+
+def check_id(v: Violations, field: str, value: str, *, required: bool = True) -> None:
+    if not value:
+        if required:
+            v.append((field, "is required"))
+        return
+    if len(value) > MAX_ID_LENGTH:
+        v.append((field, f"must be at most {MAX_ID_LENGTH} characters"))
+    if not value.isprintable() or value != value.strip():
+        v.append((field, "must be printable, without surrounding spaces"))
+
+
+def check_text(v: Violations, field: str, value: str) -> None:
+    if len(value) > MAX_TEXT_LENGTH:
+        v.append((field, f"must be at most {MAX_TEXT_LENGTH} characters"))
+
+
+def check_amount(v: Violations, field: str, value: int, *, positive: bool = False) -> None:
+    low = 1 if positive else 0
+    if not low <= value <= MAX_AMOUNT:
+        v.append((field, f"must be {low} to {MAX_AMOUNT} minor units"))
+
+
+@dataclass(frozen=True)
+class Command:
+    idempotency_key: str
+
+    def fingerprint(self) -> str:
+        """Identifies the request apart from its idempotency key."""
+        body = {k: v for k, v in dataclasses.asdict(self).items() if k != "idempotency_key"}
+        text = json.dumps([type(self).__name__, body], sort_keys=True, default=str)
+        return hashlib.sha256(text.encode()).hexdigest()
+
+    def violations(self) -> Violations:
+        v: Violations = []
+        check_id(v, "idempotency_key", self.idempotency_key)
+        return v
+
+
+@dataclass(frozen=True)
+class NewLine:
+    sku: str
+    category: str
+    quantity: int
+    unit_sale_price: int
+    unit_supply_price: int
+    supplier_id: str
+
+
+@dataclass(frozen=True)
+class PlaceOrder(Command):
+    order_id: str
+    customer_id: str
+    reseller_id: str
+    currency: str
+    lines: tuple[NewLine, ...]
+
+    def violations(self) -> Violations:
+        v = super().violations()
+        check_id(v, "order_id", self.order_id)
+        check_id(v, "customer_id", self.customer_id)
+        check_id(v, "reseller_id", self.reseller_id, required=False)
+        if not is_currency(self.currency):
+            v.append(("currency", "must be an ISO 4217 code such as CNY"))
+        if not 1 <= len(self.lines) <= MAX_LINES:
+            v.append(("lines", f"an order has 1 to {MAX_LINES} lines"))
+        for i, line in enumerate(self.lines):
+            at = f"lines[{i}]"
+            check_id(v, f"{at}.sku", line.sku)
+            check_id(v, f"{at}.category", line.category, required=False)
+            check_id(v, f"{at}.supplier_id", line.supplier_id)
+            if not 1 <= line.quantity <= MAX_QUANTITY:
+                v.append((f"{at}.quantity", f"must be 1 to {MAX_QUANTITY}"))
+            check_amount(v, f"{at}.unit_sale_price", line.unit_sale_price)
+            check_amount(v, f"{at}.unit_supply_price", line.unit_supply_price)
+            amount = line.quantity * line.unit_sale_price
+            if 0 < line.quantity <= MAX_QUANTITY and amount > MAX_AMOUNT:
+                v.append((at, f"a line's amount must be at most {MAX_AMOUNT} minor units"))
+        return v
+
+
+@dataclass(frozen=True)
+class PayOrder(Command):
+    order_id: str
+    payment_id: str
+    amount: int
+
+    def violations(self) -> Violations:
+        v = super().violations()
+        check_id(v, "order_id", self.order_id)
+        check_id(v, "payment_id", self.payment_id)
+        check_amount(v, "amount", self.amount)
+        return v
+
+
+@dataclass(frozen=True)
+class CompleteOrder(Command):
+    order_id: str
+
+    def violations(self) -> Violations:
+        v = super().violations()
+        check_id(v, "order_id", self.order_id)
+        return v
+
+
+@dataclass(frozen=True)
+class CancelOrder(Command):
+    order_id: str
+    reason: str
+
+    def violations(self) -> Violations:
+        v = super().violations()
+        check_id(v, "order_id", self.order_id)
+        check_text(v, "reason", self.reason)
+        return v
+
+
+@dataclass(frozen=True)
+class RefundLineRequest:
+    line_no: int
+    amount: int
+
+
+@dataclass(frozen=True)
+class RefundOrder(Command):
+    order_id: str
+    refund_id: str
+    lines: tuple[RefundLineRequest, ...]
+    reason: str
+
+    def violations(self) -> Violations:
+        v = super().violations()
+        check_id(v, "order_id", self.order_id)
+        check_id(v, "refund_id", self.refund_id)
+        check_text(v, "reason", self.reason)
+        if not 1 <= len(self.lines) <= MAX_LINES:
+            v.append(("lines", f"a refund names 1 to {MAX_LINES} lines"))
+        for i, line in enumerate(self.lines):
+            if line.line_no < 1:
+                v.append((f"lines[{i}].line_no", "must be 1 or more"))
+            check_amount(v, f"lines[{i}].amount", line.amount, positive=True)
+        return v
+
+
+@dataclass(frozen=True)
+class OpenAfterSale(Command):
+    order_id: str
+    case_id: str
+    line_no: int
+    reason: str
+
+    def violations(self) -> Violations:
+        v = super().violations()
+        check_id(v, "order_id", self.order_id)
+        check_id(v, "case_id", self.case_id)
+        if self.line_no < 1:
+            v.append(("line_no", "must be 1 or more"))
+        check_text(v, "reason", self.reason)
+        return v
+
+
+@dataclass(frozen=True)
+class CloseAfterSale(Command):
+    order_id: str
+    case_id: str
+    resolution: str
+
+    def violations(self) -> Violations:
+        v = super().violations()
+        check_id(v, "order_id", self.order_id)
+        check_id(v, "case_id", self.case_id)
+        check_text(v, "resolution", self.resolution)
+        return v
+
+
+@dataclass(frozen=True)
+class EnrollReseller(Command):
+    reseller_id: str
+    sponsor_id: str
+    customer_id: str
+    without_sponsor: bool
+
+    def violations(self) -> Violations:
+        v = super().violations()
+        check_id(v, "reseller_id", self.reseller_id)
+        check_id(v, "sponsor_id", self.sponsor_id, required=False)
+        check_id(v, "customer_id", self.customer_id, required=False)
+        if self.sponsor_id and self.without_sponsor:
+            v.append(("without_sponsor", "cannot be set together with sponsor_id"))
+        if self.sponsor_id and self.sponsor_id == self.reseller_id:
+            v.append(("sponsor_id", "a reseller cannot sponsor itself"))
+        return v
+
+
+@dataclass(frozen=True)
+class BindCustomer(Command):
+    customer_id: str
+    reseller_id: str
+
+    def violations(self) -> Violations:
+        v = super().violations()
+        check_id(v, "customer_id", self.customer_id)
+        check_id(v, "reseller_id", self.reseller_id)
+        return v
+
+
+@dataclass(frozen=True)
+class PublishPlan(Command):
+    effective_from: datetime | None
+    level_rates_bps: tuple[int, ...]
+    overrides: tuple[RateOverride, ...]
+    freeze_days: int
+    min_payout: int
+    exclude_self_purchase: bool
+
+
+@dataclass(frozen=True)
+class MoveReseller(Command):
+    reseller_id: str
+    new_sponsor_id: str
+    reason: str
+
+    def violations(self) -> Violations:
+        v = super().violations()
+        check_id(v, "reseller_id", self.reseller_id)
+        check_id(v, "new_sponsor_id", self.new_sponsor_id, required=False)
+        if not self.reason.strip():
+            v.append(("reason", "moving a reseller needs a reason"))
+        check_text(v, "reason", self.reason)
+        return v
+
+
+@dataclass(frozen=True)
+class SetRank(Command):
+    reseller_id: str
+    rank: str
+
+    def violations(self) -> Violations:
+        v = super().violations()
+        check_id(v, "reseller_id", self.reseller_id)
+        check_id(v, "rank", self.rank, required=False)
+        return v
+
+
+@dataclass(frozen=True)
+class RebindCustomer(Command):
+    customer_id: str
+    reseller_id: str
+    reason: str
+
+    def violations(self) -> Violations:
+        v = super().violations()
+        check_id(v, "customer_id", self.customer_id)
+        check_id(v, "reseller_id", self.reseller_id)
+        if not self.reason.strip():
+            v.append(("reason", "rebinding a customer needs a reason"))
+        check_text(v, "reason", self.reason)
+        return v

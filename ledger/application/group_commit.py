@@ -1,0 +1,106 @@
+"""Group commit: the commands of many concurrent requests share one transaction.
+
+The event store serialises writers (PostgreSQL takes a table lock per insert so that the log
+never has gaps a reader could skip), so one transaction per request caps throughput at the
+commit rate. Instead, requests queue here; one writer thread takes whatever has queued while
+the previous batch was committing (up to ``max_batch``, optionally waiting ``max_wait``
+seconds for more) and runs it as one batch. Under light load a batch is one command and adds
+no delay; under heavy load batches grow and the commit cost is shared.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+import time
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+
+import structlog
+
+from ledger.application.commands import Caller, Command
+from ledger.application.ledger_app import LedgerApplication, Outcome
+
+log = structlog.get_logger(__name__)
+
+
+class Overloaded(Exception):
+    """The write queue is full; the client should back off and retry."""
+
+
+@dataclass
+class _Pending:
+    caller: Caller
+    command: Command
+    future: Future[Outcome] = field(default_factory=Future)
+
+
+class GroupCommitter:
+    def __init__(
+        self,
+        app: LedgerApplication,
+        *,
+        max_batch: int = 200,
+        max_wait: float = 0.0,
+        max_queue: int = 10_000,
+    ) -> None:
+        assert max_batch >= 1 and max_wait >= 0 and max_queue >= 1
+        self.app = app
+        self.max_batch = max_batch
+        self.max_wait = max_wait
+        self._queue: queue.Queue[_Pending | None] = queue.Queue(maxsize=max_queue)
+        self._thread = threading.Thread(target=self._run, name="group-commit", daemon=True)
+        self.batches = 0
+        self.commands = 0
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Finishes what is queued, then stops the writer thread."""
+        self._queue.put(None)
+        self._thread.join()
+
+    def submit(self, caller: Caller, command: Command) -> Future[Outcome]:
+        pending = _Pending(caller, command)
+        try:
+            self._queue.put_nowait(pending)
+        except queue.Full:
+            raise Overloaded(f"{self._queue.maxsize} writes are already queued") from None
+        return pending.future
+
+    def _run(self) -> None:
+        stopping = False
+        while not stopping:
+            first = self._queue.get()
+            if first is None:
+                break
+            batch = [first]
+            deadline = time.monotonic() + self.max_wait
+            while len(batch) < self.max_batch:
+                try:
+                    wait = deadline - time.monotonic()
+                    item = self._queue.get(timeout=wait) if wait > 0 else self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if item is None:
+                    stopping = True
+                    break
+                batch.append(item)
+            self._commit(batch)
+
+    def _commit(self, batch: list[_Pending]) -> None:
+        try:
+            results: list[Outcome | BaseException] = self.app.run_batch(
+                [(p.caller, p.command) for p in batch]
+            )
+        except Exception as error:  # the store failed: every request in the batch failed
+            log.exception("batch failed", size=len(batch))
+            results = [error] * len(batch)
+        self.batches += 1
+        self.commands += len(batch)
+        for pending, result in zip(batch, results, strict=True):
+            if isinstance(result, BaseException):
+                pending.future.set_exception(result)
+            else:
+                pending.future.set_result(result)

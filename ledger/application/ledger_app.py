@@ -1,0 +1,162 @@
+"""The ledger application: runs batches of commands and answers reads from the event store.
+
+All writes go through ``run_batch``: each command is checked, run against a shared unit of
+work, and the whole batch's events (with the idempotency records) are saved in one
+transaction. That is what lets many concurrent requests share one commit (see
+group_commit.py); a single request is simply a batch of one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+from uuid import UUID
+
+import structlog
+from eventsourcing.application import AggregateNotFoundError, Application
+from eventsourcing.persistence import JSONTranscoder, RecordConflictError
+
+from ledger.application import commands as c
+from ledger.application.handlers import HANDLERS, own_order, plan_book
+from ledger.application.idempotency import IdempotencyRecord, ResultRef
+from ledger.application.transcodings import register_value_objects
+from ledger.application.unit_of_work import UnitOfWork
+from ledger.domain.errors import Conflict, LedgerError, NotFound, RuleViolation, check
+from ledger.domain.order import Order
+from ledger.domain.plan import CommissionPlan
+from ledger.domain.team import CustomerBinding, Reseller
+
+log = structlog.get_logger(__name__)
+
+# A batch of one that keeps meeting another server's concurrent write gives up after this
+# many attempts and tells the client to retry (ABORTED).
+MAX_CONFLICT_ATTEMPTS = 3
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """The answer to one write: where it lives, whether it replays an earlier request, and the
+    log position its events reached."""
+
+    ref: ResultRef
+    replayed: bool
+    log_position: int
+
+
+class LedgerApplication(Application[UUID]):
+    name = "Ledger"
+
+    def __init__(
+        self, env: dict[str, str] | None = None, clock: Callable[[], datetime] = utc_now
+    ) -> None:
+        super().__init__(env)
+        self.clock = clock
+
+    def register_transcodings(self, transcoder: JSONTranscoder) -> None:
+        super().register_transcodings(transcoder)
+        register_value_objects(transcoder)
+
+    # --- writes --------------------------------------------------------------------------
+
+    def run_batch(
+        self, items: Sequence[tuple[c.Caller, c.Command]]
+    ) -> list[Outcome | BaseException]:
+        """Runs the commands in order and commits all their events in one transaction.
+
+        A refused command leaves no trace; the others still commit. If the transaction meets
+        a concurrent write from another server, each command is run again on its own.
+        """
+        for attempt in range(1, MAX_CONFLICT_ATTEMPTS + 1):
+            uow = UnitOfWork(self.repository)
+            decided: list[tuple[ResultRef, bool] | BaseException] = []
+            for caller, command in items:
+                try:
+                    decided.append(self._decide(uow, caller, command))
+                    uow.commit_command()
+                except Exception as error:  # each command fails alone, whatever the cause
+                    uow.rollback_command()
+                    if not isinstance(error, LedgerError):
+                        log.exception("command failed", command=type(command).__name__)
+                    decided.append(error)
+            try:
+                recordings = self.save(*uow.staged())
+            except RecordConflictError:
+                if len(items) > 1:
+                    return [result for item in items for result in self.run_batch([item])]
+                log.info("concurrent write, retrying", attempt=attempt)
+                continue
+            position = (
+                max(r.notification.id for r in recordings) if recordings else self.log_position()
+            )
+            return [
+                d if isinstance(d, BaseException) else Outcome(d[0], d[1], position)
+                for d in decided
+            ]
+        return [Conflict("another write changed the same records at the same time; retry")]
+
+    def _decide(
+        self, uow: UnitOfWork, caller: c.Caller, command: c.Command
+    ) -> tuple[ResultRef, bool]:
+        """Runs one command, or replays the answer recorded for its idempotency key."""
+        check(command.violations())
+        key_id = IdempotencyRecord.create_id(
+            caller.platform_id, caller.principal, command.idempotency_key
+        )
+        fingerprint = command.fingerprint()
+        earlier = uow.find(IdempotencyRecord, key_id)
+        if earlier is not None:
+            if earlier.fingerprint != fingerprint:
+                raise RuleViolation(
+                    f"idempotency key {command.idempotency_key!r} was already used for a "
+                    "different request",
+                    reason="IDEMPOTENCY_KEY_REUSED",
+                )
+            return earlier.result, True
+        result = HANDLERS[type(command)](uow, caller, command, self.clock())
+        uow.add(
+            IdempotencyRecord(
+                caller.platform_id, caller.principal, command.idempotency_key, fingerprint, result
+            )
+        )
+        return result, False
+
+    # --- reads ---------------------------------------------------------------------------
+
+    def log_position(self) -> int:
+        return self.recorder.max_notification_id() or 0
+
+    def answer(self, result: ResultRef) -> Any:
+        """The aggregate as it stood right after the write that produced ``result``."""
+        return self.repository.get(result.aggregate_id, version=result.version)
+
+    def order(self, caller: c.Caller, order_id: str) -> Order:
+        return own_order(UnitOfWork(self.repository), caller, order_id)
+
+    def reseller(self, platform_id: str, reseller_id: str) -> Reseller:
+        return self._get(Reseller.create_id(platform_id, reseller_id), f"reseller {reseller_id}")
+
+    def binding(self, platform_id: str, customer_id: str) -> CustomerBinding:
+        return self._get(
+            CustomerBinding.create_id(platform_id, customer_id), f"customer {customer_id}"
+        )
+
+    def plan(
+        self, platform_id: str, *, version: int = 0, at: datetime | None = None
+    ) -> CommissionPlan:
+        """A plan by version, or the one in force at a time (now by default)."""
+        book = plan_book(UnitOfWork(self.repository), platform_id)
+        if version:
+            return book.version(version)
+        return book.in_force_at(at or self.clock())
+
+    def _get(self, aggregate_id: UUID, what: str) -> Any:
+        try:
+            return self.repository.get(aggregate_id)
+        except AggregateNotFoundError:
+            raise NotFound(f"{what} does not exist") from None

@@ -1,0 +1,47 @@
+"""How the domain's value objects are written into stored events (JSON, via eventsourcing)."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+from eventsourcing.persistence import JSONTranscoder, Transcoding
+
+from ledger.application.idempotency import ResultRef
+from ledger.domain.money import Posting
+from ledger.domain.order import RefundLine, RefundRecord
+from ledger.domain.plan import CommissionPlan, RateOverride
+from ledger.domain.split import LineItem, Share, UplineMember
+
+
+class DataclassAsDict(Transcoding):
+    """A frozen dataclass as a dict of its fields; JSON lists come back as tuples."""
+
+    def __init__(self, cls: type, name: str) -> None:
+        self.type = cls
+        self.name = name
+        self._fields = [f.name for f in dataclasses.fields(cls) if f.init]
+
+    def encode(self, obj: Any) -> dict[str, Any]:
+        return {name: getattr(obj, name) for name in self._fields}
+
+    def decode(self, data: dict[str, Any]) -> Any:
+        return self.type(**{k: tuple(v) if isinstance(v, list) else v for k, v in data.items()})
+
+
+VALUE_OBJECTS: dict[str, type] = {
+    "posting": Posting,
+    "line_item": LineItem,
+    "share": Share,
+    "upline_member": UplineMember,
+    "refund_line": RefundLine,
+    "refund": RefundRecord,
+    "rate_override": RateOverride,
+    "commission_plan": CommissionPlan,
+    "result_ref": ResultRef,
+}
+
+
+def register_value_objects(transcoder: JSONTranscoder) -> None:
+    for name, cls in VALUE_OBJECTS.items():
+        transcoder.register(DataclassAsDict(cls, name))

@@ -1,0 +1,330 @@
+"""The life of an order: placed → paid → completed, cancelled only before payment, refunded
+in parts, held by after-sales cases.
+
+The split of the money is decided once, on payment, and written into the Paid event with the
+plan version and the upline chain it used; refunds reverse the recorded shares. Replaying the
+events therefore never recomputes anything with newer rules.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from uuid import UUID
+
+from eventsourcing.domain import Aggregate, event
+
+from ledger.domain.errors import AlreadyExists, InvalidInput, RuleViolation
+from ledger.domain.ids import stable_id
+from ledger.domain.money import (
+    CLEARING,
+    CUSTOMER_FUNDS,
+    FROZEN,
+    Posting,
+    assert_balanced,
+    merge_postings,
+)
+from ledger.domain.plan import CommissionPlan
+from ledger.domain.split import (
+    PLATFORM_ROLE,
+    LineItem,
+    Share,
+    UplineMember,
+    reversals_for_refund,
+    split_line,
+)
+
+PLACED = "placed"
+PAID = "paid"
+COMPLETED = "completed"
+CANCELLED = "cancelled"
+
+
+@dataclass(frozen=True)
+class RefundLine:
+    line_no: int
+    amount: int
+
+
+@dataclass(frozen=True)
+class RefundRecord:
+    refund_id: str
+    lines: tuple[RefundLine, ...]
+    postings: tuple[Posting, ...]
+    refunded_at: datetime
+    reason: str
+
+    @property
+    def amount(self) -> int:
+        return sum(line.amount for line in self.lines)
+
+
+@dataclass
+class AfterSaleCase:
+    case_id: str
+    line_no: int
+    reason: str
+    open: bool = True
+    resolution: str = ""
+
+
+class Order(Aggregate):
+    """One order of one storefront, with every movement of its money."""
+
+    @staticmethod
+    def create_id(platform_id: str, order_id: str) -> UUID:
+        return stable_id("order", platform_id, order_id)
+
+    @event("Placed")
+    def __init__(
+        self,
+        platform_id: str,
+        order_id: str,
+        storefront_id: str,
+        customer_id: str,
+        seller_id: str,
+        currency: str,
+        lines: Sequence[LineItem],
+        placed_at: datetime,
+    ) -> None:
+        self.platform_id = platform_id
+        self.order_id = order_id
+        self.storefront_id = storefront_id
+        self.customer_id = customer_id
+        self.seller_id = seller_id
+        self.currency = currency
+        self.lines: tuple[LineItem, ...] = tuple(lines)
+        self.placed_at = placed_at
+        self.status = PLACED
+        self.paid_at: datetime | None = None
+        self.completed_at: datetime | None = None
+        self.cancelled_at: datetime | None = None
+        self.payment_id = ""
+        self.plan_version = 0
+        self.upline_chain: tuple[str, ...] = ()
+        self.shares: tuple[Share, ...] = ()
+        self.payment_postings: tuple[Posting, ...] = ()
+        self.reversed: list[int] = []
+        self.refunded_by_line: dict[int, int] = {line.line_no: 0 for line in self.lines}
+        self.refunds: dict[str, RefundRecord] = {}
+        self.cases: dict[str, AfterSaleCase] = {}
+
+    # --- what the business asks of an order -------------------------------------------
+
+    @property
+    def total(self) -> int:
+        return sum(line.amount for line in self.lines)
+
+    @property
+    def refunded(self) -> int:
+        return sum(self.refunded_by_line.values())
+
+    @property
+    def has_open_case(self) -> bool:
+        return any(case.open for case in self.cases.values())
+
+    def line(self, line_no: int) -> LineItem | None:
+        return next((line for line in self.lines if line.line_no == line_no), None)
+
+    # --- commands -----------------------------------------------------------------------
+
+    def pay(
+        self,
+        *,
+        payment_id: str,
+        amount: int,
+        plan: CommissionPlan,
+        chain: Sequence[UplineMember],
+        self_purchase: bool,
+        at: datetime,
+    ) -> None:
+        """Records the payment and splits every line along the upline chain, all frozen."""
+        self.check_status(PLACED, "pay")
+        if amount != self.total:
+            raise RuleViolation(
+                f"payment of {amount} does not match the order total {self.total}",
+                reason="PAYMENT_AMOUNT_MISMATCH",
+            )
+        shares: list[Share] = []
+        for line in self.lines:
+            shares.extend(split_line(line, chain, plan, self_purchase=self_purchase))
+        postings = merge_postings(
+            [Posting(CUSTOMER_FUNDS, CLEARING, self.currency, -self.total)]
+            + [Posting(s.account, FROZEN, self.currency, s.amount) for s in shares]
+        )
+        assert_balanced(postings)
+        self._paid(
+            payment_id=payment_id,
+            paid_at=at,
+            plan_version=plan.version,
+            upline_chain=tuple(m.reseller_id for m in chain[: plan.levels]),
+            shares=tuple(shares),
+            postings=postings,
+        )
+
+    def complete(self, *, at: datetime) -> None:
+        self.check_status(PAID, "complete")
+        self._completed(completed_at=at)
+
+    def cancel(self, *, reason: str, at: datetime) -> None:
+        """Only an unpaid order can be cancelled; a paid one is refunded."""
+        self.check_status(PLACED, "cancel")
+        self._cancelled(reason=reason, cancelled_at=at)
+
+    def refund(
+        self, *, refund_id: str, lines: Sequence[RefundLine], reason: str, at: datetime
+    ) -> RefundRecord:
+        """Reverses every share of the refunded lines in proportion; the platform takes the rest."""
+        if self.status not in (PAID, COMPLETED):
+            raise RuleViolation(
+                f"order {self.order_id} is {self.status}; only a paid order can be refunded",
+                reason="ORDER_NOT_PAID",
+            )
+        if refund_id in self.refunds:
+            raise AlreadyExists(f"refund {refund_id} of order {self.order_id} already exists")
+        self.check_refund_lines(lines)
+        postings: list[Posting] = []
+        for refund_line in lines:
+            postings.append(Posting(CUSTOMER_FUNDS, CLEARING, self.currency, refund_line.amount))
+            line_shares = [s for s in self.shares if s.line_no == refund_line.line_no]
+            line = self.line(refund_line.line_no)
+            assert line is not None
+            deltas = reversals_for_refund(
+                line_shares,
+                paid=line.amount,
+                refunded_before=self.refunded_by_line[refund_line.line_no],
+                refund=refund_line.amount,
+            )
+            for share, delta in zip(line_shares, deltas, strict=True):
+                postings.append(Posting(share.account, FROZEN, self.currency, -delta))
+        merged = merge_postings(postings)
+        assert_balanced(merged)
+        record = RefundRecord(refund_id, tuple(lines), merged, at, reason)
+        self._refunded(refund=record)
+        return record
+
+    def open_after_sale(self, *, case_id: str, line_no: int, reason: str) -> None:
+        """An open case holds the order's shares frozen until it closes, even past the window."""
+        if self.status not in (PAID, COMPLETED):
+            raise RuleViolation(
+                f"order {self.order_id} is {self.status}; after-sales needs a paid order",
+                reason="ORDER_NOT_PAID",
+            )
+        if case_id in self.cases:
+            raise AlreadyExists(f"after-sales case {case_id} already exists")
+        if self.line(line_no) is None:
+            raise InvalidInput([("line_no", f"order {self.order_id} has no line {line_no}")])
+        self._after_sale_opened(case_id=case_id, line_no=line_no, reason=reason)
+
+    def close_after_sale(self, *, case_id: str, resolution: str) -> None:
+        case = self.cases.get(case_id)
+        if case is None:
+            raise InvalidInput([("case_id", f"order {self.order_id} has no case {case_id}")])
+        if not case.open:
+            raise RuleViolation(f"after-sales case {case_id} is already closed",
+                                reason="CASE_CLOSED")
+        self._after_sale_closed(case_id=case_id, resolution=resolution)
+
+    # --- rules --------------------------------------------------------------------------
+
+    def check_status(self, required: str, action: str) -> None:
+        if self.status != required:
+            raise RuleViolation(
+                f"cannot {action} order {self.order_id}: it is {self.status}, not {required}",
+                reason=f"ORDER_{self.status.upper()}",
+            )
+
+    def check_refund_lines(self, lines: Sequence[RefundLine]) -> None:
+        """Refunds name real lines, positive amounts, and never exceed what a line was paid."""
+        if not lines:
+            raise InvalidInput([("lines", "a refund names at least one line")])
+        seen: set[int] = set()
+        for i, refund_line in enumerate(lines):
+            line = self.line(refund_line.line_no)
+            if line is None:
+                raise InvalidInput(
+                    [(f"lines[{i}].line_no", f"order has no line {refund_line.line_no}")]
+                )
+            if refund_line.line_no in seen:
+                raise InvalidInput([(f"lines[{i}].line_no", "names a line twice")])
+            seen.add(refund_line.line_no)
+            if refund_line.amount <= 0:
+                raise InvalidInput([(f"lines[{i}].amount", "must be positive")])
+            left = line.amount - self.refunded_by_line[refund_line.line_no]
+            if refund_line.amount > left:
+                raise RuleViolation(
+                    f"refund of {refund_line.amount} on line {refund_line.line_no} exceeds "
+                    f"the {left} left to refund of the {line.amount} paid",
+                    reason="REFUND_EXCEEDS_PAID",
+                )
+
+    # --- events: how each one changes the order (run again on every replay) -------------
+
+    @event("Paid")
+    def _paid(
+        self,
+        payment_id: str,
+        paid_at: datetime,
+        plan_version: int,
+        upline_chain: Sequence[str],
+        shares: Sequence[Share],
+        postings: Sequence[Posting],
+    ) -> None:
+        self.status = PAID
+        self.payment_id = payment_id
+        self.paid_at = paid_at
+        self.plan_version = plan_version
+        self.upline_chain = tuple(upline_chain)
+        self.shares = tuple(shares)
+        self.payment_postings = tuple(postings)
+        self.reversed = [0] * len(self.shares)
+
+    @event("Completed")
+    def _completed(self, completed_at: datetime) -> None:
+        self.status = COMPLETED
+        self.completed_at = completed_at
+
+    @event("Cancelled")
+    def _cancelled(self, reason: str, cancelled_at: datetime) -> None:
+        self.status = CANCELLED
+        self.cancelled_at = cancelled_at
+        self.cancel_reason = reason
+
+    @event("Refunded")
+    def _refunded(self, refund: RefundRecord) -> None:
+        for refund_line in refund.lines:
+            line = self.line(refund_line.line_no)
+            assert line is not None
+            before = self.refunded_by_line[refund_line.line_no]
+            after = before + refund_line.amount
+            self.refunded_by_line[refund_line.line_no] = after
+            for i, share in enumerate(self.shares):
+                if share.line_no == refund_line.line_no and share.role != PLATFORM_ROLE:
+                    self.reversed[i] = share.amount * after // line.amount
+            self.platform_reversed_to_match(refund_line.line_no, after)
+        self.refunds[refund.refund_id] = refund
+
+    @event("AfterSaleOpened")
+    def _after_sale_opened(self, case_id: str, line_no: int, reason: str) -> None:
+        self.cases[case_id] = AfterSaleCase(case_id, line_no, reason)
+
+    @event("AfterSaleClosed")
+    def _after_sale_closed(self, case_id: str, resolution: str) -> None:
+        case = self.cases[case_id]
+        case.open = False
+        case.resolution = resolution
+
+    def platform_reversed_to_match(self, line_no: int, refunded: int) -> None:
+        """The platform has reversed whatever of the line's refunds the others have not."""
+        others = 0
+        platform_index = -1
+        for i, share in enumerate(self.shares):
+            if share.line_no != line_no:
+                continue
+            if share.role == PLATFORM_ROLE:
+                platform_index = i
+            else:
+                others += self.reversed[i]
+        self.reversed[platform_index] = refunded - others
+

@@ -1,0 +1,61 @@
+"""The versioned history of a platform's commission plans.
+
+The book opens with the default plan as version 1, in force from the beginning of time; each
+publication adds the next version, effective from a moment not in the past and not before the
+version it follows. An order is split with the plan in force when it was paid.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from uuid import UUID
+
+from eventsourcing.domain import Aggregate, event
+
+from ledger.domain.errors import InvalidInput, NotFound, RuleViolation
+from ledger.domain.ids import stable_id
+from ledger.domain.plan import DEFAULT_PLAN, CommissionPlan, validate_plan
+
+
+class PlanBook(Aggregate):
+    @staticmethod
+    def create_id(platform_id: str) -> UUID:
+        return stable_id("plan-book", platform_id)
+
+    @event("Opened")
+    def __init__(self, platform_id: str, default_plan: CommissionPlan = DEFAULT_PLAN) -> None:
+        self.platform_id = platform_id
+        self.plans: list[CommissionPlan] = [default_plan]
+
+    def publish(self, plan: CommissionPlan, *, now: datetime) -> CommissionPlan:
+        """Adds the next version; plans never change once published."""
+        validate_plan(plan)
+        effective_from = plan.effective_from
+        if effective_from < now:
+            raise InvalidInput([("plan.effective_from", "must not be in the past")])
+        latest = self.plans[-1]
+        if effective_from < latest.effective_from:
+            raise RuleViolation(
+                f"version {latest.version} takes effect at {latest.effective_from.isoformat()}; "
+                "a newer version cannot take effect before it",
+                reason="PLAN_EFFECTIVE_BEFORE_PREVIOUS",
+            )
+        published = plan.with_version(latest.version + 1, effective_from)
+        self._published(plan=published)
+        return published
+
+    def in_force_at(self, at: datetime) -> CommissionPlan:
+        chosen = self.plans[0]
+        for plan in self.plans:
+            if plan.effective_from <= at:
+                chosen = plan
+        return chosen
+
+    def version(self, version: int) -> CommissionPlan:
+        if not 1 <= version <= len(self.plans):
+            raise NotFound(f"plan version {version} does not exist")
+        return self.plans[version - 1]
+
+    @event("PlanPublished")
+    def _published(self, plan: CommissionPlan) -> None:
+        self.plans.append(plan)
