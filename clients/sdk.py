@@ -1,0 +1,51 @@
+"""A small client for the ledger's gRPC API: a channel that carries the API key, and stubs.
+
+    client = LedgerClient("127.0.0.1:50051", api_key)
+    client.storefront.PlaceOrder(storefront_pb2.PlaceOrderRequest(...))
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+import grpc
+
+from ledger.v1 import admin_pb2_grpc, storefront_pb2_grpc
+
+
+class _BearerAuth(grpc.UnaryUnaryClientInterceptor):
+    def __init__(self, api_key: str) -> None:
+        self._metadata = (("authorization", f"Bearer {api_key}"),)
+
+    def intercept_unary_unary(
+        self, continuation: Callable[..., Any], client_call_details: Any, request: Any
+    ) -> Any:
+        details = client_call_details._replace(
+            metadata=tuple(client_call_details.metadata or ()) + self._metadata
+        )
+        return continuation(details, request)
+
+
+def idempotency_key() -> str:
+    """A fresh key for a new write; reuse it, and only it, when retrying that write."""
+    return uuid.uuid4().hex
+
+
+class LedgerClient:
+    def __init__(self, target: str, api_key: str) -> None:
+        self._channel = grpc.intercept_channel(
+            grpc.insecure_channel(target), _BearerAuth(api_key)
+        )
+        self.storefront = storefront_pb2_grpc.StorefrontServiceStub(self._channel)
+        self.admin = admin_pb2_grpc.AdminServiceStub(self._channel)
+
+    def close(self) -> None:
+        self._channel.close()
+
+    def __enter__(self) -> LedgerClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -1,0 +1,93 @@
+"""API keys: each storefront, admin and finance client has its own bearer token.
+
+Only SHA-256 hashes of keys are configured (a file or an environment variable holding JSON),
+so a leaked configuration does not leak keys. A key belongs to one platform (tenant) and has
+one role; the role decides which service it may call.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import secrets
+from dataclasses import dataclass
+from pathlib import Path
+
+STOREFRONT = "storefront"
+ADMIN = "admin"
+FINANCE = "finance"
+ROLES = (STOREFRONT, ADMIN, FINANCE)
+
+
+class KeyConfigError(ValueError):
+    """The key configuration cannot be used."""
+
+
+@dataclass(frozen=True)
+class ApiKey:
+    name: str  # the principal: a storefront id, or an operator's name
+    role: str
+    platform: str
+    sha256: str
+
+
+def hash_key(key: str) -> str:
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+def new_key() -> str:
+    return "lk_" + secrets.token_urlsafe(32)
+
+
+class KeyRing:
+    def __init__(self, keys: list[ApiKey]) -> None:
+        self._by_hash = {k.sha256: k for k in keys}
+        names = [(k.platform, k.name) for k in keys]
+        if len(set(names)) != len(names):
+            raise KeyConfigError("two keys share a platform and name")
+
+    def __len__(self) -> int:
+        return len(self._by_hash)
+
+    def authenticate(self, token: str) -> ApiKey | None:
+        return self._by_hash.get(hash_key(token))
+
+    @classmethod
+    def from_json(cls, text: str) -> KeyRing:
+        try:
+            data = json.loads(text)
+            entries = data["keys"] if isinstance(data, dict) else data
+            keys = [
+                ApiKey(e["name"], e["role"], e["platform"], e["sha256"].lower()) for e in entries
+            ]
+        except (ValueError, KeyError, TypeError) as error:
+            raise KeyConfigError(f"API keys are not valid JSON of the expected form: {error}") from None
+        for k in keys:
+            if k.role not in ROLES:
+                raise KeyConfigError(f"key {k.name}: role must be one of {', '.join(ROLES)}")
+            if len(k.sha256) != 64:
+                raise KeyConfigError(f"key {k.name}: sha256 must be 64 hex digits")
+        return cls(keys)
+
+    @classmethod
+    def load(cls, *, file: str = "", inline: str = "") -> KeyRing:
+        """Keys from LEDGER_API_KEYS_FILE and/or LEDGER_API_KEYS (both may be set)."""
+        keys: list[ApiKey] = []
+        if file:
+            keys += list(cls.from_json(Path(file).read_text())._by_hash.values())
+        if inline:
+            keys += list(cls.from_json(inline)._by_hash.values())
+        return cls(keys)
+
+
+def add_key_to_file(path: Path, *, name: str, role: str, platform: str) -> str:
+    """Creates a key, stores its hash in ``path`` and returns the key (shown only once)."""
+    if role not in ROLES:
+        raise KeyConfigError(f"role must be one of {', '.join(ROLES)}")
+    data = json.loads(path.read_text()) if path.exists() else {"keys": []}
+    key = new_key()
+    data["keys"].append({"name": name, "role": role, "platform": platform, "sha256": hash_key(key)})
+    KeyRing.from_json(json.dumps(data))  # refuse to write a file that would not load
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(data, indent=2) + "\n")
+    return key

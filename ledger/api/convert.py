@@ -1,0 +1,168 @@
+"""Translation between protobuf messages and the application's commands and aggregates."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from google.protobuf.timestamp_pb2 import Timestamp
+
+from ledger.application import commands as c
+from ledger.application.ledger_app import Outcome
+from ledger.domain.errors import InvalidInput
+from ledger.domain.money import Posting
+from ledger.domain.order import CANCELLED, COMPLETED, PAID, PLACED, Order, RefundRecord
+from ledger.domain.plan import CATEGORY, PRODUCT, RANK, CommissionPlan, RateOverride
+from ledger.domain.team import CustomerBinding, Reseller
+from ledger.v1 import admin_pb2, common_pb2, storefront_pb2
+
+STATUSES = {
+    PLACED: common_pb2.ORDER_STATUS_PLACED,
+    PAID: common_pb2.ORDER_STATUS_PAID,
+    COMPLETED: common_pb2.ORDER_STATUS_COMPLETED,
+    CANCELLED: common_pb2.ORDER_STATUS_CANCELLED,
+}
+SCOPES = {
+    admin_pb2.OVERRIDE_SCOPE_PRODUCT: PRODUCT,
+    admin_pb2.OVERRIDE_SCOPE_CATEGORY: CATEGORY,
+    admin_pb2.OVERRIDE_SCOPE_RANK: RANK,
+}
+SCOPE_CODES = {v: k for k, v in SCOPES.items()}
+
+
+def timestamp(at: datetime | None) -> Timestamp | None:
+    if at is None:
+        return None
+    ts = Timestamp()
+    ts.FromDatetime(at)
+    return ts
+
+
+def from_timestamp(ts: Timestamp, present: bool) -> datetime | None:
+    return ts.ToDatetime(tzinfo=UTC) if present else None
+
+
+def receipt(outcome: Outcome) -> common_pb2.WriteReceipt:
+    return common_pb2.WriteReceipt(log_position=outcome.log_position, replayed=outcome.replayed)
+
+
+def postings(items: tuple[Posting, ...]) -> list[common_pb2.Posting]:
+    return [common_pb2.Posting(account=p.account, bucket=p.bucket, currency=p.currency,
+                               amount=p.amount) for p in items]
+
+
+def refund(record: RefundRecord) -> common_pb2.Refund:
+    return common_pb2.Refund(
+        refund_id=record.refund_id,
+        amount=record.amount,
+        lines=[common_pb2.RefundLine(line_no=x.line_no, amount=x.amount) for x in record.lines],
+        postings=postings(record.postings),
+        refunded_at=timestamp(record.refunded_at),
+        reason=record.reason,
+    )
+
+
+def order(o: Order) -> common_pb2.Order:
+    return common_pb2.Order(
+        order_id=o.order_id,
+        storefront_id=o.storefront_id,
+        customer_id=o.customer_id,
+        seller_id=o.seller_id,
+        currency=o.currency,
+        status=STATUSES[o.status],
+        lines=[
+            common_pb2.OrderLine(
+                line_no=x.line_no, sku=x.sku, category=x.category, quantity=x.quantity,
+                unit_sale_price=x.unit_sale_price, unit_supply_price=x.unit_supply_price,
+                supplier_id=x.supplier_id, amount=x.amount, refunded=o.refunded_by_line[x.line_no],
+            )
+            for x in o.lines
+        ],
+        total=o.total,
+        refunded=o.refunded,
+        plan_version=o.plan_version,
+        upline_chain=list(o.upline_chain),
+        shares=[
+            common_pb2.Share(line_no=s.line_no, account=s.account, role=s.role, level=s.level,
+                             rate_bps=s.rate_bps, amount=s.amount, reversed=o.reversed[i])
+            for i, s in enumerate(o.shares)
+        ],
+        payment_postings=postings(o.payment_postings),
+        refunds=[refund(r) for r in o.refunds.values()],
+        after_sale_cases=[
+            common_pb2.AfterSaleCase(case_id=k.case_id, line_no=k.line_no, reason=k.reason,
+                                     open=k.open, resolution=k.resolution)
+            for k in o.cases.values()
+        ],
+        placed_at=timestamp(o.placed_at),
+        paid_at=timestamp(o.paid_at),
+        completed_at=timestamp(o.completed_at),
+        cancelled_at=timestamp(o.cancelled_at),
+        payment_id=o.payment_id,
+    )
+
+
+def reseller(r: Reseller) -> common_pb2.Reseller:
+    return common_pb2.Reseller(reseller_id=r.reseller_id, sponsor_id=r.sponsor_id, rank=r.rank,
+                               customer_id=r.customer_id, enrolled_at=timestamp(r.enrolled_at))
+
+
+def binding(b: CustomerBinding) -> common_pb2.CustomerBinding:
+    return common_pb2.CustomerBinding(customer_id=b.customer_id, reseller_id=b.reseller_id,
+                                      bound_at=timestamp(b.bound_at))
+
+
+def plan(p: CommissionPlan) -> admin_pb2.CommissionPlan:
+    return admin_pb2.CommissionPlan(
+        version=p.version,
+        effective_from=timestamp(p.effective_from),
+        level_rates_bps=list(p.level_rates_bps),
+        overrides=[
+            admin_pb2.RateOverride(scope=SCOPE_CODES[o.scope], key=o.key, level=o.level,
+                                   rate_bps=o.rate_bps)
+            for o in p.overrides
+        ],
+        freeze_days=p.freeze_days,
+        min_payout=p.min_payout,
+        exclude_self_purchase=p.exclude_self_purchase,
+    )
+
+
+# --- requests into commands ----------------------------------------------------------------
+
+
+def place_order(r: storefront_pb2.PlaceOrderRequest) -> c.PlaceOrder:
+    violations = [
+        (f"lines[{i}]", "line_no, amount and refunded are assigned by the ledger; leave them unset")
+        for i, x in enumerate(r.lines)
+        if x.line_no or x.amount or x.refunded
+    ]
+    if violations:
+        raise InvalidInput(violations)
+    return c.PlaceOrder(
+        r.idempotency_key, r.order_id, r.customer_id, r.reseller_id, r.currency,
+        tuple(
+            c.NewLine(x.sku, x.category, x.quantity, x.unit_sale_price, x.unit_supply_price,
+                      x.supplier_id)
+            for x in r.lines
+        ),
+    )
+
+
+def publish_plan(r: admin_pb2.PublishPlanRequest) -> c.PublishPlan:
+    p = r.plan
+    violations = [
+        (f"plan.overrides[{i}].scope", "must be PRODUCT, CATEGORY or RANK")
+        for i, o in enumerate(p.overrides)
+        if o.scope not in SCOPES
+    ]
+    if violations:
+        raise InvalidInput(violations)
+    return c.PublishPlan(
+        r.idempotency_key,
+        from_timestamp(p.effective_from, p.HasField("effective_from")),
+        tuple(p.level_rates_bps),
+        tuple(RateOverride(SCOPES[o.scope], o.key, o.level, o.rate_bps) for o in p.overrides),
+        p.freeze_days,
+        p.min_payout,
+        p.exclude_self_purchase,
+    )

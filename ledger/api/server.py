@@ -1,0 +1,115 @@
+"""Assembles the gRPC server: the ledger's services, health, reflection, and the writer thread."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Callable
+from datetime import datetime
+
+import grpc
+import structlog
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from ledger.api.auth import KeyRing
+from ledger.api.servicers import AdminService, StorefrontService
+from ledger.application.group_commit import GroupCommitter
+from ledger.application.ledger_app import LedgerApplication, utc_now
+from ledger.bootstrap import build_application
+from ledger.config import Settings
+from ledger.v1 import admin_pb2, admin_pb2_grpc, storefront_pb2, storefront_pb2_grpc
+
+log = structlog.get_logger(__name__)
+
+SERVICE_NAMES = (
+    storefront_pb2.DESCRIPTOR.services_by_name["StorefrontService"].full_name,
+    admin_pb2.DESCRIPTOR.services_by_name["AdminService"].full_name,
+)
+
+
+class LedgerServer:
+    """One stateless server process: any number of them can share one PostgreSQL store."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        keys: KeyRing,
+        *,
+        clock: Callable[[], datetime] = utc_now,
+        app: LedgerApplication | None = None,
+    ) -> None:
+        self.settings = settings
+        self.app = app or build_application(settings.database_url, clock)
+        self.writer = GroupCommitter(
+            self.app, max_batch=settings.batch_max, max_wait=settings.batch_wait_ms / 1000
+        )
+        self.keys = keys
+        self.port = 0
+
+    async def start(self) -> int:
+        """Starts serving; returns the bound port (useful when listening on port 0)."""
+        # Created here, not in __init__: an aio server belongs to the loop that runs it.
+        self.server = grpc.aio.server()
+        self.health = health.aio.HealthServicer()
+        self.writer.start()
+        storefront_pb2_grpc.add_StorefrontServiceServicer_to_server(
+            StorefrontService(self.app, self.writer, self.keys), self.server
+        )
+        admin_pb2_grpc.add_AdminServiceServicer_to_server(
+            AdminService(self.app, self.writer, self.keys), self.server
+        )
+        health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
+        reflection.enable_server_reflection(
+            (*SERVICE_NAMES, health.SERVICE_NAME, reflection.SERVICE_NAME), self.server
+        )
+        self.port = self.server.add_insecure_port(self.settings.listen)
+        if not self.port:
+            raise RuntimeError(f"cannot listen on {self.settings.listen}")
+        await self.server.start()
+        for name in ("", *SERVICE_NAMES):
+            await self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
+        if not len(self.keys):
+            log.warning("no API keys configured: every call will be UNAUTHENTICATED; "
+                        "create one with `ledger keys add` and set LEDGER_API_KEYS_FILE")
+        log.info("ledger serving", listen=self.settings.listen, port=self.port,
+                 store=self.app.env.get("PERSISTENCE_MODULE"), keys=len(self.keys))
+        return self.port
+
+    async def stop(self, grace: float = 2.0) -> None:
+        await self.health.enter_graceful_shutdown()
+        await self.server.stop(grace)
+        self.writer.stop()
+        self.app.close()
+        log.info("ledger stopped")
+
+    async def wait(self) -> None:
+        await self.server.wait_for_termination()
+
+
+class ServerThread:
+    """Runs a LedgerServer on its own event loop in a background thread.
+
+    For the demo and the tests, which drive the server with ordinary blocking clients.
+    """
+
+    def __init__(self, server: LedgerServer) -> None:
+        self.server = server
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, name="grpc", daemon=True)
+
+    def __enter__(self) -> ServerThread:
+        self._thread.start()
+        asyncio.run_coroutine_threadsafe(self.server.start(), self._loop).result(timeout=30)
+        return self
+
+    @property
+    def target(self) -> str:
+        host = self.server.settings.listen.rsplit(":", 1)[0]
+        return f"{host}:{self.server.port}"
+
+    def __exit__(self, *exc: object) -> None:
+        asyncio.run_coroutine_threadsafe(self.server.stop(0.5), self._loop).result(timeout=30)
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(timeout=10)
+        self._loop.close()

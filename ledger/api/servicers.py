@@ -1,0 +1,209 @@
+"""The StorefrontService and AdminService: requests in, commands to the application, answers out."""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+import grpc
+from google.rpc import code_pb2
+
+from ledger.api import convert
+from ledger.api.auth import ADMIN, STOREFRONT, KeyRing
+from ledger.api.errors import abort, abort_code
+from ledger.application import commands as c
+from ledger.application.group_commit import GroupCommitter
+from ledger.application.ledger_app import LedgerApplication, Outcome
+from ledger.v1 import admin_pb2, admin_pb2_grpc, storefront_pb2, storefront_pb2_grpc
+
+R = TypeVar("R")
+Method = Callable[[Any, Any, grpc.aio.ServicerContext, c.Caller], Awaitable[Any]]
+
+
+def rpc(role: str) -> Callable[[Method], Callable[..., Awaitable[Any]]]:
+    """Authenticates the caller for ``role`` and turns every failure into a clear status."""
+
+    def wrap(method: Method) -> Callable[..., Awaitable[Any]]:
+        @functools.wraps(method)
+        async def handler(self: Base, request: Any, context: grpc.aio.ServicerContext) -> Any:
+            caller = await self.authenticate(context, role)
+            try:
+                return await method(self, request, context, caller)
+            except grpc.aio.AbortError:
+                raise
+            except Exception as error:
+                await abort(context, error)
+
+        return handler
+
+    return wrap
+
+
+class Base:
+    def __init__(self, app: LedgerApplication, writer: GroupCommitter, keys: KeyRing) -> None:
+        self.app = app
+        self.writer = writer
+        self.keys = keys
+
+    async def authenticate(self, context: grpc.aio.ServicerContext, role: str) -> c.Caller:
+        metadata = dict(context.invocation_metadata() or ())
+        header = str(metadata.get("authorization", ""))
+        scheme, _, token = header.partition(" ")
+        if scheme.lower() != "bearer" or not token:
+            await abort_code(context, code_pb2.UNAUTHENTICATED,
+                             "missing API key: send metadata 'authorization: Bearer <key>'")
+        key = self.keys.authenticate(token.strip())
+        if key is None:
+            await abort_code(context, code_pb2.UNAUTHENTICATED, "unknown API key")
+        if key.role != role:
+            await abort_code(context, code_pb2.PERMISSION_DENIED,
+                             f"a {key.role} key cannot call the {role} service")
+        return c.Caller(key.platform, key.name)
+
+    async def write(self, caller: c.Caller, command: c.Command) -> tuple[Outcome, Any]:
+        """Queues the command for the next group commit; returns its outcome and its answer."""
+        outcome = await asyncio.wrap_future(self.writer.submit(caller, command))
+        answer = await self.read(self.app.answer, outcome.ref)
+        return outcome, answer
+
+    async def read(self, fn: Callable[..., R], *args: Any, **kwargs: Any) -> R:
+        return await asyncio.to_thread(fn, *args, **kwargs)
+
+
+class StorefrontService(Base, storefront_pb2_grpc.StorefrontServiceServicer):
+    @rpc(STOREFRONT)
+    async def PlaceOrder(self, request, context, caller):  # type: ignore[no-untyped-def]
+        outcome, order = await self.write(caller, convert.place_order(request))
+        return storefront_pb2.PlaceOrderResponse(
+            order=convert.order(order), receipt=convert.receipt(outcome)
+        )
+
+    @rpc(STOREFRONT)
+    async def PayOrder(self, request, context, caller):  # type: ignore[no-untyped-def]
+        command = c.PayOrder(request.idempotency_key, request.order_id, request.payment_id,
+                             request.amount)
+        outcome, order = await self.write(caller, command)
+        return storefront_pb2.PayOrderResponse(
+            order=convert.order(order), receipt=convert.receipt(outcome)
+        )
+
+    @rpc(STOREFRONT)
+    async def CompleteOrder(self, request, context, caller):  # type: ignore[no-untyped-def]
+        command = c.CompleteOrder(request.idempotency_key, request.order_id)
+        outcome, order = await self.write(caller, command)
+        return storefront_pb2.CompleteOrderResponse(
+            order=convert.order(order), receipt=convert.receipt(outcome)
+        )
+
+    @rpc(STOREFRONT)
+    async def CancelOrder(self, request, context, caller):  # type: ignore[no-untyped-def]
+        command = c.CancelOrder(request.idempotency_key, request.order_id, request.reason)
+        outcome, order = await self.write(caller, command)
+        return storefront_pb2.CancelOrderResponse(
+            order=convert.order(order), receipt=convert.receipt(outcome)
+        )
+
+    @rpc(STOREFRONT)
+    async def RefundOrder(self, request, context, caller):  # type: ignore[no-untyped-def]
+        command = c.RefundOrder(
+            request.idempotency_key, request.order_id, request.refund_id,
+            tuple(c.RefundLineRequest(x.line_no, x.amount) for x in request.lines),
+            request.reason,
+        )
+        outcome, order = await self.write(caller, command)
+        return storefront_pb2.RefundOrderResponse(
+            order=convert.order(order),
+            refund=convert.refund(order.refunds[outcome.ref.detail]),
+            receipt=convert.receipt(outcome),
+        )
+
+    @rpc(STOREFRONT)
+    async def OpenAfterSale(self, request, context, caller):  # type: ignore[no-untyped-def]
+        command = c.OpenAfterSale(request.idempotency_key, request.order_id, request.case_id,
+                                  request.line_no, request.reason)
+        outcome, order = await self.write(caller, command)
+        return storefront_pb2.OpenAfterSaleResponse(
+            order=convert.order(order), receipt=convert.receipt(outcome)
+        )
+
+    @rpc(STOREFRONT)
+    async def CloseAfterSale(self, request, context, caller):  # type: ignore[no-untyped-def]
+        command = c.CloseAfterSale(request.idempotency_key, request.order_id, request.case_id,
+                                   request.resolution)
+        outcome, order = await self.write(caller, command)
+        return storefront_pb2.CloseAfterSaleResponse(
+            order=convert.order(order), receipt=convert.receipt(outcome)
+        )
+
+    @rpc(STOREFRONT)
+    async def EnrollReseller(self, request, context, caller):  # type: ignore[no-untyped-def]
+        command = c.EnrollReseller(request.idempotency_key, request.reseller_id,
+                                   request.sponsor_id, request.customer_id,
+                                   request.without_sponsor)
+        outcome, reseller = await self.write(caller, command)
+        return storefront_pb2.EnrollResellerResponse(
+            reseller=convert.reseller(reseller), receipt=convert.receipt(outcome)
+        )
+
+    @rpc(STOREFRONT)
+    async def BindCustomer(self, request, context, caller):  # type: ignore[no-untyped-def]
+        command = c.BindCustomer(request.idempotency_key, request.customer_id,
+                                 request.reseller_id)
+        outcome, bound = await self.write(caller, command)
+        return storefront_pb2.BindCustomerResponse(
+            binding=convert.binding(bound), receipt=convert.receipt(outcome)
+        )
+
+    @rpc(STOREFRONT)
+    async def GetOrder(self, request, context, caller):  # type: ignore[no-untyped-def]
+        order = await self.read(self.app.order, caller, request.order_id)
+        return storefront_pb2.GetOrderResponse(order=convert.order(order))
+
+
+class AdminService(Base, admin_pb2_grpc.AdminServiceServicer):
+    @rpc(ADMIN)
+    async def PublishPlan(self, request, context, caller):  # type: ignore[no-untyped-def]
+        outcome, book = await self.write(caller, convert.publish_plan(request))
+        return admin_pb2.PublishPlanResponse(
+            plan=convert.plan(book.version(int(outcome.ref.detail))),
+            receipt=convert.receipt(outcome),
+        )
+
+    @rpc(ADMIN)
+    async def GetPlan(self, request, context, caller):  # type: ignore[no-untyped-def]
+        at = convert.from_timestamp(request.at, request.HasField("at"))
+        plan = await self.read(self.app.plan, caller.platform_id, version=request.version, at=at)
+        return admin_pb2.GetPlanResponse(plan=convert.plan(plan))
+
+    @rpc(ADMIN)
+    async def MoveReseller(self, request, context, caller):  # type: ignore[no-untyped-def]
+        command = c.MoveReseller(request.idempotency_key, request.reseller_id,
+                                 request.new_sponsor_id, request.reason)
+        outcome, reseller = await self.write(caller, command)
+        return admin_pb2.MoveResellerResponse(
+            reseller=convert.reseller(reseller), receipt=convert.receipt(outcome)
+        )
+
+    @rpc(ADMIN)
+    async def SetRank(self, request, context, caller):  # type: ignore[no-untyped-def]
+        command = c.SetRank(request.idempotency_key, request.reseller_id, request.rank)
+        outcome, reseller = await self.write(caller, command)
+        return admin_pb2.SetRankResponse(
+            reseller=convert.reseller(reseller), receipt=convert.receipt(outcome)
+        )
+
+    @rpc(ADMIN)
+    async def RebindCustomer(self, request, context, caller):  # type: ignore[no-untyped-def]
+        command = c.RebindCustomer(request.idempotency_key, request.customer_id,
+                                   request.reseller_id, request.reason)
+        outcome, bound = await self.write(caller, command)
+        return admin_pb2.RebindCustomerResponse(
+            binding=convert.binding(bound), receipt=convert.receipt(outcome)
+        )
+
+    @rpc(ADMIN)
+    async def GetReseller(self, request, context, caller):  # type: ignore[no-untyped-def]
+        reseller = await self.read(self.app.reseller, caller.platform_id, request.reseller_id)
+        return admin_pb2.GetResellerResponse(reseller=convert.reseller(reseller))
