@@ -61,7 +61,7 @@ class KeyRing:
                 ApiKey(e["name"], e["role"], e["platform"], e["sha256"].lower()) for e in entries
             ]
         except (ValueError, KeyError, TypeError) as error:
-            raise KeyConfigError(f"API keys are not valid JSON of the expected form: {error}") from None
+            raise KeyConfigError(f"API keys are not JSON of the expected form: {error}") from None
         for k in keys:
             if k.role not in ROLES:
                 raise KeyConfigError(f"key {k.name}: role must be one of {', '.join(ROLES)}")

@@ -51,7 +51,8 @@ def status_for(error: BaseException) -> status_pb2.Status:
                 ]
             )
             status.details.append(_pack(bad))
-        status.details.append(_pack(error_details_pb2.ErrorInfo(reason=error.reason, domain=DOMAIN)))
+        info = error_details_pb2.ErrorInfo(reason=error.reason, domain=DOMAIN)
+        status.details.append(_pack(info))
         return status
     if isinstance(error, Overloaded):
         return status_pb2.Status(code=code_pb2.RESOURCE_EXHAUSTED, message=str(error))
