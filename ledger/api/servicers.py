@@ -167,7 +167,7 @@ class AdminService(Base, admin_pb2_grpc.AdminServiceServicer):
     async def PublishPlan(self, request, context, caller):  # type: ignore[no-untyped-def]
         outcome, book = await self.write(caller, convert.publish_plan(request))
         return admin_pb2.PublishPlanResponse(
-            plan=convert.plan(book.version(int(outcome.ref.detail))),
+            plan=convert.plan(book.plan_version(int(outcome.ref.detail))),
             receipt=convert.receipt(outcome),
         )
 

@@ -152,7 +152,7 @@ class LedgerApplication(Application[UUID]):
         """A plan by version, or the one in force at a time (now by default)."""
         book = plan_book(UnitOfWork(self.repository), platform_id)
         if version:
-            return book.version(version)
+            return book.plan_version(version)
         return book.in_force_at(at or self.clock())
 
     def _get(self, aggregate_id: UUID, what: str) -> Any:

@@ -51,7 +51,7 @@ class PlanBook(Aggregate):
                 chosen = plan
         return chosen
 
-    def version(self, version: int) -> CommissionPlan:
+    def plan_version(self, version: int) -> CommissionPlan:
         if not 1 <= version <= len(self.plans):
             raise NotFound(f"plan version {version} does not exist")
         return self.plans[version - 1]
