@@ -98,7 +98,8 @@ def test_no_seller_all_margin_to_the_platform() -> None:
 
 def test_self_purchase_earns_commission_by_default_and_can_be_excluded() -> None:
     line = worked_line()
-    assert amounts(split_line(line, CHAIN, DEFAULT_PLAN, self_purchase=True))["reseller:carol"] == 1599
+    earned = amounts(split_line(line, CHAIN, DEFAULT_PLAN, self_purchase=True))
+    assert earned["reseller:carol"] == 1599
     strict = CommissionPlan(2, T0, (4000, 1000), exclude_self_purchase=True)
     assert "reseller:carol" not in amounts(split_line(line, CHAIN, strict, self_purchase=True))
 
