@@ -25,10 +25,12 @@ def ensure_postgres_schema(env: dict[str, str]) -> None:
 
 
 def build_application(
-    database_url: str, clock: Callable[[], datetime] = utc_now
+    database_url: str,
+    clock: Callable[[], datetime] = utc_now,
+    app_class: type[LedgerApplication] = LedgerApplication,
 ) -> LedgerApplication:
     env = event_store_env(database_url)
     if env["PERSISTENCE_MODULE"] == "eventsourcing.postgres":
         ensure_postgres_schema(env)
     env["CREATE_TABLE"] = "y"
-    return LedgerApplication(env=env, clock=clock)
+    return app_class(env=env, clock=clock)

@@ -1,0 +1,264 @@
+"""The event log is the truth: replays, double entry, group commit, concurrent writers."""
+
+from __future__ import annotations
+
+import uuid
+from collections import defaultdict
+from collections.abc import Iterator
+from concurrent.futures import wait
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from ledger.application import commands as c
+from ledger.application.group_commit import GroupCommitter
+from ledger.application.ledger_app import LedgerApplication, Outcome
+from ledger.bootstrap import build_application
+from ledger.domain.errors import Conflict, LedgerError
+from ledger.domain.order import Order
+from tests.conftest import Clock
+
+SHOP = c.Caller("acme", "shop-a")
+
+
+def team_commands() -> list[c.Command]:
+    return [
+        c.EnrollReseller("e1", "alice", "", "", True),
+        c.EnrollReseller("e2", "bob", "alice", "", False),
+        c.EnrollReseller("e3", "carol", "bob", "", False),
+    ]
+
+
+def tea(qty: int = 3) -> tuple[c.NewLine, ...]:
+    return (c.NewLine("tea", "drinks", qty, 3333, 2000, "S1"),)
+
+
+def run(app: LedgerApplication, *commands: c.Command) -> list[Outcome]:
+    results = app.run_batch([(SHOP, command) for command in commands])
+    for result in results:
+        if isinstance(result, BaseException):
+            raise result
+    return results  # type: ignore[return-value]
+
+
+def all_events(app: LedgerApplication) -> Iterator[Any]:
+    start = 1
+    while True:
+        batch = app.recorder.select_notifications(start, 500)
+        if not batch:
+            return
+        for notification in batch:
+            yield app.mapper.to_domain_event(notification)
+        start = batch[-1].id + 1
+
+
+def balances_from_log(app: LedgerApplication) -> dict[tuple[str, str, str], int]:
+    """Balances straight from the postings written into the events."""
+    out: dict[tuple[str, str, str], int] = defaultdict(int)
+    for event in all_events(app):
+        postings = getattr(event, "postings", None)
+        if postings is None and hasattr(event, "refund"):
+            postings = event.refund.postings
+        for p in postings or ():
+            out[(p.account, p.bucket, p.currency)] += p.amount
+    return {k: v for k, v in out.items() if v}
+
+
+def order_state(order: Order) -> dict[str, Any]:
+    return {k: v for k, v in vars(order).items() if k not in ("_pending_events",)}
+
+
+def test_batch_with_a_refused_command_commits_the_others_and_leaves_no_trace(
+    app: LedgerApplication,
+) -> None:
+    run(app, *team_commands(), c.PlaceOrder("p1", "O1", "c1", "carol", "CNY", tea()),
+        c.PayOrder("pay1", "O1", "w1", 9999))
+    position = app.log_position()
+    results = app.run_batch([
+        (SHOP, c.RefundOrder("r1", "O1", "r1", (c.RefundLineRequest(1, 3333),), "")),
+        (SHOP, c.RefundOrder("r2", "O1", "r2", (c.RefundLineRequest(1, 9000),), "")),  # too much
+        (SHOP, c.RefundOrder("r3", "O1", "r3", (c.RefundLineRequest(1, 6666),), "")),
+    ])
+    assert isinstance(results[1], LedgerError)
+    assert isinstance(results[0], Outcome) and isinstance(results[2], Outcome)
+    order = app.order(SHOP, "O1")
+    assert list(order.refunds) == ["r1", "r3"] and order.refunded == 9999
+    # One transaction: both refunds and their two idempotency records, nothing of r2.
+    assert app.log_position() - position == 4
+    retried = app.run_batch([
+        (SHOP, c.RefundOrder("r2", "O1", "r2", (c.RefundLineRequest(1, 1),), ""))])
+    assert isinstance(retried[0], LedgerError)  # fully refunded now; key r2 was never used
+
+
+def test_replay_from_scratch_gives_the_same_orders_and_balances(
+    store_url: str, clock: Clock
+) -> None:
+    app = build_application(store_url, clock)
+    run(app, *team_commands(), c.PlaceOrder("p1", "O1", "c1", "carol", "CNY", tea()),
+        c.PayOrder("pay1", "O1", "w1", 9999),
+        c.RefundOrder("r1", "O1", "r1", (c.RefundLineRequest(1, 3333),), ""))
+    live = order_state(app.order(SHOP, "O1"))
+    app.close()
+    fresh = build_application(store_url, clock)
+    try:
+        assert order_state(fresh.order(SHOP, "O1")) == live
+        assert balances_from_log(fresh) == {
+            ("clearing:customer-funds", "clearing", "CNY"): -6666,
+            ("supplier:S1", "frozen", "CNY"): 4000,
+            ("reseller:carol", "frozen", "CNY"): 1066,
+            ("reseller:bob", "frozen", "CNY"): 266,
+            ("platform", "frozen", "CNY"): 1334,
+        }
+    finally:
+        fresh.close()
+
+
+orders = st.lists(
+    st.tuples(
+        st.lists(st.tuples(st.integers(1, 5), st.integers(0, 20_000), st.integers(0, 20_000)),
+                 min_size=1, max_size=4),
+        st.sampled_from(["carol", "bob", "alice", ""]),
+        st.lists(st.tuples(st.integers(0, 3), st.integers(1, 100)), max_size=4),
+    ),
+    min_size=1, max_size=6,
+)
+
+
+@settings(max_examples=15, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(orders=orders)
+def test_any_history_replays_to_the_same_state_and_sums_to_zero(
+    store_url: str, tmp_path: Path, orders: list[Any]
+) -> None:
+    # Hypothesis runs many examples in one test: each gets ids (and a SQLite file) of its own.
+    prefix = f"{uuid.uuid4().hex[:8]}-"
+    url = store_url
+    if url.startswith("sqlite"):
+        url = f"sqlite:///{tmp_path / f'{prefix}.sqlite3'}"
+    app = build_application(url, Clock())
+    try:
+        run(app, *[c.EnrollReseller(prefix + k.idempotency_key, prefix + k.reseller_id,
+                                    prefix + k.sponsor_id if k.sponsor_id else "", "",
+                                    k.without_sponsor)
+                   for k in team_commands() if isinstance(k, c.EnrollReseller)])
+        for n, (lines, seller, refunds) in enumerate(orders):
+            order_id = f"{prefix}O{n}"
+            new_lines = tuple(c.NewLine(f"sku{q}", "", q, sale, supply, "S1")
+                              for q, sale, supply in lines)
+            total = sum(q * sale for q, sale, _ in lines)
+            run(app, c.PlaceOrder(f"{order_id}p", order_id, f"{prefix}c{n}",
+                                  prefix + seller if seller else "", "CNY", new_lines),
+                c.PayOrder(f"{order_id}y", order_id, "w", total))
+            for k, (line_index, percent) in enumerate(refunds):
+                if line_index >= len(lines):
+                    continue
+                q, sale, _ = lines[line_index]
+                amount = q * sale * percent // 100
+                # Refusals (above paid, zero) are fine: they must simply write nothing.
+                app.run_batch([(SHOP, c.RefundOrder(
+                    f"{order_id}r{k}", order_id, f"r{k}",
+                    (c.RefundLineRequest(line_index + 1, amount),), ""))])
+        live = {o: order_state(app.order(SHOP, f"{prefix}O{o}")) for o in range(len(orders))}
+        totals: dict[str, int] = defaultdict(int)
+        for (_, _, currency), amount in balances_from_log(app).items():
+            totals[currency] += amount
+        assert all(v == 0 for v in totals.values())
+        for o in live.values():
+            assert 0 <= o["refunded_by_line"][1] <= o["lines"][0].amount
+            for share, reversed_ in zip(o["shares"], o["reversed"], strict=True):
+                if share.role != "platform":
+                    assert 0 <= reversed_ <= share.amount
+    finally:
+        app.close()
+    again = build_application(url, Clock())
+    try:
+        assert {o: order_state(again.order(SHOP, f"{prefix}O{o}")) for o in live} == live
+    finally:
+        again.close()
+
+
+def test_group_commit_shares_transactions_between_concurrent_requests(
+    app: LedgerApplication,
+) -> None:
+    run(app, *team_commands())
+    writer = GroupCommitter(app, max_batch=50, max_wait=0.005)
+    writer.start()
+    try:
+        futures = [
+            writer.submit(SHOP, c.PlaceOrder(f"k{n}", f"O{n}", f"c{n}", "carol", "CNY", tea()))
+            for n in range(200)
+        ]
+        wait(futures, timeout=60)
+        outcomes = [f.result() for f in futures]
+    finally:
+        writer.stop()
+    assert all(not o.replayed for o in outcomes)
+    assert writer.commands == 200 and writer.batches < 200
+    assert len({o.ref.aggregate_id for o in outcomes}) == 200
+
+
+def test_concurrent_writer_on_another_server_is_retried(store_url: str, clock: Clock) -> None:
+    """Two servers over one store: a batch that meets the other's write is run again, and
+    a batch that keeps meeting one gives up with Conflict (ABORTED) having written nothing."""
+    other = build_application(store_url, clock)
+    interfere = {"times": 0}
+    keys = iter(range(1000))
+
+    class Overtaken(LedgerApplication):
+        """Lets the other server commit a write to the same order just before each save."""
+
+        name = "Ledger"  # the same application, hence the same tables
+
+        def save(self, *objs: Any, **kwargs: Any) -> Any:
+            if interfere["times"] > 0:
+                interfere["times"] -= 1
+                n = next(keys)
+                run(other, c.RefundOrder(f"o{n}", "O1", f"o{n}", (c.RefundLineRequest(1, 1),), ""))
+            return super().save(*objs, **kwargs)
+
+    app = build_application(store_url, clock, app_class=Overtaken)
+    try:
+        run(other, *team_commands(), c.PlaceOrder("p", "O1", "c1", "carol", "CNY", tea()),
+            c.PayOrder("y", "O1", "w", 9999))
+        interfere["times"] = 1
+        [outcome] = run(app, c.RefundOrder("r", "O1", "r", (c.RefundLineRequest(1, 10),), ""))
+        assert app.answer(outcome.ref).refunded == 11
+        assert interfere["times"] == 0
+        interfere["times"] = 100
+        [result] = app.run_batch(
+            [(SHOP, c.RefundOrder("r2", "O1", "r2", (c.RefundLineRequest(1, 10),), ""))])
+        assert isinstance(result, Conflict)
+        order = other.order(SHOP, "O1")
+        assert "r2" not in order.refunds and order.refunded == 14
+    finally:
+        app.close()
+        other.close()
+
+
+@pytest.mark.postgres
+def test_two_servers_writing_at_once_lose_nothing(postgres_url: str, clock: Clock) -> None:
+    """Concurrent group-committed writers over one PostgreSQL store (two 'servers')."""
+    first, second = build_application(postgres_url, clock), build_application(postgres_url, clock)
+    try:
+        run(first, *team_commands())
+        writers = [GroupCommitter(a, max_batch=20) for a in (first, second)]
+        for w in writers:
+            w.start()
+        futures = []
+        for n in range(100):
+            # Both servers pay into the same plan book and the same customer binding.
+            w = writers[n % 2]
+            futures.append(w.submit(SHOP, c.PlaceOrder(f"k{n}", f"O{n}", "c1", "carol", "CNY",
+                                                       tea())))
+        wait(futures, timeout=120)
+        for w in writers:
+            w.stop()
+        results = [f.exception() or f.result() for f in futures]
+        assert all(isinstance(r, Outcome) for r in results), results
+        assert len({first.order(SHOP, f"O{n}").order_id for n in range(100)}) == 100
+    finally:
+        first.close()
+        second.close()
