@@ -1,0 +1,115 @@
+"""The installed `ledger` command, run as a user would: demo, keys, serve, health, grpcurl."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+BIN = Path(sys.executable).parent
+LEDGER = str(BIN / "ledger")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_demo_prints_the_worked_example(tmp_path: Path) -> None:
+    done = subprocess.run([LEDGER, "demo"], cwd=tmp_path, capture_output=True, text=True,
+                          timeout=120, env={**os.environ, "LEDGER_DATABASE_URL": ""})
+    assert done.returncode == 0, done.stderr
+    out = done.stdout
+    for expected in ("reseller:carol             frozen      1599",
+                     "reseller:bob               frozen       399",
+                     "platform                   frozen      2001",
+                     "r1        reseller:carol             frozen      -533",
+                     "r2        platform                   frozen     -1334",
+                     "postings sum to 0"):
+        assert expected in out
+    assert (tmp_path / "ledger-data" / "demo.sqlite3").exists()
+
+
+@pytest.fixture
+def served(tmp_path: Path) -> Iterator[tuple[str, dict[str, str]]]:
+    keys_file = tmp_path / "keys.json"
+    made = {}
+    for name, role in (("shop-a", "storefront"), ("ops", "admin")):
+        done = subprocess.run([LEDGER, "keys", "add", "--name", name, "--role", role,
+                               "--platform", "acme", "--file", str(keys_file)],
+                              capture_output=True, text=True, check=True)
+        made[role] = json.loads(done.stdout)["key"]
+    assert made["storefront"] not in keys_file.read_text()  # only hashes are stored
+    address = f"127.0.0.1:{free_port()}"
+    env = {**os.environ, "LEDGER_LISTEN": address, "LEDGER_API_KEYS_FILE": str(keys_file),
+           "LEDGER_DATABASE_URL": f"sqlite:///{tmp_path / 'serve.sqlite3'}"}
+    server = subprocess.Popen([LEDGER, "serve"], env=env, cwd=tmp_path,
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        for _ in range(100):
+            if subprocess.run([LEDGER, "health", "--address", address],
+                              capture_output=True).returncode == 0:
+                break
+            time.sleep(0.1)
+        else:
+            pytest.fail("the server did not become healthy")
+        yield address, made
+    finally:
+        server.send_signal(signal.SIGTERM)
+        output, _ = server.communicate(timeout=30)
+        assert server.returncode == 0, output
+        assert "ledger stopped" in output
+
+
+def grpcurl(
+    address: str, key: str, method: str, body: dict[str, object]
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [str(BIN / "grpcurl"), "-plaintext", "-H", f"authorization: Bearer {key}",
+         "-d", json.dumps(body), address, method],
+        capture_output=True, text=True, timeout=30,
+    )
+
+
+def test_serve_with_keys_answers_grpcurl_through_reflection(
+    served: tuple[str, dict[str, str]],
+) -> None:
+    address, keys = served
+    listed = subprocess.run([str(BIN / "grpcurl"), "-plaintext", address, "list"],
+                            capture_output=True, text=True, timeout=30)
+    assert "ledger.v1.StorefrontService" in listed.stdout, listed.stderr
+    shop = keys["storefront"]
+    for body in ({"idempotency_key": "e1", "reseller_id": "alice", "without_sponsor": True},
+                 {"idempotency_key": "e2", "reseller_id": "bob", "sponsor_id": "alice"},
+                 {"idempotency_key": "e3", "reseller_id": "carol", "sponsor_id": "bob"}):
+        done = grpcurl(address, shop, "ledger.v1.StorefrontService/EnrollReseller", body)
+        assert done.returncode == 0, done.stderr
+    # The README's example call, as written there.
+    placed = grpcurl(address, shop, "ledger.v1.StorefrontService/PlaceOrder", {
+        "idempotency_key": "place-O1", "order_id": "O1", "customer_id": "c1",
+        "reseller_id": "carol",
+        "currency": "CNY", "lines": [{"sku": "tea", "category": "drinks", "quantity": 3,
+                                      "unit_sale_price": 3333, "unit_supply_price": 2000,
+                                      "supplier_id": "S1"}]})
+    assert placed.returncode == 0, placed.stderr
+    paid = grpcurl(address, shop, "ledger.v1.StorefrontService/PayOrder",
+                   {"idempotency_key": "pay-O1", "order_id": "O1", "payment_id": "wx-1",
+                    "amount": 9999})
+    assert paid.returncode == 0, paid.stderr
+    order = json.loads(paid.stdout)["order"]
+    assert {s["account"]: int(s["amount"]) for s in order["shares"]} == {
+        "supplier:S1": 6000, "reseller:carol": 1599, "reseller:bob": 399, "platform": 2001}
+    denied = grpcurl(address, shop, "ledger.v1.AdminService/GetPlan", {})
+    assert "PermissionDenied" in denied.stderr
+    plan = grpcurl(address, keys["admin"], "ledger.v1.AdminService/GetPlan", {})
+    assert plan.returncode == 0, plan.stderr
+    assert json.loads(plan.stdout)["plan"]["level_rates_bps"] == [4000, 1000], plan.stdout
