@@ -30,6 +30,8 @@ class Settings:
     log_level: str = "info"
     batch_max: int = 200
     batch_wait_ms: float = 0.0
+    projections: str = "inline"
+    timezone: str = "Asia/Shanghai"
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -51,7 +53,17 @@ class Settings:
             log_level=env.get("LEDGER_LOG_LEVEL") or "info",
             batch_max=int(number("LEDGER_BATCH_MAX", 200)),
             batch_wait_ms=number("LEDGER_BATCH_WAIT_MS", 0.0),
+            projections=projections_mode(env.get("LEDGER_PROJECTIONS") or "inline"),
+            timezone=env.get("LEDGER_TIMEZONE") or "Asia/Shanghai",
         )
+
+
+def projections_mode(value: str) -> str:
+    """``inline``: each server keeps the read models current itself; ``external``: a separate
+    ``ledger project`` process does, and servers only read them."""
+    if value not in ("inline", "external"):
+        raise ConfigError(f"LEDGER_PROJECTIONS={value!r}: use inline or external")
+    return value
 
 
 def event_store_env(database_url: str) -> dict[str, str]:
@@ -79,6 +91,10 @@ def event_store_env(database_url: str) -> dict[str, str]:
             "POSTGRES_PASSWORD": unquote(url.password or ""),
             "POSTGRES_LOCK_TIMEOUT": "30",
             "POSTGRES_POOL_SIZE": query.get("pool_size", ["10"])[0],
+            # Inserts take the library's table lock (not its lock-free database function), so
+            # log positions become visible in commit order and the projection runner can
+            # never read past an event that has yet to commit.
+            "POSTGRES_ENABLE_DB_FUNCTIONS": "n",
         }
         if "schema" in query:
             env["POSTGRES_SCHEMA"] = query["schema"][0]

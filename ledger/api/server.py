@@ -13,19 +13,58 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from ledger.api.auth import KeyRing
+from ledger.api.reports import ReportService
 from ledger.api.servicers import AdminService, StorefrontService
 from ledger.application.group_commit import GroupCommitter
 from ledger.application.ledger_app import LedgerApplication, utc_now
 from ledger.bootstrap import build_application
 from ledger.config import Settings
-from ledger.v1 import admin_pb2, admin_pb2_grpc, storefront_pb2, storefront_pb2_grpc
+from ledger.v1 import (
+    admin_pb2,
+    admin_pb2_grpc,
+    report_pb2,
+    report_pb2_grpc,
+    storefront_pb2,
+    storefront_pb2_grpc,
+)
+from projections.clock import Calendar
+from projections.reader import ReadModels
+from projections.runner import ProjectionRunner
 
 log = structlog.get_logger(__name__)
 
 SERVICE_NAMES = (
     storefront_pb2.DESCRIPTOR.services_by_name["StorefrontService"].full_name,
     admin_pb2.DESCRIPTOR.services_by_name["AdminService"].full_name,
+    report_pb2.DESCRIPTOR.services_by_name["ReportService"].full_name,
 )
+
+
+class PositionWatcher:
+    """Where the read models are, for a server whose projections run in another process:
+    polled from the database in a thread so that waiting reads never block the event loop."""
+
+    def __init__(self, models: ReadModels, interval: float = 0.02) -> None:
+        self.models = models
+        self.interval = interval
+        self.position = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="position-watch", daemon=True)
+
+    def start(self) -> None:
+        self.position = self.models.processed_position()
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            try:
+                self.position = self.models.processed_position()
+            except Exception:
+                log.exception("cannot read the projections' position")
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=10)
 
 
 class LedgerServer:
@@ -41,8 +80,17 @@ class LedgerServer:
     ) -> None:
         self.settings = settings
         self.app = app or build_application(settings.database_url, clock)
+        self.calendar = Calendar(settings.timezone)
+        self.runner: ProjectionRunner | None = None
+        self.watcher: PositionWatcher | None = None
+        self.models = ReadModels(settings.database_url, self.calendar)
+        if settings.projections == "inline":
+            self.runner = ProjectionRunner(self.app, settings.database_url, calendar=self.calendar)
+        else:
+            self.watcher = PositionWatcher(self.models)
         self.writer = GroupCommitter(
-            self.app, max_batch=settings.batch_max, max_wait=settings.batch_wait_ms / 1000
+            self.app, max_batch=settings.batch_max, max_wait=settings.batch_wait_ms / 1000,
+            on_commit=self.runner.wake if self.runner else None,
         )
         self.keys = keys
         self.port = 0
@@ -52,7 +100,15 @@ class LedgerServer:
         # Created here, not in __init__: an aio server belongs to the loop that runs it.
         self.server = grpc.aio.server()
         self.health = health.aio.HealthServicer()
+        if self.runner is not None:
+            self.runner.start()
+        if self.watcher is not None:
+            self.watcher.start()
         self.writer.start()
+        report_pb2_grpc.add_ReportServiceServicer_to_server(
+            ReportService(self.app, self.writer, self.keys, self.models, self.processed_position),
+            self.server,
+        )
         storefront_pb2_grpc.add_StorefrontServiceServicer_to_server(
             StorefrontService(self.app, self.writer, self.keys), self.server
         )
@@ -76,10 +132,22 @@ class LedgerServer:
                  store=self.app.env.get("PERSISTENCE_MODULE"), keys=len(self.keys))
         return self.port
 
+    def processed_position(self) -> int:
+        """How far the read models have applied the log, as this server knows it."""
+        if self.runner is not None:
+            return self.runner.position
+        assert self.watcher is not None
+        return self.watcher.position
+
     async def stop(self, grace: float = 2.0) -> None:
         await self.health.enter_graceful_shutdown()
         await self.server.stop(grace)
         self.writer.stop()
+        if self.runner is not None:
+            self.runner.stop()
+        if self.watcher is not None:
+            self.watcher.stop()
+        self.models.close()
         self.app.close()
         log.info("ledger stopped")
 

@@ -22,13 +22,14 @@ R = TypeVar("R")
 Method = Callable[[Any, Any, grpc.aio.ServicerContext, c.Caller], Awaitable[Any]]
 
 
-def rpc(role: str) -> Callable[[Method], Callable[..., Awaitable[Any]]]:
-    """Authenticates the caller for ``role`` and turns every failure into a clear status."""
+def rpc(*roles: str) -> Callable[[Method], Callable[..., Awaitable[Any]]]:
+    """Authenticates the caller for one of ``roles`` and turns every failure into a clear
+    status."""
 
     def wrap(method: Method) -> Callable[..., Awaitable[Any]]:
         @functools.wraps(method)
         async def handler(self: Base, request: Any, context: grpc.aio.ServicerContext) -> Any:
-            caller = await self.authenticate(context, role)
+            caller = await self.authenticate(context, roles)
             try:
                 return await method(self, request, context, caller)
             except grpc.aio.AbortError:
@@ -47,7 +48,9 @@ class Base:
         self.writer = writer
         self.keys = keys
 
-    async def authenticate(self, context: grpc.aio.ServicerContext, role: str) -> c.Caller:
+    async def authenticate(
+        self, context: grpc.aio.ServicerContext, roles: tuple[str, ...]
+    ) -> c.Caller:
         metadata = dict(context.invocation_metadata() or ())
         header = str(metadata.get("authorization", ""))
         scheme, _, token = header.partition(" ")
@@ -57,9 +60,10 @@ class Base:
         key = self.keys.authenticate(token.strip())
         if key is None:
             await abort_code(context, code_pb2.UNAUTHENTICATED, "unknown API key")
-        if key.role != role:
+        if key.role not in roles:
             await abort_code(context, code_pb2.PERMISSION_DENIED,
-                             f"a {key.role} key cannot call the {role} service")
+                             f"a {key.role} key cannot call this service "
+                             f"(it needs a {' or '.join(roles)} key)")
         return c.Caller(key.platform, key.name)
 
     async def write(self, caller: c.Caller, command: c.Command) -> tuple[Outcome, Any]:
@@ -207,3 +211,12 @@ class AdminService(Base, admin_pb2_grpc.AdminServiceServicer):
     async def GetReseller(self, request, context, caller):  # type: ignore[no-untyped-def]
         reseller = await self.read(self.app.reseller, caller.platform_id, request.reseller_id)
         return admin_pb2.GetResellerResponse(reseller=convert.reseller(reseller))
+
+    @rpc(ADMIN)
+    async def SetTeamTarget(self, request, context, caller):  # type: ignore[no-untyped-def]
+        command = c.SetTeamTarget(request.idempotency_key, request.reseller_id, request.month,
+                                  request.currency, request.amount)
+        outcome, reseller = await self.write(caller, command)
+        return admin_pb2.SetTeamTargetResponse(
+            reseller=convert.reseller(reseller), receipt=convert.receipt(outcome)
+        )

@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import re
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -287,4 +288,25 @@ class RebindCustomer(Command):
         if not self.reason.strip():
             v.append(("reason", "rebinding a customer needs a reason"))
         check_text(v, "reason", self.reason)
+        return v
+
+
+MONTH = re.compile(r"^[0-9]{4}-(0[1-9]|1[0-2])$")
+
+
+@dataclass(frozen=True)
+class SetTeamTarget(Command):
+    reseller_id: str
+    month: str
+    currency: str
+    amount: int
+
+    def violations(self) -> Violations:
+        v = super().violations()
+        check_id(v, "reseller_id", self.reseller_id)
+        if not MONTH.match(self.month):
+            v.append(("month", "must be a calendar month as YYYY-MM"))
+        if not is_currency(self.currency):
+            v.append(("currency", "must be an ISO 4217 code such as CNY"))
+        check_amount(v, "amount", self.amount)
         return v

@@ -13,6 +13,7 @@ from __future__ import annotations
 import queue
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 
@@ -43,11 +44,13 @@ class GroupCommitter:
         max_batch: int = 200,
         max_wait: float = 0.0,
         max_queue: int = 10_000,
+        on_commit: Callable[[], None] | None = None,
     ) -> None:
         assert max_batch >= 1 and max_wait >= 0 and max_queue >= 1
         self.app = app
         self.max_batch = max_batch
         self.max_wait = max_wait
+        self.on_commit = on_commit
         self._queue: queue.Queue[_Pending | None] = queue.Queue(maxsize=max_queue)
         self._thread = threading.Thread(target=self._run, name="group-commit", daemon=True)
         self.batches = 0
@@ -99,6 +102,8 @@ class GroupCommitter:
             results = [error] * len(batch)
         self.batches += 1
         self.commands += len(batch)
+        if self.on_commit is not None:
+            self.on_commit()
         for pending, result in zip(batch, results, strict=True):
             if isinstance(result, BaseException):
                 pending.future.set_exception(result)

@@ -236,6 +236,14 @@ def set_rank(uow: UnitOfWork, caller: c.Caller, cmd: c.SetRank, now: datetime) -
     return ref(RESELLER, ranked)
 
 
+def set_team_target(
+    uow: UnitOfWork, caller: c.Caller, cmd: c.SetTeamTarget, now: datetime
+) -> ResultRef:
+    leader = reseller(uow, caller.platform_id, cmd.reseller_id)
+    leader.set_team_target(month=cmd.month, currency=cmd.currency, amount=cmd.amount, at=now)
+    return ref(RESELLER, leader)
+
+
 def rebind_customer(
     uow: UnitOfWork, caller: c.Caller, cmd: c.RebindCustomer, now: datetime
 ) -> ResultRef:
@@ -261,4 +269,5 @@ HANDLERS: dict[type[c.Command], Callable[[UnitOfWork, c.Caller, Any, datetime], 
     c.MoveReseller: move_reseller,
     c.SetRank: set_rank,
     c.RebindCustomer: rebind_customer,
+    c.SetTeamTarget: set_team_target,
 }

@@ -41,6 +41,7 @@ class Reseller(Aggregate):
         self.customer_id = customer_id
         self.enrolled_at = enrolled_at
         self.rank = ""
+        self.team_targets: dict[str, int] = {}
 
     def move(self, *, new_sponsor_id: str, reason: str, at: datetime) -> None:
         if not reason.strip():
@@ -56,6 +57,10 @@ class Reseller(Aggregate):
     def set_rank(self, *, rank: str, at: datetime) -> None:
         self._rank_set(rank=rank, set_at=at)
 
+    def set_team_target(self, *, month: str, currency: str, amount: int, at: datetime) -> None:
+        """The team's sales goal for a month (team GMV, in the currency's minor units)."""
+        self._team_target_set(month=month, currency=currency, amount=amount, set_at=at)
+
     @event("Moved")
     def _moved(self, from_sponsor_id: str, to_sponsor_id: str, reason: str,
                moved_at: datetime) -> None:
@@ -64,6 +69,10 @@ class Reseller(Aggregate):
     @event("RankSet")
     def _rank_set(self, rank: str, set_at: datetime) -> None:
         self.rank = rank
+
+    @event("TeamTargetSet")
+    def _team_target_set(self, month: str, currency: str, amount: int, set_at: datetime) -> None:
+        self.team_targets[f"{month}/{currency}"] = amount
 
 
 def check_no_cycle(

@@ -410,3 +410,59 @@ class GetResellerResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___GetResellerResponse: _TypeAlias = GetResellerResponse  # noqa: Y015
+
+@_typing.final
+class SetTeamTargetRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    IDEMPOTENCY_KEY_FIELD_NUMBER: _builtins.int
+    RESELLER_ID_FIELD_NUMBER: _builtins.int
+    MONTH_FIELD_NUMBER: _builtins.int
+    CURRENCY_FIELD_NUMBER: _builtins.int
+    AMOUNT_FIELD_NUMBER: _builtins.int
+    idempotency_key: _builtins.str
+    reseller_id: _builtins.str
+    month: _builtins.str
+    """"YYYY-MM", in the platform's time zone."""
+    currency: _builtins.str
+    amount: _builtins.int
+    def __init__(
+        self,
+        *,
+        idempotency_key: _builtins.str = ...,
+        reseller_id: _builtins.str = ...,
+        month: _builtins.str = ...,
+        currency: _builtins.str = ...,
+        amount: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["amount", b"amount", "currency", b"currency", "idempotency_key", b"idempotency_key", "month", b"month", "reseller_id", b"reseller_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SetTeamTargetRequest: _TypeAlias = SetTeamTargetRequest  # noqa: Y015
+
+@_typing.final
+class SetTeamTargetResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RESELLER_FIELD_NUMBER: _builtins.int
+    RECEIPT_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def reseller(self) -> _common_pb2.Reseller: ...
+    @_builtins.property
+    def receipt(self) -> _common_pb2.WriteReceipt: ...
+    def __init__(
+        self,
+        *,
+        reseller: _common_pb2.Reseller | None = ...,
+        receipt: _common_pb2.WriteReceipt | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["receipt", b"receipt", "reseller", b"reseller"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["receipt", b"receipt", "reseller", b"reseller"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SetTeamTargetResponse: _TypeAlias = SetTeamTargetResponse  # noqa: Y015

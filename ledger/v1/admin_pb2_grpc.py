@@ -65,6 +65,11 @@ class AdminServiceStub:
                 request_serializer=ledger_dot_v1_dot_admin__pb2.GetResellerRequest.SerializeToString,
                 response_deserializer=ledger_dot_v1_dot_admin__pb2.GetResellerResponse.FromString,
                 _registered_method=True)
+        self.SetTeamTarget = channel.unary_unary(
+                '/ledger.v1.AdminService/SetTeamTarget',
+                request_serializer=ledger_dot_v1_dot_admin__pb2.SetTeamTargetRequest.SerializeToString,
+                response_deserializer=ledger_dot_v1_dot_admin__pb2.SetTeamTargetResponse.FromString,
+                _registered_method=True)
 
 
 class AdminServiceServicer:
@@ -112,6 +117,13 @@ class AdminServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def SetTeamTarget(self, request, context):
+        """Sets a reseller's team sales target (team GMV) for a calendar month.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AdminServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -144,6 +156,11 @@ def add_AdminServiceServicer_to_server(servicer, server):
                     servicer.GetReseller,
                     request_deserializer=ledger_dot_v1_dot_admin__pb2.GetResellerRequest.FromString,
                     response_serializer=ledger_dot_v1_dot_admin__pb2.GetResellerResponse.SerializeToString,
+            ),
+            'SetTeamTarget': grpc.unary_unary_rpc_method_handler(
+                    servicer.SetTeamTarget,
+                    request_deserializer=ledger_dot_v1_dot_admin__pb2.SetTeamTargetRequest.FromString,
+                    response_serializer=ledger_dot_v1_dot_admin__pb2.SetTeamTargetResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -309,6 +326,33 @@ class AdminService:
             '/ledger.v1.AdminService/GetReseller',
             ledger_dot_v1_dot_admin__pb2.GetResellerRequest.SerializeToString,
             ledger_dot_v1_dot_admin__pb2.GetResellerResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SetTeamTarget(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/ledger.v1.AdminService/SetTeamTarget',
+            ledger_dot_v1_dot_admin__pb2.SetTeamTargetRequest.SerializeToString,
+            ledger_dot_v1_dot_admin__pb2.SetTeamTargetResponse.FromString,
             options,
             channel_credentials,
             insecure,

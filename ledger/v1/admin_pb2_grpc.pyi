@@ -45,6 +45,8 @@ class AdminServiceStub:
     RebindCustomer: _grpc.UnaryUnaryMultiCallable[_admin_pb2.RebindCustomerRequest, _admin_pb2.RebindCustomerResponse]
     """Replaces a customer's binding (锁粉); only an admin may."""
     GetReseller: _grpc.UnaryUnaryMultiCallable[_admin_pb2.GetResellerRequest, _admin_pb2.GetResellerResponse]
+    SetTeamTarget: _grpc.UnaryUnaryMultiCallable[_admin_pb2.SetTeamTargetRequest, _admin_pb2.SetTeamTargetResponse]
+    """Sets a reseller's team sales target (team GMV) for a calendar month."""
 
 @_typing.type_check_only
 class AdminServiceAsyncStub(AdminServiceStub):
@@ -63,6 +65,8 @@ class AdminServiceAsyncStub(AdminServiceStub):
     RebindCustomer: _aio.UnaryUnaryMultiCallable[_admin_pb2.RebindCustomerRequest, _admin_pb2.RebindCustomerResponse]  # type: ignore[assignment]
     """Replaces a customer's binding (锁粉); only an admin may."""
     GetReseller: _aio.UnaryUnaryMultiCallable[_admin_pb2.GetResellerRequest, _admin_pb2.GetResellerResponse]  # type: ignore[assignment]
+    SetTeamTarget: _aio.UnaryUnaryMultiCallable[_admin_pb2.SetTeamTargetRequest, _admin_pb2.SetTeamTargetResponse]  # type: ignore[assignment]
+    """Sets a reseller's team sales target (team GMV) for a calendar month."""
 
 class AdminServiceServicer(metaclass=_abc_1.ABCMeta):
     """The platform operator's service: commission plans and the team tree. Needs an admin key."""
@@ -114,5 +118,13 @@ class AdminServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _admin_pb2.GetResellerRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_admin_pb2.GetResellerResponse, _abc.Awaitable[_admin_pb2.GetResellerResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def SetTeamTarget(
+        self,
+        request: _admin_pb2.SetTeamTargetRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_admin_pb2.SetTeamTargetResponse, _abc.Awaitable[_admin_pb2.SetTeamTargetResponse]]:
+        """Sets a reseller's team sales target (team GMV) for a calendar month."""
 
 def add_AdminServiceServicer_to_server(servicer: AdminServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

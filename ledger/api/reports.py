@@ -1,0 +1,194 @@
+"""The ReportService: balances and team numbers from the read models, with read-your-writes."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import time
+from collections.abc import Callable
+
+import grpc
+from google.rpc import code_pb2
+
+from ledger.api import convert
+from ledger.api.auth import ADMIN, FINANCE, STOREFRONT, KeyRing
+from ledger.api.errors import abort_code
+from ledger.api.servicers import Base, rpc
+from ledger.application.commands import MONTH
+from ledger.application.group_commit import GroupCommitter
+from ledger.application.ledger_app import LedgerApplication
+from ledger.domain.errors import InvalidInput, NotFound
+from ledger.v1 import report_pb2, report_pb2_grpc
+from projections.balances import KINDS, Balance
+from projections.clock import END_OF_TIME, from_micros, micros
+from projections.reader import ReadModels
+from projections.team import Node
+
+ANY_KEY = (STOREFRONT, ADMIN, FINANCE)
+MAX_PAGE = 1000
+DEFAULT_PAGE = 100
+MAX_SUBTREE_DEPTH = 100
+# A read waits at most this long for the read models when the call has no deadline.
+MAX_WAIT = 30.0
+ORDERS = {
+    report_pb2.BALANCE_ORDER_UNSPECIFIED: "account",
+    report_pb2.BALANCE_ORDER_ACCOUNT: "account",
+    report_pb2.BALANCE_ORDER_FROZEN_DESC: "frozen_desc",
+    report_pb2.BALANCE_ORDER_AVAILABLE_DESC: "available_desc",
+    report_pb2.BALANCE_ORDER_TOTAL_DESC: "total_desc",
+}
+
+
+def balance(b: Balance) -> report_pb2.AccountBalance:
+    return report_pb2.AccountBalance(
+        account=b.account, kind=b.kind, currency=b.currency, frozen=b.frozen,
+        available=max(b.available, 0), in_flight=b.in_flight, paid_out=b.paid_out, debt=b.debt,
+        clearing=b.clearing, last_position=b.last_position,
+    )
+
+
+def member(n: Node) -> report_pb2.TeamMember:
+    return report_pb2.TeamMember(
+        reseller_id=n.reseller_id, sponsor_id=n.sponsor_id, depth=n.depth,
+        direct_downline=n.direct_count, team_size=n.team_size, rank=n.rank,
+        enrolled_at=convert.timestamp(from_micros(n.enrolled_at)),
+    )
+
+
+def page(token: str, size: int) -> tuple[int, int]:
+    """(offset, limit) from a page token and size; the token is opaque to clients."""
+    if not 0 <= size <= MAX_PAGE:
+        raise InvalidInput([("page_size", f"must be 0 to {MAX_PAGE}")])
+    offset = 0
+    if token:
+        try:
+            offset = int(base64.urlsafe_b64decode(token.encode()).decode().removeprefix("o:"))
+        except ValueError:
+            raise InvalidInput([("page_token", "is not a token this service gave")]) from None
+    return offset, size or DEFAULT_PAGE
+
+
+def next_token(offset: int, limit: int, got: int) -> str:
+    return base64.urlsafe_b64encode(f"o:{offset + limit}".encode()).decode() if got == limit \
+        else ""
+
+
+def as_of_micros(ts: object, present: bool) -> int:
+    at = convert.from_timestamp(ts, present)  # type: ignore[arg-type]
+    return micros(at) if at is not None else END_OF_TIME
+
+
+class ReportService(Base, report_pb2_grpc.ReportServiceServicer):
+    def __init__(self, app: LedgerApplication, writer: GroupCommitter, keys: KeyRing,
+                 models: ReadModels, processed: Callable[[], int]) -> None:
+        super().__init__(app, writer, keys)
+        self.models = models
+        self.processed = processed
+
+    async def caught_up(self, position: int, context: grpc.aio.ServicerContext) -> int:
+        """Waits until the read models have processed ``position``; returns where they are."""
+        current = self.processed()
+        if current >= position:
+            return current
+        remaining = context.time_remaining()
+        deadline = time.monotonic() + min(remaining if remaining is not None else MAX_WAIT,
+                                          MAX_WAIT)
+        while current < position:
+            if time.monotonic() >= deadline:
+                await abort_code(context, code_pb2.DEADLINE_EXCEEDED,
+                                 f"read models reached {current}, not {position}, in time")
+            await asyncio.sleep(0.005)
+            current = self.processed()
+        return current
+
+    @rpc(*ANY_KEY)
+    async def GetBalance(self, request, context, caller):  # type: ignore[no-untyped-def]
+        if not request.account:
+            raise InvalidInput([("account", "is required, e.g. reseller:carol")])
+        position = await self.caught_up(request.min_log_position, context)
+        found = await self.read(
+            self.models.balances, caller.platform_id, request.account,
+            position=request.as_of.log_position,
+            at=as_of_micros(request.as_of.time, request.as_of.HasField("time")),
+        )
+        return report_pb2.GetBalanceResponse(balances=[balance(b) for b in found],
+                                             log_position=position)
+
+    @rpc(*ANY_KEY)
+    async def ListBalances(self, request, context, caller):  # type: ignore[no-untyped-def]
+        if request.kind and request.kind not in KINDS:
+            raise InvalidInput([("kind", f"must be one of {', '.join(KINDS)}")])
+        if request.order_by not in ORDERS:
+            raise InvalidInput([("order_by", "is not a known order")])
+        offset, limit = page(request.page_token, request.page_size)
+        position = await self.caught_up(request.min_log_position, context)
+        found = await self.read(
+            self.models.page_of_balances, caller.platform_id, kind=request.kind,
+            currency=request.currency, order_by=ORDERS[request.order_by], offset=offset,
+            limit=limit,
+        )
+        return report_pb2.ListBalancesResponse(
+            balances=[balance(b) for b in found], log_position=position,
+            next_page_token=next_token(offset, limit, len(found)),
+        )
+
+    @rpc(*ANY_KEY)
+    async def GetTeamMember(self, request, context, caller):  # type: ignore[no-untyped-def]
+        position = await self.caught_up(request.min_log_position, context)
+        found = await self.read(self.models.member, caller.platform_id, request.reseller_id)
+        if found is None:
+            raise NotFound(f"reseller {request.reseller_id} does not exist")
+        return report_pb2.GetTeamMemberResponse(member=member(found), log_position=position)
+
+    @rpc(*ANY_KEY)
+    async def GetUpline(self, request, context, caller):  # type: ignore[no-untyped-def]
+        position = await self.caught_up(request.min_log_position, context)
+        found = await self.read(self.models.upline, caller.platform_id, request.reseller_id,
+                                as_of_micros(request.as_of, request.HasField("as_of")))
+        if found is None:
+            raise NotFound(f"reseller {request.reseller_id} did not exist then")
+        return report_pb2.GetUplineResponse(upline=found, log_position=position)
+
+    @rpc(*ANY_KEY)
+    async def ListSubtree(self, request, context, caller):  # type: ignore[no-untyped-def]
+        if not 0 <= request.max_depth <= MAX_SUBTREE_DEPTH:
+            raise InvalidInput([("max_depth", f"must be 0 to {MAX_SUBTREE_DEPTH}")])
+        offset, limit = page(request.page_token, request.page_size)
+        position = await self.caught_up(request.min_log_position, context)
+        found = await self.read(
+            self.models.subtree, caller.platform_id, request.reseller_id,
+            max_depth=request.max_depth or MAX_SUBTREE_DEPTH,
+            at=as_of_micros(request.as_of, request.HasField("as_of")), offset=offset,
+            limit=limit,
+        )
+        return report_pb2.ListSubtreeResponse(
+            members=[report_pb2.SubtreeMember(reseller_id=r, sponsor_id=s, level=lvl)
+                     for r, s, lvl in found],
+            next_page_token=next_token(offset, limit, len(found)), log_position=position,
+        )
+
+    @rpc(*ANY_KEY)
+    async def GetTeamStats(self, request, context, caller):  # type: ignore[no-untyped-def]
+        if not MONTH.match(request.month):
+            raise InvalidInput([("month", "must be a calendar month as YYYY-MM")])
+        position = await self.caught_up(request.min_log_position, context)
+        stats = await self.read(self.models.team_stats, caller.platform_id,
+                                request.reseller_id, request.month,
+                                as_of_micros(request.as_of, request.HasField("as_of")))
+        return report_pb2.GetTeamStatsResponse(
+            reseller_id=request.reseller_id, month=request.month,
+            sales=[report_pb2.CurrencyStats(
+                currency=cur, own_sales=stats.own_sales.get(cur, 0),
+                team_gmv=stats.team_gmv.get(cur, 0), target=stats.targets.get(cur, 0),
+                progress_bps=stats.progress_bps(cur)) for cur in stats.currencies],
+            new_members=stats.new_members, members_at_start=stats.members_at_start,
+            active_members=stats.active_members, retention_bps=stats.retention_bps,
+            log_position=position,
+        )
+
+    @rpc(*ANY_KEY)
+    async def GetProjectionStatus(self, request, context, caller):  # type: ignore[no-untyped-def]
+        head = await self.read(self.app.log_position)
+        processed = self.processed()
+        return report_pb2.GetProjectionStatusResponse(
+            log_position=head, processed_position=processed, lag=max(head - processed, 0))

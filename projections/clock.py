@@ -1,0 +1,39 @@
+"""Times in the read models: integer microseconds since the epoch (UTC), so they sort and
+compare the same way on SQLite and PostgreSQL; months are calendar months in the platform's
+time zone."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
+
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+MICRO = timedelta(microseconds=1)
+END_OF_TIME = 2**62
+
+
+def micros(at: datetime) -> int:
+    return (at - EPOCH) // MICRO
+
+
+def from_micros(value: int) -> datetime:
+    return EPOCH + value * MICRO
+
+
+class Calendar:
+    """Months as the platform's people see them (Asia/Shanghai unless configured)."""
+
+    def __init__(self, timezone: str = "Asia/Shanghai") -> None:
+        self.zone = ZoneInfo(timezone)
+
+    def month(self, at: datetime) -> str:
+        return at.astimezone(self.zone).strftime("%Y-%m")
+
+    def month_start(self, month: str) -> datetime:
+        year, mon = (int(x) for x in month.split("-"))
+        return datetime(year, mon, 1, tzinfo=self.zone).astimezone(UTC)
+
+    def month_end(self, month: str) -> datetime:
+        year, mon = (int(x) for x in month.split("-"))
+        year, mon = (year + 1, 1) if mon == 12 else (year, mon + 1)
+        return datetime(year, mon, 1, tzinfo=self.zone).astimezone(UTC)

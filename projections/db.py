@@ -1,0 +1,155 @@
+"""The read models' database: the same store the events live in (a SQLite file, or the
+PostgreSQL database and schema), in tables of their own named ``proj_*``.
+
+Keeping read models beside the log lets the runner update a read model and the position it
+has reached in one transaction. The SQL is written once, with ``%s`` placeholders, and runs on
+both databases (SQLite gets ``?``).
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any, Protocol
+
+from ledger.config import event_store_env
+
+SCHEMA_VERSION = 1
+
+TABLES = {
+    "proj_meta": """
+        name TEXT PRIMARY KEY, position BIGINT NOT NULL, schema_version INTEGER NOT NULL,
+        updated_at BIGINT NOT NULL""",
+    "proj_orders": """
+        order_uid TEXT PRIMARY KEY, platform TEXT NOT NULL, storefront TEXT NOT NULL,
+        seller_id TEXT NOT NULL, currency TEXT NOT NULL, ancestors TEXT NOT NULL""",
+    "proj_balances": """
+        platform TEXT NOT NULL, account TEXT NOT NULL, currency TEXT NOT NULL,
+        kind TEXT NOT NULL, frozen BIGINT NOT NULL DEFAULT 0, available BIGINT NOT NULL DEFAULT 0,
+        in_flight BIGINT NOT NULL DEFAULT 0, paid_out BIGINT NOT NULL DEFAULT 0,
+        clearing BIGINT NOT NULL DEFAULT 0, last_position BIGINT NOT NULL,
+        PRIMARY KEY (platform, account, currency)""",
+    "proj_movements": """
+        platform TEXT NOT NULL, account TEXT NOT NULL, currency TEXT NOT NULL,
+        bucket TEXT NOT NULL, position BIGINT NOT NULL, at BIGINT NOT NULL,
+        amount BIGINT NOT NULL""",
+    "proj_reseller_ids": """
+        uid TEXT PRIMARY KEY, platform TEXT NOT NULL, reseller_id TEXT NOT NULL""",
+    "proj_resellers": """
+        platform TEXT NOT NULL, reseller_id TEXT NOT NULL, sponsor_id TEXT NOT NULL,
+        depth INTEGER NOT NULL, direct_count INTEGER NOT NULL, team_size INTEGER NOT NULL,
+        rank TEXT NOT NULL, enrolled_at BIGINT NOT NULL,
+        PRIMARY KEY (platform, reseller_id)""",
+    "proj_links": """
+        platform TEXT NOT NULL, reseller_id TEXT NOT NULL, sponsor_id TEXT NOT NULL,
+        at BIGINT NOT NULL, position BIGINT NOT NULL""",
+    "proj_team_sizes": """
+        platform TEXT NOT NULL, reseller_id TEXT NOT NULL, at BIGINT NOT NULL,
+        position BIGINT NOT NULL, team_size INTEGER NOT NULL""",
+    "proj_team_stats": """
+        platform TEXT NOT NULL, reseller_id TEXT NOT NULL, month TEXT NOT NULL,
+        metric TEXT NOT NULL, currency TEXT NOT NULL, value BIGINT NOT NULL,
+        PRIMARY KEY (platform, reseller_id, month, metric, currency)""",
+    "proj_team_stat_changes": """
+        platform TEXT NOT NULL, reseller_id TEXT NOT NULL, month TEXT NOT NULL,
+        metric TEXT NOT NULL, currency TEXT NOT NULL, at BIGINT NOT NULL, delta BIGINT NOT NULL""",
+    "proj_active_members": """
+        platform TEXT NOT NULL, reseller_id TEXT NOT NULL, month TEXT NOT NULL,
+        PRIMARY KEY (platform, reseller_id, month)""",
+    "proj_team_targets": """
+        platform TEXT NOT NULL, reseller_id TEXT NOT NULL, month TEXT NOT NULL,
+        currency TEXT NOT NULL, amount BIGINT NOT NULL,
+        PRIMARY KEY (platform, reseller_id, month, currency)""",
+}
+
+INDEXES = [
+    "CREATE INDEX IF NOT EXISTS proj_movements_account "
+    "ON proj_movements (platform, account, currency, position)",
+    "CREATE INDEX IF NOT EXISTS proj_balances_kind ON proj_balances (platform, kind, account)",
+    "CREATE INDEX IF NOT EXISTS proj_resellers_sponsor ON proj_resellers (platform, sponsor_id)",
+    "CREATE INDEX IF NOT EXISTS proj_links_reseller ON proj_links (platform, reseller_id, at)",
+    "CREATE INDEX IF NOT EXISTS proj_team_sizes_reseller "
+    "ON proj_team_sizes (platform, reseller_id, at)",
+    "CREATE INDEX IF NOT EXISTS proj_team_stat_changes_key "
+    "ON proj_team_stat_changes (platform, reseller_id, month, at)",
+]
+
+
+class Cursor(Protocol):
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> Any: ...
+    def executemany(self, sql: str, params: Sequence[Sequence[Any]]) -> Any: ...
+    def fetchone(self) -> Any: ...
+    def fetchall(self) -> list[Any]: ...
+
+
+class _SQLiteCursor:
+    """sqlite3 with the ``%s`` placeholders the PostgreSQL driver uses."""
+
+    def __init__(self, cursor: sqlite3.Cursor) -> None:
+        self._cursor = cursor
+
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> Any:
+        return self._cursor.execute(sql.replace("%s", "?"), tuple(params))
+
+    def executemany(self, sql: str, params: Sequence[Sequence[Any]]) -> Any:
+        return self._cursor.executemany(sql.replace("%s", "?"), params)
+
+    def fetchone(self) -> Any:
+        return self._cursor.fetchone()
+
+    def fetchall(self) -> list[Any]:
+        return self._cursor.fetchall()
+
+
+class ProjectionDB:
+    """Connections to the read models' database, one per thread of use."""
+
+    def __init__(self, database_url: str) -> None:
+        self.env = event_store_env(database_url)
+        self.is_postgres = self.env["PERSISTENCE_MODULE"] == "eventsourcing.postgres"
+
+    def connect(self) -> Any:
+        if self.is_postgres:
+            import psycopg
+
+            env = self.env
+            options = f"-c search_path={env['POSTGRES_SCHEMA']}" if "POSTGRES_SCHEMA" in env else ""
+            return psycopg.connect(
+                dbname=env["POSTGRES_DBNAME"], host=env["POSTGRES_HOST"],
+                port=env["POSTGRES_PORT"], user=env["POSTGRES_USER"],
+                password=env["POSTGRES_PASSWORD"] or None, options=options, autocommit=True,
+            )
+        conn = sqlite3.connect(self.env["SQLITE_DBNAME"], timeout=30, isolation_level=None,
+                               check_same_thread=False)
+        conn.execute("PRAGMA journal_mode=WAL")
+        return conn
+
+    @contextmanager
+    def transaction(self, conn: Any, *, write: bool = True) -> Iterator[Cursor]:
+        """One transaction; on SQLite a write transaction takes the write lock up front."""
+        if self.is_postgres:
+            with conn.transaction(), conn.cursor() as cur:
+                yield cur
+            return
+        cur = conn.cursor()
+        cur.execute("BEGIN IMMEDIATE" if write else "BEGIN")
+        try:
+            yield _SQLiteCursor(cur)
+        except BaseException:
+            conn.rollback()
+            raise
+        else:
+            conn.commit()
+
+    def create(self, conn: Any) -> None:
+        with self.transaction(conn) as cur:
+            for name, columns in TABLES.items():
+                cur.execute(f"CREATE TABLE IF NOT EXISTS {name} ({columns})")
+            for statement in INDEXES:
+                cur.execute(statement)
+
+    def drop(self, conn: Any) -> None:
+        with self.transaction(conn) as cur:
+            for name in TABLES:
+                cur.execute(f"DROP TABLE IF EXISTS {name}")

@@ -1,0 +1,242 @@
+"""The projection runner: follows the event log in order and keeps the read models current.
+
+Each batch of events is applied in one transaction together with the position reached, so a
+crash at any point neither skips nor applies an event twice: the next run starts after the
+last committed position. The transaction first locks the position row, so several runners
+(one per server, or `ledger project` processes) never apply the same event twice; whoever
+holds the lock applies what is new, and the others find nothing left to do.
+
+The log cannot show a later event before an earlier one: the PostgreSQL event store takes a
+table lock for each insert (the eventsourcing library's default, kept on purpose) and SQLite
+has one writer, so positions become visible in order and reading "everything after my
+position" never jumps past an event that commits later.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+import structlog
+
+from ledger.application.ledger_app import LedgerApplication
+from ledger.domain.order import Order
+from ledger.domain.team import Reseller
+from projections.balances import BalanceWriter
+from projections.clock import Calendar, micros
+from projections.db import SCHEMA_VERSION, Cursor, ProjectionDB
+from projections.team import TeamWriter
+
+log = structlog.get_logger(__name__)
+
+NAME = "read-models"
+DEFAULT_BATCH = 1000
+
+
+class Batch:
+    """What one transaction applies: the balance and team writers over one cursor."""
+
+    def __init__(self, cur: Cursor, calendar: Calendar) -> None:
+        self.balances = BalanceWriter()
+        self.team = TeamWriter(cur, calendar)
+
+    def apply(self, event: Any, position: int) -> None:
+        uid = str(event.originator_id)
+        if isinstance(event, Order.Placed):
+            self.team.placed(uid, event.platform_id, event.storefront_id, event.seller_id,
+                             event.currency)
+        elif isinstance(event, Order.Paid):
+            platform = self.team.order(uid)[0]
+            self.balances.post(platform, event.postings, position, micros(event.paid_at))
+            total = -sum(p.amount for p in event.postings if p.bucket == "clearing")
+            currency = event.postings[0].currency if event.postings else ""
+            if currency:
+                self.team.paid(uid, currency, total, event.paid_at)
+        elif isinstance(event, Order.Refunded):
+            platform = self.team.order(uid)[0]
+            refund = event.refund
+            self.balances.post(platform, refund.postings, position, micros(refund.refunded_at))
+            if refund.postings:
+                self.team.refunded(uid, refund.postings[0].currency, refund.amount,
+                                   refund.refunded_at)
+        elif isinstance(event, Reseller.Enrolled):
+            self.team.enrolled(event.platform_id, event.reseller_id, event.sponsor_id,
+                               event.enrolled_at, position)
+        elif isinstance(event, Reseller.Moved | Reseller.RankSet | Reseller.TeamTargetSet):
+            platform, reseller_id = self._reseller(uid)
+            if isinstance(event, Reseller.Moved):
+                self.team.moved(platform, reseller_id, event.to_sponsor_id, event.moved_at,
+                                position)
+            elif isinstance(event, Reseller.RankSet):
+                self.team.rank_set(platform, reseller_id, event.rank)
+            else:
+                self.team.target_set(platform, reseller_id, event.month, event.currency,
+                                     event.amount)
+
+    def _reseller(self, uid: str) -> tuple[str, str]:
+        """Reseller events after enrolment do not repeat the ids: look them up."""
+        cur = self.team.cur
+        cur.execute("SELECT platform, reseller_id FROM proj_reseller_ids WHERE uid = %s", (uid,))
+        row = cur.fetchone()
+        assert row is not None, f"reseller {uid} was never enrolled"
+        return row[0], row[1]
+
+    def flush(self) -> None:
+        self.balances.flush(self.team.cur)
+        self.team.flush()
+
+
+class ProjectionRunner:
+    def __init__(
+        self,
+        app: LedgerApplication,
+        database_url: str,
+        *,
+        calendar: Calendar | None = None,
+        batch_size: int = DEFAULT_BATCH,
+    ) -> None:
+        assert 1 <= batch_size <= 100_000
+        self.app = app
+        self.db = ProjectionDB(database_url)
+        self.calendar = calendar or Calendar()
+        self.batch_size = batch_size
+        self.position = 0  # the last position this process saw committed
+        self._conn: Any = None
+        self._wake = threading.Event()
+        self._stopping = threading.Event()
+        self._advanced = threading.Condition()
+        self._thread: threading.Thread | None = None
+
+    # --- set-up ----------------------------------------------------------------------------
+
+    def connection(self) -> Any:
+        if self._conn is None:
+            self._conn = self.db.connect()
+        return self._conn
+
+    def setup(self) -> None:
+        """Creates the read models; rebuilds them if they were made by another schema version."""
+        conn = self.connection()
+        self.db.create(conn)
+        with self.db.transaction(conn) as cur:
+            cur.execute("SELECT position, schema_version FROM proj_meta WHERE name = %s", (NAME,))
+            row = cur.fetchone()
+        if row is not None and int(row[1]) != SCHEMA_VERSION:
+            log.warning("read models are from another schema version: rebuilding",
+                        found=int(row[1]), wanted=SCHEMA_VERSION)
+            self.reset()
+            return
+        if row is None:
+            with self.db.transaction(conn) as cur:
+                cur.execute("INSERT INTO proj_meta (name, position, schema_version, updated_at) "
+                            "VALUES (%s, 0, %s, %s) ON CONFLICT (name) DO NOTHING",
+                            (NAME, SCHEMA_VERSION, int(time.time() * 1e6)))
+        self.position = self.processed_position()
+
+    def reset(self) -> None:
+        """Drops every read model and starts again from the beginning of the log."""
+        conn = self.connection()
+        self.db.drop(conn)
+        self.position = 0
+        self.setup()
+
+    # --- running ---------------------------------------------------------------------------
+
+    def run_once(self) -> int:
+        """Applies the next batch of events; returns how many log entries it covered."""
+        conn = self.connection()
+        with self.db.transaction(conn) as cur:
+            lock = " FOR UPDATE" if self.db.is_postgres else ""
+            cur.execute(f"SELECT position FROM proj_meta WHERE name = %s{lock}", (NAME,))
+            row = cur.fetchone()
+            assert row is not None, "setup() first"
+            position = int(row[0])
+            notifications = self.app.recorder.select_notifications(
+                start=position + 1, limit=self.batch_size
+            )
+            if notifications:
+                batch = Batch(cur, self.calendar)
+                for notification in notifications:
+                    assert notification.id > position, "the log went backwards"
+                    event = self.app.mapper.to_domain_event(notification)
+                    if isinstance(event, Reseller.Enrolled):
+                        cur.execute("INSERT INTO proj_reseller_ids (uid, platform, reseller_id) "
+                                    "VALUES (%s, %s, %s)", (str(event.originator_id),
+                                                           event.platform_id, event.reseller_id))
+                    batch.apply(event, notification.id)
+                    position = notification.id
+                batch.flush()
+                cur.execute("UPDATE proj_meta SET position = %s, updated_at = %s WHERE name = %s",
+                            (position, int(time.time() * 1e6), NAME))
+        self._advance(position)
+        return len(notifications)
+
+    def catch_up(self, progress: Callable[[int], None] | None = None) -> int:
+        """Runs batches until the log has nothing new; returns how many entries it applied."""
+        total = 0
+        while True:
+            done = self.run_once()
+            if not done:
+                return total
+            total += done
+            if progress:
+                progress(total)
+
+    def _advance(self, position: int) -> None:
+        with self._advanced:
+            self.position = max(self.position, position)
+            self._advanced.notify_all()
+
+    def processed_position(self) -> int:
+        with self.db.transaction(self.connection(), write=False) as cur:
+            cur.execute("SELECT position FROM proj_meta WHERE name = %s", (NAME,))
+            row = cur.fetchone()
+        return int(row[0]) if row else 0
+
+    def log_head(self) -> int:
+        return self.app.log_position()
+
+    # --- in the background -----------------------------------------------------------------
+
+    def start(self, poll_interval: float = 0.2) -> None:
+        """Follows the log in a thread: woken at once by this server's commits, and polling
+        for other servers' commits."""
+        self.setup()
+
+        def loop() -> None:
+            while not self._stopping.is_set():
+                try:
+                    self.catch_up()
+                except Exception:
+                    log.exception("projection batch failed; retrying")
+                    self._stopping.wait(1.0)
+                self._wake.wait(poll_interval)
+                self._wake.clear()
+
+        self._thread = threading.Thread(target=loop, name="projections", daemon=True)
+        self._thread.start()
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    def stop(self) -> None:
+        self._stopping.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(timeout=30)
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+    def wait_for(self, position: int, timeout: float) -> bool:
+        """Blocks until this process has applied (or seen applied) ``position``."""
+        deadline = time.monotonic() + timeout
+        with self._advanced:
+            while self.position < position:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                self._advanced.wait(min(left, 0.05))
+        return True

@@ -1,0 +1,264 @@
+"""The team tree and the team leaders' monthly numbers, built from the event log.
+
+Tree: each reseller's sponsor, depth, direct downline count and team size (everyone below).
+Every sponsor link and every team size is also kept with the time it began, so the tree can
+be read as it stood at a past moment.
+
+Numbers, per reseller and calendar month (platform time zone): own sales and team GMV (paid
+minus refunded, booked in the month the money moved), new members, active members (members
+present at the month's start who sold that month), retention, and progress against the
+team's target. An order counts for the team its seller belonged to when it was paid; a
+refund reverses it from that same team, even if the tree has changed since.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from dataclasses import dataclass
+from datetime import datetime
+
+from ledger.domain.team import MAX_TREE_DEPTH
+from projections.clock import Calendar, micros
+from projections.db import Cursor
+
+OWN_SALES = "own_sales"
+TEAM_GMV = "team_gmv"
+NEW_MEMBERS = "new_members"
+ACTIVE_MEMBERS = "active_members"
+
+
+@dataclass
+class Node:
+    reseller_id: str
+    sponsor_id: str
+    depth: int
+    direct_count: int
+    team_size: int
+    rank: str
+    enrolled_at: int
+
+
+class TeamWriter:
+    """Applies one batch of team events. Tree changes are written through at once (moves need
+    the tree as it is); monthly numbers accumulate and are written at the end."""
+
+    def __init__(self, cur: Cursor, calendar: Calendar) -> None:
+        self.cur = cur
+        self.calendar = calendar
+        self._nodes: dict[tuple[str, str], Node | None] = {}
+        self._stats: dict[tuple[str, str, str, str, str], int] = defaultdict(int)
+        self._changes: list[tuple[str, str, str, str, str, int, int]] = []
+        self._active: set[tuple[str, str, str]] = set()
+        self._orders: dict[str, tuple[str, str, list[str]]] = {}
+
+    # --- the tree --------------------------------------------------------------------------
+
+    def node(self, platform: str, reseller_id: str) -> Node | None:
+        key = (platform, reseller_id)
+        if key not in self._nodes:
+            self.cur.execute(
+                "SELECT reseller_id, sponsor_id, depth, direct_count, team_size, rank, "
+                "enrolled_at FROM proj_resellers WHERE platform = %s AND reseller_id = %s",
+                key,
+            )
+            row = self.cur.fetchone()
+            self._nodes[key] = Node(*row) if row else None
+        return self._nodes[key]
+
+    def _save(self, platform: str, n: Node) -> None:
+        self.cur.execute(
+            "INSERT INTO proj_resellers (platform, reseller_id, sponsor_id, depth, direct_count,"
+            " team_size, rank, enrolled_at) VALUES (%s, %s, %s, %s, %s, %s, %s, %s) "
+            "ON CONFLICT (platform, reseller_id) DO UPDATE SET sponsor_id = excluded.sponsor_id,"
+            " depth = excluded.depth, direct_count = excluded.direct_count, "
+            "team_size = excluded.team_size, rank = excluded.rank",
+            (platform, n.reseller_id, n.sponsor_id, n.depth, n.direct_count, n.team_size,
+             n.rank, n.enrolled_at),
+        )
+        self._nodes[(platform, n.reseller_id)] = n
+
+    def ancestors(self, platform: str, reseller_id: str) -> list[str]:
+        """The sponsor, the sponsor's sponsor, … up to the top of the tree."""
+        out: list[str] = []
+        node = self.node(platform, reseller_id)
+        for _ in range(MAX_TREE_DEPTH):
+            if node is None or not node.sponsor_id:
+                return out
+            out.append(node.sponsor_id)
+            node = self.node(platform, node.sponsor_id)
+        raise AssertionError(f"the tree above {reseller_id} is deeper than {MAX_TREE_DEPTH}")
+
+    def _resize(self, platform: str, ids: list[str], delta: int, at: int, position: int) -> None:
+        for rid in ids:
+            n = self.node(platform, rid)
+            assert n is not None, rid
+            n.team_size += delta
+            self._save(platform, n)
+            self.cur.execute(
+                "INSERT INTO proj_team_sizes (platform, reseller_id, at, position, team_size) "
+                "VALUES (%s, %s, %s, %s, %s)", (platform, rid, at, position, n.team_size))
+
+    def enrolled(self, platform: str, reseller_id: str, sponsor_id: str, at_dt: datetime,
+                 position: int) -> None:
+        at = micros(at_dt)
+        sponsor = self.node(platform, sponsor_id) if sponsor_id else None
+        self._save(platform, Node(reseller_id, sponsor_id, sponsor.depth + 1 if sponsor else 0,
+                                  0, 0, "", at))
+        self._link(platform, reseller_id, sponsor_id, at, position)
+        self.cur.execute(
+            "INSERT INTO proj_team_sizes (platform, reseller_id, at, position, team_size) "
+            "VALUES (%s, %s, %s, %s, 0)", (platform, reseller_id, at, position))
+        if sponsor is not None:
+            sponsor.direct_count += 1
+            self._save(platform, sponsor)
+        upline = self.ancestors(platform, reseller_id)
+        self._resize(platform, upline, +1, at, position)
+        month = self.calendar.month(at_dt)
+        for leader in upline:
+            self._count(platform, leader, month, NEW_MEMBERS, "", 1, at)
+
+    def moved(self, platform: str, reseller_id: str, to_sponsor: str, at_dt: datetime,
+              position: int) -> None:
+        at = micros(at_dt)
+        node = self.node(platform, reseller_id)
+        assert node is not None
+        size = node.team_size + 1
+        old_upline = self.ancestors(platform, reseller_id)
+        if node.sponsor_id:
+            old = self.node(platform, node.sponsor_id)
+            assert old is not None
+            old.direct_count -= 1
+            self._save(platform, old)
+        self._resize(platform, old_upline, -size, at, position)
+        new_sponsor = self.node(platform, to_sponsor) if to_sponsor else None
+        new_depth = new_sponsor.depth + 1 if new_sponsor else 0
+        shift = new_depth - node.depth
+        node.sponsor_id = to_sponsor
+        node.depth = new_depth
+        self._save(platform, node)
+        if new_sponsor is not None:
+            new_sponsor.direct_count += 1
+            self._save(platform, new_sponsor)
+        self._resize(platform, self.ancestors(platform, reseller_id), +size, at, position)
+        self._link(platform, reseller_id, to_sponsor, at, position)
+        if shift:
+            for rid in self.descendants(platform, reseller_id):
+                n = self.node(platform, rid)
+                assert n is not None
+                n.depth += shift
+                self._save(platform, n)
+
+    def rank_set(self, platform: str, reseller_id: str, rank: str) -> None:
+        node = self.node(platform, reseller_id)
+        assert node is not None
+        node.rank = rank
+        self._save(platform, node)
+
+    def target_set(self, platform: str, reseller_id: str, month: str, currency: str,
+                   amount: int) -> None:
+        self.cur.execute(
+            "INSERT INTO proj_team_targets (platform, reseller_id, month, currency, amount) "
+            "VALUES (%s, %s, %s, %s, %s) ON CONFLICT (platform, reseller_id, month, currency) "
+            "DO UPDATE SET amount = excluded.amount",
+            (platform, reseller_id, month, currency, amount))
+
+    def descendants(self, platform: str, reseller_id: str) -> list[str]:
+        self.cur.execute(
+            "WITH RECURSIVE down(id, lvl) AS (SELECT reseller_id, 1 FROM proj_resellers "
+            "WHERE platform = %s AND sponsor_id = %s UNION ALL SELECT r.reseller_id, down.lvl + 1"
+            " FROM proj_resellers r JOIN down ON r.sponsor_id = down.id WHERE r.platform = %s "
+            "AND down.lvl < %s) SELECT id FROM down",
+            (platform, reseller_id, platform, MAX_TREE_DEPTH))
+        return [row[0] for row in self.cur.fetchall()]
+
+    def _link(self, platform: str, reseller_id: str, sponsor_id: str, at: int,
+              position: int) -> None:
+        self.cur.execute(
+            "INSERT INTO proj_links (platform, reseller_id, sponsor_id, at, position) "
+            "VALUES (%s, %s, %s, %s, %s)", (platform, reseller_id, sponsor_id, at, position))
+
+    # --- orders ----------------------------------------------------------------------------
+
+    def placed(self, order_uid: str, platform: str, storefront: str, seller_id: str,
+               currency: str) -> None:
+        self.cur.execute(
+            "INSERT INTO proj_orders (order_uid, platform, storefront, seller_id, currency, "
+            "ancestors) VALUES (%s, %s, %s, %s, %s, %s)",
+            (order_uid, platform, storefront, seller_id, currency, "[]"))
+        self._orders[order_uid] = (platform, seller_id, [])
+
+    def order(self, order_uid: str) -> tuple[str, str, list[str]]:
+        """(platform, seller, the seller's upline when the order was paid)."""
+        if order_uid not in self._orders:
+            self.cur.execute("SELECT platform, seller_id, ancestors FROM proj_orders "
+                             "WHERE order_uid = %s", (order_uid,))
+            row = self.cur.fetchone()
+            assert row is not None, f"order {order_uid} was never placed"
+            self._orders[order_uid] = (row[0], row[1], json.loads(row[2]))
+        return self._orders[order_uid]
+
+    def paid(self, order_uid: str, currency: str, total: int, at_dt: datetime) -> None:
+        platform, seller, _ = self.order(order_uid)
+        if not seller:
+            return
+        upline = self.ancestors(platform, seller)
+        self._orders[order_uid] = (platform, seller, upline)
+        self.cur.execute("UPDATE proj_orders SET ancestors = %s WHERE order_uid = %s",
+                         (json.dumps(upline), order_uid))
+        at = micros(at_dt)
+        month = self.calendar.month(at_dt)
+        self._sale(platform, seller, upline, month, currency, total, at)
+        self._mark_active(platform, seller, upline, month, at)
+
+    def refunded(self, order_uid: str, currency: str, amount: int, at_dt: datetime) -> None:
+        platform, seller, upline = self.order(order_uid)
+        if seller:
+            month = self.calendar.month(at_dt)
+            self._sale(platform, seller, upline, month, currency, -amount,
+                       micros(at_dt))
+
+    def _sale(self, platform: str, seller: str, upline: list[str], month: str, currency: str,
+              amount: int, at: int) -> None:
+        self._count(platform, seller, month, OWN_SALES, currency, amount, at)
+        for leader in (seller, *upline):
+            self._count(platform, leader, month, TEAM_GMV, currency, amount, at)
+
+    def _mark_active(self, platform: str, seller: str, upline: list[str], month: str,
+                     at: int) -> None:
+        """A member's first sale of the month makes them active for every team above them,
+        if they were already a member when the month began."""
+        key = (platform, seller, month)
+        if key in self._active:
+            return
+        self.cur.execute("SELECT 1 FROM proj_active_members WHERE platform = %s AND "
+                         "reseller_id = %s AND month = %s", key)
+        self._active.add(key)
+        if self.cur.fetchone():
+            return
+        self.cur.execute("INSERT INTO proj_active_members (platform, reseller_id, month) "
+                         "VALUES (%s, %s, %s)", key)
+        node = self.node(platform, seller)
+        if node is None or node.enrolled_at >= micros(self.calendar.month_start(month)):
+            return
+        for leader in upline:
+            self._count(platform, leader, month, ACTIVE_MEMBERS, "", 1, at)
+
+    def _count(self, platform: str, reseller_id: str, month: str, metric: str, currency: str,
+               delta: int, at: int) -> None:
+        self._stats[(platform, reseller_id, month, metric, currency)] += delta
+        self._changes.append((platform, reseller_id, month, metric, currency, at, delta))
+
+    def flush(self) -> None:
+        if self._stats:
+            self.cur.executemany(
+                "INSERT INTO proj_team_stats (platform, reseller_id, month, metric, currency, "
+                "value) VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT (platform, reseller_id, "
+                "month, metric, currency) DO UPDATE SET value = proj_team_stats.value + "
+                "excluded.value",
+                [(*key, value) for key, value in self._stats.items()])
+            self.cur.executemany(
+                "INSERT INTO proj_team_stat_changes (platform, reseller_id, month, metric, "
+                "currency, at, delta) VALUES (%s, %s, %s, %s, %s, %s, %s)", self._changes)
+        self._stats.clear()
+        self._changes.clear()
