@@ -10,6 +10,8 @@ import sys
 import time
 from pathlib import Path
 
+import structlog
+
 from ledger.api.auth import ADMIN, ROLES, STOREFRONT, KeyConfigError, KeyRing, add_key_to_file
 from ledger.config import ConfigError, Settings
 from ledger.logs import configure_logging
@@ -79,6 +81,91 @@ def demo(settings: Settings, keep_serving: bool) -> int:
     return 0
 
 
+def project(settings: Settings) -> int:
+    """Keeps the read models current from its own process (LEDGER_PROJECTIONS=external on
+    the servers), until SIGINT/SIGTERM."""
+    from ledger.bootstrap import build_application
+    from projections.clock import Calendar
+    from projections.runner import ProjectionRunner
+
+    app = build_application(settings.database_url)
+    runner = ProjectionRunner(app, settings.database_url, calendar=Calendar(settings.timezone),
+                              batch_size=settings.projection_batch)
+    stopping = False
+
+    def stop(*_: object) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    runner.setup()
+    log = structlog.get_logger("ledger.project")
+    log.info("projecting", position=runner.position, head=runner.log_head())
+    last_report = 0.0
+    while not stopping:
+        applied = runner.run_once()
+        if time.monotonic() - last_report > 10:
+            last_report = time.monotonic()
+            head = runner.log_head()
+            log.info("projection lag", position=runner.position, head=head,
+                     lag=head - runner.position)
+        if not applied:
+            time.sleep(0.05)
+    runner.stop()
+    app.close()
+    log.info("projection stopped", position=runner.position)
+    return 0
+
+
+def rebuild(settings: Settings) -> int:
+    """Drops every read model and rebuilds it from the whole log, showing progress."""
+    from ledger.bootstrap import build_application
+    from projections.clock import Calendar
+    from projections.runner import ProjectionRunner
+
+    app = build_application(settings.database_url)
+    runner = ProjectionRunner(app, settings.database_url, calendar=Calendar(settings.timezone),
+                              batch_size=settings.projection_batch)
+    head = max(runner.log_head(), 1)
+    runner.reset()
+    started = time.monotonic()
+
+    def progress(done: int) -> None:
+        filled = min(30, 30 * runner.position // head)
+        rate = done / max(time.monotonic() - started, 1e-9)
+        print(f"\r[{'#' * filled}{'.' * (30 - filled)}] {runner.position}/{head} "
+              f"{rate:,.0f} events/s", end="", file=sys.stderr, flush=True)
+
+    applied = runner.catch_up(progress)
+    elapsed = time.monotonic() - started
+    print(file=sys.stderr)
+    print(f"rebuilt read models from {applied} events in {elapsed:.2f}s "
+          f"({applied / max(elapsed, 1e-9):,.0f} events/s), position {runner.position}")
+    runner.stop()
+    app.close()
+    return 0
+
+
+def status(settings: Settings) -> int:
+    """Prints the log head, the read models' position and the lag between them."""
+    from ledger.bootstrap import build_application
+    from projections.reader import ReadModels
+
+    app = build_application(settings.database_url)
+    models = ReadModels(settings.database_url)
+    head = app.log_position()
+    try:
+        processed = models.processed_position()
+    except Exception:  # no read models yet
+        processed = 0
+    print(json.dumps({"log_position": head, "processed_position": processed,
+                      "lag": head - processed}))
+    models.close()
+    app.close()
+    return 0
+
+
 def health(address: str, timeout: float) -> int:
     import grpc
     from grpc_health.v1 import health_pb2, health_pb2_grpc
@@ -110,6 +197,12 @@ def main(argv: list[str] | None = None) -> int:
     add.add_argument("--role", required=True, choices=ROLES)
     add.add_argument("--platform", required=True, help="the tenant the key acts for")
     add.add_argument("--file", default="ledger-keys.json", type=Path)
+    sub.add_parser("project", help="keep the read models current (for LEDGER_PROJECTIONS="
+                                   "external servers)")
+    p = sub.add_parser("projections", help="read-model maintenance")
+    psub = p.add_subparsers(dest="projections_command", required=True)
+    psub.add_parser("rebuild", help="drop and rebuild every read model from the log")
+    psub.add_parser("status", help="log head, processed position and lag")
     h = sub.add_parser("health", help="exit 0 when a server answers SERVING")
     h.add_argument("--address", default="127.0.0.1:50051")
     h.add_argument("--timeout", type=float, default=3.0)
@@ -125,6 +218,10 @@ def main(argv: list[str] | None = None) -> int:
                 settings = Settings(**{**settings.__dict__,
                                        "database_url": "sqlite:///ledger-data/demo.sqlite3"})
             return demo(settings, args.keep_serving)
+        if args.command == "project":
+            return project(settings)
+        if args.command == "projections":
+            return rebuild(settings) if args.projections_command == "rebuild" else status(settings)
         if args.command == "keys":
             key = add_key_to_file(args.file, name=args.name, role=args.role,
                                   platform=args.platform)

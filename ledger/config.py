@@ -31,6 +31,7 @@ class Settings:
     batch_max: int = 200
     batch_wait_ms: float = 0.0
     projections: str = "inline"
+    projection_batch: int = 1000
     timezone: str = "Asia/Shanghai"
 
     @classmethod
@@ -55,6 +56,7 @@ class Settings:
             batch_wait_ms=number("LEDGER_BATCH_WAIT_MS", 0.0),
             projections=projections_mode(env.get("LEDGER_PROJECTIONS") or "inline"),
             timezone=env.get("LEDGER_TIMEZONE") or "Asia/Shanghai",
+            projection_batch=int(number("LEDGER_PROJECTION_BATCH", 1000)),
         )
 
 

@@ -85,7 +85,8 @@ class LedgerServer:
         self.watcher: PositionWatcher | None = None
         self.models = ReadModels(settings.database_url, self.calendar)
         if settings.projections == "inline":
-            self.runner = ProjectionRunner(self.app, settings.database_url, calendar=self.calendar)
+            self.runner = ProjectionRunner(self.app, settings.database_url, calendar=self.calendar,
+                                           batch_size=settings.projection_batch)
         else:
             self.watcher = PositionWatcher(self.models)
         self.writer = GroupCommitter(
