@@ -54,11 +54,16 @@ def clock() -> Clock:
     return Clock()
 
 
-def _postgres_schema() -> Iterator[str]:
-    schema = f"t_{uuid.uuid4().hex[:16]}"
-    yield f"{POSTGRES_URL}?schema={schema}"
+def drop_schema(url: str) -> None:
+    schema = url.rsplit("schema=", 1)[1]
     with psycopg.connect(POSTGRES_URL, autocommit=True) as conn:
         conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(schema)))
+
+
+def _postgres_schema() -> Iterator[str]:
+    url = f"{POSTGRES_URL}?schema=t_{uuid.uuid4().hex[:16]}"
+    yield url
+    drop_schema(url)
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])

@@ -1,0 +1,220 @@
+"""The projection runner never skips an event and never applies one twice."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from ledger.application import commands as c
+from ledger.application.ledger_app import LedgerApplication
+from ledger.bootstrap import build_application
+from projections.db import TABLES
+from projections.runner import ProjectionRunner
+from tests.conftest import Clock, drop_schema
+from tests.test_event_log import all_events, balances_from_log, run
+
+LEDGER = str(Path(sys.executable).parent / "ledger")
+
+
+def dump(runner: ProjectionRunner) -> dict[str, list[tuple[Any, ...]]]:
+    """Every read model's rows, sorted (the bookkeeping timestamp left out)."""
+    out = {}
+    with runner.db.transaction(runner.connection(), write=False) as cur:
+        for table in TABLES:
+            if table == "proj_meta":
+                continue
+            cur.execute(f"SELECT * FROM {table}")
+            out[table] = sorted(tuple(row) for row in cur.fetchall())
+    return out
+
+
+def projected_balances(runner: ProjectionRunner) -> dict[tuple[str, str, str], int]:
+    """Summed over platforms, to compare with the postings of the whole log."""
+    out: dict[tuple[str, str, str], int] = defaultdict(int)
+    buckets = ("frozen", "available", "in_flight", "paid_out", "clearing")
+    with runner.db.transaction(runner.connection(), write=False) as cur:
+        cur.execute(f"SELECT account, currency, {', '.join(buckets)} FROM proj_balances")
+        for account, currency, *amounts in cur.fetchall():
+            for bucket, amount in zip(buckets, amounts, strict=True):
+                out[(account, bucket, currency)] += int(amount)
+    return {k: v for k, v in out.items() if v}
+
+
+def seed(app: LedgerApplication, orders: int, prefix: str = "") -> None:
+    run(app, c.EnrollReseller(f"{prefix}e1", f"{prefix}alice", "", "", True),
+        c.EnrollReseller(f"{prefix}e2", f"{prefix}bob", f"{prefix}alice", "", False),
+        c.EnrollReseller(f"{prefix}e3", f"{prefix}carol", f"{prefix}bob", "", False))
+    for n in range(orders):
+        oid = f"{prefix}O{n}"
+        commands: list[c.Command] = [
+            c.PlaceOrder(f"{oid}p", oid, f"c{n}", f"{prefix}carol", "CNY",
+                         (c.NewLine("tea", "", 1 + n % 3, 3333, 2000, "S1"),)),
+            c.PayOrder(f"{oid}y", oid, "w", 3333 * (1 + n % 3)),
+        ]
+        if n % 4 == 0:
+            commands.append(c.RefundOrder(f"{oid}r", oid, "r", (c.RefundLineRequest(1, 1111),),
+                                          ""))
+        run(app, *commands)
+
+
+# --- live equals rebuild equals the postings ------------------------------------------------
+
+commands = st.lists(
+    st.one_of(
+        st.tuples(st.just("enroll"), st.integers(0, 6), st.integers(-1, 6)),
+        st.tuples(st.just("order"), st.integers(-1, 6), st.integers(1, 30_000)),
+        st.tuples(st.just("refund"), st.integers(0, 20), st.integers(1, 100)),
+        st.tuples(st.just("move"), st.integers(0, 6), st.integers(-1, 6)),
+        st.tuples(st.just("project"), st.integers(1, 7), st.just(0)),
+    ),
+    max_size=40,
+)
+
+
+@settings(max_examples=12, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(steps=commands, batch=st.integers(1, 9))
+def test_live_read_models_equal_a_rebuild_and_the_postings(
+    store_url: str, tmp_path: Path, steps: list[tuple[str, int, int]], batch: int
+) -> None:
+    # Hypothesis runs many examples in one test: each gets a store of its own.
+    tag = uuid.uuid4().hex[:8]
+    url = (f"sqlite:///{tmp_path / f'{tag}.sqlite3'}" if store_url.startswith("sqlite")
+           else f"{store_url}_{tag}")
+    clock = Clock()
+    app = build_application(url, clock)
+    runner = ProjectionRunner(app, url, batch_size=batch)
+    runner.setup()
+    admin = c.Caller(f"p{tag}", "ops")
+    shop = c.Caller(f"p{tag}", "shop")
+    orders: list[tuple[str, int]] = []
+    try:
+        for n, (kind, a, b) in enumerate(steps):
+            clock.advance(hours=9)  # crosses days and months in the platform's time zone
+            key = f"k{n}"
+            if kind == "enroll":
+                cmd: c.Command = c.EnrollReseller(key, f"r{a}", f"r{b}" if b >= 0 else "", "",
+                                                  b < 0)
+            elif kind == "order":
+                oid = f"O{n}"
+                seller = f"r{a}" if a >= 0 else ""
+                app.run_batch([(shop, c.PlaceOrder(key + "p", oid, f"c{n}", seller, "CNY",
+                                                   (c.NewLine("x", "", 1, b, b // 2, "S1"),)))])
+                cmd = c.PayOrder(key, oid, "w", b)
+                orders.append((oid, b))
+            elif kind == "refund":
+                if not orders:
+                    continue
+                oid, amount = orders[a % len(orders)]
+                cmd = c.RefundOrder(key, oid, key, (c.RefundLineRequest(1, amount * b // 100
+                                                                        or 1),), "")
+            elif kind == "move":
+                cmd = c.MoveReseller(key, f"r{a}", f"r{b}" if b >= 0 else "", "reorg")
+            else:
+                for _ in range(a):
+                    runner.run_once()
+                continue
+            caller = admin if kind == "move" else shop
+            app.run_batch([(caller, cmd)])  # refusals are fine: they write nothing
+        runner.catch_up()
+        live = dump(runner)
+        from_log = {k: v for k, v in balances_from_log(app).items()}
+        assert projected_balances(runner) == from_log
+        totals: dict[str, int] = defaultdict(int)
+        for (_, _, currency), amount in from_log.items():
+            totals[currency] += amount
+        assert all(total == 0 for total in totals.values())
+        runner.reset()
+        runner.catch_up()
+        assert dump(runner) == live
+    finally:
+        runner.stop()
+        app.close()
+        if not url.startswith("sqlite"):
+            drop_schema(url)
+
+
+# --- crash safety -------------------------------------------------------------------------
+
+
+def test_killed_worker_resumes_with_exact_balances(store_url: str, tmp_path: Path) -> None:
+    """A real `ledger project` process, SIGKILLed while it works through the log."""
+    app = build_application(store_url, Clock())
+    seed(app, orders=400)
+    head = app.log_position()
+    env = {**os.environ, "LEDGER_DATABASE_URL": store_url, "LEDGER_PROJECTION_BATCH": "7",
+           "LEDGER_LOG_LEVEL": "warning"}
+    watcher = ProjectionRunner(app, store_url)
+    watcher.setup()
+    kills = 0
+    for _ in range(3):
+        worker = subprocess.Popen([LEDGER, "project"], env=env, stdout=subprocess.DEVNULL,
+                                  stderr=subprocess.PIPE)
+        start = watcher.processed_position()
+        deadline = time.monotonic() + 60
+        while watcher.processed_position() < min(start + 30, head) and \
+                time.monotonic() < deadline:
+            time.sleep(0.005)
+        os.kill(worker.pid, signal.SIGKILL)
+        worker.wait()
+        kills += 1
+        if watcher.processed_position() >= head:
+            break
+    assert kills >= 1
+    stopped_at = watcher.processed_position()
+    assert stopped_at > 0
+    watcher.catch_up()
+    assert watcher.processed_position() == head
+    assert projected_balances(watcher) == balances_from_log(app)
+    watcher.stop()
+    app.close()
+
+
+# --- concurrent writers ---------------------------------------------------------------------
+
+
+@pytest.mark.postgres
+def test_runner_tailing_concurrent_writers_skips_nothing(postgres_url: str) -> None:
+    """Writers on several connections commit while the runner tails the log with small
+    batches; every event must be applied exactly once."""
+    writers = [build_application(postgres_url, Clock()) for _ in range(4)]
+    tail_app = build_application(postgres_url, Clock())
+    runner = ProjectionRunner(tail_app, postgres_url, batch_size=3)
+    runner.setup()
+    applied = 0
+    errors: list[BaseException] = []
+
+    def write(app: LedgerApplication, n: int) -> None:
+        try:
+            seed(app, orders=40, prefix=f"w{n}-")
+        except BaseException as error:  # pragma: no cover - reported below
+            errors.append(error)
+
+    threads = [threading.Thread(target=write, args=(a, n)) for n, a in enumerate(writers)]
+    for t in threads:
+        t.start()
+    try:
+        while any(t.is_alive() for t in threads):
+            applied += runner.run_once()
+        for t in threads:
+            t.join()
+        applied += runner.catch_up()
+        assert not errors, errors
+        assert applied == sum(1 for _ in all_events(tail_app))
+        assert projected_balances(runner) == balances_from_log(tail_app)
+    finally:
+        runner.stop()
+        for app in (*writers, tail_app):
+            app.close()
