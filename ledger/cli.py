@@ -70,6 +70,7 @@ def demo(settings: Settings, keep_serving: bool) -> int:
                   f"{stats.paid} paid, {stats.refunds} refunds, GMV {stats.gmv / 100:.2f} CNY, "
                   f"refunded {stats.refunded / 100:.2f} CNY; postings sum to "
                   f"{sum(p.amount for p in stats.postings)}")
+            print_read_models(shop)
         if keep_serving:
             print(f"\nStorefront key: {shop_key}\nAdmin key:      {admin_key}\n"
                   "Serving until Ctrl-C.")
@@ -164,6 +165,36 @@ def status(settings: Settings) -> int:
     models.close()
     app.close()
     return 0
+
+
+def print_read_models(client: object) -> None:
+    """The demo's read side: balances and a team leader's month, read after its own writes."""
+    from datetime import UTC, datetime
+
+    from ledger.v1 import report_pb2
+    from projections.clock import Calendar
+
+    report = client.report  # type: ignore[attr-defined]
+    head = report.GetProjectionStatus(report_pb2.GetProjectionStatusRequest()).log_position
+    top = report.ListBalances(report_pb2.ListBalancesRequest(
+        kind="reseller", order_by=report_pb2.BALANCE_ORDER_FROZEN_DESC, page_size=5,
+        min_log_position=head), timeout=30)
+    print("\nTop resellers by frozen commission (read model, CNY):")
+    for b in top.balances:
+        print(f"  {b.account:22} frozen {b.frozen / 100:>10.2f}  "
+              f"available {b.available / 100:.2f}")
+    totals = report.ListBalances(report_pb2.ListBalancesRequest(page_size=1000))
+    held = sum(b.frozen + b.available - b.debt + b.in_flight + b.paid_out + b.clearing
+               for b in totals.balances)
+    print(f"  every account of the platform together: {held} (double entry)")
+    month = Calendar().month(datetime.now(UTC))
+    stats = report.GetTeamStats(report_pb2.GetTeamStatsRequest(reseller_id="sim-r1",
+                                                               month=month))
+    member = report.GetTeamMember(report_pb2.GetTeamMemberRequest(reseller_id="sim-r1")).member
+    gmv = stats.sales[0].team_gmv / 100 if stats.sales else 0
+    print(f"\nTeam of sim-r1 in {month}: {member.team_size} members, "
+          f"{member.direct_downline} direct; team GMV {gmv:.2f} CNY, "
+          f"{stats.new_members} new members")
 
 
 def health(address: str, timeout: float) -> int:

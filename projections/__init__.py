@@ -1,7 +1,6 @@
-"""Read models built from the event log (balances, team trees).
+"""Read models built from the event log: balances per account and currency, the team tree and
+team leaders' monthly numbers.
 
-The write side (``ledger``) records every order, refund and split as immutable events with
-their postings; the projections that turn them into balances and team numbers are built
-here (see the read-side issue). Until then, balances can be recomputed straight from the
-events' postings, as ``tests/test_event_log.py`` does.
+``runner.py`` follows the log and applies it in batches, each in one transaction with the
+position reached; ``reader.py`` answers the API's queries.
 """

@@ -39,6 +39,9 @@ class ReadModels:
     def _read(self) -> Any:
         return self.db.transaction(self._conn(), write=False)
 
+    def ensure_tables(self) -> None:
+        self.db.create(self._conn())
+
     def processed_position(self) -> int:
         with self._read() as cur:
             cur.execute("SELECT position FROM proj_meta WHERE name = %s", (NAME,))

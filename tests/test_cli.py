@@ -113,3 +113,62 @@ def test_serve_with_keys_answers_grpcurl_through_reflection(
     plan = grpcurl(address, keys["admin"], "ledger.v1.AdminService/GetPlan", {})
     assert plan.returncode == 0, plan.stderr
     assert json.loads(plan.stdout)["plan"]["level_rates_bps"] == [4000, 1000], plan.stdout
+
+
+def test_rebuild_and_status_after_a_demo(tmp_path: Path) -> None:
+    demo = subprocess.run([LEDGER, "demo"], cwd=tmp_path, capture_output=True, text=True,
+                          timeout=120, env={**os.environ, "LEDGER_DATABASE_URL": ""})
+    assert demo.returncode == 0, demo.stderr
+    assert "every account of the platform together: 0" in demo.stdout
+    env = {**os.environ, "LEDGER_DATABASE_URL": "sqlite:///ledger-data/demo.sqlite3"}
+    rebuilt = subprocess.run([LEDGER, "projections", "rebuild"], cwd=tmp_path, env=env,
+                             capture_output=True, text=True, timeout=120)
+    assert rebuilt.returncode == 0, rebuilt.stderr
+    assert "events/s" in rebuilt.stdout and "events/s" in rebuilt.stderr  # summary and bar
+    status = subprocess.run([LEDGER, "projections", "status"], cwd=tmp_path, env=env,
+                            capture_output=True, text=True, timeout=60)
+    reported = json.loads(status.stdout)
+    assert reported["lag"] == 0 and reported["log_position"] > 0
+
+
+def test_servers_reading_what_a_separate_projection_process_keeps(tmp_path: Path) -> None:
+    """LEDGER_PROJECTIONS=external: `ledger project` keeps the read models, `serve` reads."""
+    from clients.sdk import LedgerClient, idempotency_key
+    from ledger.api.auth import add_key_to_file
+    from ledger.v1 import report_pb2, storefront_pb2
+    from tests.helpers import place, team
+
+    keys_file = tmp_path / "keys.json"
+    key = add_key_to_file(keys_file, name="shop-a", role="storefront", platform="acme")
+    address = f"127.0.0.1:{free_port()}"
+    env = {**os.environ, "LEDGER_LISTEN": address, "LEDGER_API_KEYS_FILE": str(keys_file),
+           "LEDGER_DATABASE_URL": f"sqlite:///{tmp_path / 'x.sqlite3'}",
+           "LEDGER_PROJECTIONS": "external"}
+    server = subprocess.Popen([LEDGER, "serve"], env=env, stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL)
+    worker = None
+    try:
+        for _ in range(100):
+            if subprocess.run([LEDGER, "health", "--address", address],
+                              capture_output=True).returncode == 0:
+                break
+            time.sleep(0.1)
+        else:
+            pytest.fail("the server did not become healthy")
+        worker = subprocess.Popen([LEDGER, "project"], env=env, stdout=subprocess.DEVNULL,
+                                  stderr=subprocess.DEVNULL)
+        with LedgerClient(address, key) as shop:
+            team(shop)
+            place(shop, "O1")
+            paid = shop.storefront.PayOrder(storefront_pb2.PayOrderRequest(
+                idempotency_key=idempotency_key(), order_id="O1", payment_id="w",
+                amount=9999))
+            got = shop.report.GetBalance(report_pb2.GetBalanceRequest(
+                account="reseller:carol", min_log_position=paid.receipt.log_position),
+                timeout=20)
+            assert got.balances[0].frozen == 1599
+    finally:
+        for process in (worker, server):
+            if process is not None:
+                process.send_signal(signal.SIGTERM)
+                process.wait(timeout=30)

@@ -52,6 +52,7 @@ class PositionWatcher:
         self._thread = threading.Thread(target=self._run, name="position-watch", daemon=True)
 
     def start(self) -> None:
+        self.models.ensure_tables()  # the projection process may not have started yet
         self.position = self.models.processed_position()
         self._thread.start()
 
