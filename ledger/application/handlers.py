@@ -7,6 +7,7 @@ returns a ResultRef naming the aggregate and version that answer the request.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -24,6 +25,16 @@ ORDER = "order"
 RESELLER = "reseller"
 BINDING = "binding"
 PLAN = "plan"
+
+
+@dataclass(frozen=True)
+class Context:
+    """What every handler works with: the batch's unit of work, who asks, and when."""
+
+    uow: UnitOfWork
+    caller: c.Caller
+    now: datetime
+    timezone: str
 
 
 def ref(kind: str, aggregate: Any, detail: str = "") -> ResultRef:
@@ -74,20 +85,20 @@ def upline(uow: UnitOfWork, platform_id: str, seller_id: str, levels: int) -> li
 # --- storefront commands -------------------------------------------------------------------
 
 
-def place_order(uow: UnitOfWork, caller: c.Caller, cmd: c.PlaceOrder, now: datetime) -> ResultRef:
+def place_order(ctx: Context, cmd: c.PlaceOrder) -> ResultRef:
     """Attributes the order: the named reseller, else the customer's bound reseller, else none.
 
     A customer's first attributed order binds them to its reseller (锁粉) when unbound.
     """
-    platform = caller.platform_id
-    if uow.find(Order, Order.create_id(platform, cmd.order_id)) is not None:
+    platform = ctx.caller.platform_id
+    if ctx.uow.find(Order, Order.create_id(platform, cmd.order_id)) is not None:
         raise AlreadyExists(f"order {cmd.order_id} already exists")
-    bound = binding(uow, platform, cmd.customer_id)
+    bound = binding(ctx.uow, platform, cmd.customer_id)
     seller_id = cmd.reseller_id
     if seller_id:
-        reseller(uow, platform, seller_id)
+        reseller(ctx.uow, platform, seller_id)
         if bound is None:
-            uow.add(CustomerBinding(platform, cmd.customer_id, seller_id, now))
+            ctx.uow.add(CustomerBinding(platform, cmd.customer_id, seller_id, ctx.now))
     elif bound is not None:
         seller_id = bound.reseller_id
     lines = [
@@ -95,19 +106,20 @@ def place_order(uow: UnitOfWork, caller: c.Caller, cmd: c.PlaceOrder, now: datet
                  n.supplier_id)
         for i, n in enumerate(cmd.lines, start=1)
     ]
-    order = Order(platform, cmd.order_id, caller.principal, cmd.customer_id, seller_id,
-                  cmd.currency, lines, now)
-    uow.add(order)
+    order = Order(platform, cmd.order_id, ctx.caller.principal, cmd.customer_id, seller_id,
+                  cmd.currency, lines, ctx.now)
+    ctx.uow.add(order)
     return ref(ORDER, order)
 
 
-def pay_order(uow: UnitOfWork, caller: c.Caller, cmd: c.PayOrder, now: datetime) -> ResultRef:
+def pay_order(ctx: Context, cmd: c.PayOrder) -> ResultRef:
     """Splits with the plan in force now along the upline chain as it stands now."""
-    order = own_order(uow, caller, cmd.order_id)
-    plan = plan_book(uow, caller.platform_id).in_force_at(now)
-    chain = upline(uow, caller.platform_id, order.seller_id, plan.levels)
+    order = own_order(ctx.uow, ctx.caller, cmd.order_id)
+    plan = plan_book(ctx.uow, ctx.caller.platform_id).in_force_at(ctx.now)
+    chain = upline(ctx.uow, ctx.caller.platform_id, order.seller_id, plan.levels)
+    platform = ctx.caller.platform_id
     seller_customer = (
-        reseller(uow, caller.platform_id, order.seller_id).customer_id if order.seller_id else ""
+        reseller(ctx.uow, platform, order.seller_id).customer_id if order.seller_id else ""
     )
     order.pay(
         payment_id=cmd.payment_id,
@@ -115,80 +127,70 @@ def pay_order(uow: UnitOfWork, caller: c.Caller, cmd: c.PayOrder, now: datetime)
         plan=plan,
         chain=chain,
         self_purchase=bool(seller_customer) and seller_customer == order.customer_id,
-        at=now,
+        at=ctx.now,
     )
     return ref(ORDER, order)
 
 
-def complete_order(
-    uow: UnitOfWork, caller: c.Caller, cmd: c.CompleteOrder, now: datetime
-) -> ResultRef:
-    order = own_order(uow, caller, cmd.order_id)
-    order.complete(at=now)
+def complete_order(ctx: Context, cmd: c.CompleteOrder) -> ResultRef:
+    order = own_order(ctx.uow, ctx.caller, cmd.order_id)
+    order.complete(at=ctx.now)
     return ref(ORDER, order)
 
 
-def cancel_order(uow: UnitOfWork, caller: c.Caller, cmd: c.CancelOrder, now: datetime) -> ResultRef:
-    order = own_order(uow, caller, cmd.order_id)
-    order.cancel(reason=cmd.reason, at=now)
+def cancel_order(ctx: Context, cmd: c.CancelOrder) -> ResultRef:
+    order = own_order(ctx.uow, ctx.caller, cmd.order_id)
+    order.cancel(reason=cmd.reason, at=ctx.now)
     return ref(ORDER, order)
 
 
-def refund_order(uow: UnitOfWork, caller: c.Caller, cmd: c.RefundOrder, now: datetime) -> ResultRef:
-    order = own_order(uow, caller, cmd.order_id)
+def refund_order(ctx: Context, cmd: c.RefundOrder) -> ResultRef:
+    order = own_order(ctx.uow, ctx.caller, cmd.order_id)
     order.refund(
         refund_id=cmd.refund_id,
         lines=[RefundLine(line.line_no, line.amount) for line in cmd.lines],
         reason=cmd.reason,
-        at=now,
+        at=ctx.now,
     )
     return ref(ORDER, order, cmd.refund_id)
 
 
-def open_after_sale(
-    uow: UnitOfWork, caller: c.Caller, cmd: c.OpenAfterSale, now: datetime
-) -> ResultRef:
-    order = own_order(uow, caller, cmd.order_id)
+def open_after_sale(ctx: Context, cmd: c.OpenAfterSale) -> ResultRef:
+    order = own_order(ctx.uow, ctx.caller, cmd.order_id)
     order.open_after_sale(case_id=cmd.case_id, line_no=cmd.line_no, reason=cmd.reason)
     return ref(ORDER, order)
 
 
-def close_after_sale(
-    uow: UnitOfWork, caller: c.Caller, cmd: c.CloseAfterSale, now: datetime
-) -> ResultRef:
-    order = own_order(uow, caller, cmd.order_id)
+def close_after_sale(ctx: Context, cmd: c.CloseAfterSale) -> ResultRef:
+    order = own_order(ctx.uow, ctx.caller, cmd.order_id)
     order.close_after_sale(case_id=cmd.case_id, resolution=cmd.resolution)
     return ref(ORDER, order)
 
 
-def enroll_reseller(
-    uow: UnitOfWork, caller: c.Caller, cmd: c.EnrollReseller, now: datetime
-) -> ResultRef:
+def enroll_reseller(ctx: Context, cmd: c.EnrollReseller) -> ResultRef:
     """A customer becoming a reseller keeps the reseller they were bound to as sponsor,
     unless the request names another sponsor or asks for none."""
-    platform = caller.platform_id
-    if uow.find(Reseller, Reseller.create_id(platform, cmd.reseller_id)) is not None:
+    platform = ctx.caller.platform_id
+    if ctx.uow.find(Reseller, Reseller.create_id(platform, cmd.reseller_id)) is not None:
         raise AlreadyExists(f"reseller {cmd.reseller_id} already exists")
     sponsor_id = cmd.sponsor_id
     if sponsor_id:
-        reseller(uow, platform, sponsor_id)
+        reseller(ctx.uow, platform, sponsor_id)
     elif cmd.customer_id and not cmd.without_sponsor:
-        bound = binding(uow, platform, cmd.customer_id)
+        bound = binding(ctx.uow, platform, cmd.customer_id)
         sponsor_id = bound.reseller_id if bound is not None else ""
-    new = Reseller(platform, cmd.reseller_id, sponsor_id, cmd.customer_id, now)
-    uow.add(new)
+    new = Reseller(platform, cmd.reseller_id, sponsor_id, cmd.customer_id, ctx.now)
+    ctx.uow.add(new)
     return ref(RESELLER, new)
 
 
-def bind_customer(
-    uow: UnitOfWork, caller: c.Caller, cmd: c.BindCustomer, now: datetime
-) -> ResultRef:
+def bind_customer(ctx: Context, cmd: c.BindCustomer) -> ResultRef:
     """The first binding stands: binding again to the same reseller changes nothing."""
-    reseller(uow, caller.platform_id, cmd.reseller_id)
-    bound = binding(uow, caller.platform_id, cmd.customer_id)
+    reseller(ctx.uow, ctx.caller.platform_id, cmd.reseller_id)
+    bound = binding(ctx.uow, ctx.caller.platform_id, cmd.customer_id)
     if bound is None:
-        bound = CustomerBinding(caller.platform_id, cmd.customer_id, cmd.reseller_id, now)
-        uow.add(bound)
+        bound = CustomerBinding(ctx.caller.platform_id, cmd.customer_id, cmd.reseller_id, ctx.now)
+        ctx.uow.add(bound)
     elif bound.reseller_id != cmd.reseller_id:
         raise RuleViolation(
             f"customer {cmd.customer_id} is bound to {bound.reseller_id}; only an admin rebinds",
@@ -200,62 +202,55 @@ def bind_customer(
 # --- admin commands ------------------------------------------------------------------------
 
 
-def publish_plan(uow: UnitOfWork, caller: c.Caller, cmd: c.PublishPlan, now: datetime) -> ResultRef:
-    book = plan_book(uow, caller.platform_id)
+def publish_plan(ctx: Context, cmd: c.PublishPlan) -> ResultRef:
+    book = plan_book(ctx.uow, ctx.caller.platform_id)
     plan = CommissionPlan(
         version=0,
-        effective_from=cmd.effective_from or now,
+        effective_from=cmd.effective_from or ctx.now,
         level_rates_bps=cmd.level_rates_bps,
         overrides=cmd.overrides,
         freeze_days=cmd.freeze_days,
         min_payout=cmd.min_payout,
         exclude_self_purchase=cmd.exclude_self_purchase,
     )
-    published = book.publish(plan, now=now)
+    published = book.publish(plan, now=ctx.now)
     return ref(PLAN, book, str(published.version))
 
 
-def move_reseller(
-    uow: UnitOfWork, caller: c.Caller, cmd: c.MoveReseller, now: datetime
-) -> ResultRef:
+def move_reseller(ctx: Context, cmd: c.MoveReseller) -> ResultRef:
     """Only orders paid after the move see the new chain; history is never rewritten."""
-    platform = caller.platform_id
-    moving = reseller(uow, platform, cmd.reseller_id)
+    platform = ctx.caller.platform_id
+    moving = reseller(ctx.uow, platform, cmd.reseller_id)
     if cmd.new_sponsor_id:
-        reseller(uow, platform, cmd.new_sponsor_id)
-        check_no_cycle(
-            cmd.reseller_id, cmd.new_sponsor_id, lambda rid: reseller(uow, platform, rid).sponsor_id
-        )
-    moving.move(new_sponsor_id=cmd.new_sponsor_id, reason=cmd.reason, at=now)
+        reseller(ctx.uow, platform, cmd.new_sponsor_id)
+        check_no_cycle(cmd.reseller_id, cmd.new_sponsor_id,
+                       lambda rid: reseller(ctx.uow, platform, rid).sponsor_id)
+    moving.move(new_sponsor_id=cmd.new_sponsor_id, reason=cmd.reason, at=ctx.now)
     return ref(RESELLER, moving)
 
 
-def set_rank(uow: UnitOfWork, caller: c.Caller, cmd: c.SetRank, now: datetime) -> ResultRef:
-    ranked = reseller(uow, caller.platform_id, cmd.reseller_id)
-    ranked.set_rank(rank=cmd.rank, at=now)
+def set_rank(ctx: Context, cmd: c.SetRank) -> ResultRef:
+    ranked = reseller(ctx.uow, ctx.caller.platform_id, cmd.reseller_id)
+    ranked.set_rank(rank=cmd.rank, at=ctx.now)
     return ref(RESELLER, ranked)
 
 
-def set_team_target(
-    uow: UnitOfWork, caller: c.Caller, cmd: c.SetTeamTarget, now: datetime
-) -> ResultRef:
-    leader = reseller(uow, caller.platform_id, cmd.reseller_id)
-    leader.set_team_target(month=cmd.month, currency=cmd.currency, amount=cmd.amount, at=now)
+def set_team_target(ctx: Context, cmd: c.SetTeamTarget) -> ResultRef:
+    leader = reseller(ctx.uow, ctx.caller.platform_id, cmd.reseller_id)
+    leader.set_team_target(month=cmd.month, currency=cmd.currency, amount=cmd.amount, at=ctx.now)
     return ref(RESELLER, leader)
 
 
-def rebind_customer(
-    uow: UnitOfWork, caller: c.Caller, cmd: c.RebindCustomer, now: datetime
-) -> ResultRef:
-    reseller(uow, caller.platform_id, cmd.reseller_id)
-    bound = binding(uow, caller.platform_id, cmd.customer_id)
+def rebind_customer(ctx: Context, cmd: c.RebindCustomer) -> ResultRef:
+    reseller(ctx.uow, ctx.caller.platform_id, cmd.reseller_id)
+    bound = binding(ctx.uow, ctx.caller.platform_id, cmd.customer_id)
     if bound is None:
         raise NotFound(f"customer {cmd.customer_id} is not bound to any reseller")
-    bound.rebind(reseller_id=cmd.reseller_id, reason=cmd.reason, at=now)
+    bound.rebind(reseller_id=cmd.reseller_id, reason=cmd.reason, at=ctx.now)
     return ref(BINDING, bound)
 
 
-HANDLERS: dict[type[c.Command], Callable[[UnitOfWork, c.Caller, Any, datetime], ResultRef]] = {
+HANDLERS: dict[type[c.Command], Callable[[Context, Any], ResultRef]] = {
     c.PlaceOrder: place_order,
     c.PayOrder: pay_order,
     c.CompleteOrder: complete_order,

@@ -19,7 +19,7 @@ from eventsourcing.application import AggregateNotFoundError, Application
 from eventsourcing.persistence import JSONTranscoder, RecordConflictError
 
 from ledger.application import commands as c
-from ledger.application.handlers import HANDLERS, own_order, plan_book
+from ledger.application.handlers import HANDLERS, Context, own_order, plan_book
 from ledger.application.idempotency import IdempotencyRecord, ResultRef
 from ledger.application.transcodings import register_value_objects
 from ledger.application.unit_of_work import UnitOfWork
@@ -53,10 +53,14 @@ class LedgerApplication(Application[UUID]):
     name = "Ledger"
 
     def __init__(
-        self, env: dict[str, str] | None = None, clock: Callable[[], datetime] = utc_now
+        self,
+        env: dict[str, str] | None = None,
+        clock: Callable[[], datetime] = utc_now,
+        timezone: str = "Asia/Shanghai",
     ) -> None:
         super().__init__(env)
         self.clock = clock
+        self.timezone = timezone
 
     def register_transcodings(self, transcoder: JSONTranscoder) -> None:
         super().register_transcodings(transcoder)
@@ -118,7 +122,8 @@ class LedgerApplication(Application[UUID]):
                     reason="IDEMPOTENCY_KEY_REUSED",
                 )
             return earlier.result, True
-        result = HANDLERS[type(command)](uow, caller, command, self.clock())
+        context = Context(uow, caller, self.clock(), self.timezone)
+        result = HANDLERS[type(command)](context, command)
         uow.add(
             IdempotencyRecord(
                 caller.platform_id, caller.principal, command.idempotency_key, fingerprint, result

@@ -10,6 +10,7 @@ from eventsourcing.persistence import JSONTranscoder, Transcoding
 from ledger.application.idempotency import ResultRef
 from ledger.domain.money import Posting
 from ledger.domain.order import RefundLine, RefundRecord
+from ledger.domain.periods import DayStatement, StatementLine
 from ledger.domain.plan import CommissionPlan, RateOverride
 from ledger.domain.split import LineItem, Share, UplineMember
 
@@ -26,7 +27,12 @@ class DataclassAsDict(Transcoding):
         return {name: getattr(obj, name) for name in self._fields}
 
     def decode(self, data: dict[str, Any]) -> Any:
-        return self.type(**{k: tuple(v) if isinstance(v, list) else v for k, v in data.items()})
+        return self.type(**{k: tuplify(v) for k, v in data.items()})
+
+
+def tuplify(value: Any) -> Any:
+    """JSON has only lists; the value objects hold tuples, nested ones included."""
+    return tuple(tuplify(v) for v in value) if isinstance(value, list) else value
 
 
 VALUE_OBJECTS: dict[str, type] = {
@@ -39,6 +45,8 @@ VALUE_OBJECTS: dict[str, type] = {
     "rate_override": RateOverride,
     "commission_plan": CommissionPlan,
     "result_ref": ResultRef,
+    "statement_line": StatementLine,
+    "day_statement": DayStatement,
 }
 
 

@@ -15,6 +15,9 @@ from iso4217 import Currency
 PLATFORM = "platform"
 CUSTOMER_FUNDS = "clearing:customer-funds"
 FROZEN = "frozen"
+AVAILABLE = "available"
+IN_FLIGHT = "in_flight"
+PAID_OUT = "paid_out"
 CLEARING = "clearing"
 
 # The largest amount one line may carry: far above any real sale, far below int64 overflow

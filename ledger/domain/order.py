@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from uuid import UUID
 
 from eventsourcing.domain import Aggregate, event
@@ -18,6 +18,7 @@ from eventsourcing.domain import Aggregate, event
 from ledger.domain.errors import AlreadyExists, InvalidInput, RuleViolation
 from ledger.domain.ids import stable_id
 from ledger.domain.money import (
+    AVAILABLE,
     CLEARING,
     CUSTOMER_FUNDS,
     FROZEN,
@@ -109,6 +110,8 @@ class Order(Aggregate):
         self.refunded_by_line: dict[int, int] = {line.line_no: 0 for line in self.lines}
         self.refunds: dict[str, RefundRecord] = {}
         self.cases: dict[str, AfterSaleCase] = {}
+        self.freeze_days = 0
+        self.settled_at: datetime | None = None
 
     # --- what the business asks of an order -------------------------------------------
 
@@ -123,6 +126,28 @@ class Order(Aggregate):
     @property
     def has_open_case(self) -> bool:
         return any(case.open for case in self.cases.values())
+
+    @property
+    def settled(self) -> bool:
+        return self.settled_at is not None
+
+    @property
+    def bucket(self) -> str:
+        """Where the order's shares are held: frozen until settlement, then available."""
+        return AVAILABLE if self.settled else FROZEN
+
+    def due_at(self) -> datetime | None:
+        """When the freeze window ends: days after completion, by the plan of the payment."""
+        if self.completed_at is None:
+            return None
+        return self.completed_at + timedelta(days=self.freeze_days)
+
+    def remaining(self) -> dict[str, int]:
+        """What each account still holds of this order, after refunds."""
+        held: dict[str, int] = {}
+        for share, reversed_ in zip(self.shares, self.reversed, strict=True):
+            held[share.account] = held.get(share.account, 0) + share.amount - reversed_
+        return held
 
     def line(self, line_no: int) -> LineItem | None:
         return next((line for line in self.lines if line.line_no == line_no), None)
@@ -158,6 +183,7 @@ class Order(Aggregate):
             payment_id=payment_id,
             paid_at=at,
             plan_version=plan.version,
+            freeze_days=plan.freeze_days,
             upline_chain=tuple(m.reseller_id for m in chain[: plan.levels]),
             shares=tuple(shares),
             postings=postings,
@@ -197,12 +223,36 @@ class Order(Aggregate):
                 refund=refund_line.amount,
             )
             for share, delta in zip(line_shares, deltas, strict=True):
-                postings.append(Posting(share.account, FROZEN, self.currency, -delta))
+                postings.append(Posting(share.account, self.bucket, self.currency, -delta))
         merged = merge_postings(postings)
         assert_balanced(merged)
         record = RefundRecord(refund_id, tuple(lines), merged, at, reason)
         self._refunded(refund=record)
         return record
+
+    def settle(self, *, at: datetime) -> tuple[Posting, ...]:
+        """Releases every share still held: frozen → available, once the freeze window after
+        completion has passed with no after-sales case open."""
+        self.check_status(COMPLETED, "settle")
+        if self.settled:
+            raise RuleViolation(f"order {self.order_id} is already settled",
+                                reason="ORDER_SETTLED")
+        due = self.due_at()
+        assert due is not None
+        if at < due:
+            raise RuleViolation(f"order {self.order_id} is frozen until {due.isoformat()}",
+                                reason="FREEZE_WINDOW_OPEN")
+        if self.has_open_case:
+            raise RuleViolation(f"order {self.order_id} has an open after-sales case",
+                                reason="AFTER_SALE_OPEN")
+        postings = []
+        for account, amount in self.remaining().items():
+            postings.append(Posting(account, FROZEN, self.currency, -amount))
+            postings.append(Posting(account, AVAILABLE, self.currency, amount))
+        merged = merge_postings(postings)
+        assert_balanced(merged)
+        self._settled(settled_at=at, postings=merged)
+        return merged
 
     def open_after_sale(self, *, case_id: str, line_no: int, reason: str) -> None:
         """An open case holds the order's shares frozen until it closes, even past the window."""
@@ -267,6 +317,7 @@ class Order(Aggregate):
         payment_id: str,
         paid_at: datetime,
         plan_version: int,
+        freeze_days: int,
         upline_chain: Sequence[str],
         shares: Sequence[Share],
         postings: Sequence[Posting],
@@ -275,6 +326,7 @@ class Order(Aggregate):
         self.payment_id = payment_id
         self.paid_at = paid_at
         self.plan_version = plan_version
+        self.freeze_days = freeze_days
         self.upline_chain = tuple(upline_chain)
         self.shares = tuple(shares)
         self.payment_postings = tuple(postings)
@@ -304,6 +356,10 @@ class Order(Aggregate):
                     self.reversed[i] = share.amount * after // line.amount
             self.platform_reversed_to_match(refund_line.line_no, after)
         self.refunds[refund.refund_id] = refund
+
+    @event("Settled")
+    def _settled(self, settled_at: datetime, postings: Sequence[Posting]) -> None:
+        self.settled_at = settled_at
 
     @event("AfterSaleOpened")
     def _after_sale_opened(self, case_id: str, line_no: int, reason: str) -> None:

@@ -1,0 +1,81 @@
+"""Settlement periods (账期): calendar days in the platform's time zone.
+
+Closing a day records its statement for good. A day can be closed only once it is over, and
+nothing is ever recorded into a closed day: a late refund of an order from a closed day
+lands, as a correction, in the day that is open.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, datetime
+from uuid import UUID
+from zoneinfo import ZoneInfo
+
+from eventsourcing.domain import Aggregate, event
+
+from ledger.domain.errors import AlreadyExists, RuleViolation
+from ledger.domain.ids import stable_id
+
+
+@dataclass(frozen=True)
+class StatementLine:
+    """One account in one currency over one day."""
+
+    account: str
+    currency: str
+    opening: int
+    movements: tuple[tuple[str, int], ...]  # (kind of movement, net amount), by kind
+    closing: int
+
+
+@dataclass(frozen=True)
+class DayStatement:
+    day: str  # YYYY-MM-DD
+    timezone: str
+    lines: tuple[StatementLine, ...]
+    events: int  # movements covered
+    first_position: int
+    last_position: int
+    digest: str  # sha256 over the day's movements, in log order
+
+
+def local_day(at: datetime, timezone: str) -> str:
+    return at.astimezone(ZoneInfo(timezone)).date().isoformat()
+
+
+class PeriodBook(Aggregate):
+    @staticmethod
+    def create_id(platform_id: str) -> UUID:
+        return stable_id("period-book", platform_id)
+
+    @event("Opened")
+    def __init__(self, platform_id: str, timezone: str) -> None:
+        self.platform_id = platform_id
+        self.timezone = timezone
+        self.closed: dict[str, DayStatement] = {}
+
+    @property
+    def last_closed(self) -> str:
+        return max(self.closed, default="")
+
+    def check_open(self, at: datetime) -> None:
+        """Refuses to record anything dated into a closed day (e.g. a server clock behind)."""
+        day = local_day(at, self.timezone)
+        if day <= self.last_closed:
+            raise RuleViolation(f"{day} is closed; nothing can be recorded into it",
+                                reason="PERIOD_CLOSED")
+
+    def close(self, statement: DayStatement, *, now: datetime) -> None:
+        if statement.day in self.closed:
+            raise AlreadyExists(f"{statement.day} is already closed")
+        today = local_day(now, self.timezone)
+        if statement.day >= today:
+            raise RuleViolation(f"{statement.day} is not over yet ({self.timezone})",
+                                reason="PERIOD_NOT_OVER")
+        date.fromisoformat(statement.day)
+        self._closed(statement=statement, closed_at=now)
+
+    @event("DayClosed")
+    def _closed(self, statement: DayStatement, closed_at: datetime) -> None:
+        self.closed[statement.day] = statement

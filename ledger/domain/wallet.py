@@ -1,0 +1,86 @@
+"""What a reseller or supplier can withdraw, kept on the write side so that payouts are
+checked against it exactly.
+
+A wallet is one account in one currency. Settlements credit it, refunds after settlement
+debit it (which may leave it below zero: a debt, repaid first by later credits), payout
+requests reserve from it, and a payout that fails or is rejected returns its amount. The
+postings of these movements live on the order and payout events; the wallet keeps the
+running figures that decide whether a payout may be requested.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from uuid import UUID
+
+from eventsourcing.domain import Aggregate, event
+
+from ledger.domain.errors import RuleViolation
+from ledger.domain.ids import stable_id
+
+
+class Wallet(Aggregate):
+    @staticmethod
+    def create_id(platform_id: str, account: str, currency: str) -> UUID:
+        return stable_id("wallet", platform_id, account, currency)
+
+    @event("Opened")
+    def __init__(self, platform_id: str, account: str, currency: str) -> None:
+        self.platform_id = platform_id
+        self.account = account
+        self.currency = currency
+        self.available = 0
+        self.in_flight = 0
+        self.paid_out = 0
+
+    @property
+    def debt(self) -> int:
+        return max(0, -self.available)
+
+    def credit(self, amount: int, source: str) -> None:
+        if amount:
+            self._credited(amount=amount, source=source)
+
+    def debit(self, amount: int, source: str) -> None:
+        if amount:
+            self._debited(amount=amount, source=source)
+
+    def reserve(self, *, payout_id: str, amount: int, minimum: int) -> None:
+        """A payout takes its amount out of available at once (in flight)."""
+        if self.available < 0:
+            raise RuleViolation(
+                f"{self.account} owes {self.debt} {self.currency}; a debt must be repaid "
+                "before any withdrawal", reason="ACCOUNT_IN_DEBT")
+        if amount < minimum:
+            raise RuleViolation(f"the minimum payout is {minimum} {self.currency}",
+                                reason="BELOW_MINIMUM_PAYOUT")
+        if amount > self.available:
+            raise RuleViolation(
+                f"{amount} exceeds the {self.available} {self.currency} available",
+                reason="INSUFFICIENT_AVAILABLE")
+        self._reserved(payout_id=payout_id, amount=amount)
+
+    def release(self, *, payout_id: str, amount: int, paid: bool, at: datetime) -> None:
+        """A payout ends: paid (gone for good) or returned to available."""
+        self._released(payout_id=payout_id, amount=amount, paid=paid, at=at)
+
+    @event("Credited")
+    def _credited(self, amount: int, source: str) -> None:
+        self.available += amount
+
+    @event("Debited")
+    def _debited(self, amount: int, source: str) -> None:
+        self.available -= amount
+
+    @event("Reserved")
+    def _reserved(self, payout_id: str, amount: int) -> None:
+        self.available -= amount
+        self.in_flight += amount
+
+    @event("Released")
+    def _released(self, payout_id: str, amount: int, paid: bool, at: datetime) -> None:
+        self.in_flight -= amount
+        if paid:
+            self.paid_out += amount
+        else:
+            self.available += amount
