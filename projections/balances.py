@@ -63,16 +63,19 @@ class BalanceWriter:
             lambda: dict.fromkeys(BUCKETS, 0)
         )
         self._last: dict[tuple[str, str, str], int] = {}
-        self._movements: list[tuple[str, str, str, str, int, int, int]] = []
+        self._movements: list[tuple[str, str, str, str, int, int, int, str, str]] = []
 
-    def post(self, platform: str, postings: Iterable[Posting], position: int, at: int) -> None:
+    def post(self, platform: str, postings: Iterable[Posting], position: int, at: int,
+             kind: str, ref: str) -> None:
+        """``kind`` names what moved the money (payment, refund, settlement, payout_…) and
+        ``ref`` where it came from (order:O1, order:O1/refund:r1, payout:PO…)."""
         for p in postings:
             assert p.bucket in BUCKETS, f"unknown bucket {p.bucket}"
             key = (platform, p.account, p.currency)
             self._deltas[key][p.bucket] += p.amount
             self._last[key] = position
             self._movements.append(
-                (platform, p.account, p.currency, p.bucket, position, at, p.amount)
+                (platform, p.account, p.currency, p.bucket, position, at, p.amount, kind, ref)
             )
 
     def flush(self, cur: Cursor) -> None:
@@ -95,8 +98,8 @@ class BalanceWriter:
             ],
         )
         cur.executemany(
-            "INSERT INTO proj_movements (platform, account, currency, bucket, position, at, amount)"
-            " VALUES (%s, %s, %s, %s, %s, %s, %s)",
+            "INSERT INTO proj_movements (platform, account, currency, bucket, position, at, "
+            "amount, kind, ref) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)",
             self._movements,
         )
         self._deltas.clear()

@@ -15,15 +15,22 @@ from typing import Any, Protocol
 
 from ledger.config import event_store_env
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 TABLES = {
     "proj_meta": """
         name TEXT PRIMARY KEY, position BIGINT NOT NULL, schema_version INTEGER NOT NULL,
         updated_at BIGINT NOT NULL""",
     "proj_orders": """
-        order_uid TEXT PRIMARY KEY, platform TEXT NOT NULL, storefront TEXT NOT NULL,
-        seller_id TEXT NOT NULL, currency TEXT NOT NULL, ancestors TEXT NOT NULL""",
+        order_uid TEXT PRIMARY KEY, platform TEXT NOT NULL, order_id TEXT NOT NULL,
+        storefront TEXT NOT NULL, seller_id TEXT NOT NULL, currency TEXT NOT NULL,
+        ancestors TEXT NOT NULL, freeze_days INTEGER NOT NULL DEFAULT 0, due_at BIGINT,
+        open_cases INTEGER NOT NULL DEFAULT 0, settled INTEGER NOT NULL DEFAULT 0""",
+    "proj_payouts": """
+        payout_id TEXT NOT NULL, platform TEXT NOT NULL, account TEXT NOT NULL,
+        currency TEXT NOT NULL, amount BIGINT NOT NULL, status TEXT NOT NULL,
+        requested_by TEXT NOT NULL, requested_at BIGINT NOT NULL, updated_at BIGINT NOT NULL,
+        reference TEXT NOT NULL, reason TEXT NOT NULL, PRIMARY KEY (platform, payout_id)""",
     "proj_balances": """
         platform TEXT NOT NULL, account TEXT NOT NULL, currency TEXT NOT NULL,
         kind TEXT NOT NULL, frozen BIGINT NOT NULL DEFAULT 0, available BIGINT NOT NULL DEFAULT 0,
@@ -33,9 +40,9 @@ TABLES = {
     "proj_movements": """
         platform TEXT NOT NULL, account TEXT NOT NULL, currency TEXT NOT NULL,
         bucket TEXT NOT NULL, position BIGINT NOT NULL, at BIGINT NOT NULL,
-        amount BIGINT NOT NULL""",
-    "proj_reseller_ids": """
-        uid TEXT PRIMARY KEY, platform TEXT NOT NULL, reseller_id TEXT NOT NULL""",
+        amount BIGINT NOT NULL, kind TEXT NOT NULL, ref TEXT NOT NULL""",
+    "proj_owners": """
+        uid TEXT PRIMARY KEY, platform TEXT NOT NULL, key TEXT NOT NULL""",
     "proj_resellers": """
         platform TEXT NOT NULL, reseller_id TEXT NOT NULL, sponsor_id TEXT NOT NULL,
         depth INTEGER NOT NULL, direct_count INTEGER NOT NULL, team_size INTEGER NOT NULL,
@@ -66,6 +73,9 @@ TABLES = {
 INDEXES = [
     "CREATE INDEX IF NOT EXISTS proj_movements_account "
     "ON proj_movements (platform, account, currency, position)",
+    "CREATE INDEX IF NOT EXISTS proj_movements_time ON proj_movements (platform, at)",
+    "CREATE INDEX IF NOT EXISTS proj_orders_due ON proj_orders (platform, settled, due_at)",
+    "CREATE INDEX IF NOT EXISTS proj_payouts_status ON proj_payouts (platform, status, payout_id)",
     "CREATE INDEX IF NOT EXISTS proj_balances_kind ON proj_balances (platform, kind, account)",
     "CREATE INDEX IF NOT EXISTS proj_resellers_sponsor ON proj_resellers (platform, sponsor_id)",
     "CREATE INDEX IF NOT EXISTS proj_links_reseller ON proj_links (platform, reseller_id, at)",

@@ -23,6 +23,7 @@ import structlog
 
 from ledger.application.ledger_app import LedgerApplication
 from ledger.domain.order import Order
+from ledger.domain.payout import REQUESTED, Payout
 from ledger.domain.team import Reseller
 from projections.balances import BalanceWriter
 from projections.clock import Calendar, micros
@@ -32,6 +33,13 @@ from projections.team import TeamWriter
 log = structlog.get_logger(__name__)
 
 NAME = "read-models"
+
+# What moved the money, as movements and statements name it.
+PAYMENT = "payment"
+REFUND = "refund"
+SETTLEMENT = "settlement"
+PAYOUT_STATUS = {"Approved": "approved", "Rejected": "rejected", "Paid": "paid",
+                 "Failed": "failed"}
 DEFAULT_BATCH = 1000
 
 
@@ -39,52 +47,110 @@ class Batch:
     """What one transaction applies: the balance and team writers over one cursor."""
 
     def __init__(self, cur: Cursor, calendar: Calendar) -> None:
+        self.cur = cur
         self.balances = BalanceWriter()
         self.team = TeamWriter(cur, calendar)
+        self._owners: dict[str, tuple[str, str]] = {}
 
     def apply(self, event: Any, position: int) -> None:
         uid = str(event.originator_id)
-        if isinstance(event, Order.Placed):
-            self.team.placed(uid, event.platform_id, event.storefront_id, event.seller_id,
-                             event.currency)
-        elif isinstance(event, Order.Paid):
-            platform = self.team.order(uid)[0]
-            self.balances.post(platform, event.postings, position, micros(event.paid_at))
-            total = -sum(p.amount for p in event.postings if p.bucket == "clearing")
-            currency = event.postings[0].currency if event.postings else ""
-            if currency:
-                self.team.paid(uid, currency, total, event.paid_at)
-        elif isinstance(event, Order.Refunded):
-            platform = self.team.order(uid)[0]
-            refund = event.refund
-            self.balances.post(platform, refund.postings, position, micros(refund.refunded_at))
-            if refund.postings:
-                self.team.refunded(uid, refund.postings[0].currency, refund.amount,
-                                   refund.refunded_at)
-        elif isinstance(event, Reseller.Enrolled):
-            self.team.enrolled(event.platform_id, event.reseller_id, event.sponsor_id,
-                               event.enrolled_at, position)
-        elif isinstance(event, Reseller.Moved | Reseller.RankSet | Reseller.TeamTargetSet):
-            platform, reseller_id = self._reseller(uid)
-            if isinstance(event, Reseller.Moved):
-                self.team.moved(platform, reseller_id, event.to_sponsor_id, event.moved_at,
-                                position)
-            elif isinstance(event, Reseller.RankSet):
-                self.team.rank_set(platform, reseller_id, event.rank)
-            else:
-                self.team.target_set(platform, reseller_id, event.month, event.currency,
-                                     event.amount)
+        if isinstance(event, Order.Event):
+            self._order(uid, event, position)
+        elif isinstance(event, Payout.Event):
+            self._payout(uid, event, position)
+        elif isinstance(event, Reseller.Event):
+            self._reseller(uid, event, position)
 
-    def _reseller(self, uid: str) -> tuple[str, str]:
-        """Reseller events after enrolment do not repeat the ids: look them up."""
-        cur = self.team.cur
-        cur.execute("SELECT platform, reseller_id FROM proj_reseller_ids WHERE uid = %s", (uid,))
-        row = cur.fetchone()
-        assert row is not None, f"reseller {uid} was never enrolled"
-        return row[0], row[1]
+    def _order(self, uid: str, event: Any, position: int) -> None:
+        team = self.team
+        if isinstance(event, Order.Placed):
+            team.placed(uid, event.platform_id, event.order_id, event.storefront_id,
+                        event.seller_id, event.currency)
+            return
+        platform = team.order(uid)[0]
+        ref = f"order:{team.order_id(uid)}"
+        if isinstance(event, Order.Paid):
+            self.balances.post(platform, event.postings, position, micros(event.paid_at),
+                               PAYMENT, ref)
+            total = -sum(p.amount for p in event.postings if p.bucket == "clearing")
+            if event.postings:
+                team.paid(uid, event.postings[0].currency, total, event.paid_at)
+            team.order_life(uid, freeze_days=event.freeze_days)
+        elif isinstance(event, Order.Refunded):
+            refund = event.refund
+            self.balances.post(platform, refund.postings, position, micros(refund.refunded_at),
+                               REFUND, f"{ref}/refund:{refund.refund_id}")
+            if refund.postings:
+                team.refunded(uid, refund.postings[0].currency, refund.amount,
+                              refund.refunded_at)
+        elif isinstance(event, Order.Completed):
+            team.completed(uid, event.completed_at)
+        elif isinstance(event, Order.Settled):
+            self.balances.post(platform, event.postings, position, micros(event.settled_at),
+                               SETTLEMENT, ref)
+            team.order_life(uid, settled=1)
+        elif isinstance(event, Order.AfterSaleOpened):
+            team.order_life(uid, open_cases=1)
+        elif isinstance(event, Order.AfterSaleClosed):
+            team.order_life(uid, open_cases=-1)
+
+    def _payout(self, uid: str, event: Any, position: int) -> None:
+        if isinstance(event, Payout.Requested):
+            self._own(uid, event.platform_id, event.payout_id)
+            self.cur.execute(
+                "INSERT INTO proj_payouts (payout_id, platform, account, currency, amount, "
+                "status, requested_by, requested_at, updated_at, reference, reason) "
+                "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, '', '')",
+                (event.payout_id, event.platform_id, event.account, event.currency,
+                 event.amount, REQUESTED, event.requested_by, micros(event.requested_at),
+                 micros(event.requested_at)))
+            self.balances.post(event.platform_id, event.postings, position,
+                               micros(event.requested_at), "payout_requested",
+                               f"payout:{event.payout_id}")
+            return
+        platform, payout_id = self._owner(uid)
+        status = PAYOUT_STATUS[type(event).__name__]
+        self.cur.execute(
+            "UPDATE proj_payouts SET status = %s, updated_at = %s, "
+            "reference = %s, reason = %s WHERE platform = %s AND payout_id = %s",
+            (status, micros(event.at), getattr(event, "reference", ""),
+             getattr(event, "reason", ""), platform, payout_id))
+        postings = getattr(event, "postings", ())
+        if postings:
+            self.balances.post(platform, postings, position, micros(event.at),
+                               f"payout_{status}", f"payout:{payout_id}")
+
+    def _reseller(self, uid: str, event: Any, position: int) -> None:
+        team = self.team
+        if isinstance(event, Reseller.Enrolled):
+            self._own(uid, event.platform_id, event.reseller_id)
+            team.enrolled(event.platform_id, event.reseller_id, event.sponsor_id,
+                          event.enrolled_at, position)
+            return
+        platform, reseller_id = self._owner(uid)
+        if isinstance(event, Reseller.Moved):
+            team.moved(platform, reseller_id, event.to_sponsor_id, event.moved_at, position)
+        elif isinstance(event, Reseller.RankSet):
+            team.rank_set(platform, reseller_id, event.rank)
+        elif isinstance(event, Reseller.TeamTargetSet):
+            team.target_set(platform, reseller_id, event.month, event.currency, event.amount)
+
+    def _own(self, uid: str, platform: str, key: str) -> None:
+        """Later events of an aggregate do not repeat its platform and id: remember them."""
+        self.cur.execute("INSERT INTO proj_owners (uid, platform, key) VALUES (%s, %s, %s)",
+                         (uid, platform, key))
+        self._owners[uid] = (platform, key)
+
+    def _owner(self, uid: str) -> tuple[str, str]:
+        if uid not in self._owners:
+            self.cur.execute("SELECT platform, key FROM proj_owners WHERE uid = %s", (uid,))
+            row = self.cur.fetchone()
+            assert row is not None, f"{uid} was never created"
+            self._owners[uid] = (row[0], row[1])
+        return self._owners[uid]
 
     def flush(self) -> None:
-        self.balances.flush(self.team.cur)
+        self.balances.flush(self.cur)
         self.team.flush()
 
 
@@ -161,10 +227,6 @@ class ProjectionRunner:
                 for notification in notifications:
                     assert notification.id > position, "the log went backwards"
                     event = self.app.mapper.to_domain_event(notification)
-                    if isinstance(event, Reseller.Enrolled):
-                        cur.execute("INSERT INTO proj_reseller_ids (uid, platform, reseller_id) "
-                                    "VALUES (%s, %s, %s)", (str(event.originator_id),
-                                                           event.platform_id, event.reseller_id))
                     batch.apply(event, notification.id)
                     position = notification.id
                 batch.flush()

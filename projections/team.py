@@ -51,6 +51,7 @@ class TeamWriter:
         self._changes: list[tuple[str, str, str, str, str, int, int]] = []
         self._active: set[tuple[str, str, str]] = set()
         self._orders: dict[str, tuple[str, str, list[str]]] = {}
+        self._order_ids: dict[str, str] = {}
 
     # --- the tree --------------------------------------------------------------------------
 
@@ -180,23 +181,45 @@ class TeamWriter:
 
     # --- orders ----------------------------------------------------------------------------
 
-    def placed(self, order_uid: str, platform: str, storefront: str, seller_id: str,
-               currency: str) -> None:
+    def placed(self, order_uid: str, platform: str, order_id: str, storefront: str,
+               seller_id: str, currency: str) -> None:
         self.cur.execute(
-            "INSERT INTO proj_orders (order_uid, platform, storefront, seller_id, currency, "
-            "ancestors) VALUES (%s, %s, %s, %s, %s, %s)",
-            (order_uid, platform, storefront, seller_id, currency, "[]"))
+            "INSERT INTO proj_orders (order_uid, platform, order_id, storefront, seller_id, "
+            "currency, ancestors) VALUES (%s, %s, %s, %s, %s, %s, %s)",
+            (order_uid, platform, order_id, storefront, seller_id, currency, "[]"))
         self._orders[order_uid] = (platform, seller_id, [])
+        self._order_ids[order_uid] = order_id
 
     def order(self, order_uid: str) -> tuple[str, str, list[str]]:
         """(platform, seller, the seller's upline when the order was paid)."""
         if order_uid not in self._orders:
-            self.cur.execute("SELECT platform, seller_id, ancestors FROM proj_orders "
+            self.cur.execute("SELECT platform, seller_id, ancestors, order_id FROM proj_orders "
                              "WHERE order_uid = %s", (order_uid,))
             row = self.cur.fetchone()
             assert row is not None, f"order {order_uid} was never placed"
             self._orders[order_uid] = (row[0], row[1], json.loads(row[2]))
+            self._order_ids[order_uid] = row[3]
         return self._orders[order_uid]
+
+    def order_id(self, order_uid: str) -> str:
+        self.order(order_uid)
+        return self._order_ids[order_uid]
+
+    def order_life(self, order_uid: str, **changes: object) -> None:
+        """Keeps what settlement needs to find due orders: when the freeze window ends, how
+        many after-sales cases are open, whether the order is settled."""
+        for column, value in changes.items():
+            if column == "open_cases":
+                self.cur.execute("UPDATE proj_orders SET open_cases = open_cases + %s "
+                                 "WHERE order_uid = %s", (value, order_uid))
+            else:
+                assert column in ("freeze_days", "settled"), column
+                self.cur.execute(f"UPDATE proj_orders SET {column} = %s WHERE order_uid = %s",
+                                 (value, order_uid))
+
+    def completed(self, order_uid: str, completed_at: datetime) -> None:
+        self.cur.execute("UPDATE proj_orders SET due_at = %s + freeze_days * 86400000000 "
+                         "WHERE order_uid = %s", (micros(completed_at), order_uid))
 
     def paid(self, order_uid: str, currency: str, total: int, at_dt: datetime) -> None:
         platform, seller, _ = self.order(order_uid)

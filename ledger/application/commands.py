@@ -11,9 +11,11 @@ import hashlib
 import json
 import re
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
+from typing import ClassVar
 
 from ledger.domain.money import MAX_AMOUNT, is_currency
+from ledger.domain.periods import DayStatement
 from ledger.domain.plan import RateOverride
 
 MAX_ID_LENGTH = 128
@@ -26,10 +28,12 @@ Violations = list[tuple[str, str]]
 
 @dataclass(frozen=True)
 class Caller:
-    """Who is asking: the tenant (platform) and the authenticated principal within it."""
+    """Who is asking: the tenant (platform), the authenticated principal within it, and the
+    role of its key (storefront, admin, finance)."""
 
     platform_id: str
     principal: str
+    role: str = ""
 
 
 def check_id(v: Violations, field: str, value: str, *, required: bool = True) -> None:
@@ -58,9 +62,14 @@ def check_amount(v: Violations, field: str, value: int, *, positive: bool = Fals
 class Command:
     idempotency_key: str
 
+    # Fields the ledger fills in from its own state before running the command (not what the
+    # client asked): left out of the fingerprint, so a retry still matches.
+    derived: ClassVar[tuple[str, ...]] = ()
+
     def fingerprint(self) -> str:
         """Identifies the request apart from its idempotency key."""
-        body = {k: v for k, v in dataclasses.asdict(self).items() if k != "idempotency_key"}
+        skip = {"idempotency_key", *self.derived}
+        body = {k: v for k, v in dataclasses.asdict(self).items() if k not in skip}
         text = json.dumps([type(self).__name__, body], sort_keys=True, default=str)
         return hashlib.sha256(text.encode()).hexdigest()
 
@@ -309,4 +318,100 @@ class SetTeamTarget(Command):
         if not is_currency(self.currency):
             v.append(("currency", "must be an ISO 4217 code such as CNY"))
         check_amount(v, "amount", self.amount)
+        return v
+
+
+@dataclass(frozen=True)
+class RunSettlement(Command):
+    """Settles the orders that are due. ``order_ids`` are the candidates the read models
+    found; each is checked again on its own events before anything moves."""
+
+    order_ids: tuple[str, ...] = ()
+    derived: ClassVar[tuple[str, ...]] = ("order_ids",)
+
+
+@dataclass(frozen=True)
+class RequestPayout(Command):
+    account: str
+    currency: str
+    amount: int
+
+    def violations(self) -> Violations:
+        v = super().violations()
+        kind, _, owner = self.account.partition(":")
+        if kind not in ("reseller", "supplier") or not owner:
+            v.append(("account", "must be reseller:<id> or supplier:<id>"))
+        check_id(v, "account", self.account)
+        if not is_currency(self.currency):
+            v.append(("currency", "must be an ISO 4217 code such as CNY"))
+        check_amount(v, "amount", self.amount, positive=True)
+        return v
+
+
+@dataclass(frozen=True)
+class PayoutStep(Command):
+    payout_id: str
+
+    def violations(self) -> Violations:
+        v = super().violations()
+        check_id(v, "payout_id", self.payout_id)
+        return v
+
+
+@dataclass(frozen=True)
+class ApprovePayout(PayoutStep):
+    pass
+
+
+@dataclass(frozen=True)
+class RejectPayout(PayoutStep):
+    reason: str = ""
+
+    def violations(self) -> Violations:
+        v = super().violations()
+        if not self.reason.strip():
+            v.append(("reason", "rejecting a payout needs a reason"))
+        check_text(v, "reason", self.reason)
+        return v
+
+
+@dataclass(frozen=True)
+class MarkPayoutPaid(PayoutStep):
+    reference: str = ""
+
+    def violations(self) -> Violations:
+        v = super().violations()
+        check_id(v, "reference", self.reference)
+        return v
+
+
+@dataclass(frozen=True)
+class MarkPayoutFailed(PayoutStep):
+    reason: str = ""
+
+    def violations(self) -> Violations:
+        v = super().violations()
+        if not self.reason.strip():
+            v.append(("reason", "a failed payout needs the rail's reason"))
+        check_text(v, "reason", self.reason)
+        return v
+
+
+@dataclass(frozen=True)
+class CloseDay(Command):
+    """Closes a calendar day with its statement, computed from the read models once they
+    had caught up with the whole log (see application/statements.py)."""
+
+    day: str
+    statement: DayStatement | None = None
+    derived: ClassVar[tuple[str, ...]] = ("statement",)
+
+    def violations(self) -> Violations:
+        v = super().violations()
+        try:
+            date.fromisoformat(self.day)
+            if len(self.day) != 10:
+                raise ValueError(self.day)
+        except ValueError:
+            v.append(("day", "must be a calendar day as YYYY-MM-DD"))
         return v

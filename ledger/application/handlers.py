@@ -6,7 +6,7 @@ returns a ResultRef naming the aggregate and version that answer the request.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -15,16 +15,27 @@ from ledger.application import commands as c
 from ledger.application.idempotency import ResultRef
 from ledger.application.unit_of_work import UnitOfWork
 from ledger.domain.errors import AccessDenied, AlreadyExists, NotFound, RuleViolation
+from ledger.domain.money import AVAILABLE, Posting
 from ledger.domain.order import Order, RefundLine
+from ledger.domain.payout import Payout, payout_number
+from ledger.domain.periods import PeriodBook
 from ledger.domain.plan import CommissionPlan
 from ledger.domain.plan_book import PlanBook
+from ledger.domain.settlement import SettlementRun
 from ledger.domain.split import LineItem, UplineMember
 from ledger.domain.team import CustomerBinding, Reseller, check_no_cycle
+from ledger.domain.wallet import Wallet
 
 ORDER = "order"
 RESELLER = "reseller"
 BINDING = "binding"
 PLAN = "plan"
+SETTLEMENT = "settlement"
+PAYOUT = "payout"
+PERIOD = "period"
+STOREFRONT_ROLE = "storefront"
+WALLET_KINDS = ("reseller", "supplier")
+MAX_SETTLEMENT_BATCH = 500  # orders one settlement command may settle
 
 
 @dataclass(frozen=True)
@@ -82,6 +93,41 @@ def upline(uow: UnitOfWork, platform_id: str, seller_id: str, levels: int) -> li
     return chain
 
 
+def periods(ctx: Context) -> PeriodBook:
+    """The platform's settlement periods; money is never recorded into a closed day."""
+    book = ctx.uow.find(PeriodBook, PeriodBook.create_id(ctx.caller.platform_id))
+    if book is None:
+        book = PeriodBook(ctx.caller.platform_id, ctx.timezone)
+        ctx.uow.add(book)
+    return book
+
+
+def wallet(ctx: Context, account: str, currency: str) -> Wallet:
+    platform = ctx.caller.platform_id
+    found = ctx.uow.find(Wallet, Wallet.create_id(platform, account, currency))
+    if found is None:
+        found = Wallet(platform, account, currency)
+        ctx.uow.add(found)
+    return found
+
+
+def move_wallets(ctx: Context, postings: Sequence[Posting], source: str) -> None:
+    """Keeps the withdrawable balances of resellers and suppliers in step with what moved
+    in or out of their available bucket."""
+    for p in postings:
+        if p.bucket == AVAILABLE and p.account.split(":", 1)[0] in WALLET_KINDS:
+            target = wallet(ctx, p.account, p.currency)
+            if p.amount > 0:
+                target.credit(p.amount, source)
+            else:
+                target.debit(-p.amount, source)
+
+
+def own_payout(ctx: Context, payout_id: str) -> Payout:
+    return ctx.uow.get(Payout, Payout.create_id(ctx.caller.platform_id, payout_id),
+                       f"payout {payout_id}")
+
+
 # --- storefront commands -------------------------------------------------------------------
 
 
@@ -121,6 +167,7 @@ def pay_order(ctx: Context, cmd: c.PayOrder) -> ResultRef:
     seller_customer = (
         reseller(ctx.uow, platform, order.seller_id).customer_id if order.seller_id else ""
     )
+    periods(ctx).check_open(ctx.now)
     order.pay(
         payment_id=cmd.payment_id,
         amount=cmd.amount,
@@ -145,13 +192,17 @@ def cancel_order(ctx: Context, cmd: c.CancelOrder) -> ResultRef:
 
 
 def refund_order(ctx: Context, cmd: c.RefundOrder) -> ResultRef:
+    """A refund after settlement takes the money back from available balances (clawback),
+    which may leave a debt."""
     order = own_order(ctx.uow, ctx.caller, cmd.order_id)
-    order.refund(
+    periods(ctx).check_open(ctx.now)
+    record = order.refund(
         refund_id=cmd.refund_id,
         lines=[RefundLine(line.line_no, line.amount) for line in cmd.lines],
         reason=cmd.reason,
         at=ctx.now,
     )
+    move_wallets(ctx, record.postings, f"refund:{cmd.order_id}/{cmd.refund_id}")
     return ref(ORDER, order, cmd.refund_id)
 
 
@@ -250,6 +301,86 @@ def rebind_customer(ctx: Context, cmd: c.RebindCustomer) -> ResultRef:
     return ref(BINDING, bound)
 
 
+# --- settlement and payouts ----------------------------------------------------------------
+
+
+def run_settlement(ctx: Context, cmd: c.RunSettlement) -> ResultRef:
+    """Settles each candidate that is due; one not due (yet) is left as it is. Running it
+    twice moves nothing twice: a settled order is never settled again."""
+    periods(ctx).check_open(ctx.now)
+    settled: list[str] = []
+    for order_id in cmd.order_ids[:MAX_SETTLEMENT_BATCH]:
+        order = ctx.uow.find(Order, Order.create_id(ctx.caller.platform_id, order_id))
+        if order is None or not order.is_due(ctx.now):
+            continue
+        postings = order.settle(at=ctx.now)
+        move_wallets(ctx, postings, f"order:{order_id}")
+        settled.append(order_id)
+    run = SettlementRun(ctx.caller.platform_id, cmd.idempotency_key, ctx.now, tuple(settled))
+    ctx.uow.add(run)
+    return ref(SETTLEMENT, run, str(len(settled)))
+
+
+def request_payout(ctx: Context, cmd: c.RequestPayout) -> ResultRef:
+    """Takes the amount out of available at once; a storefront may ask for its platform's
+    resellers only, finance for resellers and suppliers."""
+    kind, _, owner = cmd.account.partition(":")
+    if kind == "reseller":
+        reseller(ctx.uow, ctx.caller.platform_id, owner)
+    elif ctx.caller.role == STOREFRONT_ROLE:
+        raise AccessDenied("a storefront may request payouts for resellers only")
+    periods(ctx).check_open(ctx.now)
+    minimum = plan_book(ctx.uow, ctx.caller.platform_id).in_force_at(ctx.now).min_payout
+    payout_id = payout_number(ctx.caller.platform_id, ctx.caller.principal, cmd.idempotency_key)
+    wallet(ctx, cmd.account, cmd.currency).reserve(payout_id=payout_id, amount=cmd.amount,
+                                                   minimum=minimum)
+    payout = Payout(ctx.caller.platform_id, payout_id, cmd.account, cmd.currency, cmd.amount,
+                    ctx.caller.principal, ctx.now,
+                    Payout.request_postings(cmd.account, cmd.currency, cmd.amount))
+    ctx.uow.add(payout)
+    return ref(PAYOUT, payout)
+
+
+def approve_payout(ctx: Context, cmd: c.ApprovePayout) -> ResultRef:
+    payout = own_payout(ctx, cmd.payout_id)
+    payout.approve(by=ctx.caller.principal, at=ctx.now)
+    return ref(PAYOUT, payout)
+
+
+def reject_payout(ctx: Context, cmd: c.RejectPayout) -> ResultRef:
+    payout = own_payout(ctx, cmd.payout_id)
+    periods(ctx).check_open(ctx.now)
+    if payout.reject(reason=cmd.reason, at=ctx.now):
+        wallet(ctx, payout.account, payout.currency).release(
+            payout_id=payout.payout_id, amount=payout.amount, paid=False, at=ctx.now)
+    return ref(PAYOUT, payout)
+
+
+def mark_payout_paid(ctx: Context, cmd: c.MarkPayoutPaid) -> ResultRef:
+    payout = own_payout(ctx, cmd.payout_id)
+    periods(ctx).check_open(ctx.now)
+    if payout.mark_paid(reference=cmd.reference, at=ctx.now):
+        wallet(ctx, payout.account, payout.currency).release(
+            payout_id=payout.payout_id, amount=payout.amount, paid=True, at=ctx.now)
+    return ref(PAYOUT, payout)
+
+
+def mark_payout_failed(ctx: Context, cmd: c.MarkPayoutFailed) -> ResultRef:
+    payout = own_payout(ctx, cmd.payout_id)
+    periods(ctx).check_open(ctx.now)
+    if payout.mark_failed(reason=cmd.reason, at=ctx.now):
+        wallet(ctx, payout.account, payout.currency).release(
+            payout_id=payout.payout_id, amount=payout.amount, paid=False, at=ctx.now)
+    return ref(PAYOUT, payout)
+
+
+def close_day(ctx: Context, cmd: c.CloseDay) -> ResultRef:
+    assert cmd.statement is not None and cmd.statement.day == cmd.day, "statement first"
+    book = periods(ctx)
+    book.close(cmd.statement, now=ctx.now)
+    return ref(PERIOD, book, cmd.day)
+
+
 HANDLERS: dict[type[c.Command], Callable[[Context, Any], ResultRef]] = {
     c.PlaceOrder: place_order,
     c.PayOrder: pay_order,
@@ -265,4 +396,11 @@ HANDLERS: dict[type[c.Command], Callable[[Context, Any], ResultRef]] = {
     c.SetRank: set_rank,
     c.RebindCustomer: rebind_customer,
     c.SetTeamTarget: set_team_target,
+    c.RunSettlement: run_settlement,
+    c.RequestPayout: request_payout,
+    c.ApprovePayout: approve_payout,
+    c.RejectPayout: reject_payout,
+    c.MarkPayoutPaid: mark_payout_paid,
+    c.MarkPayoutFailed: mark_payout_failed,
+    c.CloseDay: close_day,
 }

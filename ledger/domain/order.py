@@ -142,6 +142,12 @@ class Order(Aggregate):
             return None
         return self.completed_at + timedelta(days=self.freeze_days)
 
+    def is_due(self, at: datetime) -> bool:
+        """Completed, unsettled, past its freeze window, and no after-sales case open."""
+        due = self.due_at()
+        return (self.status == COMPLETED and not self.settled and due is not None
+                and at >= due and not self.has_open_case)
+
     def remaining(self) -> dict[str, int]:
         """What each account still holds of this order, after refunds."""
         held: dict[str, int] = {}

@@ -66,28 +66,38 @@ class Payout(Aggregate):
         assert_balanced(postings)
         return postings
 
-    def approve(self, *, by: str, at: datetime) -> None:
+    # Each step repeated on a payout already in its result is a no-op (returns False), so a
+    # finance clerk's double click is harmless; any other state is refused.
+
+    def approve(self, *, by: str, at: datetime) -> bool:
+        if self.status == APPROVED:
+            return False
         self._check(REQUESTED, "approve")
         self._approved(by=by, at=at)
+        return True
 
-    def reject(self, *, reason: str, at: datetime) -> tuple[Posting, ...]:
+    def reject(self, *, reason: str, at: datetime) -> bool:
+        if self.status == REJECTED:
+            return False
         self._check(REQUESTED, "reject")
-        postings = self._return_postings()
-        self._rejected(reason=reason, at=at, postings=postings)
-        return postings
+        self._rejected(reason=reason, at=at, postings=self._return_postings())
+        return True
 
-    def mark_paid(self, *, reference: str, at: datetime) -> tuple[Posting, ...]:
+    def mark_paid(self, *, reference: str, at: datetime) -> bool:
+        if self.status == PAID and self.reference == reference:
+            return False
         self._check(APPROVED, "mark paid")
         postings = (Posting(self.account, IN_FLIGHT, self.currency, -self.amount),
                     Posting(self.account, PAID_OUT, self.currency, self.amount))
         self._paid(reference=reference, at=at, postings=postings)
-        return postings
+        return True
 
-    def mark_failed(self, *, reason: str, at: datetime) -> tuple[Posting, ...]:
+    def mark_failed(self, *, reason: str, at: datetime) -> bool:
+        if self.status == FAILED:
+            return False
         self._check(APPROVED, "mark failed")
-        postings = self._return_postings()
-        self._failed(reason=reason, at=at, postings=postings)
-        return postings
+        self._failed(reason=reason, at=at, postings=self._return_postings())
+        return True
 
     def _return_postings(self) -> tuple[Posting, ...]:
         return (Posting(self.account, IN_FLIGHT, self.currency, -self.amount),

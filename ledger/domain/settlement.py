@@ -1,0 +1,25 @@
+"""The record of one settlement run: when it ran and which orders it released."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from uuid import UUID
+
+from eventsourcing.domain import Aggregate, event
+
+from ledger.domain.ids import stable_id
+
+
+class SettlementRun(Aggregate):
+    @staticmethod
+    def create_id(platform_id: str, run_key: str) -> UUID:
+        return stable_id("settlement-run", platform_id, run_key)
+
+    @event("Ran")
+    def __init__(self, platform_id: str, run_key: str, ran_at: datetime,
+                 settled: Sequence[str]) -> None:
+        self.platform_id = platform_id
+        self.run_key = run_key
+        self.ran_at = ran_at
+        self.settled = tuple(settled)
