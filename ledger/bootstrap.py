@@ -28,9 +28,10 @@ def build_application(
     database_url: str,
     clock: Callable[[], datetime] = utc_now,
     app_class: type[LedgerApplication] = LedgerApplication,
+    timezone: str = "Asia/Shanghai",
 ) -> LedgerApplication:
     env = event_store_env(database_url)
     if env["PERSISTENCE_MODULE"] == "eventsourcing.postgres":
         ensure_postgres_schema(env)
     env["CREATE_TABLE"] = "y"
-    return app_class(env=env, clock=clock)
+    return app_class(env=env, clock=clock, timezone=timezone)

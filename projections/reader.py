@@ -5,7 +5,9 @@ from __future__ import annotations
 import threading
 from typing import Any
 
+from ledger.domain.periods import DayStatement, StatementLine
 from projections import balances as b
+from projections import finance as f
 from projections import team_queries as t
 from projections.clock import END_OF_TIME, Calendar
 from projections.db import ProjectionDB
@@ -83,3 +85,24 @@ class ReadModels:
                    at: int = END_OF_TIME) -> t.TeamStats:
         with self._read() as cur:
             return t.team_stats(cur, self.calendar, platform, reseller_id, month, at)
+
+    def due_orders(self, platform: str, now: int, limit: int) -> list[str]:
+        with self._read() as cur:
+            return f.due_orders(cur, platform, now, limit)
+
+    def platforms_with_due_orders(self, now: int) -> list[str]:
+        with self._read() as cur:
+            return f.platforms_with_due_orders(cur, now)
+
+    def payable(self, platform: str, offset: int, limit: int) -> list[f.PayoutRow]:
+        with self._read() as cur:
+            return f.payable(cur, platform, offset, limit)
+
+    def day_statement(self, platform: str, day: str, timezone: str) -> DayStatement:
+        with self._read() as cur:
+            return f.day_statement(cur, platform, day, timezone)
+
+    def account_statement(self, platform: str, account: str, from_day: str, to_day: str,
+                          timezone: str) -> tuple[list[f.Movement], list[StatementLine]]:
+        with self._read() as cur:
+            return f.account_statement(cur, platform, account, from_day, to_day, timezone)

@@ -8,12 +8,14 @@ from google.protobuf.timestamp_pb2 import Timestamp
 
 from ledger.application import commands as c
 from ledger.application.ledger_app import Outcome
+from ledger.domain import payout as payouts
 from ledger.domain.errors import InvalidInput
 from ledger.domain.money import Posting
 from ledger.domain.order import CANCELLED, COMPLETED, PAID, PLACED, Order, RefundRecord
+from ledger.domain.periods import DayStatement, StatementLine
 from ledger.domain.plan import CATEGORY, PRODUCT, RANK, CommissionPlan, RateOverride
 from ledger.domain.team import CustomerBinding, Reseller
-from ledger.v1 import admin_pb2, common_pb2, storefront_pb2
+from ledger.v1 import admin_pb2, common_pb2, finance_pb2, storefront_pb2
 
 STATUSES = {
     PLACED: common_pb2.ORDER_STATUS_PLACED,
@@ -165,4 +167,38 @@ def publish_plan(r: admin_pb2.PublishPlanRequest) -> c.PublishPlan:
         p.freeze_days,
         p.min_payout,
         p.exclude_self_purchase,
+    )
+
+
+PAYOUT_STATUSES = {
+    payouts.REQUESTED: finance_pb2.PAYOUT_STATUS_REQUESTED,
+    payouts.APPROVED: finance_pb2.PAYOUT_STATUS_APPROVED,
+    payouts.REJECTED: finance_pb2.PAYOUT_STATUS_REJECTED,
+    payouts.PAID: finance_pb2.PAYOUT_STATUS_PAID,
+    payouts.FAILED: finance_pb2.PAYOUT_STATUS_FAILED,
+}
+
+
+def payout(p: payouts.Payout) -> finance_pb2.Payout:
+    return finance_pb2.Payout(
+        payout_id=p.payout_id, account=p.account, currency=p.currency, amount=p.amount,
+        status=PAYOUT_STATUSES[p.status], requested_by=p.requested_by,
+        requested_at=timestamp(p.requested_at), updated_at=timestamp(p.updated_at),
+        reference=p.reference, reason=p.reason,
+    )
+
+
+def statement_line(line: StatementLine) -> finance_pb2.StatementLine:
+    return finance_pb2.StatementLine(
+        account=line.account, currency=line.currency, opening=line.opening,
+        movements=[finance_pb2.MovementTotal(kind=k, amount=v) for k, v in line.movements],
+        closing=line.closing,
+    )
+
+
+def day_statement(s: DayStatement, closed: bool) -> finance_pb2.DayStatement:
+    return finance_pb2.DayStatement(
+        day=s.day, timezone=s.timezone, closed=closed,
+        lines=[statement_line(line) for line in s.lines], movements=s.events,
+        first_position=s.first_position, last_position=s.last_position, digest=s.digest,
     )

@@ -2,34 +2,22 @@
 
 from __future__ import annotations
 
-import asyncio
 import base64
-import time
-from collections.abc import Callable
-
-import grpc
-from google.rpc import code_pb2
 
 from ledger.api import convert
-from ledger.api.auth import ADMIN, FINANCE, STOREFRONT, KeyRing
-from ledger.api.errors import abort_code
+from ledger.api.auth import ADMIN, FINANCE, STOREFRONT
 from ledger.api.servicers import Base, rpc
 from ledger.application.commands import MONTH
-from ledger.application.group_commit import GroupCommitter
-from ledger.application.ledger_app import LedgerApplication
 from ledger.domain.errors import InvalidInput, NotFound
 from ledger.v1 import report_pb2, report_pb2_grpc
 from projections.balances import KINDS, Balance
 from projections.clock import END_OF_TIME, from_micros, micros
-from projections.reader import ReadModels
 from projections.team import Node
 
 ANY_KEY = (STOREFRONT, ADMIN, FINANCE)
 MAX_PAGE = 1000
 DEFAULT_PAGE = 100
 MAX_SUBTREE_DEPTH = 100
-# A read waits at most this long for the read models when the call has no deadline.
-MAX_WAIT = 30.0
 ORDERS = {
     report_pb2.BALANCE_ORDER_UNSPECIFIED: "account",
     report_pb2.BALANCE_ORDER_ACCOUNT: "account",
@@ -79,28 +67,6 @@ def as_of_micros(ts: object, present: bool) -> int:
 
 
 class ReportService(Base, report_pb2_grpc.ReportServiceServicer):
-    def __init__(self, app: LedgerApplication, writer: GroupCommitter, keys: KeyRing,
-                 models: ReadModels, processed: Callable[[], int]) -> None:
-        super().__init__(app, writer, keys)
-        self.models = models
-        self.processed = processed
-
-    async def caught_up(self, position: int, context: grpc.aio.ServicerContext) -> int:
-        """Waits until the read models have processed ``position``; returns where they are."""
-        current = self.processed()
-        if current >= position:
-            return current
-        remaining = context.time_remaining()
-        deadline = time.monotonic() + min(remaining if remaining is not None else MAX_WAIT,
-                                          MAX_WAIT)
-        while current < position:
-            if time.monotonic() >= deadline:
-                await abort_code(context, code_pb2.DEADLINE_EXCEEDED,
-                                 f"read models reached {current}, not {position}, in time")
-            await asyncio.sleep(0.005)
-            current = self.processed()
-        return current
-
     @rpc(*ANY_KEY)
     async def GetBalance(self, request, context, caller):  # type: ignore[no-untyped-def]
         if not request.account:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import uuid
 from collections.abc import Callable
 from datetime import datetime
 
@@ -13,21 +14,26 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from ledger.api.auth import KeyRing
+from ledger.api.finance import FinanceService
 from ledger.api.reports import ReportService
 from ledger.api.servicers import AdminService, StorefrontService
+from ledger.application.commands import Caller, RunSettlement
 from ledger.application.group_commit import GroupCommitter
+from ledger.application.handlers import MAX_SETTLEMENT_BATCH
 from ledger.application.ledger_app import LedgerApplication, utc_now
 from ledger.bootstrap import build_application
 from ledger.config import Settings
 from ledger.v1 import (
     admin_pb2,
     admin_pb2_grpc,
+    finance_pb2,
+    finance_pb2_grpc,
     report_pb2,
     report_pb2_grpc,
     storefront_pb2,
     storefront_pb2_grpc,
 )
-from projections.clock import Calendar
+from projections.clock import Calendar, micros
 from projections.reader import ReadModels
 from projections.runner import ProjectionRunner
 
@@ -37,6 +43,7 @@ SERVICE_NAMES = (
     storefront_pb2.DESCRIPTOR.services_by_name["StorefrontService"].full_name,
     admin_pb2.DESCRIPTOR.services_by_name["AdminService"].full_name,
     report_pb2.DESCRIPTOR.services_by_name["ReportService"].full_name,
+    finance_pb2.DESCRIPTOR.services_by_name["FinanceService"].full_name,
 )
 
 
@@ -80,7 +87,8 @@ class LedgerServer:
         app: LedgerApplication | None = None,
     ) -> None:
         self.settings = settings
-        self.app = app or build_application(settings.database_url, clock)
+        self.app = app or build_application(settings.database_url, clock,
+                                            timezone=settings.timezone)
         self.calendar = Calendar(settings.timezone)
         self.runner: ProjectionRunner | None = None
         self.watcher: PositionWatcher | None = None
@@ -96,6 +104,7 @@ class LedgerServer:
         )
         self.keys = keys
         self.port = 0
+        self._settling: asyncio.Task[None] | None = None
 
     async def start(self) -> int:
         """Starts serving; returns the bound port (useful when listening on port 0)."""
@@ -107,16 +116,15 @@ class LedgerServer:
         if self.watcher is not None:
             self.watcher.start()
         self.writer.start()
-        report_pb2_grpc.add_ReportServiceServicer_to_server(
-            ReportService(self.app, self.writer, self.keys, self.models, self.processed_position),
-            self.server,
-        )
+        parts = (self.app, self.writer, self.keys, self.models, self.processed_position)
         storefront_pb2_grpc.add_StorefrontServiceServicer_to_server(
-            StorefrontService(self.app, self.writer, self.keys), self.server
-        )
-        admin_pb2_grpc.add_AdminServiceServicer_to_server(
-            AdminService(self.app, self.writer, self.keys), self.server
-        )
+            StorefrontService(*parts), self.server)
+        admin_pb2_grpc.add_AdminServiceServicer_to_server(AdminService(*parts), self.server)
+        report_pb2_grpc.add_ReportServiceServicer_to_server(ReportService(*parts), self.server)
+        finance_pb2_grpc.add_FinanceServiceServicer_to_server(FinanceService(*parts),
+                                                              self.server)
+        if self.settings.settlement_interval > 0:
+            self._settling = asyncio.create_task(self._settle_on_schedule())
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
         reflection.enable_server_reflection(
             (*SERVICE_NAMES, health.SERVICE_NAME, reflection.SERVICE_NAME), self.server
@@ -141,7 +149,33 @@ class LedgerServer:
         assert self.watcher is not None
         return self.watcher.position
 
+    async def _settle_on_schedule(self) -> None:
+        """Settles due orders every LEDGER_SETTLEMENT_INTERVAL seconds, platform by platform.
+        Harmless on several servers at once: an order is settled once, whoever gets there."""
+        while True:
+            await asyncio.sleep(self.settings.settlement_interval)
+            try:
+                await self.settle_due()
+            except Exception:
+                log.exception("scheduled settlement failed; will retry")
+
+    async def settle_due(self) -> int:
+        now = micros(self.app.clock())
+        settled = 0
+        for platform in await asyncio.to_thread(self.models.platforms_with_due_orders, now):
+            due = await asyncio.to_thread(self.models.due_orders, platform, now,
+                                          MAX_SETTLEMENT_BATCH)
+            caller = Caller(platform, "settlement-scheduler", "system")
+            command = RunSettlement(f"scheduled-{uuid.uuid4().hex}", tuple(due))
+            outcome = await asyncio.wrap_future(self.writer.submit(caller, command))
+            settled += int(outcome.ref.detail)
+        if settled:
+            log.info("settled due orders", orders=settled)
+        return settled
+
     async def stop(self, grace: float = 2.0) -> None:
+        if self._settling is not None:
+            self._settling.cancel()
         await self.health.enter_graceful_shutdown()
         await self.server.stop(grace)
         self.writer.stop()

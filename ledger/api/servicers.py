@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
@@ -15,10 +16,15 @@ from ledger.api.auth import ADMIN, STOREFRONT, KeyRing
 from ledger.api.errors import abort, abort_code
 from ledger.application import commands as c
 from ledger.application.group_commit import GroupCommitter
+from ledger.application.handlers import MAX_SETTLEMENT_BATCH
 from ledger.application.ledger_app import LedgerApplication, Outcome
 from ledger.v1 import admin_pb2, admin_pb2_grpc, storefront_pb2, storefront_pb2_grpc
+from projections.clock import micros
+from projections.reader import ReadModels
 
 R = TypeVar("R")
+# A read waits at most this long for the read models when the call has no deadline.
+MAX_WAIT = 30.0
 Method = Callable[[Any, Any, grpc.aio.ServicerContext, c.Caller], Awaitable[Any]]
 
 
@@ -43,10 +49,29 @@ def rpc(*roles: str) -> Callable[[Method], Callable[..., Awaitable[Any]]]:
 
 
 class Base:
-    def __init__(self, app: LedgerApplication, writer: GroupCommitter, keys: KeyRing) -> None:
+    def __init__(self, app: LedgerApplication, writer: GroupCommitter, keys: KeyRing,
+                 models: ReadModels, processed: Callable[[], int]) -> None:
         self.app = app
         self.writer = writer
         self.keys = keys
+        self.models = models
+        self.processed = processed
+
+    async def caught_up(self, position: int, context: grpc.aio.ServicerContext) -> int:
+        """Waits until the read models have processed ``position``; returns where they are."""
+        current = self.processed()
+        if current >= position:
+            return current
+        remaining = context.time_remaining()
+        deadline = time.monotonic() + min(
+            remaining if remaining is not None else MAX_WAIT, MAX_WAIT)
+        while current < position:
+            if time.monotonic() >= deadline:
+                await abort_code(context, code_pb2.DEADLINE_EXCEEDED,
+                                 f"read models reached {current}, not {position}, in time")
+            await asyncio.sleep(0.005)
+            current = self.processed()
+        return current
 
     async def authenticate(
         self, context: grpc.aio.ServicerContext, roles: tuple[str, ...]
@@ -64,7 +89,7 @@ class Base:
             await abort_code(context, code_pb2.PERMISSION_DENIED,
                              f"a {key.role} key cannot call this service "
                              f"(it needs a {' or '.join(roles)} key)")
-        return c.Caller(key.platform, key.name)
+        return c.Caller(key.platform, key.name, key.role)
 
     async def write(self, caller: c.Caller, command: c.Command) -> tuple[Outcome, Any]:
         """Queues the command for the next group commit; returns its outcome and its answer."""
@@ -165,6 +190,14 @@ class StorefrontService(Base, storefront_pb2_grpc.StorefrontServiceServicer):
         order = await self.read(self.app.order, caller, request.order_id)
         return storefront_pb2.GetOrderResponse(order=convert.order(order))
 
+    @rpc(STOREFRONT)
+    async def RequestWithdrawal(self, request, context, caller):  # type: ignore[no-untyped-def]
+        command = c.RequestPayout(request.idempotency_key, f"reseller:{request.reseller_id}",
+                                  request.currency, request.amount)
+        outcome, payout = await self.write(caller, command)
+        return storefront_pb2.RequestWithdrawalResponse(
+            payout=convert.payout(payout), receipt=convert.receipt(outcome))
+
 
 class AdminService(Base, admin_pb2_grpc.AdminServiceServicer):
     @rpc(ADMIN)
@@ -211,6 +244,18 @@ class AdminService(Base, admin_pb2_grpc.AdminServiceServicer):
     async def GetReseller(self, request, context, caller):  # type: ignore[no-untyped-def]
         reseller = await self.read(self.app.reseller, caller.platform_id, request.reseller_id)
         return admin_pb2.GetResellerResponse(reseller=convert.reseller(reseller))
+
+    @rpc(ADMIN)
+    async def RunSettlement(self, request, context, caller):  # type: ignore[no-untyped-def]
+        """Settles what is due now, as the read models (caught up first) list it; each order
+        is checked again on its own events."""
+        await self.caught_up(await self.read(self.app.log_position), context)
+        due = await self.read(self.models.due_orders, caller.platform_id,
+                              micros(self.app.clock()), MAX_SETTLEMENT_BATCH)
+        outcome, run = await self.write(
+            caller, c.RunSettlement(request.idempotency_key, tuple(due)))
+        return admin_pb2.RunSettlementResponse(settled_order_ids=list(run.settled),
+                                               receipt=convert.receipt(outcome))
 
     @rpc(ADMIN)
     async def SetTeamTarget(self, request, context, caller):  # type: ignore[no-untyped-def]

@@ -160,6 +160,13 @@ class LedgerApplication(Application[UUID]):
             return book.plan_version(version)
         return book.in_force_at(at or self.clock())
 
+    def find(self, aggregate_id: UUID) -> Any:
+        """The aggregate, or None if it was never created."""
+        try:
+            return self.repository.get(aggregate_id)
+        except AggregateNotFoundError:
+            return None
+
     def _get(self, aggregate_id: UUID, what: str) -> Any:
         try:
             return self.repository.get(aggregate_id)

@@ -70,6 +70,11 @@ class AdminServiceStub:
                 request_serializer=ledger_dot_v1_dot_admin__pb2.SetTeamTargetRequest.SerializeToString,
                 response_deserializer=ledger_dot_v1_dot_admin__pb2.SetTeamTargetResponse.FromString,
                 _registered_method=True)
+        self.RunSettlement = channel.unary_unary(
+                '/ledger.v1.AdminService/RunSettlement',
+                request_serializer=ledger_dot_v1_dot_admin__pb2.RunSettlementRequest.SerializeToString,
+                response_deserializer=ledger_dot_v1_dot_admin__pb2.RunSettlementResponse.FromString,
+                _registered_method=True)
 
 
 class AdminServiceServicer:
@@ -124,6 +129,14 @@ class AdminServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def RunSettlement(self, request, context):
+        """Settles every order that is due now (it also runs on a schedule inside the server).
+        Idempotent: an order is never settled twice.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AdminServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -161,6 +174,11 @@ def add_AdminServiceServicer_to_server(servicer, server):
                     servicer.SetTeamTarget,
                     request_deserializer=ledger_dot_v1_dot_admin__pb2.SetTeamTargetRequest.FromString,
                     response_serializer=ledger_dot_v1_dot_admin__pb2.SetTeamTargetResponse.SerializeToString,
+            ),
+            'RunSettlement': grpc.unary_unary_rpc_method_handler(
+                    servicer.RunSettlement,
+                    request_deserializer=ledger_dot_v1_dot_admin__pb2.RunSettlementRequest.FromString,
+                    response_serializer=ledger_dot_v1_dot_admin__pb2.RunSettlementResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -353,6 +371,33 @@ class AdminService:
             '/ledger.v1.AdminService/SetTeamTarget',
             ledger_dot_v1_dot_admin__pb2.SetTeamTargetRequest.SerializeToString,
             ledger_dot_v1_dot_admin__pb2.SetTeamTargetResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RunSettlement(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/ledger.v1.AdminService/RunSettlement',
+            ledger_dot_v1_dot_admin__pb2.RunSettlementRequest.SerializeToString,
+            ledger_dot_v1_dot_admin__pb2.RunSettlementResponse.FromString,
             options,
             channel_credentials,
             insecure,

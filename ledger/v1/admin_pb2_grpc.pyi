@@ -47,6 +47,10 @@ class AdminServiceStub:
     GetReseller: _grpc.UnaryUnaryMultiCallable[_admin_pb2.GetResellerRequest, _admin_pb2.GetResellerResponse]
     SetTeamTarget: _grpc.UnaryUnaryMultiCallable[_admin_pb2.SetTeamTargetRequest, _admin_pb2.SetTeamTargetResponse]
     """Sets a reseller's team sales target (team GMV) for a calendar month."""
+    RunSettlement: _grpc.UnaryUnaryMultiCallable[_admin_pb2.RunSettlementRequest, _admin_pb2.RunSettlementResponse]
+    """Settles every order that is due now (it also runs on a schedule inside the server).
+    Idempotent: an order is never settled twice.
+    """
 
 @_typing.type_check_only
 class AdminServiceAsyncStub(AdminServiceStub):
@@ -67,6 +71,10 @@ class AdminServiceAsyncStub(AdminServiceStub):
     GetReseller: _aio.UnaryUnaryMultiCallable[_admin_pb2.GetResellerRequest, _admin_pb2.GetResellerResponse]  # type: ignore[assignment]
     SetTeamTarget: _aio.UnaryUnaryMultiCallable[_admin_pb2.SetTeamTargetRequest, _admin_pb2.SetTeamTargetResponse]  # type: ignore[assignment]
     """Sets a reseller's team sales target (team GMV) for a calendar month."""
+    RunSettlement: _aio.UnaryUnaryMultiCallable[_admin_pb2.RunSettlementRequest, _admin_pb2.RunSettlementResponse]  # type: ignore[assignment]
+    """Settles every order that is due now (it also runs on a schedule inside the server).
+    Idempotent: an order is never settled twice.
+    """
 
 class AdminServiceServicer(metaclass=_abc_1.ABCMeta):
     """The platform operator's service: commission plans and the team tree. Needs an admin key."""
@@ -126,5 +134,15 @@ class AdminServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_admin_pb2.SetTeamTargetResponse, _abc.Awaitable[_admin_pb2.SetTeamTargetResponse]]:
         """Sets a reseller's team sales target (team GMV) for a calendar month."""
+
+    @_abc_1.abstractmethod
+    def RunSettlement(
+        self,
+        request: _admin_pb2.RunSettlementRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_admin_pb2.RunSettlementResponse, _abc.Awaitable[_admin_pb2.RunSettlementResponse]]:
+        """Settles every order that is due now (it also runs on a schedule inside the server).
+        Idempotent: an order is never settled twice.
+        """
 
 def add_AdminServiceServicer_to_server(servicer: AdminServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -23,55 +23,60 @@ _sym_db = _symbol_database.Default()
 
 
 from ledger.v1 import common_pb2 as ledger_dot_v1_dot_common__pb2
+from ledger.v1 import finance_pb2 as ledger_dot_v1_dot_finance__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1aledger/v1/storefront.proto\x12\tledger.v1\x1a\x16ledger/v1/common.proto\"\x9f\x01\n\x11PlaceOrderRequest\x12\x17\n\x0fidempotency_key\x18\x01 \x01(\t\x12\x10\n\x08order_id\x18\x02 \x01(\t\x12\x13\n\x0b\x63ustomer_id\x18\x03 \x01(\t\x12\x13\n\x0breseller_id\x18\x04 \x01(\t\x12\x10\n\x08\x63urrency\x18\x05 \x01(\t\x12#\n\x05lines\x18\x06 \x03(\x0b\x32\x14.ledger.v1.OrderLine\"_\n\x12PlaceOrderResponse\x12\x1f\n\x05order\x18\x01 \x01(\x0b\x32\x10.ledger.v1.Order\x12(\n\x07receipt\x18\x02 \x01(\x0b\x32\x17.ledger.v1.WriteReceipt\"`\n\x0fPayOrderRequest\x12\x17\n\x0fidempotency_key\x18\x01 \x01(\t\x12\x10\n\x08order_id\x18\x02 \x01(\t\x12\x12\n\npayment_id\x18\x03 \x01(\t\x12\x0e\n\x06\x61mount\x18\x04 \x01(\x03\"]\n\x10PayOrderResponse\x12\x1f\n\x05order\x18\x01 \x01(\x0b\x32\x10.ledger.v1.Order\x12(\n\x07receipt\x18\x02 \x01(\x0b\x32\x17.ledger.v1.WriteReceipt\"A\n\x14\x43ompleteOrderRequest\x12\x17\n\x0fidempotency_key\x18\x01 \x01(\t\x12\x10\n\x08order_id\x18\x02 \x01(\t\"b\n\x15\x43ompleteOrderResponse\x12\x1f\n\x05order\x18\x01 \x01(\x0b\x32\x10.ledger.v1.Order\x12(\n\x07receipt\x18\x02 \x01(\x0b\x32\x17.ledger.v1.WriteReceipt\"O\n\x12\x43\x61ncelOrderRequest\x12\x17\n\x0fidempotency_key\x18\x01 \x01(\t\x12\x10\n\x08order_id\x18\x02 \x01(\t\x12\x0e\n\x06reason\x18\x03 \x01(\t\"`\n\x13\x43\x61ncelOrderResponse\x12\x1f\n\x05order\x18\x01 \x01(\x0b\x32\x10.ledger.v1.Order\x12(\n\x07receipt\x18\x02 \x01(\x0b\x32\x17.ledger.v1.WriteReceipt\"\x88\x01\n\x12RefundOrderRequest\x12\x17\n\x0fidempotency_key\x18\x01 \x01(\t\x12\x10\n\x08order_id\x18\x02 \x01(\t\x12\x11\n\trefund_id\x18\x03 \x01(\t\x12$\n\x05lines\x18\x04 \x03(\x0b\x32\x15.ledger.v1.RefundLine\x12\x0e\n\x06reason\x18\x05 \x01(\t\"\x83\x01\n\x13RefundOrderResponse\x12\x1f\n\x05order\x18\x01 \x01(\x0b\x32\x10.ledger.v1.Order\x12!\n\x06refund\x18\x02 \x01(\x0b\x32\x11.ledger.v1.Refund\x12(\n\x07receipt\x18\x03 \x01(\x0b\x32\x17.ledger.v1.WriteReceipt\"s\n\x14OpenAfterSaleRequest\x12\x17\n\x0fidempotency_key\x18\x01 \x01(\t\x12\x10\n\x08order_id\x18\x02 \x01(\t\x12\x0f\n\x07\x63\x61se_id\x18\x03 \x01(\t\x12\x0f\n\x07line_no\x18\x04 \x01(\x05\x12\x0e\n\x06reason\x18\x05 \x01(\t\"b\n\x15OpenAfterSaleResponse\x12\x1f\n\x05order\x18\x01 \x01(\x0b\x32\x10.ledger.v1.Order\x12(\n\x07receipt\x18\x02 \x01(\x0b\x32\x17.ledger.v1.WriteReceipt\"g\n\x15\x43loseAfterSaleRequest\x12\x17\n\x0fidempotency_key\x18\x01 \x01(\t\x12\x10\n\x08order_id\x18\x02 \x01(\t\x12\x0f\n\x07\x63\x61se_id\x18\x03 \x01(\t\x12\x12\n\nresolution\x18\x04 \x01(\t\"c\n\x16\x43loseAfterSaleResponse\x12\x1f\n\x05order\x18\x01 \x01(\x0b\x32\x10.ledger.v1.Order\x12(\n\x07receipt\x18\x02 \x01(\x0b\x32\x17.ledger.v1.WriteReceipt\"\x87\x01\n\x15\x45nrollResellerRequest\x12\x17\n\x0fidempotency_key\x18\x01 \x01(\t\x12\x13\n\x0breseller_id\x18\x02 \x01(\t\x12\x12\n\nsponsor_id\x18\x03 \x01(\t\x12\x13\n\x0b\x63ustomer_id\x18\x04 \x01(\t\x12\x17\n\x0fwithout_sponsor\x18\x05 \x01(\x08\"i\n\x16\x45nrollResellerResponse\x12%\n\x08reseller\x18\x01 \x01(\x0b\x32\x13.ledger.v1.Reseller\x12(\n\x07receipt\x18\x02 \x01(\x0b\x32\x17.ledger.v1.WriteReceipt\"X\n\x13\x42indCustomerRequest\x12\x17\n\x0fidempotency_key\x18\x01 \x01(\t\x12\x13\n\x0b\x63ustomer_id\x18\x02 \x01(\t\x12\x13\n\x0breseller_id\x18\x03 \x01(\t\"m\n\x14\x42indCustomerResponse\x12+\n\x07\x62inding\x18\x01 \x01(\x0b\x32\x1a.ledger.v1.CustomerBinding\x12(\n\x07receipt\x18\x02 \x01(\x0b\x32\x17.ledger.v1.WriteReceipt\"#\n\x0fGetOrderRequest\x12\x10\n\x08order_id\x18\x01 \x01(\t\"3\n\x10GetOrderResponse\x12\x1f\n\x05order\x18\x01 \x01(\x0b\x32\x10.ledger.v1.Order2\xab\x06\n\x11StorefrontService\x12I\n\nPlaceOrder\x12\x1c.ledger.v1.PlaceOrderRequest\x1a\x1d.ledger.v1.PlaceOrderResponse\x12\x43\n\x08PayOrder\x12\x1a.ledger.v1.PayOrderRequest\x1a\x1b.ledger.v1.PayOrderResponse\x12R\n\rCompleteOrder\x12\x1f.ledger.v1.CompleteOrderRequest\x1a .ledger.v1.CompleteOrderResponse\x12L\n\x0b\x43\x61ncelOrder\x12\x1d.ledger.v1.CancelOrderRequest\x1a\x1e.ledger.v1.CancelOrderResponse\x12L\n\x0bRefundOrder\x12\x1d.ledger.v1.RefundOrderRequest\x1a\x1e.ledger.v1.RefundOrderResponse\x12R\n\rOpenAfterSale\x12\x1f.ledger.v1.OpenAfterSaleRequest\x1a .ledger.v1.OpenAfterSaleResponse\x12U\n\x0e\x43loseAfterSale\x12 .ledger.v1.CloseAfterSaleRequest\x1a!.ledger.v1.CloseAfterSaleResponse\x12U\n\x0e\x45nrollReseller\x12 .ledger.v1.EnrollResellerRequest\x1a!.ledger.v1.EnrollResellerResponse\x12O\n\x0c\x42indCustomer\x12\x1e.ledger.v1.BindCustomerRequest\x1a\x1f.ledger.v1.BindCustomerResponse\x12\x43\n\x08GetOrder\x12\x1a.ledger.v1.GetOrderRequest\x1a\x1b.ledger.v1.GetOrderResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1aledger/v1/storefront.proto\x12\tledger.v1\x1a\x16ledger/v1/common.proto\x1a\x17ledger/v1/finance.proto\"\x9f\x01\n\x11PlaceOrderRequest\x12\x17\n\x0fidempotency_key\x18\x01 \x01(\t\x12\x10\n\x08order_id\x18\x02 \x01(\t\x12\x13\n\x0b\x63ustomer_id\x18\x03 \x01(\t\x12\x13\n\x0breseller_id\x18\x04 \x01(\t\x12\x10\n\x08\x63urrency\x18\x05 \x01(\t\x12#\n\x05lines\x18\x06 \x03(\x0b\x32\x14.ledger.v1.OrderLine\"_\n\x12PlaceOrderResponse\x12\x1f\n\x05order\x18\x01 \x01(\x0b\x32\x10.ledger.v1.Order\x12(\n\x07receipt\x18\x02 \x01(\x0b\x32\x17.ledger.v1.WriteReceipt\"`\n\x0fPayOrderRequest\x12\x17\n\x0fidempotency_key\x18\x01 \x01(\t\x12\x10\n\x08order_id\x18\x02 \x01(\t\x12\x12\n\npayment_id\x18\x03 \x01(\t\x12\x0e\n\x06\x61mount\x18\x04 \x01(\x03\"]\n\x10PayOrderResponse\x12\x1f\n\x05order\x18\x01 \x01(\x0b\x32\x10.ledger.v1.Order\x12(\n\x07receipt\x18\x02 \x01(\x0b\x32\x17.ledger.v1.WriteReceipt\"A\n\x14\x43ompleteOrderRequest\x12\x17\n\x0fidempotency_key\x18\x01 \x01(\t\x12\x10\n\x08order_id\x18\x02 \x01(\t\"b\n\x15\x43ompleteOrderResponse\x12\x1f\n\x05order\x18\x01 \x01(\x0b\x32\x10.ledger.v1.Order\x12(\n\x07receipt\x18\x02 \x01(\x0b\x32\x17.ledger.v1.WriteReceipt\"O\n\x12\x43\x61ncelOrderRequest\x12\x17\n\x0fidempotency_key\x18\x01 \x01(\t\x12\x10\n\x08order_id\x18\x02 \x01(\t\x12\x0e\n\x06reason\x18\x03 \x01(\t\"`\n\x13\x43\x61ncelOrderResponse\x12\x1f\n\x05order\x18\x01 \x01(\x0b\x32\x10.ledger.v1.Order\x12(\n\x07receipt\x18\x02 \x01(\x0b\x32\x17.ledger.v1.WriteReceipt\"\x88\x01\n\x12RefundOrderRequest\x12\x17\n\x0fidempotency_key\x18\x01 \x01(\t\x12\x10\n\x08order_id\x18\x02 \x01(\t\x12\x11\n\trefund_id\x18\x03 \x01(\t\x12$\n\x05lines\x18\x04 \x03(\x0b\x32\x15.ledger.v1.RefundLine\x12\x0e\n\x06reason\x18\x05 \x01(\t\"\x83\x01\n\x13RefundOrderResponse\x12\x1f\n\x05order\x18\x01 \x01(\x0b\x32\x10.ledger.v1.Order\x12!\n\x06refund\x18\x02 \x01(\x0b\x32\x11.ledger.v1.Refund\x12(\n\x07receipt\x18\x03 \x01(\x0b\x32\x17.ledger.v1.WriteReceipt\"s\n\x14OpenAfterSaleRequest\x12\x17\n\x0fidempotency_key\x18\x01 \x01(\t\x12\x10\n\x08order_id\x18\x02 \x01(\t\x12\x0f\n\x07\x63\x61se_id\x18\x03 \x01(\t\x12\x0f\n\x07line_no\x18\x04 \x01(\x05\x12\x0e\n\x06reason\x18\x05 \x01(\t\"b\n\x15OpenAfterSaleResponse\x12\x1f\n\x05order\x18\x01 \x01(\x0b\x32\x10.ledger.v1.Order\x12(\n\x07receipt\x18\x02 \x01(\x0b\x32\x17.ledger.v1.WriteReceipt\"g\n\x15\x43loseAfterSaleRequest\x12\x17\n\x0fidempotency_key\x18\x01 \x01(\t\x12\x10\n\x08order_id\x18\x02 \x01(\t\x12\x0f\n\x07\x63\x61se_id\x18\x03 \x01(\t\x12\x12\n\nresolution\x18\x04 \x01(\t\"c\n\x16\x43loseAfterSaleResponse\x12\x1f\n\x05order\x18\x01 \x01(\x0b\x32\x10.ledger.v1.Order\x12(\n\x07receipt\x18\x02 \x01(\x0b\x32\x17.ledger.v1.WriteReceipt\"\x87\x01\n\x15\x45nrollResellerRequest\x12\x17\n\x0fidempotency_key\x18\x01 \x01(\t\x12\x13\n\x0breseller_id\x18\x02 \x01(\t\x12\x12\n\nsponsor_id\x18\x03 \x01(\t\x12\x13\n\x0b\x63ustomer_id\x18\x04 \x01(\t\x12\x17\n\x0fwithout_sponsor\x18\x05 \x01(\x08\"i\n\x16\x45nrollResellerResponse\x12%\n\x08reseller\x18\x01 \x01(\x0b\x32\x13.ledger.v1.Reseller\x12(\n\x07receipt\x18\x02 \x01(\x0b\x32\x17.ledger.v1.WriteReceipt\"X\n\x13\x42indCustomerRequest\x12\x17\n\x0fidempotency_key\x18\x01 \x01(\t\x12\x13\n\x0b\x63ustomer_id\x18\x02 \x01(\t\x12\x13\n\x0breseller_id\x18\x03 \x01(\t\"m\n\x14\x42indCustomerResponse\x12+\n\x07\x62inding\x18\x01 \x01(\x0b\x32\x1a.ledger.v1.CustomerBinding\x12(\n\x07receipt\x18\x02 \x01(\x0b\x32\x17.ledger.v1.WriteReceipt\"#\n\x0fGetOrderRequest\x12\x10\n\x08order_id\x18\x01 \x01(\t\"3\n\x10GetOrderResponse\x12\x1f\n\x05order\x18\x01 \x01(\x0b\x32\x10.ledger.v1.Order\"j\n\x18RequestWithdrawalRequest\x12\x17\n\x0fidempotency_key\x18\x01 \x01(\t\x12\x13\n\x0breseller_id\x18\x02 \x01(\t\x12\x10\n\x08\x63urrency\x18\x03 \x01(\t\x12\x0e\n\x06\x61mount\x18\x04 \x01(\x03\"h\n\x19RequestWithdrawalResponse\x12!\n\x06payout\x18\x01 \x01(\x0b\x32\x11.ledger.v1.Payout\x12(\n\x07receipt\x18\x02 \x01(\x0b\x32\x17.ledger.v1.WriteReceipt2\x8b\x07\n\x11StorefrontService\x12I\n\nPlaceOrder\x12\x1c.ledger.v1.PlaceOrderRequest\x1a\x1d.ledger.v1.PlaceOrderResponse\x12\x43\n\x08PayOrder\x12\x1a.ledger.v1.PayOrderRequest\x1a\x1b.ledger.v1.PayOrderResponse\x12R\n\rCompleteOrder\x12\x1f.ledger.v1.CompleteOrderRequest\x1a .ledger.v1.CompleteOrderResponse\x12L\n\x0b\x43\x61ncelOrder\x12\x1d.ledger.v1.CancelOrderRequest\x1a\x1e.ledger.v1.CancelOrderResponse\x12L\n\x0bRefundOrder\x12\x1d.ledger.v1.RefundOrderRequest\x1a\x1e.ledger.v1.RefundOrderResponse\x12R\n\rOpenAfterSale\x12\x1f.ledger.v1.OpenAfterSaleRequest\x1a .ledger.v1.OpenAfterSaleResponse\x12U\n\x0e\x43loseAfterSale\x12 .ledger.v1.CloseAfterSaleRequest\x1a!.ledger.v1.CloseAfterSaleResponse\x12U\n\x0e\x45nrollReseller\x12 .ledger.v1.EnrollResellerRequest\x1a!.ledger.v1.EnrollResellerResponse\x12O\n\x0c\x42indCustomer\x12\x1e.ledger.v1.BindCustomerRequest\x1a\x1f.ledger.v1.BindCustomerResponse\x12\x43\n\x08GetOrder\x12\x1a.ledger.v1.GetOrderRequest\x1a\x1b.ledger.v1.GetOrderResponse\x12^\n\x11RequestWithdrawal\x12#.ledger.v1.RequestWithdrawalRequest\x1a$.ledger.v1.RequestWithdrawalResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'ledger.v1.storefront_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_PLACEORDERREQUEST']._serialized_start=66
-  _globals['_PLACEORDERREQUEST']._serialized_end=225
-  _globals['_PLACEORDERRESPONSE']._serialized_start=227
-  _globals['_PLACEORDERRESPONSE']._serialized_end=322
-  _globals['_PAYORDERREQUEST']._serialized_start=324
-  _globals['_PAYORDERREQUEST']._serialized_end=420
-  _globals['_PAYORDERRESPONSE']._serialized_start=422
-  _globals['_PAYORDERRESPONSE']._serialized_end=515
-  _globals['_COMPLETEORDERREQUEST']._serialized_start=517
-  _globals['_COMPLETEORDERREQUEST']._serialized_end=582
-  _globals['_COMPLETEORDERRESPONSE']._serialized_start=584
-  _globals['_COMPLETEORDERRESPONSE']._serialized_end=682
-  _globals['_CANCELORDERREQUEST']._serialized_start=684
-  _globals['_CANCELORDERREQUEST']._serialized_end=763
-  _globals['_CANCELORDERRESPONSE']._serialized_start=765
-  _globals['_CANCELORDERRESPONSE']._serialized_end=861
-  _globals['_REFUNDORDERREQUEST']._serialized_start=864
-  _globals['_REFUNDORDERREQUEST']._serialized_end=1000
-  _globals['_REFUNDORDERRESPONSE']._serialized_start=1003
-  _globals['_REFUNDORDERRESPONSE']._serialized_end=1134
-  _globals['_OPENAFTERSALEREQUEST']._serialized_start=1136
-  _globals['_OPENAFTERSALEREQUEST']._serialized_end=1251
-  _globals['_OPENAFTERSALERESPONSE']._serialized_start=1253
-  _globals['_OPENAFTERSALERESPONSE']._serialized_end=1351
-  _globals['_CLOSEAFTERSALEREQUEST']._serialized_start=1353
-  _globals['_CLOSEAFTERSALEREQUEST']._serialized_end=1456
-  _globals['_CLOSEAFTERSALERESPONSE']._serialized_start=1458
-  _globals['_CLOSEAFTERSALERESPONSE']._serialized_end=1557
-  _globals['_ENROLLRESELLERREQUEST']._serialized_start=1560
-  _globals['_ENROLLRESELLERREQUEST']._serialized_end=1695
-  _globals['_ENROLLRESELLERRESPONSE']._serialized_start=1697
-  _globals['_ENROLLRESELLERRESPONSE']._serialized_end=1802
-  _globals['_BINDCUSTOMERREQUEST']._serialized_start=1804
-  _globals['_BINDCUSTOMERREQUEST']._serialized_end=1892
-  _globals['_BINDCUSTOMERRESPONSE']._serialized_start=1894
-  _globals['_BINDCUSTOMERRESPONSE']._serialized_end=2003
-  _globals['_GETORDERREQUEST']._serialized_start=2005
-  _globals['_GETORDERREQUEST']._serialized_end=2040
-  _globals['_GETORDERRESPONSE']._serialized_start=2042
-  _globals['_GETORDERRESPONSE']._serialized_end=2093
-  _globals['_STOREFRONTSERVICE']._serialized_start=2096
-  _globals['_STOREFRONTSERVICE']._serialized_end=2907
+  _globals['_PLACEORDERREQUEST']._serialized_start=91
+  _globals['_PLACEORDERREQUEST']._serialized_end=250
+  _globals['_PLACEORDERRESPONSE']._serialized_start=252
+  _globals['_PLACEORDERRESPONSE']._serialized_end=347
+  _globals['_PAYORDERREQUEST']._serialized_start=349
+  _globals['_PAYORDERREQUEST']._serialized_end=445
+  _globals['_PAYORDERRESPONSE']._serialized_start=447
+  _globals['_PAYORDERRESPONSE']._serialized_end=540
+  _globals['_COMPLETEORDERREQUEST']._serialized_start=542
+  _globals['_COMPLETEORDERREQUEST']._serialized_end=607
+  _globals['_COMPLETEORDERRESPONSE']._serialized_start=609
+  _globals['_COMPLETEORDERRESPONSE']._serialized_end=707
+  _globals['_CANCELORDERREQUEST']._serialized_start=709
+  _globals['_CANCELORDERREQUEST']._serialized_end=788
+  _globals['_CANCELORDERRESPONSE']._serialized_start=790
+  _globals['_CANCELORDERRESPONSE']._serialized_end=886
+  _globals['_REFUNDORDERREQUEST']._serialized_start=889
+  _globals['_REFUNDORDERREQUEST']._serialized_end=1025
+  _globals['_REFUNDORDERRESPONSE']._serialized_start=1028
+  _globals['_REFUNDORDERRESPONSE']._serialized_end=1159
+  _globals['_OPENAFTERSALEREQUEST']._serialized_start=1161
+  _globals['_OPENAFTERSALEREQUEST']._serialized_end=1276
+  _globals['_OPENAFTERSALERESPONSE']._serialized_start=1278
+  _globals['_OPENAFTERSALERESPONSE']._serialized_end=1376
+  _globals['_CLOSEAFTERSALEREQUEST']._serialized_start=1378
+  _globals['_CLOSEAFTERSALEREQUEST']._serialized_end=1481
+  _globals['_CLOSEAFTERSALERESPONSE']._serialized_start=1483
+  _globals['_CLOSEAFTERSALERESPONSE']._serialized_end=1582
+  _globals['_ENROLLRESELLERREQUEST']._serialized_start=1585
+  _globals['_ENROLLRESELLERREQUEST']._serialized_end=1720
+  _globals['_ENROLLRESELLERRESPONSE']._serialized_start=1722
+  _globals['_ENROLLRESELLERRESPONSE']._serialized_end=1827
+  _globals['_BINDCUSTOMERREQUEST']._serialized_start=1829
+  _globals['_BINDCUSTOMERREQUEST']._serialized_end=1917
+  _globals['_BINDCUSTOMERRESPONSE']._serialized_start=1919
+  _globals['_BINDCUSTOMERRESPONSE']._serialized_end=2028
+  _globals['_GETORDERREQUEST']._serialized_start=2030
+  _globals['_GETORDERREQUEST']._serialized_end=2065
+  _globals['_GETORDERRESPONSE']._serialized_start=2067
+  _globals['_GETORDERRESPONSE']._serialized_end=2118
+  _globals['_REQUESTWITHDRAWALREQUEST']._serialized_start=2120
+  _globals['_REQUESTWITHDRAWALREQUEST']._serialized_end=2226
+  _globals['_REQUESTWITHDRAWALRESPONSE']._serialized_start=2228
+  _globals['_REQUESTWITHDRAWALRESPONSE']._serialized_end=2332
+  _globals['_STOREFRONTSERVICE']._serialized_start=2335
+  _globals['_STOREFRONTSERVICE']._serialized_end=3242
 # @@protoc_insertion_point(module_scope)

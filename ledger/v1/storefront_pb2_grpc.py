@@ -89,6 +89,11 @@ class StorefrontServiceStub:
                 request_serializer=ledger_dot_v1_dot_storefront__pb2.GetOrderRequest.SerializeToString,
                 response_deserializer=ledger_dot_v1_dot_storefront__pb2.GetOrderResponse.FromString,
                 _registered_method=True)
+        self.RequestWithdrawal = channel.unary_unary(
+                '/ledger.v1.StorefrontService/RequestWithdrawal',
+                request_serializer=ledger_dot_v1_dot_storefront__pb2.RequestWithdrawalRequest.SerializeToString,
+                response_deserializer=ledger_dot_v1_dot_storefront__pb2.RequestWithdrawalResponse.FromString,
+                _registered_method=True)
 
 
 class StorefrontServiceServicer:
@@ -167,6 +172,14 @@ class StorefrontServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def RequestWithdrawal(self, request, context):
+        """A reseller's withdrawal (提现): at least the plan's minimum, at most what is available.
+        The payout then waits for finance (FinanceService) to approve and pay it.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_StorefrontServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -219,6 +232,11 @@ def add_StorefrontServiceServicer_to_server(servicer, server):
                     servicer.GetOrder,
                     request_deserializer=ledger_dot_v1_dot_storefront__pb2.GetOrderRequest.FromString,
                     response_serializer=ledger_dot_v1_dot_storefront__pb2.GetOrderResponse.SerializeToString,
+            ),
+            'RequestWithdrawal': grpc.unary_unary_rpc_method_handler(
+                    servicer.RequestWithdrawal,
+                    request_deserializer=ledger_dot_v1_dot_storefront__pb2.RequestWithdrawalRequest.FromString,
+                    response_serializer=ledger_dot_v1_dot_storefront__pb2.RequestWithdrawalResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -496,6 +514,33 @@ class StorefrontService:
             '/ledger.v1.StorefrontService/GetOrder',
             ledger_dot_v1_dot_storefront__pb2.GetOrderRequest.SerializeToString,
             ledger_dot_v1_dot_storefront__pb2.GetOrderResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RequestWithdrawal(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/ledger.v1.StorefrontService/RequestWithdrawal',
+            ledger_dot_v1_dot_storefront__pb2.RequestWithdrawalRequest.SerializeToString,
+            ledger_dot_v1_dot_storefront__pb2.RequestWithdrawalResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -58,6 +58,10 @@ class StorefrontServiceStub:
     BindCustomer: _grpc.UnaryUnaryMultiCallable[_storefront_pb2.BindCustomerRequest, _storefront_pb2.BindCustomerResponse]
     """Binds a customer to a reseller; the first binding stands (an admin rebinds)."""
     GetOrder: _grpc.UnaryUnaryMultiCallable[_storefront_pb2.GetOrderRequest, _storefront_pb2.GetOrderResponse]
+    RequestWithdrawal: _grpc.UnaryUnaryMultiCallable[_storefront_pb2.RequestWithdrawalRequest, _storefront_pb2.RequestWithdrawalResponse]
+    """A reseller's withdrawal (提现): at least the plan's minimum, at most what is available.
+    The payout then waits for finance (FinanceService) to approve and pay it.
+    """
 
 @_typing.type_check_only
 class StorefrontServiceAsyncStub(StorefrontServiceStub):
@@ -89,6 +93,10 @@ class StorefrontServiceAsyncStub(StorefrontServiceStub):
     BindCustomer: _aio.UnaryUnaryMultiCallable[_storefront_pb2.BindCustomerRequest, _storefront_pb2.BindCustomerResponse]  # type: ignore[assignment]
     """Binds a customer to a reseller; the first binding stands (an admin rebinds)."""
     GetOrder: _aio.UnaryUnaryMultiCallable[_storefront_pb2.GetOrderRequest, _storefront_pb2.GetOrderResponse]  # type: ignore[assignment]
+    RequestWithdrawal: _aio.UnaryUnaryMultiCallable[_storefront_pb2.RequestWithdrawalRequest, _storefront_pb2.RequestWithdrawalResponse]  # type: ignore[assignment]
+    """A reseller's withdrawal (提现): at least the plan's minimum, at most what is available.
+    The payout then waits for finance (FinanceService) to approve and pay it.
+    """
 
 class StorefrontServiceServicer(metaclass=_abc_1.ABCMeta):
     """What a storefront (a shop app, a mini-program) records with the ledger.
@@ -177,5 +185,15 @@ class StorefrontServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _storefront_pb2.GetOrderRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_storefront_pb2.GetOrderResponse, _abc.Awaitable[_storefront_pb2.GetOrderResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def RequestWithdrawal(
+        self,
+        request: _storefront_pb2.RequestWithdrawalRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_storefront_pb2.RequestWithdrawalResponse, _abc.Awaitable[_storefront_pb2.RequestWithdrawalResponse]]:
+        """A reseller's withdrawal (提现): at least the plan's minimum, at most what is available.
+        The payout then waits for finance (FinanceService) to approve and pay it.
+        """
 
 def add_StorefrontServiceServicer_to_server(servicer: StorefrontServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

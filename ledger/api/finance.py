@@ -1,0 +1,138 @@
+"""The FinanceService: payouts, day closing and statements. Needs a finance key."""
+
+from __future__ import annotations
+
+from datetime import date
+
+from ledger.api import convert
+from ledger.api.auth import FINANCE
+from ledger.api.reports import next_token, page
+from ledger.api.servicers import Base, rpc
+from ledger.application import commands as c
+from ledger.domain.errors import InvalidInput, NotFound
+from ledger.domain.payout import Payout
+from ledger.domain.periods import PeriodBook
+from ledger.v1 import finance_pb2, finance_pb2_grpc
+from projections.clock import from_micros
+from projections.finance import PayoutRow
+
+
+def payout_row(p: PayoutRow) -> finance_pb2.Payout:
+    return finance_pb2.Payout(
+        payout_id=p.payout_id, account=p.account, currency=p.currency, amount=p.amount,
+        status=convert.PAYOUT_STATUSES[p.status], requested_by=p.requested_by,
+        requested_at=convert.timestamp(from_micros(p.requested_at)),
+        updated_at=convert.timestamp(from_micros(p.updated_at)), reference=p.reference,
+        reason=p.reason,
+    )
+
+
+def check_day(field: str, value: str) -> None:
+    try:
+        if len(value) != 10:
+            raise ValueError(value)
+        date.fromisoformat(value)
+    except ValueError:
+        raise InvalidInput([(field, "must be a calendar day as YYYY-MM-DD")]) from None
+
+
+class FinanceService(Base, finance_pb2_grpc.FinanceServiceServicer):
+    @rpc(FINANCE)
+    async def ListPayable(self, request, context, caller):  # type: ignore[no-untyped-def]
+        offset, limit = page(request.page_token, request.page_size)
+        position = await self.caught_up(request.min_log_position, context)
+        rows = await self.read(self.models.payable, caller.platform_id, offset, limit)
+        return finance_pb2.ListPayableResponse(
+            payouts=[payout_row(p) for p in rows], log_position=position,
+            next_page_token=next_token(offset, limit, len(rows)))
+
+    @rpc(FINANCE)
+    async def RequestPayout(self, request, context, caller):  # type: ignore[no-untyped-def]
+        command = c.RequestPayout(request.idempotency_key, request.account, request.currency,
+                                  request.amount)
+        outcome, payout = await self.write(caller, command)
+        return finance_pb2.RequestPayoutResponse(payout=convert.payout(payout),
+                                                 receipt=convert.receipt(outcome))
+
+    @rpc(FINANCE)
+    async def ApprovePayout(self, request, context, caller):  # type: ignore[no-untyped-def]
+        outcome, payout = await self.write(
+            caller, c.ApprovePayout(request.idempotency_key, request.payout_id))
+        return finance_pb2.ApprovePayoutResponse(payout=convert.payout(payout),
+                                                 receipt=convert.receipt(outcome))
+
+    @rpc(FINANCE)
+    async def RejectPayout(self, request, context, caller):  # type: ignore[no-untyped-def]
+        outcome, payout = await self.write(
+            caller, c.RejectPayout(request.idempotency_key, request.payout_id, request.reason))
+        return finance_pb2.RejectPayoutResponse(payout=convert.payout(payout),
+                                                receipt=convert.receipt(outcome))
+
+    @rpc(FINANCE)
+    async def MarkPayoutPaid(self, request, context, caller):  # type: ignore[no-untyped-def]
+        outcome, payout = await self.write(caller, c.MarkPayoutPaid(
+            request.idempotency_key, request.payout_id, request.reference))
+        return finance_pb2.MarkPayoutPaidResponse(payout=convert.payout(payout),
+                                                  receipt=convert.receipt(outcome))
+
+    @rpc(FINANCE)
+    async def MarkPayoutFailed(self, request, context, caller):  # type: ignore[no-untyped-def]
+        outcome, payout = await self.write(caller, c.MarkPayoutFailed(
+            request.idempotency_key, request.payout_id, request.reason))
+        return finance_pb2.MarkPayoutFailedResponse(payout=convert.payout(payout),
+                                                    receipt=convert.receipt(outcome))
+
+    @rpc(FINANCE)
+    async def GetPayout(self, request, context, caller):  # type: ignore[no-untyped-def]
+        payout = await self.read(self.app.find, Payout.create_id(caller.platform_id,
+                                                                 request.payout_id))
+        if payout is None:
+            raise NotFound(f"payout {request.payout_id} does not exist")
+        return finance_pb2.GetPayoutResponse(payout=convert.payout(payout))
+
+    @rpc(FINANCE)
+    async def CloseDay(self, request, context, caller):  # type: ignore[no-untyped-def]
+        """The statement is read once the read models hold the whole log: the day is over,
+        so nothing more can be recorded into it."""
+        check_day("day", request.day)
+        await self.caught_up(await self.read(self.app.log_position), context)
+        statement = await self.read(self.models.day_statement, caller.platform_id, request.day,
+                                    self.app.timezone)
+        outcome, book = await self.write(
+            caller, c.CloseDay(request.idempotency_key, request.day, statement))
+        return finance_pb2.CloseDayResponse(
+            statement=convert.day_statement(book.closed[request.day], closed=True),
+            receipt=convert.receipt(outcome))
+
+    @rpc(FINANCE)
+    async def GetDayStatement(self, request, context, caller):  # type: ignore[no-untyped-def]
+        check_day("day", request.day)
+        book = await self.read(self.app.find, PeriodBook.create_id(caller.platform_id))
+        if book is not None and request.day in book.closed:
+            return finance_pb2.GetDayStatementResponse(
+                statement=convert.day_statement(book.closed[request.day], closed=True))
+        await self.caught_up(request.min_log_position, context)
+        statement = await self.read(self.models.day_statement, caller.platform_id, request.day,
+                                    self.app.timezone)
+        return finance_pb2.GetDayStatementResponse(
+            statement=convert.day_statement(statement, closed=False))
+
+    @rpc(FINANCE)
+    async def GetAccountStatement(self, request, context, caller):  # type: ignore[no-untyped-def]
+        check_day("from_day", request.from_day)
+        check_day("to_day", request.to_day)
+        if request.to_day < request.from_day:
+            raise InvalidInput([("to_day", "must not be before from_day")])
+        if not request.account:
+            raise InvalidInput([("account", "is required, e.g. reseller:carol")])
+        position = await self.caught_up(request.min_log_position, context)
+        movements, totals = await self.read(
+            self.models.account_statement, caller.platform_id, request.account,
+            request.from_day, request.to_day, self.app.timezone)
+        return finance_pb2.GetAccountStatementResponse(
+            account=request.account,
+            movements=[finance_pb2.AccountMovement(
+                position=m.position, at=convert.timestamp(from_micros(m.at)),
+                currency=m.currency, bucket=m.bucket, amount=m.amount, kind=m.kind,
+                source=m.source) for m in movements],
+            totals=[convert.statement_line(line) for line in totals], log_position=position)

@@ -1,0 +1,131 @@
+"""Finance's read models: due orders, payable payouts, day and account statements.
+
+A statement line gives, for one account and currency, the opening balance (every bucket
+together), the day's movements by kind, and the closing balance; the day's digest is a
+SHA-256 over its movements in log order, so anyone replaying the log gets the same digest.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections import defaultdict
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+from zoneinfo import ZoneInfo
+
+from ledger.domain.periods import DayStatement, StatementLine
+from projections.clock import micros
+from projections.db import Cursor
+
+
+def day_bounds(day: str, timezone: str) -> tuple[int, int]:
+    """[start, end) of a calendar day in the platform's time zone, in UTC microseconds."""
+    start = datetime.combine(date.fromisoformat(day), datetime.min.time(), ZoneInfo(timezone))
+    return micros(start), micros(start + timedelta(days=1))
+
+
+def due_orders(cur: Cursor, platform: str, now: int, limit: int) -> list[str]:
+    cur.execute(
+        "SELECT order_id FROM proj_orders WHERE platform = %s AND settled = 0 AND "
+        "due_at IS NOT NULL AND due_at <= %s AND open_cases = 0 ORDER BY due_at LIMIT %s",
+        (platform, now, limit))
+    return [row[0] for row in cur.fetchall()]
+
+
+def platforms_with_due_orders(cur: Cursor, now: int) -> list[str]:
+    cur.execute("SELECT DISTINCT platform FROM proj_orders WHERE settled = 0 AND "
+                "due_at IS NOT NULL AND due_at <= %s AND open_cases = 0", (now,))
+    return sorted(row[0] for row in cur.fetchall())
+
+
+@dataclass(frozen=True)
+class PayoutRow:
+    payout_id: str
+    account: str
+    currency: str
+    amount: int
+    status: str
+    requested_by: str
+    requested_at: int
+    updated_at: int
+    reference: str
+    reason: str
+
+
+def payable(cur: Cursor, platform: str, offset: int, limit: int) -> list[PayoutRow]:
+    """Payouts waiting for finance, oldest first."""
+    cur.execute(
+        "SELECT payout_id, account, currency, amount, status, requested_by, requested_at, "
+        "updated_at, reference, reason FROM proj_payouts WHERE platform = %s AND "
+        "status IN ('requested', 'approved') ORDER BY requested_at, payout_id "
+        "LIMIT %s OFFSET %s", (platform, limit, offset))
+    return [PayoutRow(*row) for row in cur.fetchall()]
+
+
+def day_statement(cur: Cursor, platform: str, day: str, timezone: str) -> DayStatement:
+    start, end = day_bounds(day, timezone)
+    cur.execute(
+        "SELECT account, currency, SUM(amount) FROM proj_movements WHERE platform = %s "
+        "AND at < %s GROUP BY account, currency", (platform, start))
+    opening = {(a, c): int(v) for a, c, v in cur.fetchall()}
+    cur.execute(
+        "SELECT position, account, currency, bucket, amount, kind, ref FROM proj_movements "
+        "WHERE platform = %s AND at >= %s AND at < %s ORDER BY position, account, bucket",
+        (platform, start, end))
+    rows = cur.fetchall()
+    digest = hashlib.sha256()
+    by_kind: dict[tuple[str, str], dict[str, int]] = defaultdict(lambda: defaultdict(int))
+    for position, account, currency, bucket, amount, kind, ref in rows:
+        digest.update(f"{position}|{account}|{currency}|{bucket}|{amount}|{kind}|{ref}\n"
+                      .encode())
+        by_kind[(account, currency)][kind] += int(amount)
+    lines = []
+    for key in sorted({*opening, *by_kind}):
+        moved = {k: v for k, v in sorted(by_kind.get(key, {}).items()) if v}
+        start_balance = opening.get(key, 0)
+        closing = start_balance + sum(moved.values())
+        if start_balance or moved or closing:
+            lines.append(StatementLine(key[0], key[1], start_balance, tuple(moved.items()),
+                                       closing))
+    return DayStatement(
+        day=day, timezone=timezone, lines=tuple(lines), events=len(rows),
+        first_position=int(rows[0][0]) if rows else 0,
+        last_position=int(rows[-1][0]) if rows else 0, digest=digest.hexdigest(),
+    )
+
+
+@dataclass(frozen=True)
+class Movement:
+    position: int
+    at: int
+    currency: str
+    bucket: str
+    amount: int
+    kind: str
+    source: str
+
+
+def account_statement(
+    cur: Cursor, platform: str, account: str, from_day: str, to_day: str, timezone: str
+) -> tuple[list[Movement], list[StatementLine]]:
+    start, _ = day_bounds(from_day, timezone)
+    _, end = day_bounds(to_day, timezone)
+    cur.execute(
+        "SELECT position, at, currency, bucket, amount, kind, ref FROM proj_movements WHERE "
+        "platform = %s AND account = %s AND at >= %s AND at < %s ORDER BY position, bucket",
+        (platform, account, start, end))
+    movements = [Movement(int(p), int(a), c, b, int(v), k, r)
+                 for p, a, c, b, v, k, r in cur.fetchall()]
+    cur.execute("SELECT currency, SUM(amount) FROM proj_movements WHERE platform = %s AND "
+                "account = %s AND at < %s GROUP BY currency", (platform, account, start))
+    opening = {c: int(v) for c, v in cur.fetchall()}
+    moved: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
+    for m in movements:
+        moved[m.currency][m.kind] += m.amount
+    totals = []
+    for currency in sorted({*opening, *moved}):
+        kinds = {k: v for k, v in sorted(moved.get(currency, {}).items()) if v}
+        first = opening.get(currency, 0)
+        totals.append(StatementLine(account, currency, first, tuple(kinds.items()),
+                                    first + sum(kinds.values())))
+    return movements, totals
