@@ -12,7 +12,7 @@ from typing import Any
 
 import grpc
 
-from ledger.v1 import admin_pb2_grpc, report_pb2_grpc, storefront_pb2_grpc
+from ledger.v1 import admin_pb2_grpc, finance_pb2_grpc, report_pb2_grpc, storefront_pb2_grpc
 
 
 class _BearerAuth(grpc.UnaryUnaryClientInterceptor):
@@ -41,6 +41,7 @@ class LedgerClient:
         self.storefront = storefront_pb2_grpc.StorefrontServiceStub(self._channel)
         self.admin = admin_pb2_grpc.AdminServiceStub(self._channel)
         self.report = report_pb2_grpc.ReportServiceStub(self._channel)
+        self.finance = finance_pb2_grpc.FinanceServiceStub(self._channel)
 
     def close(self) -> None:
         self._channel.close()

@@ -21,7 +21,7 @@ import pytest
 from psycopg import sql
 
 from clients.sdk import LedgerClient
-from ledger.api.auth import ADMIN, STOREFRONT, ApiKey, KeyRing, hash_key
+from ledger.api.auth import ADMIN, FINANCE, STOREFRONT, ApiKey, KeyRing, hash_key
 from ledger.api.server import LedgerServer, ServerThread
 from ledger.application.ledger_app import LedgerApplication
 from ledger.bootstrap import build_application
@@ -93,6 +93,7 @@ class Keys:
     shop_b: str = "key-shop-b"
     admin: str = "key-admin"
     other_platform_shop: str = "key-other-platform"
+    finance: str = "key-finance"
 
     def ring(self) -> KeyRing:
         return KeyRing([
@@ -100,6 +101,7 @@ class Keys:
             ApiKey("shop-b", STOREFRONT, "acme", hash_key(self.shop_b)),
             ApiKey("ops", ADMIN, "acme", hash_key(self.admin)),
             ApiKey("shop-a", STOREFRONT, "globex", hash_key(self.other_platform_shop)),
+            ApiKey("fin", FINANCE, "acme", hash_key(self.finance)),
         ])
 
 
@@ -132,4 +134,10 @@ def shop(running: Running) -> Iterator[LedgerClient]:
 @pytest.fixture
 def admin(running: Running) -> Iterator[LedgerClient]:
     with running.client(running.keys.admin) as client:
+        yield client
+
+
+@pytest.fixture
+def finance(running: Running) -> Iterator[LedgerClient]:
+    with running.client(running.keys.finance) as client:
         yield client

@@ -1,0 +1,244 @@
+"""Settlement, clawback and payouts over gRPC: the money leaves exactly once."""
+
+from __future__ import annotations
+
+import grpc
+
+from clients.sdk import LedgerClient, idempotency_key
+from ledger.v1 import admin_pb2, finance_pb2, report_pb2, storefront_pb2
+from tests.conftest import Clock
+from tests.helpers import place, refund, refused, team
+
+StatusCode = grpc.StatusCode
+
+
+class Books:
+    """Reads balances after the last write, so every check sees every write before it."""
+
+    def __init__(self, shop: LedgerClient) -> None:
+        self.shop = shop
+        self.position = 0
+
+    def saw(self, receipt: object) -> None:
+        self.position = max(self.position, receipt.log_position)  # type: ignore[attr-defined]
+
+    def of(self, account: str) -> dict[str, int]:
+        reply = self.shop.report.GetBalance(report_pb2.GetBalanceRequest(
+            account=account, min_log_position=self.position), timeout=10)
+        if not reply.balances:
+            return {}
+        [b] = reply.balances
+        return {k: v for k, v in (("frozen", b.frozen), ("available", b.available),
+                                  ("in_flight", b.in_flight), ("paid_out", b.paid_out),
+                                  ("debt", b.debt)) if v}
+
+
+def sell(shop: LedgerClient, books: Books, order_id: str) -> None:
+    place(shop, order_id)
+    books.saw(shop.storefront.PayOrder(storefront_pb2.PayOrderRequest(
+        idempotency_key=idempotency_key(), order_id=order_id, payment_id=f"w-{order_id}",
+        amount=9999)).receipt)
+    books.saw(shop.storefront.CompleteOrder(storefront_pb2.CompleteOrderRequest(
+        idempotency_key=idempotency_key(), order_id=order_id)).receipt)
+
+
+def settle(admin: LedgerClient, books: Books) -> list[str]:
+    reply = admin.admin.RunSettlement(admin_pb2.RunSettlementRequest(
+        idempotency_key=idempotency_key()))
+    books.saw(reply.receipt)
+    return list(reply.settled_order_ids)
+
+
+def withdraw(shop: LedgerClient, reseller: str, amount: int) -> finance_pb2.Payout:
+    return shop.storefront.RequestWithdrawal(storefront_pb2.RequestWithdrawalRequest(
+        idempotency_key=idempotency_key(), reseller_id=reseller, currency="CNY",
+        amount=amount)).payout
+
+
+def test_worked_example_through_settlement_payout_clawback_and_recovery(
+    shop: LedgerClient, admin: LedgerClient, finance: LedgerClient, clock: Clock,
+) -> None:
+    books = Books(shop)
+    team(shop)
+    sell(shop, books, "O1")
+    assert books.of("reseller:carol") == {"frozen": 1599}
+    # Inside the freeze window nothing moves.
+    clock.advance(days=6, hours=23)
+    assert settle(admin, books) == []
+    assert books.of("reseller:carol") == {"frozen": 1599}
+    clock.advance(hours=1)
+    assert settle(admin, books) == ["O1"]
+    assert books.of("reseller:carol") == {"available": 1599}
+    assert books.of("reseller:bob") == {"available": 399}
+    assert books.of("supplier:S1") == {"available": 6000}
+    assert books.of("platform") == {"available": 2001}
+    assert settle(admin, books) == []  # settling again moves nothing twice
+    assert books.of("reseller:carol") == {"available": 1599}
+
+    # Carol withdraws 15.00: it leaves available at once.
+    payout = withdraw(shop, "carol", 1500)
+    assert payout.status == finance_pb2.PAYOUT_STATUS_REQUESTED
+    assert payout.payout_id.startswith("PO") and len(payout.payout_id) == 32
+    assert payout.payout_id.isalnum()
+    books.saw(finance.finance.ListPayable(finance_pb2.ListPayableRequest()))
+    assert books.of("reseller:carol") == {"available": 99, "in_flight": 1500}
+    payable = finance.finance.ListPayable(finance_pb2.ListPayableRequest(
+        min_log_position=books.position)).payouts
+    assert [(p.payout_id, p.amount) for p in payable] == [(payout.payout_id, 1500)]
+    approved = finance.finance.ApprovePayout(finance_pb2.ApprovePayoutRequest(
+        idempotency_key=idempotency_key(), payout_id=payout.payout_id))
+    assert approved.payout.status == finance_pb2.PAYOUT_STATUS_APPROVED
+    paid = finance.finance.MarkPayoutPaid(finance_pb2.MarkPayoutPaidRequest(
+        idempotency_key=idempotency_key(), payout_id=payout.payout_id, reference="wx-777"))
+    books.saw(paid.receipt)
+    assert (paid.payout.status, paid.payout.reference) == (finance_pb2.PAYOUT_STATUS_PAID,
+                                                           "wx-777")
+    assert books.of("reseller:carol") == {"available": 99, "paid_out": 1500}
+
+    # A late refund of one unit claws back 5.33 from carol: she now owes 4.34.
+    books.saw(refund(shop, "O1", "r1", (1, 3333)).receipt)
+    assert books.of("reseller:carol") == {"debt": 434, "paid_out": 1500}
+    assert books.of("reseller:bob") == {"available": 266}
+    assert books.of("supplier:S1") == {"available": 4000}
+    assert books.of("platform") == {"available": 1334}
+    in_debt = refused(lambda: withdraw(shop, "carol", 1000))
+    assert (in_debt.code, in_debt.reason) == (StatusCode.FAILED_PRECONDITION, "ACCOUNT_IN_DEBT")
+
+    # The next order's commission pays the debt first.
+    sell(shop, books, "O2")
+    assert books.of("reseller:carol") == {"frozen": 1599, "debt": 434, "paid_out": 1500}
+    clock.advance(days=8)
+    assert settle(admin, books) == ["O2"]
+    assert books.of("reseller:carol") == {"available": 1165, "paid_out": 1500}
+    assert books.of("reseller:bob") == {"available": 665}
+    everyone = shop.report.ListBalances(report_pb2.ListBalancesRequest(
+        min_log_position=books.position))
+    assert sum(b.frozen + b.available - b.debt + b.in_flight + b.paid_out + b.clearing
+               for b in everyone.balances) == 0
+
+
+def test_open_after_sales_case_holds_settlement_past_the_window(
+    shop: LedgerClient, admin: LedgerClient, clock: Clock,
+) -> None:
+    books = Books(shop)
+    team(shop)
+    sell(shop, books, "O1")
+    shop.storefront.OpenAfterSale(storefront_pb2.OpenAfterSaleRequest(
+        idempotency_key=idempotency_key(), order_id="O1", case_id="k1", line_no=1,
+        reason="broken lid"))
+    clock.advance(days=30)
+    assert settle(admin, books) == []
+    books.saw(shop.storefront.CloseAfterSale(storefront_pb2.CloseAfterSaleRequest(
+        idempotency_key=idempotency_key(), order_id="O1", case_id="k1",
+        resolution="replaced")).receipt)
+    assert settle(admin, books) == ["O1"]
+    assert books.of("reseller:carol") == {"available": 1599}
+
+
+def test_payout_steps_are_idempotent_and_refused_in_the_wrong_state(
+    shop: LedgerClient, admin: LedgerClient, finance: LedgerClient, clock: Clock,
+) -> None:
+    books = Books(shop)
+    team(shop)
+    sell(shop, books, "O1")
+    clock.advance(days=8)
+    settle(admin, books)
+    fin = finance.finance
+    below = refused(lambda: withdraw(shop, "carol", 999))
+    assert below.reason == "BELOW_MINIMUM_PAYOUT"
+    above = refused(lambda: withdraw(shop, "carol", 1600))
+    assert above.reason == "INSUFFICIENT_AVAILABLE"
+    supplier = refused(lambda: shop.storefront.RequestWithdrawal(
+        storefront_pb2.RequestWithdrawalRequest(idempotency_key="k", reseller_id="nobody",
+                                                currency="CNY", amount=1000)))
+    assert supplier.code == StatusCode.NOT_FOUND
+    as_shop = refused(lambda: shop.finance.RequestPayout(finance_pb2.RequestPayoutRequest(
+        idempotency_key="k", account="supplier:S1", currency="CNY", amount=1000)))
+    assert as_shop.code == StatusCode.PERMISSION_DENIED
+
+    # The supplier's payout, through finance: requested, rejected (money back).
+    request = finance_pb2.RequestPayoutRequest(idempotency_key="sup-1", account="supplier:S1",
+                                               currency="CNY", amount=5000)
+    first = fin.RequestPayout(request)
+    again = fin.RequestPayout(request)
+    assert again.payout == first.payout and again.receipt.replayed
+    pid = first.payout.payout_id
+    wrong = refused(lambda: fin.MarkPayoutPaid(finance_pb2.MarkPayoutPaidRequest(
+        idempotency_key=idempotency_key(), payout_id=pid, reference="x")))
+    assert (wrong.code, wrong.reason) == (StatusCode.FAILED_PRECONDITION, "PAYOUT_REQUESTED")
+    books.saw(fin.RejectPayout(finance_pb2.RejectPayoutRequest(
+        idempotency_key=idempotency_key(), payout_id=pid, reason="bank details missing")).receipt)
+    twice = fin.RejectPayout(finance_pb2.RejectPayoutRequest(
+        idempotency_key=idempotency_key(), payout_id=pid, reason="double click"))
+    assert twice.payout.status == finance_pb2.PAYOUT_STATUS_REJECTED
+    assert books.of("supplier:S1") == {"available": 6000}
+
+    # Carol's: approved twice (a double click), then the rail fails it: money back.
+    payout = withdraw(shop, "carol", 1200)
+    for _ in range(2):
+        fin.ApprovePayout(finance_pb2.ApprovePayoutRequest(
+            idempotency_key=idempotency_key(), payout_id=payout.payout_id))
+    failed = fin.MarkPayoutFailed(finance_pb2.MarkPayoutFailedRequest(
+        idempotency_key=idempotency_key(), payout_id=payout.payout_id, reason="card closed"))
+    books.saw(failed.receipt)
+    assert failed.payout.status == finance_pb2.PAYOUT_STATUS_FAILED
+    assert books.of("reseller:carol") == {"available": 1599}
+    late = refused(lambda: fin.MarkPayoutPaid(finance_pb2.MarkPayoutPaidRequest(
+        idempotency_key=idempotency_key(), payout_id=payout.payout_id, reference="wx")))
+    assert late.reason == "PAYOUT_FAILED"
+    got = fin.GetPayout(finance_pb2.GetPayoutRequest(payout_id=payout.payout_id)).payout
+    assert got.reason == "card closed"
+    missing = refused(lambda: fin.GetPayout(finance_pb2.GetPayoutRequest(payout_id="PO0")))
+    assert missing.code == StatusCode.NOT_FOUND
+    not_finance = refused(lambda: admin.finance.ListPayable(finance_pb2.ListPayableRequest()))
+    assert not_finance.code == StatusCode.PERMISSION_DENIED
+
+
+def test_closed_day_statement_is_final_and_late_refunds_land_in_the_open_day(
+    shop: LedgerClient, admin: LedgerClient, finance: LedgerClient, clock: Clock,
+) -> None:
+    # The clock starts at 2026-11-01 10:00 in Shanghai.
+    books = Books(shop)
+    team(shop)
+    sell(shop, books, "O1")
+    fin = finance.finance
+    too_early = refused(lambda: fin.CloseDay(finance_pb2.CloseDayRequest(
+        idempotency_key=idempotency_key(), day="2026-11-01")))
+    assert (too_early.code, too_early.reason) == (StatusCode.FAILED_PRECONDITION,
+                                                  "PERIOD_NOT_OVER")
+    clock.advance(days=1)
+    close = finance_pb2.CloseDayRequest(idempotency_key="close-11-01", day="2026-11-01")
+    closed = fin.CloseDay(close)
+    statement = closed.statement
+    assert statement.closed and statement.timezone == "Asia/Shanghai"
+    lines = {(line.account, line.currency): line for line in statement.lines}
+    carol = lines[("reseller:carol", "CNY")]
+    assert (carol.opening, carol.closing) == (0, 1599)
+    assert [(m.kind, m.amount) for m in carol.movements] == [("payment", 1599)]
+    assert lines[("clearing:customer-funds", "CNY")].closing == -9999
+    assert sum(line.closing for line in statement.lines) == 0
+    assert fin.CloseDay(close).statement == statement  # a retry replays the first answer
+    again = refused(lambda: fin.CloseDay(finance_pb2.CloseDayRequest(
+        idempotency_key=idempotency_key(), day="2026-11-01")))
+    assert again.code == StatusCode.ALREADY_EXISTS
+
+    # A refund of the closed day's order lands in the open day, as a correction.
+    books.saw(refund(shop, "O1", "r1", (1, 3333)).receipt)
+    stored = fin.GetDayStatement(finance_pb2.GetDayStatementRequest(day="2026-11-01"))
+    assert stored.statement == statement
+    today = fin.GetDayStatement(finance_pb2.GetDayStatementRequest(
+        day="2026-11-02", min_log_position=books.position)).statement
+    assert not today.closed
+    carol_today = {(x.account): x for x in today.lines}["reseller:carol"]
+    assert (carol_today.opening, carol_today.closing) == (1599, 1066)
+    assert [(m.kind, m.amount) for m in carol_today.movements] == [("refund", -533)]
+
+    history = fin.GetAccountStatement(finance_pb2.GetAccountStatementRequest(
+        account="reseller:carol", from_day="2026-11-01", to_day="2026-11-02",
+        min_log_position=books.position))
+    assert [(m.kind, m.amount, m.source) for m in history.movements] == [
+        ("payment", 1599, "order:O1"), ("refund", -533, "order:O1/refund:r1")]
+    assert [(t.opening, t.closing) for t in history.totals] == [(0, 1066)]
+    bad = refused(lambda: fin.GetAccountStatement(finance_pb2.GetAccountStatementRequest(
+        account="reseller:carol", from_day="2026-11-02", to_day="2026-11-01")))
+    assert "to_day" in bad.fields
