@@ -234,6 +234,10 @@ def main(argv: list[str] | None = None) -> int:
     psub = p.add_subparsers(dest="projections_command", required=True)
     psub.add_parser("rebuild", help="drop and rebuild every read model from the log")
     psub.add_parser("status", help="log head, processed position and lag")
+    from clients import finance_cli
+
+    finance_cli.add_arguments(sub.add_parser(
+        "finance", help="finance: payable payouts and statements (CSV), account history"))
     h = sub.add_parser("health", help="exit 0 when a server answers SERVING")
     h.add_argument("--address", default="127.0.0.1:50051")
     h.add_argument("--timeout", type=float, default=3.0)
@@ -253,6 +257,8 @@ def main(argv: list[str] | None = None) -> int:
             return project(settings)
         if args.command == "projections":
             return rebuild(settings) if args.projections_command == "rebuild" else status(settings)
+        if args.command == "finance":
+            return finance_cli.run(args)
         if args.command == "keys":
             key = add_key_to_file(args.file, name=args.name, role=args.role,
                                   platform=args.platform)

@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
+import csv
+import subprocess
+import sys
+from pathlib import Path
+
 import grpc
 
 from clients.sdk import LedgerClient, idempotency_key
 from ledger.v1 import admin_pb2, finance_pb2, report_pb2, storefront_pb2
-from tests.conftest import Clock
+from tests.conftest import Clock, Running
 from tests.helpers import place, refund, refused, team
 
 StatusCode = grpc.StatusCode
+LEDGER = str(Path(sys.executable).parent / "ledger")
 
 
 class Books:
@@ -242,3 +248,47 @@ def test_closed_day_statement_is_final_and_late_refunds_land_in_the_open_day(
     bad = refused(lambda: fin.GetAccountStatement(finance_pb2.GetAccountStatementRequest(
         account="reseller:carol", from_day="2026-11-02", to_day="2026-11-01")))
     assert "to_day" in bad.fields
+
+
+def test_finance_cli_exports_csv_a_spreadsheet_opens(
+    running: Running, shop: LedgerClient, admin: LedgerClient, finance: LedgerClient,
+    clock: Clock, tmp_path: Path,
+) -> None:
+    books = Books(shop)
+    team(shop)
+    sell(shop, books, "O1")
+    clock.advance(days=8)
+    settle(admin, books)
+    payout = withdraw(shop, "carol", 1234)
+    books.saw(finance.finance.ListPayable(finance_pb2.ListPayableRequest()))
+    finance.finance.ListPayable(finance_pb2.ListPayableRequest(min_log_position=books.position))
+    base = [LEDGER, "finance", "--address", running.target, "--key", running.keys.finance]
+
+    payable = tmp_path / "payable.csv"
+    done = subprocess.run([*base, "payable", "--csv", str(payable)], capture_output=True,
+                          text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    rows = list(csv.DictReader(payable.open(encoding="utf-8-sig")))
+    assert [(r["payout_id"], r["account"], r["currency"], r["amount"], r["status"])
+            for r in rows] == [(payout.payout_id, "reseller:carol", "CNY", "12.34",
+                                "requested")]
+
+    day = tmp_path / "day.csv"
+    done = subprocess.run([*base, "statement", "--day", "2026-11-01", "--csv", str(day)],
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    lines = {r["account"]: r for r in csv.DictReader(day.open(encoding="utf-8-sig"))}
+    assert lines["reseller:carol"]["payment"] == "15.99"
+    assert lines["reseller:carol"]["closing"] == "15.99"
+    assert lines["clearing:customer-funds"]["closing"] == "-99.99"
+
+    shown = subprocess.run([*base, "account", "reseller:carol", "--from", "2026-11-01",
+                            "--to", "2026-11-30"], capture_output=True, text=True, timeout=60)
+    assert shown.returncode == 0, shown.stderr
+    assert "payment" in shown.stdout and "order:O1" in shown.stdout
+    assert "payout_requested" in shown.stdout and "-12.34 CNY" in shown.stdout
+
+    denied = subprocess.run([LEDGER, "finance", "--address", running.target, "--key",
+                             running.keys.shop_a, "payable"], capture_output=True, text=True,
+                            timeout=60)
+    assert denied.returncode == 1 and "PERMISSION_DENIED" in denied.stderr

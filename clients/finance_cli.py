@@ -1,0 +1,122 @@
+"""`ledger finance …`: what finance runs every day, over the FinanceService.
+
+    ledger finance payable --csv payable.csv
+    ledger finance statement --day 2026-11-21 --csv 2026-11-21.csv
+    ledger finance account reseller:carol --from 2026-11-01 --to 2026-11-30
+
+The server address and the finance key come from --address/--key or LEDGER_ADDRESS and
+LEDGER_FINANCE_KEY. CSV files open in a spreadsheet as they are: a header row, one row per
+item, amounts as decimals in the currency's unit (99.99, not 9999) beside the currency code.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import os
+import sys
+from collections.abc import Iterator
+from decimal import Decimal
+
+from clients.sdk import LedgerClient
+from ledger.v1 import finance_pb2
+
+MOVEMENT_KINDS = ("payment", "refund", "settlement", "payout_requested", "payout_rejected",
+                  "payout_paid", "payout_failed")
+
+
+def decimal_amount(amount: int, currency: str) -> str:
+    """Minor units as a decimal in the currency's unit: 9999 CNY → 99.99, 500 JPY → 500."""
+    from ledger.domain.money import minor_exponent
+
+    exponent = minor_exponent(currency)
+    return f"{Decimal(amount).scaleb(-exponent):.{exponent}f}"
+
+
+def payable_rows(client: LedgerClient) -> Iterator[list[str]]:
+    yield ["payout_id", "account", "currency", "amount", "status", "requested_at",
+           "requested_by"]
+    token = ""
+    while True:
+        reply = client.finance.ListPayable(finance_pb2.ListPayableRequest(
+            page_size=1000, page_token=token))
+        for p in reply.payouts:
+            yield [p.payout_id, p.account, p.currency, decimal_amount(p.amount, p.currency),
+                   finance_pb2.PayoutStatus.Name(p.status).removeprefix("PAYOUT_STATUS_")
+                   .lower(), p.requested_at.ToDatetime().isoformat() + "Z", p.requested_by]
+        token = reply.next_page_token
+        if not token:
+            return
+
+
+def statement_rows(client: LedgerClient, day: str) -> Iterator[list[str]]:
+    statement = client.finance.GetDayStatement(
+        finance_pb2.GetDayStatementRequest(day=day)).statement
+    yield ["day", "closed", "account", "currency", "opening", *MOVEMENT_KINDS, "closing"]
+    for line in statement.lines:
+        moved = {m.kind: m.amount for m in line.movements}
+        yield [statement.day, "yes" if statement.closed else "no", line.account, line.currency,
+               decimal_amount(line.opening, line.currency),
+               *(decimal_amount(moved.get(k, 0), line.currency) for k in MOVEMENT_KINDS),
+               decimal_amount(line.closing, line.currency)]
+
+
+def write_csv(rows: Iterator[list[str]], target: str) -> None:
+    """UTF-8 with a byte-order mark, so spreadsheet programs read Chinese names right."""
+    if target == "-":
+        csv.writer(sys.stdout).writerows(rows)
+        return
+    with open(target, "w", newline="", encoding="utf-8-sig") as out:
+        csv.writer(out).writerows(rows)
+
+
+def show_account(client: LedgerClient, account: str, from_day: str, to_day: str) -> None:
+    reply = client.finance.GetAccountStatement(finance_pb2.GetAccountStatementRequest(
+        account=account, from_day=from_day, to_day=to_day))
+    print(f"{account}  {from_day} … {to_day}")
+    print(f"{'when (UTC)':20} {'kind':18} {'bucket':10} {'amount':>14}  source")
+    for m in reply.movements:
+        print(f"{m.at.ToDatetime():%Y-%m-%d %H:%M:%S} {m.kind:18} {m.bucket:10} "
+              f"{decimal_amount(m.amount, m.currency):>10} {m.currency}  {m.source}")
+    for t in reply.totals:
+        print(f"{t.currency}: opening {decimal_amount(t.opening, t.currency)}, "
+              f"closing {decimal_amount(t.closing, t.currency)}")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--address", default=os.environ.get("LEDGER_ADDRESS",
+                                                            "127.0.0.1:50051"))
+    parser.add_argument("--key", default=os.environ.get("LEDGER_FINANCE_KEY", ""),
+                        help="a finance API key (or LEDGER_FINANCE_KEY)")
+    sub = parser.add_subparsers(dest="finance_command", required=True)
+    payable = sub.add_parser("payable", help="payouts waiting for finance, as CSV")
+    payable.add_argument("--csv", default="-", help="file to write (default: stdout)")
+    statement = sub.add_parser("statement", help="a day's statement, as CSV")
+    statement.add_argument("--day", required=True, help="YYYY-MM-DD")
+    statement.add_argument("--csv", default="-", help="file to write (default: stdout)")
+    account = sub.add_parser("account", help="an account's movements, in the terminal")
+    account.add_argument("account", help="e.g. reseller:carol or supplier:S1")
+    account.add_argument("--from", dest="from_day", required=True, help="YYYY-MM-DD")
+    account.add_argument("--to", dest="to_day", required=True, help="YYYY-MM-DD")
+
+
+def run(args: argparse.Namespace) -> int:
+    if not args.key:
+        print("ledger finance: a finance key is needed (--key or LEDGER_FINANCE_KEY)",
+              file=sys.stderr)
+        return 2
+    import grpc
+
+    with LedgerClient(args.address, args.key) as client:
+        try:
+            if args.finance_command == "payable":
+                write_csv(payable_rows(client), args.csv)
+            elif args.finance_command == "statement":
+                write_csv(statement_rows(client, args.day), args.csv)
+            else:
+                show_account(client, args.account, args.from_day, args.to_day)
+        except grpc.RpcError as error:
+            code, details = error.code(), error.details()  # type: ignore[attr-defined]
+            print(f"ledger finance: {code.name}: {details}", file=sys.stderr)
+            return 1
+    return 0
