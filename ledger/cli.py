@@ -12,7 +12,15 @@ from pathlib import Path
 
 import structlog
 
-from ledger.api.auth import ADMIN, ROLES, STOREFRONT, KeyConfigError, KeyRing, add_key_to_file
+from ledger.api.auth import (
+    ADMIN,
+    FINANCE,
+    ROLES,
+    STOREFRONT,
+    KeyConfigError,
+    KeyRing,
+    add_key_to_file,
+)
 from ledger.config import ConfigError, Settings
 from ledger.logs import configure_logging
 
@@ -38,42 +46,29 @@ def serve(settings: Settings) -> int:
 
 
 def demo(settings: Settings, keep_serving: bool) -> int:
-    """Starts the server on SQLite, plays DOMAIN.md's worked example and some random traffic
-    through it as a storefront would, and prints what the ledger recorded."""
+    """Starts the server on SQLite and plays an admin, a storefront and finance through it
+    (clients/demo.py), printing what the ledger recorded."""
+    from clients.demo import run_demo
     from clients.sdk import LedgerClient
-    from clients.simulator import random_traffic, worked_example
     from ledger.api.auth import ApiKey, hash_key, new_key
     from ledger.api.server import LedgerServer, ServerThread
 
     platform = f"demo-{int(time.time())}"
-    shop_key, admin_key = new_key(), new_key()
+    shop_key, admin_key, finance_key = new_key(), new_key(), new_key()
     keys = KeyRing([ApiKey("demo-shop", STOREFRONT, platform, hash_key(shop_key)),
-                    ApiKey("demo-admin", ADMIN, platform, hash_key(admin_key))])
-    settings = Settings(**{**settings.__dict__, "listen": "127.0.0.1:0"}) if not keep_serving \
-        else settings
+                    ApiKey("demo-admin", ADMIN, platform, hash_key(admin_key)),
+                    ApiKey("demo-finance", FINANCE, platform, hash_key(finance_key))])
+    if not keep_serving:
+        settings = Settings(**{**settings.__dict__, "listen": "127.0.0.1:0"})
     with ServerThread(LedgerServer(settings, keys)) as running:
         print(f"ledger serving on {running.target}, events in {settings.database_url}")
-        with LedgerClient(running.target, shop_key) as shop:
-            paid, after_first, after_second = worked_example(shop)
-            print("\nWorked example (DOMAIN.md), order O1: 3 × 33.33 CNY through Carol")
-            print(f"  plan v{paid.plan_version}, upline chain {list(paid.upline_chain)}")
-            for p in paid.payment_postings:
-                print(f"  paid      {p.account:26} {p.bucket:8} {p.amount:>7} {p.currency}")
-            for order in (after_first, after_second):
-                refund = order.refunds[-1]
-                for p in refund.postings:
-                    print(f"  {refund.refund_id:9} {p.account:26} {p.bucket:8} {p.amount:>7}")
-            left = {s.account: s.amount - s.reversed for s in after_second.shares}
-            print(f"  left after both refunds: {left}")
-            stats = random_traffic(shop, orders=40, prefix="sim-")
-            print(f"\nSimulated storefront: {stats.resellers} resellers, {stats.orders} orders, "
-                  f"{stats.paid} paid, {stats.refunds} refunds, GMV {stats.gmv / 100:.2f} CNY, "
-                  f"refunded {stats.refunded / 100:.2f} CNY; postings sum to "
-                  f"{sum(p.amount for p in stats.postings)}")
-            print_read_models(shop)
+        with LedgerClient(running.target, shop_key) as shop, \
+                LedgerClient(running.target, admin_key) as admin, \
+                LedgerClient(running.target, finance_key) as finance:
+            run_demo(admin, shop, finance)
         if keep_serving:
             print(f"\nStorefront key: {shop_key}\nAdmin key:      {admin_key}\n"
-                  "Serving until Ctrl-C.")
+                  f"Finance key:    {finance_key}\nServing until Ctrl-C.")
             try:
                 while True:
                     time.sleep(3600)
@@ -165,36 +160,6 @@ def status(settings: Settings) -> int:
     models.close()
     app.close()
     return 0
-
-
-def print_read_models(client: object) -> None:
-    """The demo's read side: balances and a team leader's month, read after its own writes."""
-    from datetime import UTC, datetime
-
-    from ledger.v1 import report_pb2
-    from projections.clock import Calendar
-
-    report = client.report  # type: ignore[attr-defined]
-    head = report.GetProjectionStatus(report_pb2.GetProjectionStatusRequest()).log_position
-    top = report.ListBalances(report_pb2.ListBalancesRequest(
-        kind="reseller", order_by=report_pb2.BALANCE_ORDER_FROZEN_DESC, page_size=5,
-        min_log_position=head), timeout=30)
-    print("\nTop resellers by frozen commission (read model, CNY):")
-    for b in top.balances:
-        print(f"  {b.account:22} frozen {b.frozen / 100:>10.2f}  "
-              f"available {b.available / 100:.2f}")
-    totals = report.ListBalances(report_pb2.ListBalancesRequest(page_size=1000))
-    held = sum(b.frozen + b.available - b.debt + b.in_flight + b.paid_out + b.clearing
-               for b in totals.balances)
-    print(f"  every account of the platform together: {held} (double entry)")
-    month = Calendar().month(datetime.now(UTC))
-    stats = report.GetTeamStats(report_pb2.GetTeamStatsRequest(reseller_id="sim-r1",
-                                                               month=month))
-    member = report.GetTeamMember(report_pb2.GetTeamMemberRequest(reseller_id="sim-r1")).member
-    gmv = stats.sales[0].team_gmv / 100 if stats.sales else 0
-    print(f"\nTeam of sim-r1 in {month}: {member.team_size} members, "
-          f"{member.direct_downline} direct; team GMV {gmv:.2f} CNY, "
-          f"{stats.new_members} new members")
 
 
 def health(address: str, timeout: float) -> int:

@@ -119,7 +119,8 @@ def test_rebuild_and_status_after_a_demo(tmp_path: Path) -> None:
     demo = subprocess.run([LEDGER, "demo"], cwd=tmp_path, capture_output=True, text=True,
                           timeout=120, env={**os.environ, "LEDGER_DATABASE_URL": ""})
     assert demo.returncode == 0, demo.stderr
-    assert "every account of the platform together: 0" in demo.stdout
+    assert "Every account of the platform together: 0" in demo.stdout
+    assert "approved and paid" in demo.stdout
     env = {**os.environ, "LEDGER_DATABASE_URL": "sqlite:///ledger-data/demo.sqlite3"}
     rebuilt = subprocess.run([LEDGER, "projections", "rebuild"], cwd=tmp_path, env=env,
                              capture_output=True, text=True, timeout=120)

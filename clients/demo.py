@@ -1,0 +1,79 @@
+"""The demo that `ledger demo` plays against a running ledger, as its clients would:
+an admin, a storefront and finance."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from clients.finance_cli import decimal_amount
+from clients.sdk import LedgerClient, idempotency_key
+from clients.simulator import random_traffic, worked_example
+from ledger.v1 import admin_pb2, finance_pb2, report_pb2, storefront_pb2
+from projections.clock import Calendar
+
+
+def run_demo(admin: LedgerClient, shop: LedgerClient, finance: LedgerClient) -> None:
+    # The default plan (40% / 10%), but with no freeze window, so the demo can settle now.
+    admin.admin.PublishPlan(admin_pb2.PublishPlanRequest(
+        idempotency_key=idempotency_key(), plan=admin_pb2.CommissionPlan(
+            level_rates_bps=[4000, 1000], freeze_days=0, min_payout=1000)))
+
+    paid, after_first, after_second = worked_example(shop)
+    print("\nWorked example (DOMAIN.md), order O1: 3 × 33.33 CNY through Carol")
+    print(f"  plan v{paid.plan_version}, upline chain {list(paid.upline_chain)}")
+    for p in paid.payment_postings:
+        print(f"  paid      {p.account:26} {p.bucket:8} {p.amount:>7} {p.currency}")
+    for order in (after_first, after_second):
+        refund = order.refunds[-1]
+        for p in refund.postings:
+            print(f"  {refund.refund_id:9} {p.account:26} {p.bucket:8} {p.amount:>7}")
+    left = {s.account: s.amount - s.reversed for s in after_second.shares}
+    print(f"  left after both refunds: {left}")
+
+    stats = random_traffic(shop, orders=40, prefix="sim-")
+    print(f"\nSimulated storefront: {stats.resellers} resellers, {stats.orders} orders, "
+          f"{stats.paid} paid, {stats.refunds} refunds, GMV {stats.gmv / 100:.2f} CNY, "
+          f"refunded {stats.refunded / 100:.2f} CNY; postings sum to "
+          f"{sum(p.amount for p in stats.postings)}")
+
+    settled = admin.admin.RunSettlement(admin_pb2.RunSettlementRequest(
+        idempotency_key=idempotency_key()))
+    print(f"\nSettlement: {len(settled.settled_order_ids)} received orders released to "
+          "available")
+    report = shop.report
+    top = report.ListBalances(report_pb2.ListBalancesRequest(
+        kind="reseller", order_by=report_pb2.BALANCE_ORDER_AVAILABLE_DESC, page_size=5,
+        min_log_position=settled.receipt.log_position), timeout=30)
+    print("Top resellers (read model, CNY):")
+    for b in top.balances:
+        print(f"  {b.account:22} available {decimal_amount(b.available, 'CNY'):>9}  "
+              f"frozen {decimal_amount(b.frozen, 'CNY'):>9}")
+    richest = top.balances[0]
+    reseller_id = richest.account.split(":", 1)[1]
+    amount = richest.available // 2
+    payout = shop.storefront.RequestWithdrawal(storefront_pb2.RequestWithdrawalRequest(
+        idempotency_key=idempotency_key(), reseller_id=reseller_id, currency="CNY",
+        amount=amount)).payout
+    finance.finance.ApprovePayout(finance_pb2.ApprovePayoutRequest(
+        idempotency_key=idempotency_key(), payout_id=payout.payout_id))
+    done = finance.finance.MarkPayoutPaid(finance_pb2.MarkPayoutPaidRequest(
+        idempotency_key=idempotency_key(), payout_id=payout.payout_id, reference="wx-demo-1"))
+    after = report.GetBalance(report_pb2.GetBalanceRequest(
+        account=richest.account, min_log_position=done.receipt.log_position)).balances[0]
+    print(f"\nPayout {payout.payout_id}: {decimal_amount(amount, 'CNY')} CNY to {reseller_id}, "
+          f"approved and paid (rail reference wx-demo-1); now available "
+          f"{decimal_amount(after.available, 'CNY')}, paid out "
+          f"{decimal_amount(after.paid_out, 'CNY')}")
+
+    everyone = report.ListBalances(report_pb2.ListBalancesRequest(page_size=1000))
+    held = sum(b.frozen + b.available - b.debt + b.in_flight + b.paid_out + b.clearing
+               for b in everyone.balances)
+    print(f"Every account of the platform together: {held} (double entry)")
+    month = Calendar().month(datetime.now(UTC))
+    stats_r1 = report.GetTeamStats(report_pb2.GetTeamStatsRequest(reseller_id="sim-r1",
+                                                                  month=month))
+    member = report.GetTeamMember(report_pb2.GetTeamMemberRequest(reseller_id="sim-r1")).member
+    gmv = stats_r1.sales[0].team_gmv if stats_r1.sales else 0
+    print(f"\nTeam of sim-r1 in {month}: {member.team_size} members, "
+          f"{member.direct_downline} direct; team GMV {decimal_amount(gmv, 'CNY')} CNY, "
+          f"{stats_r1.new_members} new members")
