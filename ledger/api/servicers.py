@@ -94,8 +94,9 @@ class Base:
     async def write(self, caller: c.Caller, command: c.Command) -> tuple[Outcome, Any]:
         """Queues the command for the next group commit; returns its outcome and its answer."""
         outcome = await asyncio.wrap_future(self.writer.submit(caller, command))
-        answer = await self.read(self.app.answer, outcome.ref)
-        return outcome, answer
+        if outcome.answer is not None:
+            return outcome, outcome.answer
+        return outcome, await self.read(self.app.answer, outcome.ref)
 
     async def read(self, fn: Callable[..., R], *args: Any, **kwargs: Any) -> R:
         return await asyncio.to_thread(fn, *args, **kwargs)

@@ -9,7 +9,7 @@ group_commit.py); a single request is simply a batch of one.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
@@ -47,6 +47,9 @@ class Outcome:
     ref: ResultRef
     replayed: bool
     log_position: int
+    # The answering aggregate as the command left it, when this write made it (a replay
+    # leaves it None: the first answer is rebuilt from the store at ``ref.version``).
+    answer: Any = field(default=None, compare=False, repr=False)
 
 
 class LedgerApplication(Application[UUID]):
@@ -78,11 +81,13 @@ class LedgerApplication(Application[UUID]):
         """
         for attempt in range(1, MAX_CONFLICT_ATTEMPTS + 1):
             uow = UnitOfWork(self.repository)
-            decided: list[tuple[ResultRef, bool] | BaseException] = []
+            decided: list[tuple[ResultRef, bool, Any] | BaseException] = []
             for caller, command in items:
                 try:
-                    decided.append(self._decide(uow, caller, command))
+                    result, replayed = self._decide(uow, caller, command)
                     uow.commit_command()
+                    answer = None if replayed else uow.staged_aggregate(result.aggregate_id)
+                    decided.append((result, replayed, answer))
                 except Exception as error:  # each command fails alone, whatever the cause
                     uow.rollback_command()
                     if not isinstance(error, LedgerError):
@@ -99,7 +104,7 @@ class LedgerApplication(Application[UUID]):
                 max(r.notification.id for r in recordings) if recordings else self.log_position()
             )
             return [
-                d if isinstance(d, BaseException) else Outcome(d[0], d[1], position)
+                d if isinstance(d, BaseException) else Outcome(d[0], d[1], position, d[2])
                 for d in decided
             ]
         return [Conflict("another write changed the same records at the same time; retry")]

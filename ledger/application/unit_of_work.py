@@ -57,5 +57,9 @@ class UnitOfWork:
     def rollback_command(self) -> None:
         self._touched.clear()
 
+    def staged_aggregate(self, aggregate_id: UUID) -> Aggregate | None:
+        """A committed command's aggregate; later commands work on copies, never on it."""
+        return self._staged.get(aggregate_id)
+
     def staged(self) -> list[Aggregate]:
         return list(self._staged.values())
