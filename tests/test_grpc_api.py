@@ -387,3 +387,31 @@ def test_health_and_reflection(running: Running) -> None:
         reply = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(
             service="ledger.v1.StorefrontService"))
         assert reply.status == health_pb2.HealthCheckResponse.SERVING
+
+
+def test_bulk_import_streams_batches_and_is_safe_to_resend(shop: LedgerClient) -> None:
+    team(shop)
+
+    def batches() -> list[storefront_pb2.ImportOrdersRequest]:
+        return [
+            storefront_pb2.ImportOrdersRequest(orders=[
+                storefront_pb2.ImportedOrder(
+                    order_id=f"B{n}", customer_id=f"c{n}", reseller_id="carol",
+                    currency="CNY", lines=[line("tea", 3, 3333, 2000)], payment_id=f"w{n}",
+                    completed=n % 2 == 0)
+                for n in range(start, start + 50)])
+            for start in (0, 50)
+        ] + [storefront_pb2.ImportOrdersRequest(orders=[storefront_pb2.ImportedOrder(
+            order_id="ghost-order", customer_id="c", reseller_id="ghost", currency="CNY",
+            lines=[line("tea", 1, 100, 50)], payment_id="w")])]
+
+    first = shop.storefront.ImportOrders(iter(batches()))
+    assert (first.orders, first.imported) == (101, 100)
+    assert [(f.order_id, f.code) for f in first.failures] == [("ghost-order", "NOT_FOUND")]
+    again = shop.storefront.ImportOrders(iter(batches()))
+    assert (again.orders, again.imported) == (101, 100)
+    got = shop.storefront.GetOrder(storefront_pb2.GetOrderRequest(order_id="B2")).order
+    assert got.status == common_pb2.ORDER_STATUS_COMPLETED
+    assert shares(got)["reseller:carol"] == 1599
+    odd = shop.storefront.GetOrder(storefront_pb2.GetOrderRequest(order_id="B3")).order
+    assert odd.status == common_pb2.ORDER_STATUS_PAID and len(odd.refunds) == 0

@@ -132,6 +132,29 @@ def plan(p: CommissionPlan) -> admin_pb2.CommissionPlan:
 # --- requests into commands ----------------------------------------------------------------
 
 
+def new_lines(lines: object) -> tuple[c.NewLine, ...]:
+    return tuple(
+        c.NewLine(x.sku, x.category, x.quantity, x.unit_sale_price, x.unit_supply_price,
+                  x.supplier_id)
+        for x in lines  # type: ignore[attr-defined]
+    )
+
+
+def imported_order(o: storefront_pb2.ImportedOrder) -> list[c.Command]:
+    """An imported order as the writes a storefront would have made, keyed by its id so a
+    resent import writes nothing twice."""
+    key = f"import:{o.order_id}"
+    total = sum(x.quantity * x.unit_sale_price for x in o.lines)
+    commands: list[c.Command] = [
+        c.PlaceOrder(f"{key}:place", o.order_id, o.customer_id, o.reseller_id, o.currency,
+                     new_lines(o.lines)),
+        c.PayOrder(f"{key}:pay", o.order_id, o.payment_id, total),
+    ]
+    if o.completed:
+        commands.append(c.CompleteOrder(f"{key}:complete", o.order_id))
+    return commands
+
+
 def place_order(r: storefront_pb2.PlaceOrderRequest) -> c.PlaceOrder:
     violations = [
         (f"lines[{i}]", "line_no, amount and refunded are assigned by the ledger; leave them unset")
@@ -140,14 +163,8 @@ def place_order(r: storefront_pb2.PlaceOrderRequest) -> c.PlaceOrder:
     ]
     if violations:
         raise InvalidInput(violations)
-    return c.PlaceOrder(
-        r.idempotency_key, r.order_id, r.customer_id, r.reseller_id, r.currency,
-        tuple(
-            c.NewLine(x.sku, x.category, x.quantity, x.unit_sale_price, x.unit_supply_price,
-                      x.supplier_id)
-            for x in r.lines
-        ),
-    )
+    return c.PlaceOrder(r.idempotency_key, r.order_id, r.customer_id, r.reseller_id,
+                        r.currency, new_lines(r.lines))
 
 
 def publish_plan(r: admin_pb2.PublishPlanRequest) -> c.PublishPlan:

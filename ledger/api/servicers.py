@@ -13,18 +13,21 @@ from google.rpc import code_pb2
 
 from ledger.api import convert
 from ledger.api.auth import ADMIN, STOREFRONT, KeyRing
-from ledger.api.errors import abort, abort_code
+from ledger.api.errors import abort, abort_code, status_for
 from ledger.application import commands as c
 from ledger.application.group_commit import GroupCommitter
 from ledger.application.handlers import MAX_SETTLEMENT_BATCH
 from ledger.application.ledger_app import LedgerApplication, Outcome
-from ledger.v1 import admin_pb2, admin_pb2_grpc, storefront_pb2, storefront_pb2_grpc
+from ledger.domain.errors import InvalidInput
+from ledger.v1 import admin_pb2, admin_pb2_grpc, common_pb2, storefront_pb2, storefront_pb2_grpc
 from projections.clock import micros
 from projections.reader import ReadModels
 
 R = TypeVar("R")
 # A read waits at most this long for the read models when the call has no deadline.
 MAX_WAIT = 30.0
+MAX_IMPORT_BATCH = 1000
+MAX_REPORTED_FAILURES = 1000
 Method = Callable[[Any, Any, grpc.aio.ServicerContext, c.Caller], Awaitable[Any]]
 
 
@@ -198,6 +201,34 @@ class StorefrontService(Base, storefront_pb2_grpc.StorefrontServiceServicer):
         outcome, payout = await self.write(caller, command)
         return storefront_pb2.RequestWithdrawalResponse(
             payout=convert.payout(payout), receipt=convert.receipt(outcome))
+
+
+    @rpc(STOREFRONT)
+    async def ImportOrders(self, request_iterator, context, caller):  # type: ignore[no-untyped-def]
+        """Each message's orders are queued at once, so they share group commits."""
+        orders = imported = position = 0
+        failures: list[storefront_pb2.ImportFailure] = []
+        async for batch in request_iterator:
+            if len(batch.orders) > MAX_IMPORT_BATCH:
+                raise InvalidInput([("orders", f"at most {MAX_IMPORT_BATCH} per message")])
+            queued = [(o.order_id, [asyncio.wrap_future(self.writer.submit(caller, command))
+                                    for command in convert.imported_order(o)])
+                      for o in batch.orders]
+            for order_id, writes in queued:
+                orders += 1
+                results = await asyncio.gather(*writes, return_exceptions=True)
+                error = next((r for r in results if isinstance(r, BaseException)), None)
+                if error is None:
+                    imported += 1
+                    position = max(position, *(r.log_position for r in results))
+                else:
+                    status = status_for(error)
+                    failures.append(storefront_pb2.ImportFailure(
+                        order_id=order_id, code=code_pb2.Code.Name(status.code),
+                        message=status.message))
+        return storefront_pb2.ImportOrdersResponse(
+            orders=orders, imported=imported, failures=failures[:MAX_REPORTED_FAILURES],
+            receipt=common_pb2.WriteReceipt(log_position=position))
 
 
 class AdminService(Base, admin_pb2_grpc.AdminServiceServicer):

@@ -94,6 +94,11 @@ class StorefrontServiceStub:
                 request_serializer=ledger_dot_v1_dot_storefront__pb2.RequestWithdrawalRequest.SerializeToString,
                 response_deserializer=ledger_dot_v1_dot_storefront__pb2.RequestWithdrawalResponse.FromString,
                 _registered_method=True)
+        self.ImportOrders = channel.stream_unary(
+                '/ledger.v1.StorefrontService/ImportOrders',
+                request_serializer=ledger_dot_v1_dot_storefront__pb2.ImportOrdersRequest.SerializeToString,
+                response_deserializer=ledger_dot_v1_dot_storefront__pb2.ImportOrdersResponse.FromString,
+                _registered_method=True)
 
 
 class StorefrontServiceServicer:
@@ -180,6 +185,15 @@ class StorefrontServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ImportOrders(self, request_iterator, context):
+        """Bulk import / backfill: a stream of batches of orders, each placed, paid and (if so
+        marked) completed, exactly as the single calls would. Safe to resend: each order's
+        writes are keyed by its order id. Failures are reported per order; the rest land.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_StorefrontServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -237,6 +251,11 @@ def add_StorefrontServiceServicer_to_server(servicer, server):
                     servicer.RequestWithdrawal,
                     request_deserializer=ledger_dot_v1_dot_storefront__pb2.RequestWithdrawalRequest.FromString,
                     response_serializer=ledger_dot_v1_dot_storefront__pb2.RequestWithdrawalResponse.SerializeToString,
+            ),
+            'ImportOrders': grpc.stream_unary_rpc_method_handler(
+                    servicer.ImportOrders,
+                    request_deserializer=ledger_dot_v1_dot_storefront__pb2.ImportOrdersRequest.FromString,
+                    response_serializer=ledger_dot_v1_dot_storefront__pb2.ImportOrdersResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -541,6 +560,33 @@ class StorefrontService:
             '/ledger.v1.StorefrontService/RequestWithdrawal',
             ledger_dot_v1_dot_storefront__pb2.RequestWithdrawalRequest.SerializeToString,
             ledger_dot_v1_dot_storefront__pb2.RequestWithdrawalResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ImportOrders(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_unary(
+            request_iterator,
+            target,
+            '/ledger.v1.StorefrontService/ImportOrders',
+            ledger_dot_v1_dot_storefront__pb2.ImportOrdersRequest.SerializeToString,
+            ledger_dot_v1_dot_storefront__pb2.ImportOrdersResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -62,6 +62,11 @@ class StorefrontServiceStub:
     """A reseller's withdrawal (提现): at least the plan's minimum, at most what is available.
     The payout then waits for finance (FinanceService) to approve and pay it.
     """
+    ImportOrders: _grpc.StreamUnaryMultiCallable[_storefront_pb2.ImportOrdersRequest, _storefront_pb2.ImportOrdersResponse]
+    """Bulk import / backfill: a stream of batches of orders, each placed, paid and (if so
+    marked) completed, exactly as the single calls would. Safe to resend: each order's
+    writes are keyed by its order id. Failures are reported per order; the rest land.
+    """
 
 @_typing.type_check_only
 class StorefrontServiceAsyncStub(StorefrontServiceStub):
@@ -96,6 +101,11 @@ class StorefrontServiceAsyncStub(StorefrontServiceStub):
     RequestWithdrawal: _aio.UnaryUnaryMultiCallable[_storefront_pb2.RequestWithdrawalRequest, _storefront_pb2.RequestWithdrawalResponse]  # type: ignore[assignment]
     """A reseller's withdrawal (提现): at least the plan's minimum, at most what is available.
     The payout then waits for finance (FinanceService) to approve and pay it.
+    """
+    ImportOrders: _aio.StreamUnaryMultiCallable[_storefront_pb2.ImportOrdersRequest, _storefront_pb2.ImportOrdersResponse]  # type: ignore[assignment]
+    """Bulk import / backfill: a stream of batches of orders, each placed, paid and (if so
+    marked) completed, exactly as the single calls would. Safe to resend: each order's
+    writes are keyed by its order id. Failures are reported per order; the rest land.
     """
 
 class StorefrontServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -194,6 +204,17 @@ class StorefrontServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_storefront_pb2.RequestWithdrawalResponse, _abc.Awaitable[_storefront_pb2.RequestWithdrawalResponse]]:
         """A reseller's withdrawal (提现): at least the plan's minimum, at most what is available.
         The payout then waits for finance (FinanceService) to approve and pay it.
+        """
+
+    @_abc_1.abstractmethod
+    def ImportOrders(
+        self,
+        request_iterator: _MaybeAsyncIterator[_storefront_pb2.ImportOrdersRequest],
+        context: _ServicerContext,
+    ) -> _typing.Union[_storefront_pb2.ImportOrdersResponse, _abc.Awaitable[_storefront_pb2.ImportOrdersResponse]]:
+        """Bulk import / backfill: a stream of batches of orders, each placed, paid and (if so
+        marked) completed, exactly as the single calls would. Safe to resend: each order's
+        writes are keyed by its order id. Failures are reported per order; the rest land.
         """
 
 def add_StorefrontServiceServicer_to_server(servicer: StorefrontServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
