@@ -15,17 +15,26 @@ import grpc
 from ledger.v1 import admin_pb2_grpc, finance_pb2_grpc, report_pb2_grpc, storefront_pb2_grpc
 
 
-class _BearerAuth(grpc.UnaryUnaryClientInterceptor):
+class _BearerAuth(grpc.UnaryUnaryClientInterceptor, grpc.StreamUnaryClientInterceptor):
+    """Adds the API key to every call, unary or client-streaming (ImportOrders)."""
+
     def __init__(self, api_key: str) -> None:
         self._metadata = (("authorization", f"Bearer {api_key}"),)
+
+    def _details(self, client_call_details: Any) -> Any:
+        return client_call_details._replace(
+            metadata=tuple(client_call_details.metadata or ()) + self._metadata
+        )
 
     def intercept_unary_unary(
         self, continuation: Callable[..., Any], client_call_details: Any, request: Any
     ) -> Any:
-        details = client_call_details._replace(
-            metadata=tuple(client_call_details.metadata or ()) + self._metadata
-        )
-        return continuation(details, request)
+        return continuation(self._details(client_call_details), request)
+
+    def intercept_stream_unary(
+        self, continuation: Callable[..., Any], client_call_details: Any, request_iterator: Any
+    ) -> Any:
+        return continuation(self._details(client_call_details), request_iterator)
 
 
 def idempotency_key() -> str:
