@@ -1,0 +1,284 @@
+"""Runs the ledger and its baselines on this machine, in one run, and prints the figures.
+
+    python -m bench                 # short mode: under a minute, shows nothing broke
+    python -m bench --full          # full mode: the figures the README reports
+
+Against PostgreSQL (LEDGER_BENCH_DATABASE_URL, default postgresql://postgres@127.0.0.1:5432/test),
+each run in fresh schemas that are dropped afterwards. The ledger runs as its own process
+(`ledger serve`), the load generator in this one; the do-nothing server (baseline A) likewise.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import re
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import grpc
+import psycopg
+from psycopg import sql
+
+from bench import baseline_es
+from bench.loadgen import Result, import_orders, run_flows
+from bench.workload import build
+from ledger.api.auth import hash_key
+from ledger.config import event_store_env
+from ledger.v1 import report_pb2, report_pb2_grpc
+
+BIN = Path(sys.executable).parent
+KEY = "bench-storefront-key"
+LEVELS = (1, 16, 64)
+MODES = {
+    # orders per in-flight level, baseline B orders, bulk-imported orders
+    "short": {"orders": 120, "plain": 150, "bulk": 2_000},
+    "full": {"orders": 1_500, "plain": 1_500, "bulk": 40_000},
+}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_healthy(address: str, process: subprocess.Popen[bytes]) -> None:
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise SystemExit(f"server exited with {process.returncode}")
+        try:
+            with grpc.insecure_channel(address) as channel:
+                health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(),
+                                                          timeout=1)
+                return
+        except grpc.RpcError:
+            time.sleep(0.1)
+    raise SystemExit("server did not start")
+
+
+def wait_port(address: str) -> None:
+    host, port = address.split(":")
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        with socket.socket() as s:
+            if s.connect_ex((host, int(port))) == 0:
+                return
+        time.sleep(0.05)
+    raise SystemExit(f"nothing listens on {address}")
+
+
+def peak_rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+class Schemas:
+    """Fresh PostgreSQL schemas for one run, dropped at the end."""
+
+    def __init__(self, base_url: str) -> None:
+        self.base_url = base_url
+        self.made: list[str] = []
+
+    def url(self, name: str) -> str:
+        schema = f"bench_{name}_{uuid.uuid4().hex[:8]}"
+        self.made.append(schema)
+        return f"{self.base_url}?schema={schema}"
+
+    def drop(self) -> None:
+        with psycopg.connect(self.base_url, autocommit=True) as conn:
+            for schema in self.made:
+                conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE")
+                             .format(sql.Identifier(schema)))
+
+
+async def lag_sampler(address: str, stop: asyncio.Event) -> tuple[int, int]:
+    """(max lag, log position) seen while the load ran."""
+    worst = head = 0
+    metadata = (("authorization", f"Bearer {KEY}"),)
+    async with grpc.aio.insecure_channel(address) as channel:
+        stub = report_pb2_grpc.ReportServiceStub(channel)
+        while not stop.is_set():
+            status = await stub.GetProjectionStatus(report_pb2.GetProjectionStatusRequest(),
+                                                    metadata=metadata)
+            worst, head = max(worst, status.lag), status.log_position
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), 0.1)
+    return worst, head
+
+
+async def log_position(address: str) -> int:
+    metadata = (("authorization", f"Bearer {KEY}"),)
+    async with grpc.aio.insecure_channel(address) as channel:
+        stub = report_pb2_grpc.ReportServiceStub(channel)
+        status = await stub.GetProjectionStatus(report_pb2.GetProjectionStatusRequest(),
+                                                metadata=metadata)
+        return int(status.log_position)
+
+
+async def measure_ledger(address: str, orders: int, tag: str) -> list[dict[str, Any]]:
+    rows = []
+    for level in LEVELS:
+        setup, flows = build(orders, prefix=f"{tag}{level}-", seed=level)
+        await run_flows(address, KEY, setup, 1)
+        before = await log_position(address)
+        stop = asyncio.Event()
+        sampler = asyncio.create_task(lag_sampler(address, stop))
+        result = await run_flows(address, KEY, flows, level)
+        stop.set()
+        worst_lag, _ = await sampler
+        after = await log_position(address)
+        rows.append(row(f"ledger, {level} in flight", result,
+                        events=(after - before) / result.seconds, lag=worst_lag))
+    return rows
+
+
+def row(name: str, result: Result, events: float | None = None,
+        lag: int | None = None) -> dict[str, Any]:
+    return {"name": name, "commands": result.rate, "events": events,
+            "p50": result.percentile(50) * 1000, "p99": result.percentile(99) * 1000,
+            "max": max(result.latencies, default=0) * 1000, "errors": result.errors,
+            "lag": lag, "first_error": result.first_error}
+
+
+def start_ledger(url: str, extra: dict[str, str] | None = None
+                 ) -> tuple[subprocess.Popen[bytes], str]:
+    address = f"127.0.0.1:{free_port()}"
+    keys = json.dumps({"keys": [{"name": "bench-shop", "role": "storefront",
+                                 "platform": "bench", "sha256": hash_key(KEY)}]})
+    env = {**os.environ, "LEDGER_DATABASE_URL": url, "LEDGER_LISTEN": address,
+           "LEDGER_API_KEYS": keys, "LEDGER_LOG_LEVEL": "warning",
+           "LEDGER_SETTLEMENT_INTERVAL": "0", **(extra or {})}
+    process = subprocess.Popen([str(BIN / "ledger"), "serve"], env=env,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    wait_healthy(address, process)
+    return process, address
+
+
+def stop(process: subprocess.Popen[bytes]) -> None:
+    process.terminate()
+    try:
+        process.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        process.kill()
+
+
+def rebuild_rate(url: str) -> tuple[float, int]:
+    done = subprocess.run([str(BIN / "ledger"), "projections", "rebuild"],
+                          env={**os.environ, "LEDGER_DATABASE_URL": url,
+                               "LEDGER_LOG_LEVEL": "warning"},
+                          capture_output=True, text=True, check=True)
+    found = re.search(r"from (\d+) events in [\d.]+s \(([\d,]+) events/s\)", done.stdout)
+    assert found, done.stdout
+    return float(found.group(2).replace(",", "")), int(found.group(1))
+
+
+def fmt(value: float | None, digits: int = 0) -> str:
+    return "" if value is None else f"{value:,.{digits}f}"
+
+
+def print_table(rows: list[dict[str, Any]]) -> None:
+    print(f"| {'run':34} | {'commands/s':>10} | {'events/s':>9} | {'p50 ms':>7} | "
+          f"{'p99 ms':>7} | {'max ms':>7} | {'max lag':>7} | {'errors':>6} |")
+    print(f"|{'-' * 36}|{'-' * 12}|{'-' * 11}|{'-' * 9}|{'-' * 9}|{'-' * 9}|{'-' * 9}|"
+          f"{'-' * 8}|")
+    for r in rows:
+        print(f"| {r['name']:34} | {fmt(r['commands']):>10} | {fmt(r['events']):>9} | "
+              f"{fmt(r['p50'], 1):>7} | {fmt(r['p99'], 1):>7} | {fmt(r['max'], 1):>7} | "
+              f"{fmt(r['lag']):>7} | {fmt(r['errors']):>6} |")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--full", action="store_true", help="the full mode (minutes)")
+    parser.add_argument("--database-url", default=os.environ.get(
+        "LEDGER_BENCH_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/test"))
+    args = parser.parse_args()
+    mode = "full" if args.full else "short"
+    size = MODES[mode]
+    schemas = Schemas(args.database_url)
+    started = time.monotonic()
+    rows: list[dict[str, Any]] = []
+    print(f"# ledger benchmark, {mode} mode, {os.cpu_count()} cores, PostgreSQL at "
+          f"{args.database_url}", flush=True)
+    try:
+        # The ledger over gRPC.
+        url = schemas.url("ledger")
+        server, address = start_ledger(url)
+        try:
+            rows += asyncio.run(measure_ledger(address, size["orders"], "g"))
+            setup, flows = build(size["bulk"], prefix="bulk-", seed=99)
+            asyncio.run(run_flows(address, KEY, setup, 1))
+            before = asyncio.run(log_position(address))
+            orders, imported, seconds, after = asyncio.run(
+                import_orders(address, KEY, flows, per_message=500))
+            bulk_events = (after - before) / seconds
+            rss = peak_rss_mb(server.pid)
+        finally:
+            stop(server)
+        rebuild, log_size = rebuild_rate(url)
+
+        # Baseline A: a do-nothing server, same messages, same load generator.
+        port = free_port()
+        null = subprocess.Popen([sys.executable, "-m", "bench.null_server", "--port",
+                                 str(port)])
+        try:
+            wait_port(f"127.0.0.1:{port}")
+            for level in LEVELS:
+                _, flows = build(size["orders"], prefix=f"a{level}-", seed=level)
+                result = asyncio.run(run_flows(f"127.0.0.1:{port}", KEY, flows, level))
+                rows.append(row(f"baseline A (do-nothing), {level} in flight", result))
+        finally:
+            stop(null)
+
+        # Baseline B: plain eventsourcing, one save() per command.
+        plain_setup, plain_flows = build(size["plain"], prefix="b-", seed=64)
+        env = event_store_env(schemas.url("plain"))
+        from ledger.bootstrap import ensure_postgres_schema
+
+        ensure_postgres_schema(env)
+        commands, events, seconds = baseline_es.run({**env, "CREATE_TABLE": "y"},
+                                                    plain_setup, plain_flows)
+        rows.append({"name": "baseline B (eventsourcing, 1 save/cmd)",
+                     "commands": commands / seconds, "events": events / seconds,
+                     "p50": None, "p99": None, "max": None, "errors": 0, "lag": None})
+    finally:
+        schemas.drop()
+
+    print()
+    print_table(rows)
+    ledger64 = next(r for r in rows if r["name"] == "ledger, 64 in flight")
+    null64 = next(r for r in rows if r["name"] == "baseline A (do-nothing), 64 in flight")
+    plain = rows[-1]
+    print()
+    print(f"bulk import (ImportOrders, 500 orders/message): {imported}/{orders} orders, "
+          f"{bulk_events:,.0f} events/s")
+    print(f"projection rebuild from empty: {log_size:,} events at {rebuild:,.0f} events/s")
+    print(f"server peak RSS: {rss:,.0f} MB after {log_size:,} events")
+    ratio_a = ledger64["commands"] / null64["commands"]
+    print(f"ratio ledger/baseline A at 64 in flight: {ratio_a:.2f}")
+    print(f"ratio ledger/baseline B (64 in flight vs one save per command): "
+          f"{ledger64['commands'] / plain['commands']:.2f}")
+    print(f"took {time.monotonic() - started:.0f}s")
+    failed = [r for r in rows if r["errors"]]
+    for r in failed:
+        print(f"errors in {r['name']}: {r['first_error']}", file=sys.stderr)
+    return 1 if failed or imported != orders else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
