@@ -262,3 +262,29 @@ def test_two_servers_writing_at_once_lose_nothing(postgres_url: str, clock: Cloc
     finally:
         first.close()
         second.close()
+
+
+def test_writer_cache_never_hides_another_servers_change(store_url: str, clock: Clock) -> None:
+    """Server A has carol cached; server B ranks her up; A's next payment uses the new rank."""
+    from ledger.domain.plan import RANK, RateOverride
+
+    a, b = build_application(store_url, clock), build_application(store_url, clock)
+    admin = c.Caller("acme", "ops", "admin")
+    try:
+        run(a, *team_commands())
+        [published] = a.run_batch([(admin, c.PublishPlan(
+            "plan", None, (4000, 1000), (RateOverride(RANK, "vip", 1, 5000),), 7, 1000,
+            False))])
+        assert isinstance(published, Outcome)
+        clock.advance(seconds=1)
+        run(a, c.PlaceOrder("p1", "O1", "c1", "carol", "CNY", tea()),
+            c.PayOrder("y1", "O1", "w", 9999))
+        assert a.order(SHOP, "O1").shares[1].amount == 1599  # carol now sits in A's cache
+        [ranked] = b.run_batch([(admin, c.SetRank("rank", "carol", "vip"))])
+        assert isinstance(ranked, Outcome)
+        run(a, c.PlaceOrder("p2", "O2", "c1", "carol", "CNY", tea()),
+            c.PayOrder("y2", "O2", "w", 9999))
+        assert a.order(SHOP, "O2").shares[1].amount == 1999  # 50% of 3999
+    finally:
+        a.close()
+        b.close()

@@ -10,6 +10,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
+from uuid import UUID
 
 from ledger.application import commands as c
 from ledger.application.idempotency import ResultRef
@@ -404,3 +405,28 @@ HANDLERS: dict[type[c.Command], Callable[[Context, Any], ResultRef]] = {
     c.MarkPayoutFailed: mark_payout_failed,
     c.CloseDay: close_day,
 }
+
+
+def prefetch_ids(caller: c.Caller, command: c.Command) -> list[UUID]:
+    """The aggregates a command looks up first, so a batch can load them in one query."""
+    from ledger.application.idempotency import IdempotencyRecord
+
+    platform = caller.platform_id
+    ids = [IdempotencyRecord.create_id(platform, caller.principal, command.idempotency_key)]
+    order_id = getattr(command, "order_id", "")
+    if order_id:
+        ids.append(Order.create_id(platform, order_id))
+    for field in ("reseller_id", "sponsor_id", "new_sponsor_id"):
+        value = getattr(command, field, "")
+        if value:
+            ids.append(Reseller.create_id(platform, value))
+    customer_id = getattr(command, "customer_id", "")
+    if customer_id:
+        ids.append(CustomerBinding.create_id(platform, customer_id))
+    if isinstance(command, c.PayOrder | c.RefundOrder | c.RunSettlement | c.RequestPayout
+                  | c.PublishPlan):
+        ids += [PlanBook.create_id(platform), PeriodBook.create_id(platform)]
+    payout_id = getattr(command, "payout_id", "")
+    if payout_id:
+        ids.append(Payout.create_id(platform, payout_id))
+    return ids

@@ -19,10 +19,17 @@ from eventsourcing.application import AggregateNotFoundError, Application
 from eventsourcing.persistence import JSONTranscoder, RecordConflictError
 
 from ledger.application import commands as c
-from ledger.application.handlers import HANDLERS, Context, own_order, plan_book
+from ledger.application.handlers import (
+    HANDLERS,
+    Context,
+    own_order,
+    plan_book,
+    prefetch_ids,
+)
 from ledger.application.idempotency import IdempotencyRecord, ResultRef
+from ledger.application.store_reads import current_versions, load_many
 from ledger.application.transcodings import register_value_objects
-from ledger.application.unit_of_work import UnitOfWork
+from ledger.application.unit_of_work import AggregateCache, UnitOfWork
 from ledger.domain.errors import Conflict, LedgerError, NotFound, RuleViolation, check
 from ledger.domain.order import Order
 from ledger.domain.plan import CommissionPlan
@@ -64,6 +71,8 @@ class LedgerApplication(Application[UUID]):
         super().__init__(env)
         self.clock = clock
         self.timezone = timezone
+        # Used by the writer (the thread that runs batches) only.
+        self.cache = AggregateCache()
 
     def register_transcodings(self, transcoder: JSONTranscoder) -> None:
         super().register_transcodings(transcoder)
@@ -80,7 +89,9 @@ class LedgerApplication(Application[UUID]):
         a concurrent write from another server, each command is run again on its own.
         """
         for attempt in range(1, MAX_CONFLICT_ATTEMPTS + 1):
-            uow = UnitOfWork(self.repository)
+            uow = UnitOfWork(self.repository, self.cache)
+            uow.prefetch([i for caller, command in items for i in prefetch_ids(caller, command)],
+                         lambda ids: load_many(self, ids))
             decided: list[tuple[ResultRef, bool, Any] | BaseException] = []
             for caller, command in items:
                 try:
@@ -93,13 +104,21 @@ class LedgerApplication(Application[UUID]):
                     if not isinstance(error, LedgerError):
                         log.exception("command failed", command=type(command).__name__)
                     decided.append(error)
+            stale = uow.stale(lambda ids: current_versions(self, ids))
+            if stale:
+                self.cache.evict(stale)
+                log.info("cached aggregates changed by another writer; deciding again",
+                         stale=len(stale), attempt=attempt)
+                continue
             try:
                 recordings = self.save(*uow.staged())
             except RecordConflictError:
+                self.cache.evict(uow.involved())
                 if len(items) > 1:
                     return [result for item in items for result in self.run_batch([item])]
                 log.info("concurrent write, retrying", attempt=attempt)
                 continue
+            uow.remember_saved()
             position = (
                 max(r.notification.id for r in recordings) if recordings else self.log_position()
             )
@@ -107,7 +126,8 @@ class LedgerApplication(Application[UUID]):
                 d if isinstance(d, BaseException) else Outcome(d[0], d[1], position, d[2])
                 for d in decided
             ]
-        return [Conflict("another write changed the same records at the same time; retry")]
+        return [Conflict("another write changed the same records at the same time; retry")
+                for _ in items]
 
     def _decide(
         self, uow: UnitOfWork, caller: c.Caller, command: c.Command

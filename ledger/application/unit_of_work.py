@@ -1,15 +1,24 @@
-"""A batch's working set of aggregates, with per-command rollback.
+"""A batch's working set of aggregates, with per-command rollback, over a cache that saves
+the store a round trip per aggregate.
 
 Group commit runs many commands one after another and saves all their events in one
 transaction. Each command works on copies of the aggregates it touches; only when it
 succeeds do its copies replace the batch's, so a refused command leaves no trace even when an
 earlier command in the same batch changed the same aggregate.
+
+Aggregates come from, in order: this command's copies, the batch's, the writer's cache, the
+store. The cache holds each aggregate as this writer last saved or loaded it (or that it does
+not exist). Another server may have written since, so what a batch took from the cache
+without loading it afresh is checked against the store's versions, in one query, before the
+batch is saved; a stale entry is dropped and the batch decided again.
 """
 
 from __future__ import annotations
 
 import copy
-from typing import TypeVar
+from collections import OrderedDict
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any, TypeVar
 from uuid import UUID
 
 from eventsourcing.application import AggregateNotFoundError, Repository
@@ -18,25 +27,74 @@ from eventsourcing.domain import Aggregate
 from ledger.domain.errors import NotFound
 
 A = TypeVar("A", bound=Aggregate)
+MISSING = object()
+
+
+class AggregateCache:
+    """Bounded (least recently used out first); ``None`` records that an id does not exist."""
+
+    def __init__(self, maxsize: int = 100_000) -> None:
+        assert maxsize >= 1
+        self.maxsize = maxsize
+        self._entries: OrderedDict[UUID, Aggregate | None] = OrderedDict()
+
+    def lookup(self, aggregate_id: UUID) -> Any:
+        """The entry, or MISSING when nothing is known."""
+        entry = self._entries.get(aggregate_id, MISSING)
+        if entry is not MISSING:
+            self._entries.move_to_end(aggregate_id)
+        return entry
+
+    def put(self, aggregate_id: UUID, aggregate: Aggregate | None) -> None:
+        self._entries[aggregate_id] = aggregate
+        self._entries.move_to_end(aggregate_id)
+        while len(self._entries) > self.maxsize:
+            self._entries.popitem(last=False)
+
+    def evict(self, ids: Iterable[UUID]) -> None:
+        for aggregate_id in ids:
+            self._entries.pop(aggregate_id, None)
 
 
 class UnitOfWork:
-    def __init__(self, repository: Repository[UUID]) -> None:
+    def __init__(self, repository: Repository[UUID], cache: AggregateCache | None = None
+                 ) -> None:
         self._repository = repository
+        self._cache = cache or AggregateCache()
         self._staged: dict[UUID, Aggregate] = {}
         self._touched: dict[UUID, Aggregate] = {}
+        self._fresh: set[UUID] = set()  # loaded from the store during this batch
+        self._trusted: dict[UUID, int | None] = {}  # taken from the cache: version seen
+
+    def prefetch(self, ids: Sequence[UUID],
+                 load_many: Callable[[Sequence[UUID]], dict[UUID, Any]]) -> None:
+        """Loads, in one round trip, what the batch's commands will look up first."""
+        wanted = [i for i in dict.fromkeys(ids) if i not in self._fresh]
+        found = load_many(wanted)
+        for aggregate_id in wanted:
+            self._cache.put(aggregate_id, found.get(aggregate_id))
+            self._fresh.add(aggregate_id)
 
     def find(self, cls: type[A], aggregate_id: UUID) -> A | None:
         """The aggregate as this command sees it, or None if it was never created."""
         if aggregate_id in self._touched:
-            found: Aggregate = self._touched[aggregate_id]
+            found: Aggregate | None = self._touched[aggregate_id]
         elif aggregate_id in self._staged:
             found = copy.deepcopy(self._staged[aggregate_id])
         else:
-            try:
-                found = self._repository.get(aggregate_id)
-            except AggregateNotFoundError:
+            entry = self._cache.lookup(aggregate_id)
+            if entry is MISSING:
+                try:
+                    entry = self._repository.get(aggregate_id)
+                except AggregateNotFoundError:
+                    entry = None
+                self._cache.put(aggregate_id, entry)
+                self._fresh.add(aggregate_id)
+            elif aggregate_id not in self._fresh:
+                self._trusted[aggregate_id] = entry.version if entry is not None else None
+            if entry is None:
                 return None
+            found = copy.deepcopy(entry)
         assert isinstance(found, cls), f"{aggregate_id} is a {type(found).__name__}"
         self._touched[aggregate_id] = found
         return found
@@ -57,9 +115,25 @@ class UnitOfWork:
     def rollback_command(self) -> None:
         self._touched.clear()
 
+    def stale(self, current_versions: Callable[[Sequence[UUID]], dict[UUID, int]]
+              ) -> list[UUID]:
+        """What the batch took from the cache that the store has since moved past."""
+        if not self._trusted:
+            return []
+        now = current_versions(list(self._trusted))
+        return [i for i, seen in self._trusted.items() if now.get(i) != seen]
+
     def staged_aggregate(self, aggregate_id: UUID) -> Aggregate | None:
         """A committed command's aggregate; later commands work on copies, never on it."""
         return self._staged.get(aggregate_id)
 
     def staged(self) -> list[Aggregate]:
         return list(self._staged.values())
+
+    def involved(self) -> set[UUID]:
+        return {*self._staged, *self._trusted, *self._fresh}
+
+    def remember_saved(self) -> None:
+        """After the batch's transaction committed, the cache holds what it wrote."""
+        for aggregate in self._staged.values():
+            self._cache.put(aggregate.id, aggregate)

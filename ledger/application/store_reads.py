@@ -1,0 +1,74 @@
+"""Reading many aggregates in one round trip.
+
+The repository loads one aggregate per query; a batch of commands needs dozens. These read
+the eventsourcing library's own events table for many ids at once (its documented layout:
+originator_id, originator_version, topic, state) and rebuild the aggregates with the library's
+mapper and projector, exactly as ``Repository.get`` would.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Sequence
+from typing import Any
+from uuid import UUID
+
+from eventsourcing.application import Application, project_aggregate
+from eventsourcing.persistence import StoredEvent
+
+CHUNK = 500  # ids per query (SQLite allows 999 parameters)
+
+
+def _is_postgres(app: Application[UUID]) -> bool:
+    return type(app.recorder).__module__ == "eventsourcing.postgres"
+
+
+def _rows(app: Application[UUID], columns: str, ids: Sequence[UUID], tail: str) -> list[Any]:
+    recorder: Any = app.recorder
+    out: list[Any] = []
+    for start in range(0, len(ids), CHUNK):
+        chunk = list(ids[start:start + CHUNK])
+        if _is_postgres(app):
+            from psycopg.sql import SQL, Identifier
+
+            statement = SQL(f"SELECT {columns} FROM {{}}.{{}} WHERE originator_id = ANY(%s) "
+                            f"{tail}").format(Identifier(recorder.datastore.schema),
+                                              Identifier(recorder.events_table_name))
+            with recorder.datastore.get_connection() as conn, conn.cursor() as curs:
+                curs.execute(statement, (chunk,))
+                out += [tuple(row.values()) for row in curs.fetchall()]
+        else:
+            marks = ",".join("?" * len(chunk))
+            with recorder.datastore.transaction(commit=False) as curs:
+                curs.execute(f"SELECT {columns} FROM {recorder.events_table_name} "
+                             f"WHERE originator_id IN ({marks}) {tail}",
+                             [i.hex for i in chunk])
+                out += [tuple(row) for row in curs.fetchall()]
+    return out
+
+
+def _uuid(value: Any) -> UUID:
+    return value if isinstance(value, UUID) else UUID(value)
+
+
+def load_many(app: Application[UUID], ids: Sequence[UUID]) -> dict[UUID, Any]:
+    """The aggregates that exist among ``ids``; absent ids have no entry."""
+    if not ids:
+        return {}
+    events: dict[UUID, list[Any]] = defaultdict(list)
+    for originator_id, version, topic, state in _rows(
+        app, "originator_id, originator_version, topic, state", ids,
+        "ORDER BY originator_id, originator_version",
+    ):
+        stored = StoredEvent(originator_id=_uuid(originator_id), originator_version=version,
+                             topic=topic, state=bytes(state))
+        events[stored.originator_id].append(app.mapper.to_domain_event(stored))
+    return {i: project_aggregate(None, evs) for i, evs in events.items()}
+
+
+def current_versions(app: Application[UUID], ids: Sequence[UUID]) -> dict[UUID, int]:
+    """The latest version of each aggregate among ``ids`` that exists."""
+    if not ids:
+        return {}
+    return {_uuid(i): int(v) for i, v in _rows(
+        app, "originator_id, MAX(originator_version)", ids, "GROUP BY originator_id")}
