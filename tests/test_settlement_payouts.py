@@ -55,10 +55,14 @@ def settle(admin: LedgerClient, books: Books) -> list[str]:
     return list(reply.settled_order_ids)
 
 
-def withdraw(shop: LedgerClient, reseller: str, amount: int) -> finance_pb2.Payout:
-    return shop.storefront.RequestWithdrawal(storefront_pb2.RequestWithdrawalRequest(
+def withdraw(shop: LedgerClient, reseller: str, amount: int,
+             books: Books | None = None) -> finance_pb2.Payout:
+    reply = shop.storefront.RequestWithdrawal(storefront_pb2.RequestWithdrawalRequest(
         idempotency_key=idempotency_key(), reseller_id=reseller, currency="CNY",
-        amount=amount)).payout
+        amount=amount))
+    if books is not None:
+        books.saw(reply.receipt)
+    return reply.payout
 
 
 def test_worked_example_through_settlement_payout_clawback_and_recovery(
@@ -82,11 +86,10 @@ def test_worked_example_through_settlement_payout_clawback_and_recovery(
     assert books.of("reseller:carol") == {"available": 1599}
 
     # Carol withdraws 15.00: it leaves available at once.
-    payout = withdraw(shop, "carol", 1500)
+    payout = withdraw(shop, "carol", 1500, books)
     assert payout.status == finance_pb2.PAYOUT_STATUS_REQUESTED
     assert payout.payout_id.startswith("PO") and len(payout.payout_id) == 32
     assert payout.payout_id.isalnum()
-    books.saw(finance.finance.ListPayable(finance_pb2.ListPayableRequest()))
     assert books.of("reseller:carol") == {"available": 99, "in_flight": 1500}
     payable = finance.finance.ListPayable(finance_pb2.ListPayableRequest(
         min_log_position=books.position)).payouts
@@ -259,8 +262,7 @@ def test_finance_cli_exports_csv_a_spreadsheet_opens(
     sell(shop, books, "O1")
     clock.advance(days=8)
     settle(admin, books)
-    payout = withdraw(shop, "carol", 1234)
-    books.saw(finance.finance.ListPayable(finance_pb2.ListPayableRequest()))
+    payout = withdraw(shop, "carol", 1234, books)
     finance.finance.ListPayable(finance_pb2.ListPayableRequest(min_log_position=books.position))
     base = [LEDGER, "finance", "--address", running.target, "--key", running.keys.finance]
 

@@ -13,6 +13,7 @@ from uuid import UUID
 
 from eventsourcing.domain import Aggregate, event
 
+from ledger.domain.copying import CheapCopy
 from ledger.domain.ids import stable_id
 
 
@@ -26,7 +27,7 @@ class ResultRef:
     detail: str = ""
 
 
-class IdempotencyRecord(Aggregate):
+class IdempotencyRecord(CheapCopy, Aggregate):
     @staticmethod
     def create_id(platform_id: str, principal: str, key: str) -> UUID:
         return stable_id("idempotency", platform_id, principal, key)

@@ -15,6 +15,7 @@ from uuid import UUID
 
 from eventsourcing.domain import Aggregate, event
 
+from ledger.domain.copying import CheapCopy
 from ledger.domain.errors import AlreadyExists, InvalidInput, RuleViolation
 from ledger.domain.ids import stable_id
 from ledger.domain.money import (
@@ -70,7 +71,7 @@ class AfterSaleCase:
     resolution: str = ""
 
 
-class Order(Aggregate):
+class Order(CheapCopy, Aggregate):
     """One order of one storefront, with every movement of its money."""
 
     @staticmethod

@@ -14,6 +14,7 @@ from uuid import UUID
 
 from eventsourcing.domain import Aggregate, event
 
+from ledger.domain.copying import CheapCopy
 from ledger.domain.errors import RuleViolation
 from ledger.domain.ids import stable_id
 from ledger.domain.money import AVAILABLE, IN_FLIGHT, PAID_OUT, Posting, assert_balanced
@@ -30,7 +31,7 @@ def payout_number(platform_id: str, principal: str, key: str) -> str:
     return "PO" + stable_id("payout-number", platform_id, principal, key).hex[:30].upper()
 
 
-class Payout(Aggregate):
+class Payout(CheapCopy, Aggregate):
     @staticmethod
     def create_id(platform_id: str, payout_id: str) -> UUID:
         return stable_id("payout", platform_id, payout_id)

@@ -14,6 +14,7 @@ from zoneinfo import ZoneInfo
 
 from eventsourcing.domain import Aggregate, event
 
+from ledger.domain.copying import CheapCopy
 from ledger.domain.errors import AlreadyExists, RuleViolation
 from ledger.domain.ids import stable_id
 
@@ -44,7 +45,7 @@ def local_day(at: datetime, timezone: str) -> str:
     return at.astimezone(ZoneInfo(timezone)).date().isoformat()
 
 
-class PeriodBook(Aggregate):
+class PeriodBook(CheapCopy, Aggregate):
     @staticmethod
     def create_id(platform_id: str) -> UUID:
         return stable_id("period-book", platform_id)

@@ -12,12 +12,13 @@ from uuid import UUID
 
 from eventsourcing.domain import Aggregate, event
 
+from ledger.domain.copying import CheapCopy
 from ledger.domain.errors import InvalidInput, NotFound, RuleViolation
 from ledger.domain.ids import stable_id
 from ledger.domain.plan import DEFAULT_PLAN, CommissionPlan, validate_plan
 
 
-class PlanBook(Aggregate):
+class PlanBook(CheapCopy, Aggregate):
     @staticmethod
     def create_id(platform_id: str) -> UUID:
         return stable_id("plan-book", platform_id)

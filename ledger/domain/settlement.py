@@ -8,10 +8,11 @@ from uuid import UUID
 
 from eventsourcing.domain import Aggregate, event
 
+from ledger.domain.copying import CheapCopy
 from ledger.domain.ids import stable_id
 
 
-class SettlementRun(Aggregate):
+class SettlementRun(CheapCopy, Aggregate):
     @staticmethod
     def create_id(platform_id: str, run_key: str) -> UUID:
         return stable_id("settlement-run", platform_id, run_key)

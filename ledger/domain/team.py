@@ -13,6 +13,7 @@ from uuid import UUID
 
 from eventsourcing.domain import Aggregate, event
 
+from ledger.domain.copying import CheapCopy
 from ledger.domain.errors import InvalidInput, RuleViolation
 from ledger.domain.ids import stable_id
 
@@ -21,7 +22,7 @@ from ledger.domain.ids import stable_id
 MAX_TREE_DEPTH = 100_000
 
 
-class Reseller(Aggregate):
+class Reseller(CheapCopy, Aggregate):
     @staticmethod
     def create_id(platform_id: str, reseller_id: str) -> UUID:
         return stable_id("reseller", platform_id, reseller_id)
@@ -92,7 +93,7 @@ def check_no_cycle(
     raise AssertionError(f"upline of {new_sponsor_id} is deeper than {MAX_TREE_DEPTH}")
 
 
-class CustomerBinding(Aggregate):
+class CustomerBinding(CheapCopy, Aggregate):
     """A customer's reseller: the first binding stands; only an admin rebinds."""
 
     @staticmethod

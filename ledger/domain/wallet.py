@@ -15,11 +15,12 @@ from uuid import UUID
 
 from eventsourcing.domain import Aggregate, event
 
+from ledger.domain.copying import CheapCopy
 from ledger.domain.errors import RuleViolation
 from ledger.domain.ids import stable_id
 
 
-class Wallet(Aggregate):
+class Wallet(CheapCopy, Aggregate):
     @staticmethod
     def create_id(platform_id: str, account: str, currency: str) -> UUID:
         return stable_id("wallet", platform_id, account, currency)
