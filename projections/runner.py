@@ -67,8 +67,9 @@ class Batch:
             team.placed(uid, event.platform_id, event.order_id, event.storefront_id,
                         event.seller_id, event.currency)
             return
-        platform = team.order(uid)[0]
-        ref = f"order:{team.order_id(uid)}"
+        order = team.order(uid)
+        platform = order.platform
+        ref = f"order:{order.order_id}"
         if isinstance(event, Order.Paid):
             self.balances.post(platform, event.postings, position, micros(event.paid_at),
                                PAYMENT, ref)
@@ -262,8 +263,9 @@ class ProjectionRunner:
 
     # --- in the background -----------------------------------------------------------------
 
-    def start(self, poll_interval: float = 0.2) -> None:
-        """Follows the log in a thread: woken at once by this server's commits, and polling
+    def start(self, poll_interval: float = 0.2, coalesce: float = 0.01) -> None:
+        """Follows the log in a thread: woken by this server's commits (then waiting
+        ``coalesce`` seconds, so that a busy log is applied in larger batches), and polling
         for other servers' commits."""
         self.setup()
 
@@ -274,7 +276,8 @@ class ProjectionRunner:
                 except Exception:
                     log.exception("projection batch failed; retrying")
                     self._stopping.wait(1.0)
-                self._wake.wait(poll_interval)
+                if self._wake.wait(poll_interval):
+                    self._stopping.wait(coalesce)
                 self._wake.clear()
 
         self._thread = threading.Thread(target=loop, name="projections", daemon=True)

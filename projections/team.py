@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import json
 from collections import defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 
 from ledger.domain.team import MAX_TREE_DEPTH
@@ -26,6 +26,23 @@ OWN_SALES = "own_sales"
 TEAM_GMV = "team_gmv"
 NEW_MEMBERS = "new_members"
 ACTIVE_MEMBERS = "active_members"
+
+
+DAY = 86_400_000_000  # microseconds
+
+
+@dataclass
+class OrderRow:
+    platform: str
+    order_id: str
+    storefront: str
+    seller_id: str
+    currency: str
+    ancestors: list[str] = field(default_factory=list)  # the seller's upline when paid
+    freeze_days: int = 0
+    due_at: int | None = None
+    open_cases: int = 0
+    settled: int = 0
 
 
 @dataclass
@@ -40,8 +57,9 @@ class Node:
 
 
 class TeamWriter:
-    """Applies one batch of team events. Tree changes are written through at once (moves need
-    the tree as it is); monthly numbers accumulate and are written at the end."""
+    """Applies one batch of team events. Everything read is kept for the batch and everything
+    written is buffered, then written with a few statements at the end (``flush``); a move,
+    which asks the database for a subtree, first writes out the tree as it stands."""
 
     def __init__(self, cur: Cursor, calendar: Calendar) -> None:
         self.cur = cur
@@ -50,8 +68,11 @@ class TeamWriter:
         self._stats: dict[tuple[str, str, str, str, str], int] = defaultdict(int)
         self._changes: list[tuple[str, str, str, str, str, int, int]] = []
         self._active: set[tuple[str, str, str]] = set()
-        self._orders: dict[str, tuple[str, str, list[str]]] = {}
-        self._order_ids: dict[str, str] = {}
+        self._orders: dict[str, OrderRow] = {}
+        self._dirty_orders: set[str] = set()
+        self._dirty_nodes: dict[tuple[str, str], Node] = {}
+        self._sizes: list[tuple[str, str, int, int, int]] = []
+        self._links: list[tuple[str, str, str, int, int]] = []
 
     # --- the tree --------------------------------------------------------------------------
 
@@ -68,16 +89,31 @@ class TeamWriter:
         return self._nodes[key]
 
     def _save(self, platform: str, n: Node) -> None:
-        self.cur.execute(
-            "INSERT INTO proj_resellers (platform, reseller_id, sponsor_id, depth, direct_count,"
-            " team_size, rank, enrolled_at) VALUES (%s, %s, %s, %s, %s, %s, %s, %s) "
-            "ON CONFLICT (platform, reseller_id) DO UPDATE SET sponsor_id = excluded.sponsor_id,"
-            " depth = excluded.depth, direct_count = excluded.direct_count, "
-            "team_size = excluded.team_size, rank = excluded.rank",
-            (platform, n.reseller_id, n.sponsor_id, n.depth, n.direct_count, n.team_size,
-             n.rank, n.enrolled_at),
-        )
         self._nodes[(platform, n.reseller_id)] = n
+        self._dirty_nodes[(platform, n.reseller_id)] = n
+
+    def _write_tree(self) -> None:
+        if self._dirty_nodes:
+            self.cur.executemany(
+                "INSERT INTO proj_resellers (platform, reseller_id, sponsor_id, depth, "
+                "direct_count, team_size, rank, enrolled_at) VALUES "
+                "(%s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT (platform, reseller_id) DO UPDATE "
+                "SET sponsor_id = excluded.sponsor_id, depth = excluded.depth, "
+                "direct_count = excluded.direct_count, team_size = excluded.team_size, "
+                "rank = excluded.rank",
+                [(platform, n.reseller_id, n.sponsor_id, n.depth, n.direct_count, n.team_size,
+                  n.rank, n.enrolled_at) for (platform, _), n in self._dirty_nodes.items()])
+            self._dirty_nodes.clear()
+        if self._sizes:
+            self.cur.executemany(
+                "INSERT INTO proj_team_sizes (platform, reseller_id, at, position, team_size) "
+                "VALUES (%s, %s, %s, %s, %s)", self._sizes)
+            self._sizes.clear()
+        if self._links:
+            self.cur.executemany(
+                "INSERT INTO proj_links (platform, reseller_id, sponsor_id, at, position) "
+                "VALUES (%s, %s, %s, %s, %s)", self._links)
+            self._links.clear()
 
     def ancestors(self, platform: str, reseller_id: str) -> list[str]:
         """The sponsor, the sponsor's sponsor, … up to the top of the tree."""
@@ -96,9 +132,7 @@ class TeamWriter:
             assert n is not None, rid
             n.team_size += delta
             self._save(platform, n)
-            self.cur.execute(
-                "INSERT INTO proj_team_sizes (platform, reseller_id, at, position, team_size) "
-                "VALUES (%s, %s, %s, %s, %s)", (platform, rid, at, position, n.team_size))
+            self._sizes.append((platform, rid, at, position, n.team_size))
 
     def enrolled(self, platform: str, reseller_id: str, sponsor_id: str, at_dt: datetime,
                  position: int) -> None:
@@ -107,9 +141,7 @@ class TeamWriter:
         self._save(platform, Node(reseller_id, sponsor_id, sponsor.depth + 1 if sponsor else 0,
                                   0, 0, "", at))
         self._link(platform, reseller_id, sponsor_id, at, position)
-        self.cur.execute(
-            "INSERT INTO proj_team_sizes (platform, reseller_id, at, position, team_size) "
-            "VALUES (%s, %s, %s, %s, 0)", (platform, reseller_id, at, position))
+        self._sizes.append((platform, reseller_id, at, position, 0))
         if sponsor is not None:
             sponsor.direct_count += 1
             self._save(platform, sponsor)
@@ -165,6 +197,7 @@ class TeamWriter:
             (platform, reseller_id, month, currency, amount))
 
     def descendants(self, platform: str, reseller_id: str) -> list[str]:
+        self._write_tree()
         self.cur.execute(
             "WITH RECURSIVE down(id, lvl) AS (SELECT reseller_id, 1 FROM proj_resellers "
             "WHERE platform = %s AND sponsor_id = %s UNION ALL SELECT r.reseller_id, down.lvl + 1"
@@ -175,70 +208,60 @@ class TeamWriter:
 
     def _link(self, platform: str, reseller_id: str, sponsor_id: str, at: int,
               position: int) -> None:
-        self.cur.execute(
-            "INSERT INTO proj_links (platform, reseller_id, sponsor_id, at, position) "
-            "VALUES (%s, %s, %s, %s, %s)", (platform, reseller_id, sponsor_id, at, position))
+        self._links.append((platform, reseller_id, sponsor_id, at, position))
 
     # --- orders ----------------------------------------------------------------------------
 
     def placed(self, order_uid: str, platform: str, order_id: str, storefront: str,
                seller_id: str, currency: str) -> None:
-        self.cur.execute(
-            "INSERT INTO proj_orders (order_uid, platform, order_id, storefront, seller_id, "
-            "currency, ancestors) VALUES (%s, %s, %s, %s, %s, %s, %s)",
-            (order_uid, platform, order_id, storefront, seller_id, currency, "[]"))
-        self._orders[order_uid] = (platform, seller_id, [])
-        self._order_ids[order_uid] = order_id
+        self._orders[order_uid] = OrderRow(platform, order_id, storefront, seller_id, currency)
+        self._dirty_orders.add(order_uid)
 
-    def order(self, order_uid: str) -> tuple[str, str, list[str]]:
-        """(platform, seller, the seller's upline when the order was paid)."""
+    def order(self, order_uid: str) -> OrderRow:
+        """The order as settlement and team numbers need it (read once per batch)."""
         if order_uid not in self._orders:
-            self.cur.execute("SELECT platform, seller_id, ancestors, order_id FROM proj_orders "
-                             "WHERE order_uid = %s", (order_uid,))
+            self.cur.execute(
+                "SELECT platform, order_id, storefront, seller_id, currency, ancestors, "
+                "freeze_days, due_at, open_cases, settled FROM proj_orders WHERE order_uid = %s",
+                (order_uid,))
             row = self.cur.fetchone()
             assert row is not None, f"order {order_uid} was never placed"
-            self._orders[order_uid] = (row[0], row[1], json.loads(row[2]))
-            self._order_ids[order_uid] = row[3]
+            self._orders[order_uid] = OrderRow(*row[:5], json.loads(row[5]), *row[6:])
         return self._orders[order_uid]
 
-    def order_id(self, order_uid: str) -> str:
-        self.order(order_uid)
-        return self._order_ids[order_uid]
-
-    def order_life(self, order_uid: str, **changes: object) -> None:
+    def order_life(self, order_uid: str, **changes: int) -> None:
         """Keeps what settlement needs to find due orders: when the freeze window ends, how
         many after-sales cases are open, whether the order is settled."""
+        row = self.order(order_uid)
         for column, value in changes.items():
             if column == "open_cases":
-                self.cur.execute("UPDATE proj_orders SET open_cases = open_cases + %s "
-                                 "WHERE order_uid = %s", (value, order_uid))
+                row.open_cases += value
             else:
                 assert column in ("freeze_days", "settled"), column
-                self.cur.execute(f"UPDATE proj_orders SET {column} = %s WHERE order_uid = %s",
-                                 (value, order_uid))
+                setattr(row, column, value)
+        self._dirty_orders.add(order_uid)
 
     def completed(self, order_uid: str, completed_at: datetime) -> None:
-        self.cur.execute("UPDATE proj_orders SET due_at = %s + freeze_days * 86400000000 "
-                         "WHERE order_uid = %s", (micros(completed_at), order_uid))
+        row = self.order(order_uid)
+        row.due_at = micros(completed_at) + row.freeze_days * DAY
+        self._dirty_orders.add(order_uid)
 
     def paid(self, order_uid: str, currency: str, total: int, at_dt: datetime) -> None:
-        platform, seller, _ = self.order(order_uid)
-        if not seller:
+        row = self.order(order_uid)
+        if not row.seller_id:
             return
-        upline = self.ancestors(platform, seller)
-        self._orders[order_uid] = (platform, seller, upline)
-        self.cur.execute("UPDATE proj_orders SET ancestors = %s WHERE order_uid = %s",
-                         (json.dumps(upline), order_uid))
+        row.ancestors = self.ancestors(row.platform, row.seller_id)
+        self._dirty_orders.add(order_uid)
         at = micros(at_dt)
         month = self.calendar.month(at_dt)
-        self._sale(platform, seller, upline, month, currency, total, at)
-        self._mark_active(platform, seller, upline, month, at)
+        self._sale(row.platform, row.seller_id, row.ancestors, month, currency, total, at)
+        self._mark_active(row.platform, row.seller_id, row.ancestors, month, at)
 
     def refunded(self, order_uid: str, currency: str, amount: int, at_dt: datetime) -> None:
-        platform, seller, upline = self.order(order_uid)
-        if seller:
+        row = self.order(order_uid)
+        if row.seller_id:
             month = self.calendar.month(at_dt)
-            self._sale(platform, seller, upline, month, currency, -amount,
+            self._sale(row.platform, row.seller_id, row.ancestors, month, currency, -amount,
                        micros(at_dt))
 
     def _sale(self, platform: str, seller: str, upline: list[str], month: str, currency: str,
@@ -273,6 +296,19 @@ class TeamWriter:
         self._changes.append((platform, reseller_id, month, metric, currency, at, delta))
 
     def flush(self) -> None:
+        self._write_tree()
+        if self._dirty_orders:
+            self.cur.executemany(
+                "INSERT INTO proj_orders (order_uid, platform, order_id, storefront, seller_id, "
+                "currency, ancestors, freeze_days, due_at, open_cases, settled) VALUES "
+                "(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT (order_uid) DO UPDATE "
+                "SET ancestors = excluded.ancestors, freeze_days = excluded.freeze_days, "
+                "due_at = excluded.due_at, open_cases = excluded.open_cases, "
+                "settled = excluded.settled",
+                [(uid, r.platform, r.order_id, r.storefront, r.seller_id, r.currency,
+                  json.dumps(r.ancestors), r.freeze_days, r.due_at, r.open_cases, r.settled)
+                 for uid in self._dirty_orders for r in (self._orders[uid],)])
+            self._dirty_orders.clear()
         if self._stats:
             self.cur.executemany(
                 "INSERT INTO proj_team_stats (platform, reseller_id, month, metric, currency, "
