@@ -67,12 +67,13 @@ class LedgerApplication(Application[UUID]):
         env: dict[str, str] | None = None,
         clock: Callable[[], datetime] = utc_now,
         timezone: str = "Asia/Shanghai",
+        cache_size: int = 20_000,
     ) -> None:
         super().__init__(env)
         self.clock = clock
         self.timezone = timezone
         # Used by the writer (the thread that runs batches) only.
-        self.cache = AggregateCache()
+        self.cache = AggregateCache(cache_size)
 
     def register_transcodings(self, transcoder: JSONTranscoder) -> None:
         super().register_transcodings(transcoder)
@@ -118,7 +119,7 @@ class LedgerApplication(Application[UUID]):
                     return [result for item in items for result in self.run_batch([item])]
                 log.info("concurrent write, retrying", attempt=attempt)
                 continue
-            uow.remember_saved()
+            uow.remember_saved(skip=(IdempotencyRecord,))
             position = (
                 max(r.notification.id for r in recordings) if recordings else self.log_position()
             )

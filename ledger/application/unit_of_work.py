@@ -133,7 +133,11 @@ class UnitOfWork:
     def involved(self) -> set[UUID]:
         return {*self._staged, *self._trusted, *self._fresh}
 
-    def remember_saved(self) -> None:
-        """After the batch's transaction committed, the cache holds what it wrote."""
+    def remember_saved(self, skip: tuple[type, ...] = ()) -> None:
+        """After the batch's transaction committed, the cache holds what it wrote (but for
+        kinds of aggregate that are rarely read again, which would only take memory)."""
         for aggregate in self._staged.values():
-            self._cache.put(aggregate.id, aggregate)
+            if isinstance(aggregate, skip):
+                self._cache.evict([aggregate.id])
+            else:
+                self._cache.put(aggregate.id, aggregate)
