@@ -5,12 +5,13 @@ from __future__ import annotations
 import csv
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import grpc
 
 from clients.sdk import LedgerClient, idempotency_key
-from ledger.v1 import admin_pb2, finance_pb2, report_pb2, storefront_pb2
+from ledger.v1 import admin_pb2, common_pb2, finance_pb2, report_pb2, storefront_pb2
 from tests.conftest import Clock, Running
 from tests.helpers import place, refund, refused, team
 
@@ -294,3 +295,30 @@ def test_finance_cli_exports_csv_a_spreadsheet_opens(
                              running.keys.shop_a, "payable"], capture_output=True, text=True,
                             timeout=60)
     assert denied.returncode == 1 and "PERMISSION_DENIED" in denied.stderr
+
+
+def test_settlement_runs_on_its_own_schedule_inside_the_server(
+    store_url: str, clock: Clock,
+) -> None:
+    from ledger.api.server import LedgerServer, ServerThread
+    from ledger.config import Settings
+    from tests.conftest import Keys
+
+    keys = Keys()
+    settings = Settings(database_url=store_url, listen="127.0.0.1:0", settlement_interval=0.1)
+    with ServerThread(LedgerServer(settings, keys.ring(), clock=clock)) as running, \
+            LedgerClient(running.target, keys.shop_a) as shop:
+        books = Books(shop)
+        team(shop)
+        sell(shop, books, "O1")
+        clock.advance(days=7, seconds=1)
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            order = shop.storefront.GetOrder(storefront_pb2.GetOrderRequest(order_id="O1"))
+            status = shop.report.GetBalance(report_pb2.GetBalanceRequest(
+                account="reseller:carol"))
+            if status.balances and status.balances[0].available == 1599:
+                break
+            time.sleep(0.1)
+        assert order.order.status == common_pb2.ORDER_STATUS_COMPLETED
+        assert books.of("reseller:carol") == {"available": 1599}
