@@ -348,31 +348,31 @@ def approve_payout(ctx: Context, cmd: c.ApprovePayout) -> ResultRef:
     return ref(PAYOUT, payout)
 
 
-def reject_payout(ctx: Context, cmd: c.RejectPayout) -> ResultRef:
-    payout = own_payout(ctx, cmd.payout_id)
+def end_payout(ctx: Context, payout_id: str, step: Callable[[Payout], bool], *,
+               paid: bool) -> ResultRef:
+    """A payout ends (rejected, paid or failed): its wallet lets go of the amount in flight,
+    for good when paid, back to available otherwise. A repeated step changes nothing."""
+    payout = own_payout(ctx, payout_id)
     periods(ctx).check_open(ctx.now)
-    if payout.reject(reason=cmd.reason, at=ctx.now):
+    if step(payout):
         wallet(ctx, payout.account, payout.currency).release(
-            payout_id=payout.payout_id, amount=payout.amount, paid=False, at=ctx.now)
+            payout_id=payout.payout_id, amount=payout.amount, paid=paid, at=ctx.now)
     return ref(PAYOUT, payout)
+
+
+def reject_payout(ctx: Context, cmd: c.RejectPayout) -> ResultRef:
+    return end_payout(ctx, cmd.payout_id,
+                      lambda p: p.reject(reason=cmd.reason, at=ctx.now), paid=False)
 
 
 def mark_payout_paid(ctx: Context, cmd: c.MarkPayoutPaid) -> ResultRef:
-    payout = own_payout(ctx, cmd.payout_id)
-    periods(ctx).check_open(ctx.now)
-    if payout.mark_paid(reference=cmd.reference, at=ctx.now):
-        wallet(ctx, payout.account, payout.currency).release(
-            payout_id=payout.payout_id, amount=payout.amount, paid=True, at=ctx.now)
-    return ref(PAYOUT, payout)
+    return end_payout(ctx, cmd.payout_id,
+                      lambda p: p.mark_paid(reference=cmd.reference, at=ctx.now), paid=True)
 
 
 def mark_payout_failed(ctx: Context, cmd: c.MarkPayoutFailed) -> ResultRef:
-    payout = own_payout(ctx, cmd.payout_id)
-    periods(ctx).check_open(ctx.now)
-    if payout.mark_failed(reason=cmd.reason, at=ctx.now):
-        wallet(ctx, payout.account, payout.currency).release(
-            payout_id=payout.payout_id, amount=payout.amount, paid=False, at=ctx.now)
-    return ref(PAYOUT, payout)
+    return end_payout(ctx, cmd.payout_id,
+                      lambda p: p.mark_failed(reason=cmd.reason, at=ctx.now), paid=False)
 
 
 def close_day(ctx: Context, cmd: c.CloseDay) -> ResultRef:
