@@ -167,7 +167,7 @@ class LedgerServer:
                                           MAX_SETTLEMENT_BATCH)
             caller = Caller(platform, "settlement-scheduler", "system")
             command = RunSettlement(f"scheduled-{uuid.uuid4().hex}", tuple(due))
-            outcome = await asyncio.wrap_future(self.writer.submit(caller, command))
+            outcome = await self.writer.submit_async(caller, command)
             settled += int(outcome.ref.detail)
         if settled:
             log.info("settled due orders", orders=settled)

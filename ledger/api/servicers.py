@@ -96,7 +96,7 @@ class Base:
 
     async def write(self, caller: c.Caller, command: c.Command) -> tuple[Outcome, Any]:
         """Queues the command for the next group commit; returns its outcome and its answer."""
-        outcome = await asyncio.wrap_future(self.writer.submit(caller, command))
+        outcome = await self.writer.submit_async(caller, command)
         if outcome.answer is not None:
             return outcome, outcome.answer
         return outcome, await self.read(self.app.answer, outcome.ref)
@@ -211,7 +211,7 @@ class StorefrontService(Base, storefront_pb2_grpc.StorefrontServiceServicer):
         async for batch in request_iterator:
             if len(batch.orders) > MAX_IMPORT_BATCH:
                 raise InvalidInput([("orders", f"at most {MAX_IMPORT_BATCH} per message")])
-            queued = [(o.order_id, [asyncio.wrap_future(self.writer.submit(caller, command))
+            queued = [(o.order_id, [self.writer.submit_async(caller, command)
                                     for command in convert.imported_order(o)])
                       for o in batch.orders]
             for order_id, writes in queued:

@@ -10,12 +10,14 @@ no delay; under heavy load batches grow and the commit cost is shared.
 
 from __future__ import annotations
 
+import asyncio
 import queue
 import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass, field
+from typing import Any
 
 import structlog
 
@@ -34,6 +36,8 @@ class _Pending:
     caller: Caller
     command: Command
     future: Future[Outcome] = field(default_factory=Future)
+    # Set when an asyncio caller waits: its loop is woken once per batch, not per command.
+    waiter: asyncio.Future[Outcome] | None = None
 
 
 class GroupCommitter:
@@ -65,12 +69,20 @@ class GroupCommitter:
         self._thread.join()
 
     def submit(self, caller: Caller, command: Command) -> Future[Outcome]:
-        pending = _Pending(caller, command)
+        return self._put(_Pending(caller, command)).future
+
+    def submit_async(self, caller: Caller, command: Command) -> asyncio.Future[Outcome]:
+        """For the event loop: the answer arrives with the rest of its batch in one wake-up."""
+        waiter: asyncio.Future[Outcome] = asyncio.get_running_loop().create_future()
+        self._put(_Pending(caller, command, waiter=waiter))
+        return waiter
+
+    def _put(self, pending: _Pending) -> _Pending:
         try:
             self._queue.put_nowait(pending)
         except queue.Full:
             raise Overloaded(f"{self._queue.maxsize} writes are already queued") from None
-        return pending.future
+        return pending
 
     def _run(self) -> None:
         stopping = False
@@ -104,8 +116,24 @@ class GroupCommitter:
         self.commands += len(batch)
         if self.on_commit is not None:
             self.on_commit()
+        waiting: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future[Outcome], Any]]] = {}
         for pending, result in zip(batch, results, strict=True):
-            if isinstance(result, BaseException):
+            if pending.waiter is not None:
+                waiting.setdefault(pending.waiter.get_loop(), []).append(
+                    (pending.waiter, result))
+            elif isinstance(result, BaseException):
                 pending.future.set_exception(result)
             else:
                 pending.future.set_result(result)
+        for loop, answers in waiting.items():
+            loop.call_soon_threadsafe(_resolve, answers)
+
+
+def _resolve(answers: list[tuple[asyncio.Future[Outcome], Any]]) -> None:
+    for waiter, result in answers:
+        if waiter.done():  # the call was cancelled meanwhile
+            continue
+        if isinstance(result, BaseException):
+            waiter.set_exception(result)
+        else:
+            waiter.set_result(result)
