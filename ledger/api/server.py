@@ -51,7 +51,7 @@ class PositionWatcher:
     """Where the read models are, for a server whose projections run in another process:
     polled from the database in a thread so that waiting reads never block the event loop."""
 
-    def __init__(self, models: ReadModels, interval: float = 0.02) -> None:
+    def __init__(self, models: ReadModels, interval: float = 0.05) -> None:
         self.models = models
         self.interval = interval
         self.position = 0
