@@ -56,10 +56,21 @@ class Settings:
             batch_max=int(number("LEDGER_BATCH_MAX", 200)),
             batch_wait_ms=number("LEDGER_BATCH_WAIT_MS", 0.0),
             projections=projections_mode(env.get("LEDGER_PROJECTIONS") or "inline"),
-            timezone=env.get("LEDGER_TIMEZONE") or "Asia/Shanghai",
+            timezone=time_zone(env.get("LEDGER_TIMEZONE") or "Asia/Shanghai"),
             projection_batch=int(number("LEDGER_PROJECTION_BATCH", 1000)),
             settlement_interval=number("LEDGER_SETTLEMENT_INTERVAL", 60.0),
         )
+
+
+def time_zone(name: str) -> str:
+    """An IANA time zone name, such as Asia/Shanghai."""
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ConfigError(f"LEDGER_TIMEZONE={name!r} is not an IANA time zone") from None
+    return name
 
 
 def projections_mode(value: str) -> str:
