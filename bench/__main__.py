@@ -232,6 +232,19 @@ def main() -> int:
             stop(server)
         rebuild, log_size = rebuild_rate(url)
 
+        # The same, with two server processes sharing the port (LEDGER_WORKERS=2).
+        server, address = start_ledger(schemas.url("workers"), {"LEDGER_WORKERS": "2"})
+        try:
+            setup, flows = build(size["orders"], prefix="w-", seed=64)
+            asyncio.run(run_flows(address, KEY, setup, 1))
+            before = asyncio.run(log_position(address))
+            result = asyncio.run(run_flows(address, KEY, flows, 64, connections=8))
+            after = asyncio.run(log_position(address))
+            rows.append(row("ledger, 2 server processes, 64 in flight", result,
+                            events=(after - before) / result.seconds))
+        finally:
+            stop(server)
+
         # Baseline A: a do-nothing server, same messages, same load generator.
         port = free_port()
         null = subprocess.Popen([sys.executable, "-m", "bench.null_server", "--port",
@@ -271,6 +284,9 @@ def main() -> int:
     print(f"server peak RSS: {rss:,.0f} MB after {log_size:,} events")
     ratio_a = ledger64["commands"] / null64["commands"]
     print(f"ratio ledger/baseline A at 64 in flight: {ratio_a:.2f}")
+    two = next(r for r in rows if r["name"].startswith("ledger, 2 server"))
+    print(f"ratio ledger with 2 server processes/baseline A at 64 in flight: "
+          f"{two['commands'] / null64['commands']:.2f}")
     print(f"ratio ledger/baseline B (64 in flight vs one save per command): "
           f"{ledger64['commands'] / plain['commands']:.2f}")
     print(f"took {time.monotonic() - started:.0f}s")

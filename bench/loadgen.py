@@ -63,17 +63,21 @@ class Result:
 
 
 async def run_flows(target: str, key: str, flows: Sequence[Flow], in_flight: int,
-                    timeout: float = 30.0) -> Result:
-    """Runs every flow, ``in_flight`` of them at a time, each flow's steps in order."""
+                    timeout: float = 30.0, connections: int = 1) -> Result:
+    """Runs every flow, ``in_flight`` of them at a time, each flow's steps in order, over
+    ``connections`` separate connections (so that several server processes sharing one port
+    all get some)."""
     result = Result(in_flight)
     metadata = (("authorization", f"Bearer {key}"),)
     queue: asyncio.Queue[Flow] = asyncio.Queue()
     for flow in flows:
         queue.put_nowait(flow)
-    async with grpc.aio.insecure_channel(target) as channel:
-        stub = storefront_pb2_grpc.StorefrontServiceStub(channel)
+    channels = [grpc.aio.insecure_channel(target, options=[
+        ("grpc.use_local_subchannel_pool", 1)]) for _ in range(connections)]
+    stubs = [storefront_pb2_grpc.StorefrontServiceStub(ch) for ch in channels]
+    try:
 
-        async def worker() -> None:
+        async def worker(stub: Any) -> None:
             while True:
                 try:
                     flow = queue.get_nowait()
@@ -97,8 +101,11 @@ async def run_flows(target: str, key: str, flows: Sequence[Flow], in_flight: int
                     result.calls += 1
 
         started = time.perf_counter()
-        await asyncio.gather(*(worker() for _ in range(in_flight)))
+        await asyncio.gather(*(worker(stubs[n % connections]) for n in range(in_flight)))
         result.seconds = time.perf_counter() - started
+    finally:
+        for channel in channels:
+            await channel.close()
     return result
 
 

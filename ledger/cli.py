@@ -5,7 +5,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import signal
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -26,10 +28,16 @@ from ledger.logs import configure_logging
 
 
 def serve(settings: Settings) -> int:
-    """Serves until SIGINT/SIGTERM, then drains in-flight calls and queued writes."""
+    """Serves until SIGINT/SIGTERM, then drains in-flight calls and queued writes.
+
+    With LEDGER_WORKERS=N (PostgreSQL only) it starts N-1 more server processes on the same
+    address: the kernel spreads connections over them (SO_REUSEPORT, on by default in gRPC),
+    so a host's cores all serve. They are independent, stateless servers over one database,
+    exactly as on several hosts."""
     from ledger.api.server import LedgerServer
 
     keys = KeyRing.load(file=settings.api_keys_file, inline=settings.api_keys_json)
+    workers = start_workers(settings)
 
     async def run() -> None:
         server = LedgerServer(settings, keys)
@@ -41,8 +49,26 @@ def serve(settings: Settings) -> int:
         await stop.wait()
         await server.stop()
 
-    asyncio.run(run())
+    try:
+        asyncio.run(run())
+    finally:
+        for worker in workers:
+            worker.terminate()
+        for worker in workers:
+            worker.wait(timeout=60)
     return 0
+
+
+def start_workers(settings: Settings) -> list[subprocess.Popen[bytes]]:
+    if settings.workers <= 1:
+        return []
+    if not settings.database_url.startswith(("postgres://", "postgresql://")):
+        raise ConfigError("LEDGER_WORKERS above 1 needs PostgreSQL (LEDGER_DATABASE_URL)")
+    if settings.listen.endswith(":0"):
+        raise ConfigError("LEDGER_WORKERS above 1 needs a fixed port in LEDGER_LISTEN")
+    env = {**os.environ, "LEDGER_WORKERS": "1"}
+    return [subprocess.Popen([sys.executable, "-m", "ledger.cli", "serve"], env=env)
+            for _ in range(settings.workers - 1)]
 
 
 def demo(settings: Settings, keep_serving: bool) -> int:

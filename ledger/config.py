@@ -33,6 +33,7 @@ class Settings:
     projections: str = "inline"
     projection_batch: int = 1000
     settlement_interval: float = 60.0
+    workers: int = 1
     timezone: str = "Asia/Shanghai"
 
     @classmethod
@@ -59,6 +60,7 @@ class Settings:
             timezone=time_zone(env.get("LEDGER_TIMEZONE") or "Asia/Shanghai"),
             projection_batch=int(number("LEDGER_PROJECTION_BATCH", 1000)),
             settlement_interval=number("LEDGER_SETTLEMENT_INTERVAL", 60.0),
+            workers=int(number("LEDGER_WORKERS", 1)),
         )
 
 

@@ -173,3 +173,42 @@ def test_servers_reading_what_a_separate_projection_process_keeps(tmp_path: Path
             if process is not None:
                 process.send_signal(signal.SIGTERM)
                 process.wait(timeout=30)
+
+
+@pytest.mark.postgres
+def test_several_worker_processes_share_one_port(postgres_url: str, tmp_path: Path) -> None:
+    from clients.sdk import LedgerClient
+    from ledger.api.auth import add_key_to_file
+    from tests.helpers import enroll
+
+    keys_file = tmp_path / "keys.json"
+    key = add_key_to_file(keys_file, name="shop-a", role="storefront", platform="acme")
+    address = f"127.0.0.1:{free_port()}"
+    env = {**os.environ, "LEDGER_LISTEN": address, "LEDGER_API_KEYS_FILE": str(keys_file),
+           "LEDGER_DATABASE_URL": postgres_url, "LEDGER_WORKERS": "2"}
+    server = subprocess.Popen([LEDGER, "serve"], env=env, stdout=subprocess.PIPE,
+                              stderr=subprocess.STDOUT, text=True)
+    try:
+        for _ in range(100):
+            if subprocess.run([LEDGER, "health", "--address", address],
+                              capture_output=True).returncode == 0:
+                break
+            time.sleep(0.1)
+        else:
+            pytest.fail("the server did not become healthy")
+        time.sleep(1)  # the second worker binds the same port
+        for n in range(6):  # a connection each: the kernel spreads them over the workers
+            with LedgerClient(address, key) as shop:
+                assert enroll(shop, f"r{n}").reseller_id == f"r{n}"
+    finally:
+        server.send_signal(signal.SIGTERM)
+        output, _ = server.communicate(timeout=60)
+    assert server.returncode == 0, output
+    assert output.count("ledger serving") == 2 and output.count("ledger stopped") == 2
+
+
+def test_several_workers_need_postgres(tmp_path: Path) -> None:
+    done = subprocess.run([LEDGER, "serve"], capture_output=True, text=True, timeout=60,
+                          env={**os.environ, "LEDGER_WORKERS": "2",
+                               "LEDGER_DATABASE_URL": f"sqlite:///{tmp_path / 'x.sqlite3'}"})
+    assert done.returncode == 2 and "PostgreSQL" in done.stderr
