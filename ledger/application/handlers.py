@@ -13,7 +13,7 @@ from typing import Any
 from uuid import UUID
 
 from ledger.application import commands as c
-from ledger.application.idempotency import ResultRef
+from ledger.application.idempotency import IdempotencyRecord, ResultRef
 from ledger.application.unit_of_work import UnitOfWork
 from ledger.domain.errors import AccessDenied, AlreadyExists, NotFound, RuleViolation
 from ledger.domain.money import AVAILABLE, Posting
@@ -409,8 +409,6 @@ HANDLERS: dict[type[c.Command], Callable[[Context, Any], ResultRef]] = {
 
 def prefetch_ids(caller: c.Caller, command: c.Command) -> list[UUID]:
     """The aggregates a command looks up first, so a batch can load them in one query."""
-    from ledger.application.idempotency import IdempotencyRecord
-
     platform = caller.platform_id
     ids = [IdempotencyRecord.create_id(platform, caller.principal, command.idempotency_key)]
     order_id = getattr(command, "order_id", "")
