@@ -238,7 +238,7 @@ def main() -> int:
             setup, flows = build(size["orders"], prefix="w-", seed=64)
             asyncio.run(run_flows(address, KEY, setup, 1))
             before = asyncio.run(log_position(address))
-            result = asyncio.run(run_flows(address, KEY, flows, 64, connections=8))
+            result = asyncio.run(run_flows(address, KEY, flows, 64, connections=32))
             after = asyncio.run(log_position(address))
             rows.append(row("ledger, 2 server processes, 64 in flight", result,
                             events=(after - before) / result.seconds))
