@@ -8,6 +8,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -188,21 +189,22 @@ def test_several_worker_processes_share_one_port(postgres_url: str, tmp_path: Pa
            "LEDGER_DATABASE_URL": postgres_url, "LEDGER_WORKERS": "2"}
     server = subprocess.Popen([LEDGER, "serve"], env=env, stdout=subprocess.PIPE,
                               stderr=subprocess.STDOUT, text=True)
+    lines: list[str] = []
+    reader = threading.Thread(target=lambda: lines.extend(server.stdout or ()), daemon=True)
+    reader.start()
     try:
-        for _ in range(100):
-            if subprocess.run([LEDGER, "health", "--address", address],
-                              capture_output=True).returncode == 0:
-                break
+        deadline = time.monotonic() + 60
+        while sum("ledger serving" in line for line in list(lines)) < 2:
+            assert time.monotonic() < deadline, "both workers did not start: " + "".join(lines)
             time.sleep(0.1)
-        else:
-            pytest.fail("the server did not become healthy")
-        time.sleep(1)  # the second worker binds the same port
         for n in range(6):  # a connection each: the kernel spreads them over the workers
             with LedgerClient(address, key) as shop:
                 assert enroll(shop, f"r{n}").reseller_id == f"r{n}"
     finally:
         server.send_signal(signal.SIGTERM)
-        output, _ = server.communicate(timeout=60)
+        server.wait(timeout=60)
+        reader.join(timeout=10)
+    output = "".join(lines)
     assert server.returncode == 0, output
     assert output.count("ledger serving") == 2 and output.count("ledger stopped") == 2
 
