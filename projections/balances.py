@@ -13,7 +13,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from ledger.domain.money import Posting
-from projections.db import Cursor
+from projections.db import Cursor, append_rows
 
 BUCKETS = ("frozen", "available", "in_flight", "paid_out", "clearing")
 KINDS = ("reseller", "supplier", "platform", "clearing")
@@ -97,11 +97,9 @@ class BalanceWriter:
                 for key, d in self._deltas.items()
             ],
         )
-        cur.executemany(
-            "INSERT INTO proj_movements (platform, account, currency, bucket, position, at, "
-            "amount, kind, ref) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)",
-            self._movements,
-        )
+        append_rows(cur, "proj_movements", ("platform", "account", "currency", "bucket",
+                                            "position", "at", "amount", "kind", "ref"),
+                    self._movements)
         self._deltas.clear()
         self._last.clear()
         self._movements.clear()

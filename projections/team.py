@@ -20,7 +20,7 @@ from datetime import datetime
 
 from ledger.domain.team import MAX_TREE_DEPTH
 from projections.clock import Calendar, micros
-from projections.db import Cursor
+from projections.db import Cursor, append_rows
 
 OWN_SALES = "own_sales"
 TEAM_GMV = "team_gmv"
@@ -104,16 +104,12 @@ class TeamWriter:
                 [(platform, n.reseller_id, n.sponsor_id, n.depth, n.direct_count, n.team_size,
                   n.rank, n.enrolled_at) for (platform, _), n in self._dirty_nodes.items()])
             self._dirty_nodes.clear()
-        if self._sizes:
-            self.cur.executemany(
-                "INSERT INTO proj_team_sizes (platform, reseller_id, at, position, team_size) "
-                "VALUES (%s, %s, %s, %s, %s)", self._sizes)
-            self._sizes.clear()
-        if self._links:
-            self.cur.executemany(
-                "INSERT INTO proj_links (platform, reseller_id, sponsor_id, at, position) "
-                "VALUES (%s, %s, %s, %s, %s)", self._links)
-            self._links.clear()
+        append_rows(self.cur, "proj_team_sizes",
+                    ("platform", "reseller_id", "at", "position", "team_size"), self._sizes)
+        self._sizes.clear()
+        append_rows(self.cur, "proj_links",
+                    ("platform", "reseller_id", "sponsor_id", "at", "position"), self._links)
+        self._links.clear()
 
     def ancestors(self, platform: str, reseller_id: str) -> list[str]:
         """The sponsor, the sponsor's sponsor, … up to the top of the tree."""
@@ -316,8 +312,8 @@ class TeamWriter:
                 "month, metric, currency) DO UPDATE SET value = proj_team_stats.value + "
                 "excluded.value",
                 [(*key, value) for key, value in self._stats.items()])
-            self.cur.executemany(
-                "INSERT INTO proj_team_stat_changes (platform, reseller_id, month, metric, "
-                "currency, at, delta) VALUES (%s, %s, %s, %s, %s, %s, %s)", self._changes)
+            append_rows(self.cur, "proj_team_stat_changes",
+                        ("platform", "reseller_id", "month", "metric", "currency", "at", "delta"),
+                        self._changes)
         self._stats.clear()
         self._changes.clear()
