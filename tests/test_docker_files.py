@@ -209,6 +209,17 @@ def test_ledger_service_environment(compose: dict) -> None:
     assert store["POSTGRES_DBNAME"] == postgres_env["POSTGRES_DB"]
 
 
+def test_read_models_are_kept_by_a_projector_service(compose: dict) -> None:
+    ledger = compose["services"]["ledger"]
+    projector = compose["services"]["projector"]
+    assert ledger["environment"]["LEDGER_PROJECTIONS"] == "external"
+    assert projector["command"] == ["project"]
+    assert projector["image"] == ledger["image"]
+    assert (projector["environment"]["LEDGER_DATABASE_URL"]
+            == ledger["environment"]["LEDGER_DATABASE_URL"])
+    assert projector["depends_on"]["postgres"]["condition"] == "service_healthy"
+
+
 def test_api_keys_come_from_a_compose_secret(compose: dict) -> None:
     ledger = compose["services"]["ledger"]
     names = [s if isinstance(s, str) else s["source"] for s in ledger["secrets"]]
