@@ -11,6 +11,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import structlog
 
@@ -25,6 +26,10 @@ from ledger.api.auth import (
 )
 from ledger.config import ConfigError, Settings
 from ledger.logs import configure_logging
+
+if TYPE_CHECKING:
+    from ledger.application.ledger_app import LedgerApplication
+    from projections.runner import ProjectionRunner
 
 
 def serve(settings: Settings) -> int:
@@ -103,16 +108,22 @@ def demo(settings: Settings, keep_serving: bool) -> int:
     return 0
 
 
-def project(settings: Settings) -> int:
-    """Keeps the read models current from its own process (LEDGER_PROJECTIONS=external on
-    the servers), until SIGINT/SIGTERM."""
+def projection_runner(settings: Settings) -> tuple[LedgerApplication, ProjectionRunner]:
+    """The application over the configured store, and a runner for its read models."""
     from ledger.bootstrap import build_application
     from projections.clock import Calendar
     from projections.runner import ProjectionRunner
 
-    app = build_application(settings.database_url)
-    runner = ProjectionRunner(app, settings.database_url, calendar=Calendar(settings.timezone),
-                              batch_size=settings.projection_batch)
+    app = build_application(settings.database_url, timezone=settings.timezone)
+    return app, ProjectionRunner(app, settings.database_url,
+                                 calendar=Calendar(settings.timezone),
+                                 batch_size=settings.projection_batch)
+
+
+def project(settings: Settings) -> int:
+    """Keeps the read models current from its own process (LEDGER_PROJECTIONS=external on
+    the servers), until SIGINT/SIGTERM."""
+    app, runner = projection_runner(settings)
     stopping = False
 
     def stop(*_: object) -> None:
@@ -142,13 +153,7 @@ def project(settings: Settings) -> int:
 
 def rebuild(settings: Settings) -> int:
     """Drops every read model and rebuilds it from the whole log, showing progress."""
-    from ledger.bootstrap import build_application
-    from projections.clock import Calendar
-    from projections.runner import ProjectionRunner
-
-    app = build_application(settings.database_url)
-    runner = ProjectionRunner(app, settings.database_url, calendar=Calendar(settings.timezone),
-                              batch_size=settings.projection_batch)
+    app, runner = projection_runner(settings)
     head = max(runner.log_head(), 1)
     runner.reset()
     started = time.monotonic()

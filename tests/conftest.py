@@ -75,6 +75,15 @@ def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
         yield from _postgres_schema()
 
 
+def example_store(store_url: str, tmp_path: Path) -> str:
+    """A fresh store for one hypothesis example (many run inside one test): its own SQLite
+    file, or its own PostgreSQL schema beside the test's (drop it with drop_schema)."""
+    tag = uuid.uuid4().hex[:8]
+    if store_url.startswith("sqlite"):
+        return f"sqlite:///{tmp_path / f'{tag}.sqlite3'}"
+    return f"{store_url}_{tag}"
+
+
 @pytest.fixture
 def postgres_url() -> Iterator[str]:
     yield from _postgres_schema()

@@ -25,6 +25,16 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def wait_healthy(address: str) -> None:
+    """Until `ledger health` says the server at ``address`` is SERVING (10 s at most)."""
+    for _ in range(100):
+        if subprocess.run([LEDGER, "health", "--address", address],
+                          capture_output=True).returncode == 0:
+            return
+        time.sleep(0.1)
+    pytest.fail("the server did not become healthy")
+
+
 def test_demo_prints_the_worked_example(tmp_path: Path) -> None:
     done = subprocess.run([LEDGER, "demo"], cwd=tmp_path, capture_output=True, text=True,
                           timeout=120, env={**os.environ, "LEDGER_DATABASE_URL": ""})
@@ -56,13 +66,7 @@ def served(tmp_path: Path) -> Iterator[tuple[str, dict[str, str]]]:
     server = subprocess.Popen([LEDGER, "serve"], env=env, cwd=tmp_path,
                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
-        for _ in range(100):
-            if subprocess.run([LEDGER, "health", "--address", address],
-                              capture_output=True).returncode == 0:
-                break
-            time.sleep(0.1)
-        else:
-            pytest.fail("the server did not become healthy")
+        wait_healthy(address)
         yield address, made
     finally:
         server.send_signal(signal.SIGTERM)
@@ -150,13 +154,7 @@ def test_servers_reading_what_a_separate_projection_process_keeps(tmp_path: Path
                               stderr=subprocess.DEVNULL)
     worker = None
     try:
-        for _ in range(100):
-            if subprocess.run([LEDGER, "health", "--address", address],
-                              capture_output=True).returncode == 0:
-                break
-            time.sleep(0.1)
-        else:
-            pytest.fail("the server did not become healthy")
+        wait_healthy(address)
         worker = subprocess.Popen([LEDGER, "project"], env=env, stdout=subprocess.DEVNULL,
                                   stderr=subprocess.DEVNULL)
         with LedgerClient(address, key) as shop:

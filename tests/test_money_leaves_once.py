@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import uuid
 from collections import defaultdict
 from concurrent.futures import wait
 from datetime import timedelta
@@ -25,7 +24,7 @@ from ledger.domain.wallet import Wallet
 from projections.clock import micros
 from projections.reader import ReadModels
 from projections.runner import ProjectionRunner
-from tests.conftest import Clock, drop_schema
+from tests.conftest import Clock, drop_schema, example_store
 from tests.test_event_log import all_events, balances_from_log
 
 steps = st.lists(
@@ -53,9 +52,7 @@ steps = st.lists(
 def test_no_account_is_paid_more_than_it_earned(
     store_url: str, tmp_path: Path, history: list[tuple[str, int, int]]
 ) -> None:
-    tag = uuid.uuid4().hex[:8]
-    url = (f"sqlite:///{tmp_path / f'{tag}.sqlite3'}" if store_url.startswith("sqlite")
-           else f"{store_url}_{tag}")
+    url = example_store(store_url, tmp_path)
     clock = Clock()
     app = build_application(url, clock)
     runner = ProjectionRunner(app, url)

@@ -8,7 +8,6 @@ import subprocess
 import sys
 import threading
 import time
-import uuid
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
@@ -22,7 +21,7 @@ from ledger.application.ledger_app import LedgerApplication
 from ledger.bootstrap import build_application
 from projections.db import TABLES
 from projections.runner import ProjectionRunner
-from tests.conftest import Clock, drop_schema
+from tests.conftest import Clock, drop_schema, example_store
 from tests.test_event_log import all_events, balances_from_log, run
 
 LEDGER = str(Path(sys.executable).parent / "ledger")
@@ -89,16 +88,13 @@ commands = st.lists(
 def test_live_read_models_equal_a_rebuild_and_the_postings(
     store_url: str, tmp_path: Path, steps: list[tuple[str, int, int]], batch: int
 ) -> None:
-    # Hypothesis runs many examples in one test: each gets a store of its own.
-    tag = uuid.uuid4().hex[:8]
-    url = (f"sqlite:///{tmp_path / f'{tag}.sqlite3'}" if store_url.startswith("sqlite")
-           else f"{store_url}_{tag}")
+    url = example_store(store_url, tmp_path)
     clock = Clock()
     app = build_application(url, clock)
     runner = ProjectionRunner(app, url, batch_size=batch)
     runner.setup()
-    admin = c.Caller(f"p{tag}", "ops")
-    shop = c.Caller(f"p{tag}", "shop")
+    admin = c.Caller("acme", "ops")
+    shop = c.Caller("acme", "shop")
     orders: list[tuple[str, int]] = []
     try:
         for n, (kind, a, b) in enumerate(steps):

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-from datetime import date
-
 from ledger.api import convert
 from ledger.api.auth import FINANCE
 from ledger.api.reports import next_token, page
 from ledger.api.servicers import Base, rpc
 from ledger.application import commands as c
-from ledger.domain.errors import InvalidInput, NotFound
+from ledger.domain.errors import InvalidInput, NotFound, check
 from ledger.domain.payout import Payout
 from ledger.domain.periods import PeriodBook
 from ledger.v1 import finance_pb2, finance_pb2_grpc
@@ -27,13 +25,11 @@ def payout_row(p: PayoutRow) -> finance_pb2.Payout:
     )
 
 
-def check_day(field: str, value: str) -> None:
-    try:
-        if len(value) != 10:
-            raise ValueError(value)
-        date.fromisoformat(value)
-    except ValueError:
-        raise InvalidInput([(field, "must be a calendar day as YYYY-MM-DD")]) from None
+def check_days(*fields: tuple[str, str]) -> None:
+    violations: c.Violations = []
+    for field, value in fields:
+        c.check_day(violations, field, value)
+    check(violations)
 
 
 class FinanceService(Base, finance_pb2_grpc.FinanceServiceServicer):
@@ -94,7 +90,7 @@ class FinanceService(Base, finance_pb2_grpc.FinanceServiceServicer):
     async def CloseDay(self, request, context, caller):  # type: ignore[no-untyped-def]
         """The statement is read once the read models hold the whole log: the day is over,
         so nothing more can be recorded into it."""
-        check_day("day", request.day)
+        check_days(("day", request.day))
         await self.caught_up(await self.read(self.app.log_position), context)
         statement = await self.read(self.models.day_statement, caller.platform_id, request.day,
                                     self.app.timezone)
@@ -106,7 +102,7 @@ class FinanceService(Base, finance_pb2_grpc.FinanceServiceServicer):
 
     @rpc(FINANCE)
     async def GetDayStatement(self, request, context, caller):  # type: ignore[no-untyped-def]
-        check_day("day", request.day)
+        check_days(("day", request.day))
         book = await self.read(self.app.find, PeriodBook.create_id(caller.platform_id))
         if book is not None and request.day in book.closed:
             return finance_pb2.GetDayStatementResponse(
@@ -119,8 +115,7 @@ class FinanceService(Base, finance_pb2_grpc.FinanceServiceServicer):
 
     @rpc(FINANCE)
     async def GetAccountStatement(self, request, context, caller):  # type: ignore[no-untyped-def]
-        check_day("from_day", request.from_day)
-        check_day("to_day", request.to_day)
+        check_days(("from_day", request.from_day), ("to_day", request.to_day))
         if request.to_day < request.from_day:
             raise InvalidInput([("to_day", "must not be before from_day")])
         if not request.account:

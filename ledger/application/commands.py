@@ -52,6 +52,16 @@ def check_text(v: Violations, field: str, value: str) -> None:
         v.append((field, f"must be at most {MAX_TEXT_LENGTH} characters"))
 
 
+def check_day(v: Violations, field: str, value: str) -> None:
+    """A calendar day written as YYYY-MM-DD."""
+    try:
+        if len(value) != 10:
+            raise ValueError(value)
+        date.fromisoformat(value)
+    except ValueError:
+        v.append((field, "must be a calendar day as YYYY-MM-DD"))
+
+
 def check_amount(v: Violations, field: str, value: int, *, positive: bool = False) -> None:
     low = 1 if positive else 0
     if not low <= value <= MAX_AMOUNT:
@@ -400,7 +410,7 @@ class MarkPayoutFailed(PayoutStep):
 @dataclass(frozen=True)
 class CloseDay(Command):
     """Closes a calendar day with its statement, computed from the read models once they
-    had caught up with the whole log (see application/statements.py)."""
+    had caught up with the whole log (see projections/finance.py)."""
 
     day: str
     statement: DayStatement | None = None
@@ -408,10 +418,5 @@ class CloseDay(Command):
 
     def violations(self) -> Violations:
         v = super().violations()
-        try:
-            date.fromisoformat(self.day)
-            if len(self.day) != 10:
-                raise ValueError(self.day)
-        except ValueError:
-            v.append(("day", "must be a calendar day as YYYY-MM-DD"))
+        check_day(v, "day", self.day)
         return v
