@@ -261,6 +261,7 @@ def main() -> int:
         # Baseline B: plain eventsourcing, one save() per command.
         plain_setup, plain_flows = build(size["plain"], prefix="b-", seed=64)
         env = event_store_env(schemas.url("plain"))
+        env.pop("APPLICATION_RECORDER_TOPIC")  # the library's own recorder, as shipped
         from ledger.bootstrap import ensure_postgres_schema
 
         ensure_postgres_schema(env)

@@ -12,6 +12,9 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 
+# Flows between a reseller's enrollment and the first enrollment they may sponsor.
+SPONSOR_DELAY = 500
+
 
 @dataclass(frozen=True)
 class Line:
@@ -44,11 +47,17 @@ def build(orders: int, *, seed: int = 42, prefix: str = "") -> tuple[list[Flow],
                                sponsor_id=resellers[(n - 2) // 3] if n > 1 else "")]
                          for n, rid in enumerate(resellers, start=1)]
     flows: list[Flow] = []
+    # A storefront enrolls a reseller's recruits only after hearing back from the reseller's
+    # own enrollment. Here a reseller may sponsor once SPONSOR_DELAY flows (many more than are
+    # ever in flight) have been queued after the flow that enrolled them.
+    enrolled_at = dict.fromkeys(resellers, -SPONSOR_DELAY)
     for n in range(orders):
         if rng.random() < 0.05:  # the tree keeps growing
             rid = f"{prefix}r{len(resellers) + 1}"
+            sponsors = [r for r in resellers if enrolled_at[r] <= len(flows) - SPONSOR_DELAY]
             flows.append([Step("enroll", f"{prefix}e-{rid}", reseller_id=rid,
-                               sponsor_id=rng.choice(resellers))])
+                               sponsor_id=rng.choice(sponsors))])
+            enrolled_at[rid] = len(flows)
             resellers.append(rid)
         oid = f"{prefix}o{n}"
         lines = tuple(Line(f"sku{rng.randint(1, 500)}", rng.randint(1, 3), sale,

@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import json
 import os
+import select
 import signal
 import subprocess
 import sys
@@ -43,10 +44,14 @@ def serve(settings: Settings) -> int:
 
     keys = KeyRing.load(file=settings.api_keys_file, inline=settings.api_keys_json)
     workers = start_workers(settings)
+    ready_fd = os.environ.pop(READY_FD, "")
 
     async def run() -> None:
         server = LedgerServer(settings, keys)
         await server.start()
+        if ready_fd:  # a worker tells the first process it serves (see start_workers)
+            os.write(int(ready_fd), b"1")
+            os.close(int(ready_fd))
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
@@ -64,16 +69,41 @@ def serve(settings: Settings) -> int:
     return 0
 
 
+READY_FD = "LEDGER_READY_FD"
+WORKER_START_TIMEOUT = 120.0
+
+
 def start_workers(settings: Settings) -> list[subprocess.Popen[bytes]]:
+    """Starts the other N-1 server processes and returns once every one of them serves.
+
+    The first process only starts serving (and reporting healthy) after that, so a health
+    check or a load balancer never sees a half-started set, in which the kernel would hand
+    every early connection to the one process listening."""
     if settings.workers <= 1:
         return []
     if not settings.database_url.startswith(("postgres://", "postgresql://")):
         raise ConfigError("LEDGER_WORKERS above 1 needs PostgreSQL (LEDGER_DATABASE_URL)")
     if settings.listen.endswith(":0"):
         raise ConfigError("LEDGER_WORKERS above 1 needs a fixed port in LEDGER_LISTEN")
-    env = {**os.environ, "LEDGER_WORKERS": "1"}
-    return [subprocess.Popen([sys.executable, "-m", "ledger.cli", "serve"], env=env)
-            for _ in range(settings.workers - 1)]
+    read_end, write_end = os.pipe()
+    env = {**os.environ, "LEDGER_WORKERS": "1", READY_FD: str(write_end)}
+    workers = [subprocess.Popen([sys.executable, "-m", "ledger.cli", "serve"], env=env,
+                                pass_fds=(write_end,))
+               for _ in range(settings.workers - 1)]
+    os.close(write_end)
+    ready = 0
+    deadline = time.monotonic() + WORKER_START_TIMEOUT
+    with os.fdopen(read_end, "rb", buffering=0) as pipe:
+        while ready < len(workers):
+            readable, _, _ = select.select([pipe], [], [], max(0.0, deadline - time.monotonic()))
+            # A timeout, or an empty read: every worker that could still write has exited.
+            chunk = pipe.read(len(workers) - ready) if readable else b""
+            if not chunk:
+                for worker in workers:
+                    worker.kill()
+                raise SystemExit("ledger: a worker process failed to start; see its log above")
+            ready += len(chunk)
+    return workers
 
 
 def demo(settings: Settings, keep_serving: bool) -> int:

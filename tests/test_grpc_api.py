@@ -415,3 +415,17 @@ def test_bulk_import_streams_batches_and_is_safe_to_resend(shop: LedgerClient) -
     assert shares(got)["reseller:carol"] == 1599
     odd = shop.storefront.GetOrder(storefront_pb2.GetOrderRequest(order_id="B3")).order
     assert odd.status == common_pb2.ORDER_STATUS_PAID and len(odd.refunds) == 0
+    # One order is one write: resent with other contents, or malformed, it fails alone.
+    changed = shop.storefront.ImportOrders(iter([storefront_pb2.ImportOrdersRequest(orders=[
+        storefront_pb2.ImportedOrder(order_id="B0", customer_id="c0", reseller_id="carol",
+                                     currency="CNY", lines=[line("tea", 1, 3333, 2000)],
+                                     payment_id="w0", completed=True),
+        storefront_pb2.ImportedOrder(order_id="B900", customer_id="c900", reseller_id="carol",
+                                     currency="XXQ", lines=[line("tea", 1, 100, 50)],
+                                     payment_id="w900"),
+        storefront_pb2.ImportedOrder(order_id="B901", customer_id="c901", reseller_id="carol",
+                                     currency="CNY", lines=[line("tea", 1, 100, 50)],
+                                     payment_id="w901")])]))
+    assert (changed.orders, changed.imported) == (3, 1)
+    assert [(f.order_id, f.code) for f in changed.failures] == [
+        ("B0", "FAILED_PRECONDITION"), ("B900", "INVALID_ARGUMENT")]

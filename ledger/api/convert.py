@@ -140,19 +140,11 @@ def new_lines(lines: object) -> tuple[c.NewLine, ...]:
     )
 
 
-def imported_order(o: storefront_pb2.ImportedOrder) -> list[c.Command]:
-    """An imported order as the writes a storefront would have made, keyed by its id so a
-    resent import writes nothing twice."""
-    key = f"import:{o.order_id}"
-    total = sum(x.quantity * x.unit_sale_price for x in o.lines)
-    commands: list[c.Command] = [
-        c.PlaceOrder(f"{key}:place", o.order_id, o.customer_id, o.reseller_id, o.currency,
-                     new_lines(o.lines)),
-        c.PayOrder(f"{key}:pay", o.order_id, o.payment_id, total),
-    ]
-    if o.completed:
-        commands.append(c.CompleteOrder(f"{key}:complete", o.order_id))
-    return commands
+def imported_order(o: storefront_pb2.ImportedOrder) -> c.ImportOrder:
+    """An imported order as one command keyed by its order id, so a resent import writes
+    nothing twice."""
+    return c.ImportOrder(f"import:{o.order_id}", o.order_id, o.customer_id, o.reseller_id,
+                         o.currency, new_lines(o.lines), o.payment_id, o.completed)
 
 
 def place_order(r: storefront_pb2.PlaceOrderRequest) -> c.PlaceOrder:

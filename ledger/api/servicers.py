@@ -211,21 +211,20 @@ class StorefrontService(Base, storefront_pb2_grpc.StorefrontServiceServicer):
         async for batch in request_iterator:
             if len(batch.orders) > MAX_IMPORT_BATCH:
                 raise InvalidInput([("orders", f"at most {MAX_IMPORT_BATCH} per message")])
-            queued = [(o.order_id, [self.writer.submit_async(caller, command)
-                                    for command in convert.imported_order(o)])
+            queued = [(o.order_id, self.writer.submit_async(caller, convert.imported_order(o)))
                       for o in batch.orders]
-            for order_id, writes in queued:
+            for order_id, write in queued:
                 orders += 1
-                results = await asyncio.gather(*writes, return_exceptions=True)
-                error = next((r for r in results if isinstance(r, BaseException)), None)
-                if error is None:
-                    imported += 1
-                    position = max(position, *(r.log_position for r in results))
-                else:
+                try:
+                    outcome = await write
+                except Exception as error:  # reported per order, as the single call would
                     status = status_for(error)
                     failures.append(storefront_pb2.ImportFailure(
                         order_id=order_id, code=code_pb2.Code.Name(status.code),
                         message=status.message))
+                else:
+                    imported += 1
+                    position = max(position, outcome.log_position)
         return storefront_pb2.ImportOrdersResponse(
             orders=orders, imported=imported, failures=failures[:MAX_REPORTED_FAILURES],
             receipt=common_pb2.WriteReceipt(log_position=position))

@@ -132,6 +132,20 @@ class PlaceOrder(Command):
 
 
 @dataclass(frozen=True)
+class ImportOrder(PlaceOrder):
+    """A past order recorded in one step (bulk import): placed, paid in full with
+    ``payment_id`` and, if ``completed``, completed. One idempotency key covers all three."""
+
+    payment_id: str = ""
+    completed: bool = False
+
+    def violations(self) -> Violations:
+        v = super().violations()
+        check_id(v, "payment_id", self.payment_id)
+        return v
+
+
+@dataclass(frozen=True)
 class PayOrder(Command):
     order_id: str
     payment_id: str

@@ -186,6 +186,17 @@ def complete_order(ctx: Context, cmd: c.CompleteOrder) -> ResultRef:
     return ref(ORDER, order)
 
 
+def import_order(ctx: Context, cmd: c.ImportOrder) -> ResultRef:
+    """The storefront's three writes (place, pay in full, complete) as one command, so a
+    bulk import pays for one idempotency record and one lookup per order, not three."""
+    place_order(ctx, cmd)
+    order = own_order(ctx.uow, ctx.caller, cmd.order_id)
+    pay_order(ctx, c.PayOrder(cmd.idempotency_key, cmd.order_id, cmd.payment_id, order.total))
+    if cmd.completed:
+        order.complete(at=ctx.now)
+    return ref(ORDER, order)
+
+
 def cancel_order(ctx: Context, cmd: c.CancelOrder) -> ResultRef:
     order = own_order(ctx.uow, ctx.caller, cmd.order_id)
     order.cancel(reason=cmd.reason, at=ctx.now)
@@ -385,6 +396,7 @@ def close_day(ctx: Context, cmd: c.CloseDay) -> ResultRef:
 HANDLERS: dict[type[c.Command], Callable[[Context, Any], ResultRef]] = {
     c.PlaceOrder: place_order,
     c.PayOrder: pay_order,
+    c.ImportOrder: import_order,
     c.CompleteOrder: complete_order,
     c.CancelOrder: cancel_order,
     c.RefundOrder: refund_order,
@@ -421,8 +433,8 @@ def prefetch_ids(caller: c.Caller, command: c.Command) -> list[UUID]:
     customer_id = getattr(command, "customer_id", "")
     if customer_id:
         ids.append(CustomerBinding.create_id(platform, customer_id))
-    if isinstance(command, c.PayOrder | c.RefundOrder | c.RunSettlement | c.RequestPayout
-                  | c.PublishPlan):
+    if isinstance(command, c.PayOrder | c.ImportOrder | c.RefundOrder | c.RunSettlement
+                  | c.RequestPayout | c.PublishPlan):
         ids += [PlanBook.create_id(platform), PeriodBook.create_id(platform)]
     payout_id = getattr(command, "payout_id", "")
     if payout_id:

@@ -20,7 +20,9 @@ CHUNK = 500  # ids per query (SQLite allows 999 parameters)
 
 
 def _is_postgres(app: Application[UUID]) -> bool:
-    return type(app.recorder).__module__ == "eventsourcing.postgres"
+    from eventsourcing.postgres import PostgresApplicationRecorder
+
+    return isinstance(app.recorder, PostgresApplicationRecorder)
 
 
 def _rows(app: Application[UUID], columns: str, ids: Sequence[UUID], tail: str) -> list[Any]:
