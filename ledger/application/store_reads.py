@@ -3,20 +3,22 @@
 The repository loads one aggregate per query; a batch of commands needs dozens. These read
 the eventsourcing library's own events table for many ids at once (its documented layout:
 originator_id, originator_version, topic, state) and rebuild the aggregates with the library's
-mapper and projector, exactly as ``Repository.get`` would.
+mapper and projector, exactly as ``Repository.get`` would. A writer that already holds an
+aggregate asks only for the events written after the version it holds.
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 from uuid import UUID
 
-from eventsourcing.application import Application, project_aggregate
+from eventsourcing.application import Application
 from eventsourcing.persistence import StoredEvent
 
 CHUNK = 500  # ids per query (SQLite allows 999 parameters)
+PAIR_CHUNK = 400  # (id, version) pairs per query
 
 
 def _is_postgres(app: Application[UUID]) -> bool:
@@ -53,19 +55,43 @@ def _uuid(value: Any) -> UUID:
     return value if isinstance(value, UUID) else UUID(value)
 
 
-def load_many(app: Application[UUID], ids: Sequence[UUID]) -> dict[UUID, Any]:
-    """The aggregates that exist among ``ids``; absent ids have no entry."""
-    if not ids:
-        return {}
+def events_after(app: Application[UUID], since: Mapping[UUID, int]) -> dict[UUID, list[Any]]:
+    """Each aggregate's events after the version given for it (0: all of them), oldest first;
+    ids with no such events have no entry."""
+    recorder: Any = app.recorder
+    pairs = list(since.items())
+    rows: list[Any] = []
+    for start in range(0, len(pairs), PAIR_CHUNK):
+        chunk = pairs[start:start + PAIR_CHUNK]
+        if _is_postgres(app):
+            from psycopg.sql import SQL, Identifier
+
+            statement = SQL(
+                "SELECT originator_id, originator_version, topic, state FROM {}.{} AS t "
+                "JOIN unnest(%s::uuid[], %s::bigint[]) AS k(id, v) "
+                "ON t.originator_id = k.id AND t.originator_version > k.v "
+                "ORDER BY originator_id, originator_version"
+            ).format(Identifier(recorder.datastore.schema), Identifier(recorder.events_table_name))
+            with recorder.datastore.get_connection() as conn, conn.cursor() as curs:
+                curs.execute(statement, ([i for i, _ in chunk], [v for _, v in chunk]))
+                rows += [tuple(row.values()) for row in curs.fetchall()]
+        else:
+            keys = ",".join("(?, ?)" for _ in chunk)
+            with recorder.datastore.transaction(commit=False) as curs:
+                curs.execute(
+                    f"WITH k(id, v) AS (VALUES {keys}) "
+                    "SELECT originator_id, originator_version, topic, state "
+                    f"FROM {recorder.events_table_name} AS t "
+                    "JOIN k ON t.originator_id = k.id AND t.originator_version > k.v "
+                    "ORDER BY originator_id, originator_version",
+                    [x for i, v in chunk for x in (i.hex, v)])
+                rows += [tuple(row) for row in curs.fetchall()]
     events: dict[UUID, list[Any]] = defaultdict(list)
-    for originator_id, version, topic, state in _rows(
-        app, "originator_id, originator_version, topic, state", ids,
-        "ORDER BY originator_id, originator_version",
-    ):
+    for originator_id, version, topic, state in rows:
         stored = StoredEvent(originator_id=_uuid(originator_id), originator_version=version,
                              topic=topic, state=bytes(state))
         events[stored.originator_id].append(app.mapper.to_domain_event(stored))
-    return {i: project_aggregate(None, evs) for i, evs in events.items()}
+    return events
 
 
 def current_versions(app: Application[UUID], ids: Sequence[UUID]) -> dict[UUID, int]:

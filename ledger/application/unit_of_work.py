@@ -17,11 +17,11 @@ from __future__ import annotations
 
 import copy
 from collections import OrderedDict
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, TypeVar
 from uuid import UUID
 
-from eventsourcing.application import AggregateNotFoundError, Repository
+from eventsourcing.application import AggregateNotFoundError, Repository, project_aggregate
 from eventsourcing.domain import Aggregate
 
 from ledger.domain.errors import NotFound
@@ -67,12 +67,26 @@ class UnitOfWork:
         self._trusted: dict[UUID, int | None] = {}  # taken from the cache: version seen
 
     def prefetch(self, ids: Sequence[UUID],
-                 load_many: Callable[[Sequence[UUID]], dict[UUID, Any]]) -> None:
-        """Loads, in one round trip, what the batch's commands will look up first."""
+                 events_after: Callable[[Mapping[UUID, int]], Mapping[UUID, list[Any]]]
+                 ) -> None:
+        """Brings what the batch's commands look up first up to date, in one round trip.
+
+        A cached aggregate only needs the events written since the version cached (usually
+        none: decoding its whole history every batch was a sixth of the writer's time); the
+        rest are read from their first event."""
         wanted = [i for i in dict.fromkeys(ids) if i not in self._fresh]
-        found = load_many(wanted)
+        known = {i: self._cache.lookup(i) for i in wanted}
+        newer = events_after({i: e.version if isinstance(e, Aggregate) else 0
+                              for i, e in known.items()})
         for aggregate_id in wanted:
-            self._cache.put(aggregate_id, found.get(aggregate_id))
+            entry = known[aggregate_id]
+            aggregate = entry if isinstance(entry, Aggregate) else None
+            events = newer.get(aggregate_id)
+            if events:
+                # The cached object may be an answer still being sent: change a copy.
+                aggregate = project_aggregate(
+                    copy.deepcopy(aggregate) if aggregate is not None else None, events)
+            self._cache.put(aggregate_id, aggregate)
             self._fresh.add(aggregate_id)
 
     def find(self, cls: type[A], aggregate_id: UUID) -> A | None:
