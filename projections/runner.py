@@ -28,6 +28,7 @@ from ledger.domain.team import Reseller
 from projections.balances import BalanceWriter
 from projections.clock import Calendar, micros
 from projections.db import SCHEMA_VERSION, Cursor, ProjectionDB
+from projections.decoding import event_reader
 from projections.team import TeamWriter
 
 log = structlog.get_logger(__name__)
@@ -38,6 +39,11 @@ NAME = "read-models"
 # are passed over without being decoded, which is most of the cost of reading the log.
 PROJECTED_TOPICS = tuple(f"{cls.__module__}:{cls.__qualname__}."
                          for cls in (Order, Payout, Reseller))
+ORDER, PAYOUT, RESELLER = Order.__qualname__, Payout.__qualname__, Reseller.__qualname__
+
+
+def qualname(cls: type) -> str:
+    return cls.__qualname__
 
 # What moved the money, as movements and statements name it.
 PAYMENT = "payment"
@@ -57,51 +63,53 @@ class Batch:
         self.team = TeamWriter(cur, calendar)
         self._owners: dict[str, tuple[str, str]] = {}
 
-    def apply(self, event: Any, position: int) -> None:
+    def apply(self, event: Any, name: str, position: int) -> None:
+        """``name`` is the event class's qualified name (``Order.Paid``), from its topic."""
         uid = str(event.originator_id)
-        if isinstance(event, Order.Event):
-            self._order(uid, event, position)
-        elif isinstance(event, Payout.Event):
-            self._payout(uid, event, position)
-        elif isinstance(event, Reseller.Event):
-            self._reseller(uid, event, position)
+        kind = name.partition(".")[0]
+        if kind == ORDER:
+            self._order(uid, name, event, position)
+        elif kind == PAYOUT:
+            self._payout(uid, name, event, position)
+        elif kind == RESELLER:
+            self._reseller(uid, name, event, position)
 
-    def _order(self, uid: str, event: Any, position: int) -> None:
+    def _order(self, uid: str, name: str, event: Any, position: int) -> None:
         team = self.team
-        if isinstance(event, Order.Placed):
+        if name == qualname(Order.Placed):
             team.placed(uid, event.platform_id, event.order_id, event.storefront_id,
                         event.seller_id, event.currency)
             return
         order = team.order(uid)
         platform = order.platform
         ref = f"order:{order.order_id}"
-        if isinstance(event, Order.Paid):
+        if name == qualname(Order.Paid):
             self.balances.post(platform, event.postings, position, micros(event.paid_at),
                                PAYMENT, ref)
             total = -sum(p.amount for p in event.postings if p.bucket == "clearing")
             if event.postings:
                 team.paid(uid, event.postings[0].currency, total, event.paid_at)
             team.order_life(uid, freeze_days=event.freeze_days)
-        elif isinstance(event, Order.Refunded):
+        elif name == qualname(Order.Refunded):
             refund = event.refund
             self.balances.post(platform, refund.postings, position, micros(refund.refunded_at),
                                REFUND, f"{ref}/refund:{refund.refund_id}")
             if refund.postings:
                 team.refunded(uid, refund.postings[0].currency, refund.amount,
                               refund.refunded_at)
-        elif isinstance(event, Order.Completed):
+        elif name == qualname(Order.Completed):
             team.completed(uid, event.completed_at)
-        elif isinstance(event, Order.Settled):
+        elif name == qualname(Order.Settled):
             self.balances.post(platform, event.postings, position, micros(event.settled_at),
                                SETTLEMENT, ref)
             team.order_life(uid, settled=1)
-        elif isinstance(event, Order.AfterSaleOpened):
+        elif name == qualname(Order.AfterSaleOpened):
             team.order_life(uid, open_cases=1)
-        elif isinstance(event, Order.AfterSaleClosed):
+        elif name == qualname(Order.AfterSaleClosed):
             team.order_life(uid, open_cases=-1)
 
-    def _payout(self, uid: str, event: Any, position: int) -> None:
-        if isinstance(event, Payout.Requested):
+    def _payout(self, uid: str, name: str, event: Any, position: int) -> None:
+        if name == qualname(Payout.Requested):
             self._own(uid, event.platform_id, event.payout_id)
             self.cur.execute(
                 "INSERT INTO proj_payouts (payout_id, platform, account, currency, amount, "
@@ -115,7 +123,7 @@ class Batch:
                                f"payout:{event.payout_id}")
             return
         platform, payout_id = self._owner(uid)
-        status = PAYOUT_STATUS[type(event).__name__]
+        status = PAYOUT_STATUS[name.partition(".")[2]]
         self.cur.execute(
             "UPDATE proj_payouts SET status = %s, updated_at = %s, "
             "reference = %s, reason = %s WHERE platform = %s AND payout_id = %s",
@@ -126,19 +134,19 @@ class Batch:
             self.balances.post(platform, postings, position, micros(event.at),
                                f"payout_{status}", f"payout:{payout_id}")
 
-    def _reseller(self, uid: str, event: Any, position: int) -> None:
+    def _reseller(self, uid: str, name: str, event: Any, position: int) -> None:
         team = self.team
-        if isinstance(event, Reseller.Enrolled):
+        if name == qualname(Reseller.Enrolled):
             self._own(uid, event.platform_id, event.reseller_id)
             team.enrolled(event.platform_id, event.reseller_id, event.sponsor_id,
                           event.enrolled_at, position)
             return
         platform, reseller_id = self._owner(uid)
-        if isinstance(event, Reseller.Moved):
+        if name == qualname(Reseller.Moved):
             team.moved(platform, reseller_id, event.to_sponsor_id, event.moved_at, position)
-        elif isinstance(event, Reseller.RankSet):
+        elif name == qualname(Reseller.RankSet):
             team.rank_set(platform, reseller_id, event.rank)
-        elif isinstance(event, Reseller.TeamTargetSet):
+        elif name == qualname(Reseller.TeamTargetSet):
             team.target_set(platform, reseller_id, event.month, event.currency, event.amount)
 
     def _own(self, uid: str, platform: str, key: str) -> None:
@@ -175,6 +183,7 @@ class ProjectionRunner:
         self.calendar = calendar or Calendar()
         self.batch_size = batch_size
         self.position = 0  # the last position this process saw committed
+        self._read = event_reader(app.mapper)
         self._conn: Any = None
         self._wake = threading.Event()
         self._stopping = threading.Event()
@@ -229,12 +238,12 @@ class ProjectionRunner:
                 start=position + 1, limit=self.batch_size
             )
             if notifications:
-                batch = Batch(cur, self.calendar)
+                batch, read = Batch(cur, self.calendar), self._read
                 for notification in notifications:
                     assert notification.id > position, "the log went backwards"
                     if notification.topic.startswith(PROJECTED_TOPICS):
-                        event = self.app.mapper.to_domain_event(notification)
-                        batch.apply(event, notification.id)
+                        batch.apply(read(notification), notification.topic.partition(":")[2],
+                                    notification.id)
                     position = notification.id
                 batch.flush()
                 cur.execute("UPDATE proj_meta SET position = %s, updated_at = %s WHERE name = %s",

@@ -31,12 +31,16 @@ SCOPES = {
 SCOPE_CODES = {v: k for k, v in SCOPES.items()}
 
 
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
 def timestamp(at: datetime | None) -> Timestamp | None:
+    """Timestamp.FromDatetime goes through a time tuple; every answer has several of these."""
     if at is None:
         return None
-    ts = Timestamp()
-    ts.FromDatetime(at)
-    return ts
+    delta = (at if at.tzinfo is not None else at.replace(tzinfo=UTC)) - EPOCH
+    return Timestamp(seconds=delta.days * 86_400 + delta.seconds,
+                     nanos=delta.microseconds * 1000)
 
 
 def from_timestamp(ts: Timestamp, present: bool) -> datetime | None:

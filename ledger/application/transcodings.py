@@ -21,13 +21,25 @@ class DataclassAsDict(Transcoding):
     def __init__(self, cls: type, name: str) -> None:
         self.type = cls
         self.name = name
-        self._fields = [f.name for f in dataclasses.fields(cls) if f.init]
+        fields = dataclasses.fields(cls)
+        self._fields = [f.name for f in fields if f.init]
+        # Stored values were checked when first made, so decoding may fill the fields in
+        # directly: the frozen __init__ sets each through object.__setattr__, several times
+        # slower, and decoding is the larger part of replaying the log. Only for classes
+        # whose __init__ does nothing more (no __post_init__, no fields it leaves out).
+        self._direct = (not hasattr(cls, "__post_init__") and len(self._fields) == len(fields)
+                        and not hasattr(cls, "__slots__"))
 
     def encode(self, obj: Any) -> dict[str, Any]:
         return {name: getattr(obj, name) for name in self._fields}
 
     def decode(self, data: dict[str, Any]) -> Any:
-        return self.type(**{k: tuplify(v) for k, v in data.items()})
+        values = {k: tuplify(v) if type(v) is list else v for k, v in data.items()}
+        if self._direct and len(values) == len(self._fields):
+            obj = object.__new__(self.type)
+            obj.__dict__.update(values)
+            return obj
+        return self.type(**values)
 
 
 def tuplify(value: Any) -> Any:
