@@ -16,7 +16,9 @@ from ledger.domain.split import LineItem, Share, UplineMember
 
 
 class DataclassAsDict(Transcoding):
-    """A frozen dataclass as a dict of its fields; JSON lists come back as tuples."""
+    """A frozen dataclass as the list of its field values; JSON lists come back as tuples.
+
+    A class may gain fields only at the end, with defaults, for old events to still read."""
 
     def __init__(self, cls: type, name: str) -> None:
         self.type = cls
@@ -30,11 +32,15 @@ class DataclassAsDict(Transcoding):
         self._direct = (not hasattr(cls, "__post_init__") and len(self._fields) == len(fields)
                         and not hasattr(cls, "__slots__"))
 
-    def encode(self, obj: Any) -> dict[str, Any]:
-        return {name: getattr(obj, name) for name in self._fields}
+    def encode(self, obj: Any) -> list[Any]:
+        """The field values in declaration order: a Paid event holds dozens of shares and
+        postings, and writing their field names into each one doubled its size."""
+        return [getattr(obj, name) for name in self._fields]
 
-    def decode(self, data: dict[str, Any]) -> Any:
-        values = {k: tuplify(v) if type(v) is list else v for k, v in data.items()}
+    def decode(self, data: list[Any] | dict[str, Any]) -> Any:
+        """Positional (as written now) or by field name (as written before)."""
+        pairs = zip(self._fields, data, strict=False) if type(data) is list else data.items()
+        values = {k: tuplify(v) if type(v) is list else v for k, v in pairs}
         if self._direct and len(values) == len(self._fields):
             obj = object.__new__(self.type)
             obj.__dict__.update(values)
