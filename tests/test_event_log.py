@@ -320,11 +320,11 @@ def test_read_models_see_each_stored_field_as_the_mapper_decodes_it(
 def test_value_objects_written_by_field_name_still_decode() -> None:
     """Value objects were stored as dicts of their fields before they were stored as lists
     of values: a log holding both replays the same."""
-    from ledger.application.transcodings import VALUE_OBJECTS, DataclassAsDict
+    from ledger.application.transcodings import VALUE_OBJECTS, DataclassAsValues
     from ledger.domain.money import Posting
 
     posting = Posting("reseller:carol", "frozen", "CNY", 1066)
-    transcoding = DataclassAsDict(VALUE_OBJECTS["posting"], "posting")
+    transcoding = DataclassAsValues(VALUE_OBJECTS["posting"], "posting")
     written = transcoding.encode(posting)
     assert written == ["reseller:carol", "frozen", "CNY", 1066]
     assert transcoding.decode(written) == posting

@@ -193,7 +193,7 @@ def import_order(ctx: Context, cmd: c.ImportOrder) -> ResultRef:
     order = own_order(ctx.uow, ctx.caller, cmd.order_id)
     pay_order(ctx, c.PayOrder(cmd.idempotency_key, cmd.order_id, cmd.payment_id, order.total))
     if cmd.completed:
-        order.complete(at=ctx.now)
+        complete_order(ctx, c.CompleteOrder(cmd.idempotency_key, cmd.order_id))
     return ref(ORDER, order)
 
 

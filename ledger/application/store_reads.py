@@ -27,27 +27,33 @@ def _is_postgres(app: Application[UUID]) -> bool:
     return isinstance(app.recorder, PostgresApplicationRecorder)
 
 
-def _rows(app: Application[UUID], columns: str, ids: Sequence[UUID], tail: str) -> list[Any]:
+def _fetch(app: Application[UUID], postgres: str, postgres_params: Sequence[Any],
+           sqlite: str, sqlite_params: Sequence[Any]) -> list[tuple[Any, ...]]:
+    """Runs the query written for the store in use; ``{table}`` names the events table."""
     recorder: Any = app.recorder
+    if _is_postgres(app):
+        from psycopg.sql import SQL, Identifier
+
+        statement = SQL(postgres).format(
+            table=Identifier(recorder.datastore.schema, recorder.events_table_name))
+        with recorder.datastore.get_connection() as conn, conn.cursor() as curs:
+            curs.execute(statement, postgres_params)
+            return [tuple(row.values()) for row in curs.fetchall()]
+    with recorder.datastore.transaction(commit=False) as curs:
+        curs.execute(sqlite.format(table=recorder.events_table_name), sqlite_params)
+        return [tuple(row) for row in curs.fetchall()]
+
+
+def _rows(app: Application[UUID], columns: str, ids: Sequence[UUID], tail: str) -> list[Any]:
     out: list[Any] = []
     for start in range(0, len(ids), CHUNK):
         chunk = list(ids[start:start + CHUNK])
-        if _is_postgres(app):
-            from psycopg.sql import SQL, Identifier
-
-            statement = SQL(f"SELECT {columns} FROM {{}}.{{}} WHERE originator_id = ANY(%s) "
-                            f"{tail}").format(Identifier(recorder.datastore.schema),
-                                              Identifier(recorder.events_table_name))
-            with recorder.datastore.get_connection() as conn, conn.cursor() as curs:
-                curs.execute(statement, (chunk,))
-                out += [tuple(row.values()) for row in curs.fetchall()]
-        else:
-            marks = ",".join("?" * len(chunk))
-            with recorder.datastore.transaction(commit=False) as curs:
-                curs.execute(f"SELECT {columns} FROM {recorder.events_table_name} "
-                             f"WHERE originator_id IN ({marks}) {tail}",
-                             [i.hex for i in chunk])
-                out += [tuple(row) for row in curs.fetchall()]
+        marks = ",".join("?" * len(chunk))
+        out += _fetch(
+            app, f"SELECT {columns} FROM {{table}} WHERE originator_id = ANY(%s) {tail}",
+            (chunk,),
+            f"SELECT {columns} FROM {{table}} WHERE originator_id IN ({marks}) {tail}",
+            [i.hex for i in chunk])
     return out
 
 
@@ -58,34 +64,23 @@ def _uuid(value: Any) -> UUID:
 def events_after(app: Application[UUID], since: Mapping[UUID, int]) -> dict[UUID, list[Any]]:
     """Each aggregate's events after the version given for it (0: all of them), oldest first;
     ids with no such events have no entry."""
-    recorder: Any = app.recorder
     pairs = list(since.items())
     rows: list[Any] = []
     for start in range(0, len(pairs), PAIR_CHUNK):
         chunk = pairs[start:start + PAIR_CHUNK]
-        if _is_postgres(app):
-            from psycopg.sql import SQL, Identifier
-
-            statement = SQL(
-                "SELECT originator_id, originator_version, topic, state FROM {}.{} AS t "
-                "JOIN unnest(%s::uuid[], %s::bigint[]) AS k(id, v) "
-                "ON t.originator_id = k.id AND t.originator_version > k.v "
-                "ORDER BY originator_id, originator_version"
-            ).format(Identifier(recorder.datastore.schema), Identifier(recorder.events_table_name))
-            with recorder.datastore.get_connection() as conn, conn.cursor() as curs:
-                curs.execute(statement, ([i for i, _ in chunk], [v for _, v in chunk]))
-                rows += [tuple(row.values()) for row in curs.fetchall()]
-        else:
-            keys = ",".join("(?, ?)" for _ in chunk)
-            with recorder.datastore.transaction(commit=False) as curs:
-                curs.execute(
-                    f"WITH k(id, v) AS (VALUES {keys}) "
-                    "SELECT originator_id, originator_version, topic, state "
-                    f"FROM {recorder.events_table_name} AS t "
-                    "JOIN k ON t.originator_id = k.id AND t.originator_version > k.v "
-                    "ORDER BY originator_id, originator_version",
-                    [x for i, v in chunk for x in (i.hex, v)])
-                rows += [tuple(row) for row in curs.fetchall()]
+        keys = ",".join("(?, ?)" for _ in chunk)
+        rows += _fetch(
+            app,
+            "SELECT originator_id, originator_version, topic, state FROM {table} AS t "
+            "JOIN unnest(%s::uuid[], %s::bigint[]) AS k(id, v) "
+            "ON t.originator_id = k.id AND t.originator_version > k.v "
+            "ORDER BY originator_id, originator_version",
+            ([i for i, _ in chunk], [v for _, v in chunk]),
+            f"WITH k(id, v) AS (VALUES {keys}) "
+            "SELECT originator_id, originator_version, topic, state FROM {table} AS t "
+            "JOIN k ON t.originator_id = k.id AND t.originator_version > k.v "
+            "ORDER BY originator_id, originator_version",
+            [x for i, v in chunk for x in (i.hex, v)])
     events: dict[UUID, list[Any]] = defaultdict(list)
     for originator_id, version, topic, state in rows:
         stored = StoredEvent(originator_id=_uuid(originator_id), originator_version=version,

@@ -15,7 +15,7 @@ from ledger.domain.plan import CommissionPlan, RateOverride
 from ledger.domain.split import LineItem, Share, UplineMember
 
 
-class DataclassAsDict(Transcoding):
+class DataclassAsValues(Transcoding):
     """A frozen dataclass as the list of its field values; JSON lists come back as tuples.
 
     A class may gain fields only at the end, with defaults, for old events to still read."""
@@ -34,7 +34,7 @@ class DataclassAsDict(Transcoding):
 
     def encode(self, obj: Any) -> list[Any]:
         """The field values in declaration order: a Paid event holds dozens of shares and
-        postings, and writing their field names into each one doubled its size."""
+        postings, and field names written into each one were over half of its bytes."""
         return [getattr(obj, name) for name in self._fields]
 
     def decode(self, data: list[Any] | dict[str, Any]) -> Any:
@@ -70,4 +70,4 @@ VALUE_OBJECTS: dict[str, type] = {
 
 def register_value_objects(transcoder: JSONTranscoder) -> None:
     for name, cls in VALUE_OBJECTS.items():
-        transcoder.register(DataclassAsDict(cls, name))
+        transcoder.register(DataclassAsValues(cls, name))
