@@ -138,7 +138,8 @@ def demo(settings: Settings, keep_serving: bool) -> int:
     return 0
 
 
-def projection_runner(settings: Settings) -> tuple[LedgerApplication, ProjectionRunner]:
+def projection_runner(settings: Settings, batch_size: int | None = None
+                      ) -> tuple[LedgerApplication, ProjectionRunner]:
     """The application over the configured store, and a runner for its read models."""
     from ledger.bootstrap import build_application
     from projections.clock import Calendar
@@ -147,7 +148,7 @@ def projection_runner(settings: Settings) -> tuple[LedgerApplication, Projection
     app = build_application(settings.database_url, timezone=settings.timezone)
     return app, ProjectionRunner(app, settings.database_url,
                                  calendar=Calendar(settings.timezone),
-                                 batch_size=settings.projection_batch)
+                                 batch_size=batch_size or settings.projection_batch)
 
 
 def project(settings: Settings) -> int:
@@ -182,8 +183,11 @@ def project(settings: Settings) -> int:
 
 
 def rebuild(settings: Settings) -> int:
-    """Drops every read model and rebuilds it from the whole log, showing progress."""
-    app, runner = projection_runner(settings)
+    """Drops every read model and rebuilds it from the whole log, showing progress.
+
+    In larger transactions than a live runner's (LEDGER_REBUILD_BATCH): nobody waits on a
+    rebuild's commits, and each batch folds more postings into one write per balance."""
+    app, runner = projection_runner(settings, settings.rebuild_batch)
     head = max(runner.log_head(), 1)
     runner.reset()
     started = time.monotonic()

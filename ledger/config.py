@@ -32,6 +32,7 @@ class Settings:
     batch_wait_ms: float = 0.0
     projections: str = "inline"
     projection_batch: int = 1000
+    rebuild_batch: int = 10_000
     settlement_interval: float = 60.0
     workers: int = 1
     timezone: str = "Asia/Shanghai"
@@ -59,6 +60,7 @@ class Settings:
             projections=projections_mode(env.get("LEDGER_PROJECTIONS") or "inline"),
             timezone=time_zone(env.get("LEDGER_TIMEZONE") or "Asia/Shanghai"),
             projection_batch=int(number("LEDGER_PROJECTION_BATCH", 1000)),
+            rebuild_batch=int(number("LEDGER_REBUILD_BATCH", 10_000)),
             settlement_interval=number("LEDGER_SETTLEMENT_INTERVAL", 60.0),
             workers=int(number("LEDGER_WORKERS", 1)),
         )

@@ -23,10 +23,14 @@ def revive(value: Any, names: Mapping[str, Transcoding]) -> Any:
     if type(value) is dict:
         if len(value) == 2 and "_type_" in value and "_data_" in value:
             return names[value["_type_"]].decode(revive(value["_data_"], names))
-        return {k: revive(v, names) for k, v in value.items()}
+        return {k: revive(v, names) if type(v) in CONTAINERS else v for k, v in value.items()}
     if type(value) is list:
-        return [revive(v, names) for v in value]
+        # Scalars are most of the values (every field of every posting): no call for them.
+        return [revive(v, names) if type(v) in CONTAINERS else v for v in value]
     return value
+
+
+CONTAINERS = (dict, list)
 
 
 class EventView:

@@ -16,7 +16,8 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 import structlog
@@ -189,6 +190,8 @@ class ProjectionRunner:
         self._stopping = threading.Event()
         self._advanced = threading.Condition()
         self._thread: threading.Thread | None = None
+        self._reader: ThreadPoolExecutor | None = None
+        self._ahead: tuple[int, Future[Sequence[Any]]] | None = None
 
     # --- set-up ----------------------------------------------------------------------------
 
@@ -234,9 +237,9 @@ class ProjectionRunner:
             row = cur.fetchone()
             assert row is not None, "setup() first"
             position = int(row[0])
-            notifications = self.app.recorder.select_notifications(
-                start=position + 1, limit=self.batch_size
-            )
+            notifications = self._page(position)
+            if len(notifications) == self.batch_size:
+                self._read_ahead(notifications[-1].id)
             if notifications:
                 batch, read = Batch(cur, self.calendar), self._read
                 for notification in notifications:
@@ -250,6 +253,25 @@ class ProjectionRunner:
                             (position, int(time.time() * 1e6), NAME))
         self._advance(position)
         return len(notifications)
+
+    def _page(self, position: int) -> Sequence[Any]:
+        """The log after ``position``: the page read ahead for it, or a fresh read."""
+        ahead, self._ahead = self._ahead, None
+        if ahead is not None and ahead[0] == position:
+            return ahead[1].result()
+        return self.app.recorder.select_notifications(start=position + 1,
+                                                      limit=self.batch_size)
+
+    def _read_ahead(self, position: int) -> None:
+        """Reads the page after a full one while this one is applied: the database works on
+        the next page while Python works on this one. The page is a correct view of the log
+        whenever it is read, since positions become visible in order (see above); a page
+        read for a position that is not where the next batch starts is dropped."""
+        if self._reader is None:
+            self._reader = ThreadPoolExecutor(1, thread_name_prefix="projections-read")
+        self._ahead = (position, self._reader.submit(
+            self.app.recorder.select_notifications, start=position + 1,
+            limit=self.batch_size))
 
     def catch_up(self, progress: Callable[[int], None] | None = None) -> int:
         """Runs batches until the log has nothing new; returns how many entries it applied."""
@@ -306,6 +328,10 @@ class ProjectionRunner:
         self._wake.set()
         if self._thread is not None:
             self._thread.join(timeout=30)
+        if self._reader is not None:
+            self._reader.shutdown(wait=True, cancel_futures=True)
+            self._reader = None
+            self._ahead = None
         if self._conn is not None:
             self._conn.close()
             self._conn = None

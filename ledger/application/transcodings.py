@@ -31,6 +31,8 @@ class DataclassAsValues(Transcoding):
         # whose __init__ does nothing more (no __post_init__, no fields it leaves out).
         self._direct = (not hasattr(cls, "__post_init__") and len(self._fields) == len(fields)
                         and not hasattr(cls, "__slots__"))
+        # Fields declared as plain scalars never hold a JSON list, so need no tuplify check.
+        self._scalars = all(str(f.type) in SCALARS for f in fields)
 
     def encode(self, obj: Any) -> list[Any]:
         """The field values in declaration order: a Paid event holds dozens of shares and
@@ -39,6 +41,11 @@ class DataclassAsValues(Transcoding):
 
     def decode(self, data: list[Any] | dict[str, Any]) -> Any:
         """Positional (as written now) or by field name (as written before)."""
+        if self._scalars and self._direct and type(data) is list and len(data) == len(
+                self._fields):
+            obj = object.__new__(self.type)
+            obj.__dict__.update(zip(self._fields, data, strict=True))
+            return obj
         pairs = zip(self._fields, data, strict=False) if type(data) is list else data.items()
         values = {k: tuplify(v) if type(v) is list else v for k, v in pairs}
         if self._direct and len(values) == len(self._fields):
@@ -46,6 +53,10 @@ class DataclassAsValues(Transcoding):
             obj.__dict__.update(values)
             return obj
         return self.type(**values)
+
+
+SCALARS = frozenset({"str", "int", "bool", "float", "<class 'str'>", "<class 'int'>",
+                     "<class 'bool'>", "<class 'float'>"})
 
 
 def tuplify(value: Any) -> Any:
