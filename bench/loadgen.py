@@ -14,6 +14,10 @@ import grpc
 from bench.workload import Flow, Step
 from ledger.v1 import common_pb2, storefront_pb2, storefront_pb2_grpc
 
+# A storefront recording its sales needs to know each write took, not the order's whole
+# split back (it can GetOrder that): the basic answer, as a storefront would ask.
+BASIC = common_pb2.ORDER_VIEW_BASIC
+
 
 def request_for(step: Step) -> tuple[str, Any]:
     """The StorefrontService method and request a storefront sends for a step."""
@@ -27,18 +31,18 @@ def request_for(step: Step) -> tuple[str, Any]:
             reseller_id=step.reseller_id, currency="CNY", lines=[
                 common_pb2.OrderLine(sku=x.sku, category="general", quantity=x.quantity,
                                      unit_sale_price=x.sale, unit_supply_price=x.supply,
-                                     supplier_id="S1") for x in step.lines])
+                                     supplier_id="S1") for x in step.lines], view=BASIC)
     if step.kind == "pay":
         return "PayOrder", storefront_pb2.PayOrderRequest(
             idempotency_key=step.key, order_id=step.order_id, payment_id=f"w-{step.order_id}",
-            amount=step.amount)
+            amount=step.amount, view=BASIC)
     if step.kind == "complete":
         return "CompleteOrder", storefront_pb2.CompleteOrderRequest(
-            idempotency_key=step.key, order_id=step.order_id)
+            idempotency_key=step.key, order_id=step.order_id, view=BASIC)
     assert step.kind == "refund", step.kind
     return "RefundOrder", storefront_pb2.RefundOrderRequest(
         idempotency_key=step.key, order_id=step.order_id, refund_id="r1",
-        lines=[common_pb2.RefundLine(line_no=1, amount=step.amount)])
+        lines=[common_pb2.RefundLine(line_no=1, amount=step.amount)], view=BASIC)
 
 
 @dataclass

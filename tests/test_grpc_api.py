@@ -265,6 +265,30 @@ def test_retry_with_same_key_returns_first_answer_and_writes_nothing(shop: Ledge
     assert now.refunded == 3334 and len(now.refunds) == 2
 
 
+def test_basic_view_answers_without_the_split_and_a_retry_may_ask_for_either(
+        shop: LedgerClient) -> None:
+    """The view shapes the answer only: it is not part of the write, so a retry with the
+    same key and another view is the same write, answered in the view it asks for."""
+    team(shop)
+    place(shop, "O1")
+    request = storefront_pb2.PayOrderRequest(idempotency_key="pay-O1", order_id="O1",
+                                             payment_id="wx-1", amount=9999,
+                                             view=common_pb2.ORDER_VIEW_BASIC)
+    basic = shop.storefront.PayOrder(request)
+    assert (basic.order.order_id, basic.order.status, basic.order.total) == (
+        "O1", common_pb2.ORDER_STATUS_PAID, 9999)
+    assert basic.order.HasField("paid_at") and basic.order.plan_version == 1
+    assert not (basic.order.lines or basic.order.shares or basic.order.payment_postings)
+    request.view = common_pb2.ORDER_VIEW_FULL
+    full = shop.storefront.PayOrder(request)
+    assert full.receipt.replayed and full.receipt.log_position == basic.receipt.log_position
+    assert len(full.order.shares) == 4 and len(full.order.payment_postings) == 5
+    request.ClearField("view")  # unset: the whole order, as before views existed
+    assert shop.storefront.PayOrder(request).order == full.order
+    stored = shop.storefront.GetOrder(storefront_pb2.GetOrderRequest(order_id="O1")).order
+    assert stored == full.order
+
+
 def test_same_key_different_request_is_refused(shop: LedgerClient) -> None:
     team(shop)
     place(shop, "O1", key="k-1")

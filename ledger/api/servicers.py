@@ -110,7 +110,7 @@ class StorefrontService(Base, storefront_pb2_grpc.StorefrontServiceServicer):
     async def PlaceOrder(self, request, context, caller):  # type: ignore[no-untyped-def]
         outcome, order = await self.write(caller, convert.place_order(request))
         return storefront_pb2.PlaceOrderResponse(
-            order=convert.order(order), receipt=convert.receipt(outcome)
+            order=convert.order(order, request.view), receipt=convert.receipt(outcome)
         )
 
     @rpc(STOREFRONT)
@@ -119,7 +119,7 @@ class StorefrontService(Base, storefront_pb2_grpc.StorefrontServiceServicer):
                              request.amount)
         outcome, order = await self.write(caller, command)
         return storefront_pb2.PayOrderResponse(
-            order=convert.order(order), receipt=convert.receipt(outcome)
+            order=convert.order(order, request.view), receipt=convert.receipt(outcome)
         )
 
     @rpc(STOREFRONT)
@@ -127,7 +127,7 @@ class StorefrontService(Base, storefront_pb2_grpc.StorefrontServiceServicer):
         command = c.CompleteOrder(request.idempotency_key, request.order_id)
         outcome, order = await self.write(caller, command)
         return storefront_pb2.CompleteOrderResponse(
-            order=convert.order(order), receipt=convert.receipt(outcome)
+            order=convert.order(order, request.view), receipt=convert.receipt(outcome)
         )
 
     @rpc(STOREFRONT)
@@ -135,7 +135,7 @@ class StorefrontService(Base, storefront_pb2_grpc.StorefrontServiceServicer):
         command = c.CancelOrder(request.idempotency_key, request.order_id, request.reason)
         outcome, order = await self.write(caller, command)
         return storefront_pb2.CancelOrderResponse(
-            order=convert.order(order), receipt=convert.receipt(outcome)
+            order=convert.order(order, request.view), receipt=convert.receipt(outcome)
         )
 
     @rpc(STOREFRONT)
@@ -147,7 +147,7 @@ class StorefrontService(Base, storefront_pb2_grpc.StorefrontServiceServicer):
         )
         outcome, order = await self.write(caller, command)
         return storefront_pb2.RefundOrderResponse(
-            order=convert.order(order),
+            order=convert.order(order, request.view),
             refund=convert.refund(order.refunds[outcome.ref.detail]),
             receipt=convert.receipt(outcome),
         )
@@ -158,7 +158,7 @@ class StorefrontService(Base, storefront_pb2_grpc.StorefrontServiceServicer):
                                   request.line_no, request.reason)
         outcome, order = await self.write(caller, command)
         return storefront_pb2.OpenAfterSaleResponse(
-            order=convert.order(order), receipt=convert.receipt(outcome)
+            order=convert.order(order, request.view), receipt=convert.receipt(outcome)
         )
 
     @rpc(STOREFRONT)
@@ -167,7 +167,7 @@ class StorefrontService(Base, storefront_pb2_grpc.StorefrontServiceServicer):
                                    request.resolution)
         outcome, order = await self.write(caller, command)
         return storefront_pb2.CloseAfterSaleResponse(
-            order=convert.order(order), receipt=convert.receipt(outcome)
+            order=convert.order(order, request.view), receipt=convert.receipt(outcome)
         )
 
     @rpc(STOREFRONT)

@@ -41,6 +41,34 @@ ORDER_STATUS_COMPLETED: OrderStatus.ValueType  # 3
 ORDER_STATUS_CANCELLED: OrderStatus.ValueType  # 4
 Global___OrderStatus: _TypeAlias = OrderStatus  # noqa: Y015
 
+class _OrderView:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _OrderViewEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_OrderView.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    ORDER_VIEW_UNSPECIFIED: _OrderView.ValueType  # 0
+    """As ORDER_VIEW_FULL, so that callers written before views existed get what they did."""
+    ORDER_VIEW_BASIC: _OrderView.ValueType  # 1
+    """The order's identity, status, totals and timestamps: no lines, shares, postings,
+    refunds or after-sales cases. For storefronts that only need to know the write took.
+    """
+    ORDER_VIEW_FULL: _OrderView.ValueType  # 2
+    """Everything, as GetOrder returns it."""
+
+class OrderView(_OrderView, metaclass=_OrderViewEnumTypeWrapper):
+    """How much of the order a write's answer carries (AIP-157 style)."""
+
+ORDER_VIEW_UNSPECIFIED: OrderView.ValueType  # 0
+"""As ORDER_VIEW_FULL, so that callers written before views existed get what they did."""
+ORDER_VIEW_BASIC: OrderView.ValueType  # 1
+"""The order's identity, status, totals and timestamps: no lines, shares, postings,
+refunds or after-sales cases. For storefronts that only need to know the write took.
+"""
+ORDER_VIEW_FULL: OrderView.ValueType  # 2
+"""Everything, as GetOrder returns it."""
+Global___OrderView: _TypeAlias = OrderView  # noqa: Y015
+
 @_typing.final
 class Posting(_message.Message):
     """Money is always an integer count of the currency's minor unit (fen for CNY),

@@ -30,6 +30,7 @@ class PlaceOrderRequest(_message.Message):
     RESELLER_ID_FIELD_NUMBER: _builtins.int
     CURRENCY_FIELD_NUMBER: _builtins.int
     LINES_FIELD_NUMBER: _builtins.int
+    VIEW_FIELD_NUMBER: _builtins.int
     idempotency_key: _builtins.str
     order_id: _builtins.str
     customer_id: _builtins.str
@@ -37,6 +38,8 @@ class PlaceOrderRequest(_message.Message):
     """Optional: the reseller who made the sale."""
     currency: _builtins.str
     """ISO 4217, e.g. "CNY"."""
+    view: _common_pb2.OrderView.ValueType
+    """How much of the order the answer carries; unset means the whole order."""
     @_builtins.property
     def lines(self) -> _containers.RepeatedCompositeFieldContainer[_common_pb2.OrderLine]:
         """line_no, amount and refunded are assigned by the ledger and must be left unset."""
@@ -50,10 +53,11 @@ class PlaceOrderRequest(_message.Message):
         reseller_id: _builtins.str = ...,
         currency: _builtins.str = ...,
         lines: _abc.Iterable[_common_pb2.OrderLine] | None = ...,
+        view: _common_pb2.OrderView.ValueType = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["currency", b"currency", "customer_id", b"customer_id", "idempotency_key", b"idempotency_key", "lines", b"lines", "order_id", b"order_id", "reseller_id", b"reseller_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["currency", b"currency", "customer_id", b"customer_id", "idempotency_key", b"idempotency_key", "lines", b"lines", "order_id", b"order_id", "reseller_id", b"reseller_id", "view", b"view"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -91,12 +95,15 @@ class PayOrderRequest(_message.Message):
     ORDER_ID_FIELD_NUMBER: _builtins.int
     PAYMENT_ID_FIELD_NUMBER: _builtins.int
     AMOUNT_FIELD_NUMBER: _builtins.int
+    VIEW_FIELD_NUMBER: _builtins.int
     idempotency_key: _builtins.str
     order_id: _builtins.str
     payment_id: _builtins.str
     """The payment rail's transaction id."""
     amount: _builtins.int
     """Must equal the order total."""
+    view: _common_pb2.OrderView.ValueType
+    """How much of the order the answer carries; unset means the whole order."""
     def __init__(
         self,
         *,
@@ -104,10 +111,11 @@ class PayOrderRequest(_message.Message):
         order_id: _builtins.str = ...,
         payment_id: _builtins.str = ...,
         amount: _builtins.int = ...,
+        view: _common_pb2.OrderView.ValueType = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["amount", b"amount", "idempotency_key", b"idempotency_key", "order_id", b"order_id", "payment_id", b"payment_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["amount", b"amount", "idempotency_key", b"idempotency_key", "order_id", b"order_id", "payment_id", b"payment_id", "view", b"view"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -143,17 +151,21 @@ class CompleteOrderRequest(_message.Message):
 
     IDEMPOTENCY_KEY_FIELD_NUMBER: _builtins.int
     ORDER_ID_FIELD_NUMBER: _builtins.int
+    VIEW_FIELD_NUMBER: _builtins.int
     idempotency_key: _builtins.str
     order_id: _builtins.str
+    view: _common_pb2.OrderView.ValueType
+    """How much of the order the answer carries; unset means the whole order."""
     def __init__(
         self,
         *,
         idempotency_key: _builtins.str = ...,
         order_id: _builtins.str = ...,
+        view: _common_pb2.OrderView.ValueType = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["idempotency_key", b"idempotency_key", "order_id", b"order_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["idempotency_key", b"idempotency_key", "order_id", b"order_id", "view", b"view"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -190,19 +202,23 @@ class CancelOrderRequest(_message.Message):
     IDEMPOTENCY_KEY_FIELD_NUMBER: _builtins.int
     ORDER_ID_FIELD_NUMBER: _builtins.int
     REASON_FIELD_NUMBER: _builtins.int
+    VIEW_FIELD_NUMBER: _builtins.int
     idempotency_key: _builtins.str
     order_id: _builtins.str
     reason: _builtins.str
+    view: _common_pb2.OrderView.ValueType
+    """How much of the order the answer carries; unset means the whole order."""
     def __init__(
         self,
         *,
         idempotency_key: _builtins.str = ...,
         order_id: _builtins.str = ...,
         reason: _builtins.str = ...,
+        view: _common_pb2.OrderView.ValueType = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["idempotency_key", b"idempotency_key", "order_id", b"order_id", "reason", b"reason"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["idempotency_key", b"idempotency_key", "order_id", b"order_id", "reason", b"reason", "view", b"view"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -241,11 +257,14 @@ class RefundOrderRequest(_message.Message):
     REFUND_ID_FIELD_NUMBER: _builtins.int
     LINES_FIELD_NUMBER: _builtins.int
     REASON_FIELD_NUMBER: _builtins.int
+    VIEW_FIELD_NUMBER: _builtins.int
     idempotency_key: _builtins.str
     order_id: _builtins.str
     refund_id: _builtins.str
     """The storefront's id for this refund, unique within the order."""
     reason: _builtins.str
+    view: _common_pb2.OrderView.ValueType
+    """How much of the order the answer carries; unset means the whole order."""
     @_builtins.property
     def lines(self) -> _containers.RepeatedCompositeFieldContainer[_common_pb2.RefundLine]: ...
     def __init__(
@@ -256,10 +275,11 @@ class RefundOrderRequest(_message.Message):
         refund_id: _builtins.str = ...,
         lines: _abc.Iterable[_common_pb2.RefundLine] | None = ...,
         reason: _builtins.str = ...,
+        view: _common_pb2.OrderView.ValueType = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["idempotency_key", b"idempotency_key", "lines", b"lines", "order_id", b"order_id", "reason", b"reason", "refund_id", b"refund_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["idempotency_key", b"idempotency_key", "lines", b"lines", "order_id", b"order_id", "reason", b"reason", "refund_id", b"refund_id", "view", b"view"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -302,11 +322,14 @@ class OpenAfterSaleRequest(_message.Message):
     CASE_ID_FIELD_NUMBER: _builtins.int
     LINE_NO_FIELD_NUMBER: _builtins.int
     REASON_FIELD_NUMBER: _builtins.int
+    VIEW_FIELD_NUMBER: _builtins.int
     idempotency_key: _builtins.str
     order_id: _builtins.str
     case_id: _builtins.str
     line_no: _builtins.int
     reason: _builtins.str
+    view: _common_pb2.OrderView.ValueType
+    """How much of the order the answer carries; unset means the whole order."""
     def __init__(
         self,
         *,
@@ -315,10 +338,11 @@ class OpenAfterSaleRequest(_message.Message):
         case_id: _builtins.str = ...,
         line_no: _builtins.int = ...,
         reason: _builtins.str = ...,
+        view: _common_pb2.OrderView.ValueType = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["case_id", b"case_id", "idempotency_key", b"idempotency_key", "line_no", b"line_no", "order_id", b"order_id", "reason", b"reason"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["case_id", b"case_id", "idempotency_key", b"idempotency_key", "line_no", b"line_no", "order_id", b"order_id", "reason", b"reason", "view", b"view"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -356,10 +380,13 @@ class CloseAfterSaleRequest(_message.Message):
     ORDER_ID_FIELD_NUMBER: _builtins.int
     CASE_ID_FIELD_NUMBER: _builtins.int
     RESOLUTION_FIELD_NUMBER: _builtins.int
+    VIEW_FIELD_NUMBER: _builtins.int
     idempotency_key: _builtins.str
     order_id: _builtins.str
     case_id: _builtins.str
     resolution: _builtins.str
+    view: _common_pb2.OrderView.ValueType
+    """How much of the order the answer carries; unset means the whole order."""
     def __init__(
         self,
         *,
@@ -367,10 +394,11 @@ class CloseAfterSaleRequest(_message.Message):
         order_id: _builtins.str = ...,
         case_id: _builtins.str = ...,
         resolution: _builtins.str = ...,
+        view: _common_pb2.OrderView.ValueType = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["case_id", b"case_id", "idempotency_key", b"idempotency_key", "order_id", b"order_id", "resolution", b"resolution"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["case_id", b"case_id", "idempotency_key", b"idempotency_key", "order_id", b"order_id", "resolution", b"resolution", "view", b"view"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
