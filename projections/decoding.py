@@ -3,18 +3,18 @@
 The eventsourcing library's mapper turns every field of an event into objects before anyone
 looks at it: a Paid event's shares and upline chain as well as its postings. The read
 models use a few fields of each event, and that decoding was a third of a rebuild. A view
-parses the stored JSON once (in C, with no per-object hook) and revives a field (datetimes,
-postings…) with the application's own transcodings only when the read models ask for it, so
-each value is exactly what the mapper would have given.
+parses the stored JSON once (in C, with orjson, and no per-object hook) and revives a field
+(datetimes, postings…) with the application's own transcodings only when the read models ask
+for it, so each value is exactly what the mapper would have given.
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Mapping
 from typing import Any
 from uuid import UUID
 
+import orjson
 from eventsourcing.persistence import Mapper, StoredEvent, Transcoding
 
 
@@ -43,7 +43,7 @@ class EventView:
         self.originator_id = (originator_id if isinstance(originator_id, UUID)
                               else UUID(originator_id))
         self.originator_version = stored.originator_version
-        self._fields: dict[str, Any] = json.loads(stored.state)
+        self._fields: dict[str, Any] = orjson.loads(stored.state)
         self._names = names
 
     def __getattr__(self, name: str) -> Any:

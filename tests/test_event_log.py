@@ -295,6 +295,8 @@ def test_read_models_see_each_stored_field_as_the_mapper_decodes_it(
 ) -> None:
     """The projection runner reads events through views of their stored JSON (decoding
     only the fields it uses); every field must come out as the library's mapper gives it."""
+    from eventsourcing.persistence import JSONTranscoder
+
     from projections.decoding import event_reader
 
     app = build_application(store_url, clock)
@@ -304,6 +306,8 @@ def test_read_models_see_each_stored_field_as_the_mapper_decodes_it(
             c.RefundOrder("r1", "O1", "r1", (c.RefundLineRequest(1, 3333),), ""),
             c.ImportOrder("i1", "O2", "c2", "bob", "CNY", tea(2), "w2", True))
         read = event_reader(app.mapper)
+        library = JSONTranscoder()
+        app.register_transcodings(library)
         stored = app.recorder.select_notifications(start=1, limit=1000)
         assert len(stored) > 10
         for item in stored:
@@ -313,6 +317,8 @@ def test_read_models_see_each_stored_field_as_the_mapper_decodes_it(
             for name, value in vars(event).items():
                 assert getattr(view, name) == value, (item.topic, name)
                 assert type(getattr(view, name)) is type(value), (item.topic, name)
+            # Events are written with orjson: byte for byte what the library's encoder writes.
+            assert item.state == library.encode(library.decode(item.state)), item.topic
     finally:
         app.close()
 
@@ -330,3 +336,38 @@ def test_value_objects_written_by_field_name_still_decode() -> None:
     assert transcoding.decode(written) == posting
     assert transcoding.decode({"account": "reseller:carol", "bucket": "frozen",
                                "currency": "CNY", "amount": 1066}) == posting
+
+
+def test_events_are_written_as_the_library_writes_them() -> None:
+    """Events are written with orjson, and read with the library's decoder: the bytes must be
+    the library encoder's, UUIDs (which orjson writes bare) tagged wherever events hold them."""
+    from datetime import UTC, datetime
+    from uuid import UUID, uuid4
+
+    from eventsourcing.persistence import JSONTranscoder
+
+    from ledger.application.idempotency import ResultRef
+    from ledger.application.transcodings import LedgerTranscoder
+    from ledger.domain.money import Posting
+    from ledger.domain.plan import CommissionPlan, RateOverride
+
+    library, ours = JSONTranscoder(), LedgerTranscoder()
+    app = build_application("sqlite:///:memory:")
+    try:
+        for transcoder in (library, ours):
+            app.register_transcodings(transcoder)
+    finally:
+        app.close()
+    at = datetime(2026, 11, 22, 8, 30, 0, 123456, tzinfo=UTC)
+    state = {
+        "timestamp": at, "owner": uuid4(), "note": "退款 – “partial”\n\t\\", "count": -3,
+        "flag": True, "none": None, "chain": ("carol", "bob"), "nested": {"ids": ["a"]},
+        "postings": (Posting("reseller:carol", "frozen", "CNY", 1599),),
+        "result": ResultRef("order", uuid4(), 7, "r1"),
+        "plan": CommissionPlan(2, at, (4000, 1000), (RateOverride("RANK", "vip", 1, 5000),)),
+    }
+    written = ours.encode(state)
+    assert written == library.encode(state)
+    back = library.decode(written)
+    assert back["result"] == state["result"] and type(back["result"].aggregate_id) is UUID
+    assert back["owner"] == state["owner"] and back["plan"] == state["plan"]

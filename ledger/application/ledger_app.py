@@ -16,7 +16,12 @@ from uuid import UUID
 
 import structlog
 from eventsourcing.application import AggregateNotFoundError, Application
-from eventsourcing.persistence import JSONTranscoder, RecordConflictError, Recording
+from eventsourcing.persistence import (
+    JSONTranscoder,
+    RecordConflictError,
+    Recording,
+    Transcoder,
+)
 
 from ledger.application import commands as c
 from ledger.application.handlers import (
@@ -28,7 +33,7 @@ from ledger.application.handlers import (
 )
 from ledger.application.idempotency import IdempotencyRecord, ResultRef
 from ledger.application.store_reads import current_versions, events_after
-from ledger.application.transcodings import register_value_objects
+from ledger.application.transcodings import LedgerTranscoder, register_value_objects
 from ledger.application.unit_of_work import AggregateCache, UnitOfWork
 from ledger.domain.errors import Conflict, LedgerError, NotFound, RuleViolation, check
 from ledger.domain.order import Order
@@ -74,6 +79,11 @@ class LedgerApplication(Application[UUID]):
         self.timezone = timezone
         # Used by the writer (the thread that runs batches) only.
         self.cache = AggregateCache(cache_size)
+
+    def construct_transcoder(self) -> Transcoder:
+        transcoder = LedgerTranscoder()
+        self.register_transcodings(transcoder)
+        return transcoder
 
     def register_transcodings(self, transcoder: JSONTranscoder) -> None:
         super().register_transcodings(transcoder)

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import dataclasses
 from typing import Any
+from uuid import UUID
 
+import orjson
 from eventsourcing.persistence import JSONTranscoder, Transcoding
 
 from ledger.application.idempotency import ResultRef
@@ -77,6 +79,33 @@ VALUE_OBJECTS: dict[str, type] = {
     "statement_line": StatementLine,
     "day_statement": DayStatement,
 }
+
+
+class LedgerTranscoder(JSONTranscoder):
+    """The library's JSON transcoder, writing with orjson: the same bytes, several times
+    faster (encoding events and idempotency records was a tenth of the writer's time).
+
+    orjson writes dataclasses, datetimes and UUIDs natively; the first two are passed back
+    to the library's hook (``_encode_obj``) so they are tagged as the library tags them, and
+    UUIDs, which orjson cannot pass back, are tagged here wherever events hold them (at the
+    top of an event and inside value objects). A test checks every stored event's bytes
+    against the library's own encoder. Reading stays with the library's decoder, whose
+    per-object hook revives the tagged objects."""
+
+    OPTIONS = orjson.OPT_PASSTHROUGH_DATACLASS | orjson.OPT_PASSTHROUGH_DATETIME
+
+    def encode(self, obj: Any) -> bytes:
+        if type(obj) is dict and any(type(v) is UUID for v in obj.values()):
+            obj = {k: self._encode_obj(v) if type(v) is UUID else v for k, v in obj.items()}
+        return orjson.dumps(obj, default=self._encode_obj, option=self.OPTIONS)
+
+    def _encode_obj(self, o: Any) -> dict[str, Any]:
+        tagged = super()._encode_obj(o)
+        data = tagged["_data_"]
+        if type(data) is list and any(type(v) is UUID for v in data):
+            tagged["_data_"] = [super(LedgerTranscoder, self)._encode_obj(v)
+                                if type(v) is UUID else v for v in data]
+        return tagged
 
 
 def register_value_objects(transcoder: JSONTranscoder) -> None:
