@@ -34,9 +34,9 @@ CONTAINERS = (dict, list)
 
 
 class EventView:
-    """One stored event's fields, each decoded on first use."""
+    """One stored event's fields, each decoded on first use and kept."""
 
-    __slots__ = ("_fields", "_names", "originator_id", "originator_version")
+    __slots__ = ("_fields", "_names", "_revived", "originator_id", "originator_version")
 
     def __init__(self, stored: StoredEvent, names: Mapping[str, Transcoding]) -> None:
         originator_id = stored.originator_id
@@ -45,13 +45,19 @@ class EventView:
         self.originator_version = stored.originator_version
         self._fields: dict[str, Any] = orjson.loads(stored.state)
         self._names = names
+        self._revived: dict[str, Any] = {}
 
     def __getattr__(self, name: str) -> Any:
+        try:
+            return self._revived[name]
+        except KeyError:
+            pass
         try:
             raw = self._fields[name]
         except KeyError:
             raise AttributeError(name) from None
-        return revive(raw, self._names)
+        value = self._revived[name] = revive(raw, self._names)
+        return value
 
 
 def event_reader(mapper: Mapper[UUID]) -> Callable[[StoredEvent], Any]:

@@ -46,7 +46,7 @@ class DataclassAsValues(Transcoding):
         if self._scalars and self._direct and type(data) is list and len(data) == len(
                 self._fields):
             obj = object.__new__(self.type)
-            obj.__dict__.update(zip(self._fields, data, strict=True))
+            obj.__dict__.update(zip(self._fields, data, strict=False))  # lengths checked
             return obj
         pairs = zip(self._fields, data, strict=False) if type(data) is list else data.items()
         values = {k: tuplify(v) if type(v) is list else v for k, v in pairs}
