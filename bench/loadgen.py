@@ -113,26 +113,32 @@ async def run_flows(target: str, key: str, flows: Sequence[Flow], in_flight: int
     return result
 
 
-async def import_orders(target: str, key: str, flows: Sequence[Flow], per_message: int
-                        ) -> tuple[int, int, float, int]:
-    """The bulk path: every order of the flows through one ImportOrders stream.
-    Returns (orders, imported, seconds, last log position)."""
+async def import_orders(target: str, key: str, flows: Sequence[Flow], per_message: int,
+                        streams: int = 1) -> tuple[int, int, float, int]:
+    """The bulk path: every order of the flows through ImportOrders, over ``streams``
+    concurrent streams on separate connections (so that several server processes sharing
+    one port all get some). Returns (orders, imported, seconds, last log position)."""
     orders = [f for f in flows if f[0].kind == "place"]
     metadata = (("authorization", f"Bearer {key}"),)
 
-    def batches() -> Any:
-        for start in range(0, len(orders), per_message):
+    def batches(mine: Sequence[Flow]) -> Any:
+        for start in range(0, len(mine), per_message):
             yield storefront_pb2.ImportOrdersRequest(orders=[
                 storefront_pb2.ImportedOrder(
                     order_id=f[0].order_id, customer_id=f[0].customer_id,
                     reseller_id=f[0].reseller_id, currency="CNY",
                     lines=request_for(f[0])[1].lines, payment_id=f"w-{f[0].order_id}",
                     completed=any(s.kind == "complete" for s in f))
-                for f in orders[start:start + per_message]])
+                for f in mine[start:start + per_message]])
 
-    async with grpc.aio.insecure_channel(target) as channel:
-        stub = storefront_pb2_grpc.StorefrontServiceStub(channel)
-        started = time.perf_counter()
-        reply = await stub.ImportOrders(batches(), metadata=metadata, timeout=3600)
-        seconds = time.perf_counter() - started
-    return reply.orders, reply.imported, seconds, reply.receipt.log_position
+    async def stream(mine: Sequence[Flow]) -> Any:
+        async with grpc.aio.insecure_channel(
+                target, options=[("grpc.use_local_subchannel_pool", 1)]) as channel:
+            stub = storefront_pb2_grpc.StorefrontServiceStub(channel)
+            return await stub.ImportOrders(batches(mine), metadata=metadata, timeout=3600)
+
+    started = time.perf_counter()
+    replies = await asyncio.gather(*(stream(orders[n::streams]) for n in range(streams)))
+    seconds = time.perf_counter() - started
+    return (sum(r.orders for r in replies), sum(r.imported for r in replies), seconds,
+            max(r.receipt.log_position for r in replies))
