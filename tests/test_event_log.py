@@ -371,3 +371,20 @@ def test_events_are_written_as_the_library_writes_them() -> None:
     back = library.decode(written)
     assert back["result"] == state["result"] and type(back["result"].aggregate_id) is UUID
     assert back["owner"] == state["owner"] and back["plan"] == state["plan"]
+
+
+def test_an_undated_import_keeps_the_fingerprint_it_had_before_dates_existed() -> None:
+    """Imports recorded before backfill dates existed are retried with the same answer."""
+    import dataclasses
+    import hashlib
+    import json
+    from datetime import UTC, datetime
+
+    undated = c.ImportOrder("import:O1", "O1", "c1", "carol", "CNY", tea(), "w1", True)
+    body = {k: v for k, v in dataclasses.asdict(undated).items()
+            if k not in ("idempotency_key", "placed_at", "paid_at", "completed_at")}
+    before = hashlib.sha256(json.dumps(["ImportOrder", body], sort_keys=True, default=str)
+                            .encode()).hexdigest()
+    assert undated.fingerprint() == before
+    dated = dataclasses.replace(undated, paid_at=datetime(2026, 11, 1, tzinfo=UTC))
+    assert dated.fingerprint() != before

@@ -322,3 +322,55 @@ def test_settlement_runs_on_its_own_schedule_inside_the_server(
             time.sleep(0.1)
         assert order.order.status == common_pb2.ORDER_STATUS_COMPLETED
         assert books.of("reseller:carol") == {"available": 1599}
+
+
+def test_backfilled_orders_keep_their_dates_and_never_land_in_a_closed_day(
+    shop: LedgerClient, admin: LedgerClient, finance: LedgerClient, clock: Clock,
+) -> None:
+    """ImportOrders with each step's own time: the money lands on the day it was paid, the
+    freeze window runs from when it was completed, and closed days and the future stay shut."""
+    from datetime import UTC, datetime
+
+    from google.protobuf.timestamp_pb2 import Timestamp
+
+    from clients.simulator import line
+
+    def at(day: int, hour: int, month: int = 11) -> Timestamp:
+        stamp = Timestamp()
+        stamp.FromDatetime(datetime(2026, month, day, hour, tzinfo=UTC))
+        return stamp
+
+    team(shop)
+    clock.advance(days=30)  # now 2026-12-01 02:00 UTC
+    fin = finance.finance
+    fin.CloseDay(finance_pb2.CloseDayRequest(idempotency_key="close-11-02", day="2026-11-02"))
+
+    def imported(order_id: str, **times: Timestamp) -> storefront_pb2.ImportedOrder:
+        return storefront_pb2.ImportedOrder(
+            order_id=order_id, customer_id=f"c-{order_id}", reseller_id="carol",
+            currency="CNY", lines=[line("tea", 3, 3333, 2000)], payment_id=f"w-{order_id}",
+            completed=True, **times)
+
+    reply = shop.storefront.ImportOrders(iter([storefront_pb2.ImportOrdersRequest(orders=[
+        imported("H1", placed_at=at(10, 1), paid_at=at(10, 2), completed_at=at(12, 3)),
+        imported("H2", paid_at=at(2, 4)),  # 2026-11-02 12:00 in Shanghai: closed
+        imported("H3", placed_at=at(1, 3, month=12)),  # an hour from now
+        imported("H4", paid_at=at(12, 1), completed_at=at(11, 1)),
+    ])]))
+    assert reply.imported == 1
+    assert [(f.order_id, f.code) for f in reply.failures] == [
+        ("H2", "FAILED_PRECONDITION"), ("H3", "INVALID_ARGUMENT"), ("H4", "INVALID_ARGUMENT")]
+    assert "PERIOD_CLOSED" in reply.failures[0].message or "closed" in reply.failures[0].message
+    assert "completed_at" in reply.failures[2].message
+    order = shop.storefront.GetOrder(storefront_pb2.GetOrderRequest(order_id="H1")).order
+    assert (order.placed_at, order.paid_at, order.completed_at) == (at(10, 1), at(10, 2),
+                                                                     at(12, 3))
+    books = Books(shop)
+    books.saw(reply.receipt)
+    day = fin.GetDayStatement(finance_pb2.GetDayStatementRequest(
+        day="2026-11-10", min_log_position=books.position)).statement
+    carol = {x.account: x for x in day.lines}["reseller:carol"]
+    assert [(m.kind, m.amount) for m in carol.movements] == [("payment", 1599)]
+    # Completed on 11-12: its seven frozen days are long over, so it settles at once.
+    assert settle(admin, books) == ["H1"]
+    assert books.of("reseller:carol") == {"available": 1599}

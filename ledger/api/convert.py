@@ -159,7 +159,10 @@ def imported_order(o: storefront_pb2.ImportedOrder) -> c.ImportOrder:
     """An imported order as one command keyed by its order id, so a resent import writes
     nothing twice."""
     return c.ImportOrder(f"import:{o.order_id}", o.order_id, o.customer_id, o.reseller_id,
-                         o.currency, new_lines(o.lines), o.payment_id, o.completed)
+                         o.currency, new_lines(o.lines), o.payment_id, o.completed,
+                         from_timestamp(o.placed_at, o.HasField("placed_at")),
+                         from_timestamp(o.paid_at, o.HasField("paid_at")),
+                         from_timestamp(o.completed_at, o.HasField("completed_at")))
 
 
 def place_order(r: storefront_pb2.PlaceOrderRequest) -> c.PlaceOrder:

@@ -12,6 +12,7 @@ import json
 import re
 from dataclasses import dataclass
 from datetime import date, datetime
+from itertools import pairwise
 from typing import ClassVar
 
 from ledger.domain.money import MAX_AMOUNT, is_currency
@@ -75,11 +76,15 @@ class Command:
     # Fields the ledger fills in from its own state before running the command (not what the
     # client asked): left out of the fingerprint, so a retry still matches.
     derived: ClassVar[tuple[str, ...]] = ()
+    # Fields added after commands were first recorded, left out of the fingerprint while
+    # unset: a retry of a write recorded before they existed still matches.
+    added_later: ClassVar[tuple[str, ...]] = ()
 
     def fingerprint(self) -> str:
         """Identifies the request apart from its idempotency key."""
         skip = {"idempotency_key", *self.derived}
-        body = {k: v for k, v in dataclasses.asdict(self).items() if k not in skip}
+        body = {k: v for k, v in dataclasses.asdict(self).items()
+                if k not in skip and not (v is None and k in self.added_later)}
         text = json.dumps([type(self).__name__, body], sort_keys=True, default=str)
         return hashlib.sha256(text.encode()).hexdigest()
 
@@ -138,10 +143,31 @@ class ImportOrder(PlaceOrder):
 
     payment_id: str = ""
     completed: bool = False
+    # For a backfill: when it happened. None: placed now, paid when placed, completed when
+    # paid. Checked against the clock (none in the future) by the handler.
+    placed_at: datetime | None = None
+    paid_at: datetime | None = None
+    completed_at: datetime | None = None
+    added_later: ClassVar[tuple[str, ...]] = ("placed_at", "paid_at", "completed_at")
+
+    def times(self, now: datetime) -> tuple[datetime, datetime, datetime]:
+        """(placed, paid, completed), each unset one taken from the step before."""
+        placed = self.placed_at or now
+        paid = self.paid_at or placed
+        return placed, paid, self.completed_at or paid
 
     def violations(self) -> Violations:
         v = super().violations()
         check_id(v, "payment_id", self.payment_id)
+        if self.completed_at is not None and not self.completed:
+            v.append(("completed_at", "is only for a completed order"))
+        steps = [(name, at) for name, at in (("placed_at", self.placed_at),
+                                             ("paid_at", self.paid_at),
+                                             ("completed_at", self.completed_at))
+                 if at is not None]
+        for (before, earlier), (name, later) in pairwise(steps):
+            if later < earlier:
+                v.append((name, f"must not be before {before}"))
         return v
 
 

@@ -6,6 +6,7 @@ returns a ResultRef naming the aggregate and version that answer the request.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -15,7 +16,13 @@ from uuid import UUID
 from ledger.application import commands as c
 from ledger.application.idempotency import IdempotencyRecord, ResultRef
 from ledger.application.unit_of_work import UnitOfWork
-from ledger.domain.errors import AccessDenied, AlreadyExists, NotFound, RuleViolation
+from ledger.domain.errors import (
+    AccessDenied,
+    AlreadyExists,
+    InvalidInput,
+    NotFound,
+    RuleViolation,
+)
 from ledger.domain.money import AVAILABLE, Posting
 from ledger.domain.order import Order, RefundLine
 from ledger.domain.payout import Payout, payout_number
@@ -188,12 +195,24 @@ def complete_order(ctx: Context, cmd: c.CompleteOrder) -> ResultRef:
 
 def import_order(ctx: Context, cmd: c.ImportOrder) -> ResultRef:
     """The storefront's three writes (place, pay in full, complete) as one command, so a
-    bulk import pays for one idempotency record and one lookup per order, not three."""
-    place_order(ctx, cmd)
+    bulk import pays for one idempotency record and one lookup per order, not three.
+
+    A backfill gives each step its own time: each runs as if the clock read that time (the
+    plan in force then, the day it lands in, which must still be open), but none may be in
+    the future."""
+    placed, paid, completed = cmd.times(ctx.now)
+    late = [(name, "must not be in the future") for name, at in (
+        ("placed_at", cmd.placed_at), ("paid_at", cmd.paid_at),
+        ("completed_at", cmd.completed_at)) if at is not None and at > ctx.now]
+    if late:
+        raise InvalidInput(late)
+    place_order(dataclasses.replace(ctx, now=placed), cmd)
     order = own_order(ctx.uow, ctx.caller, cmd.order_id)
-    pay_order(ctx, c.PayOrder(cmd.idempotency_key, cmd.order_id, cmd.payment_id, order.total))
+    pay_order(dataclasses.replace(ctx, now=paid),
+              c.PayOrder(cmd.idempotency_key, cmd.order_id, cmd.payment_id, order.total))
     if cmd.completed:
-        complete_order(ctx, c.CompleteOrder(cmd.idempotency_key, cmd.order_id))
+        complete_order(dataclasses.replace(ctx, now=completed),
+                       c.CompleteOrder(cmd.idempotency_key, cmd.order_id))
     return ref(ORDER, order)
 
 

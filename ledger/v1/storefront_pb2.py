@@ -22,69 +22,70 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
+from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 from ledger.v1 import common_pb2 as ledger_dot_v1_dot_common__pb2
 from ledger.v1 import finance_pb2 as ledger_dot_v1_dot_finance__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1aledger/v1/storefront.proto\x12\tledger.v1\x1a\x16ledger/v1/common.proto\x1a\x17ledger/v1/finance.proto\"\xc3\x01\n\x11PlaceOrderRequest\x12\x17\n\x0fidempotency_key\x18\x01 \x01(\t\x12\x10\n\x08order_id\x18\x02 \x01(\t\x12\x13\n\x0b\x63ustomer_id\x18\x03 \x01(\t\x12\x13\n\x0breseller_id\x18\x04 \x01(\t\x12\x10\n\x08\x63urrency\x18\x05 \x01(\t\x12#\n\x05lines\x18\x06 \x03(\x0b\x32\x14.ledger.v1.OrderLine\x12\"\n\x04view\x18\x07 \x01(\x0e\x32\x14.ledger.v1.OrderView\"_\n\x12PlaceOrderResponse\x12\x1f\n\x05order\x18\x01 \x01(\x0b\x32\x10.ledger.v1.Order\x12(\n\x07receipt\x18\x02 \x01(\x0b\x32\x17.ledger.v1.WriteReceipt\"\x84\x01\n\x0fPayOrderRequest\x12\x17\n\x0fidempotency_key\x18\x01 \x01(\t\x12\x10\n\x08order_id\x18\x02 \x01(\t\x12\x12\n\npayment_id\x18\x03 \x01(\t\x12\x0e\n\x06\x61mount\x18\x04 \x01(\x03\x12\"\n\x04view\x18\x05 \x01(\x0e\x32\x14.ledger.v1.OrderView\"]\n\x10PayOrderResponse\x12\x1f\n\x05order\x18\x01 \x01(\x0b\x32\x10.ledger.v1.Order\x12(\n\x07receipt\x18\x02 \x01(\x0b\x32\x17.ledger.v1.WriteReceipt\"e\n\x14\x43ompleteOrderRequest\x12\x17\n\x0fidempotency_key\x18\x01 \x01(\t\x12\x10\n\x08order_id\x18\x02 \x01(\t\x12\"\n\x04view\x18\x03 \x01(\x0e\x32\x14.ledger.v1.OrderView\"b\n\x15\x43ompleteOrderResponse\x12\x1f\n\x05order\x18\x01 \x01(\x0b\x32\x10.ledger.v1.Order\x12(\n\x07receipt\x18\x02 \x01(\x0b\x32\x17.ledger.v1.WriteReceipt\"s\n\x12\x43\x61ncelOrderRequest\x12\x17\n\x0fidempotency_key\x18\x01 \x01(\t\x12\x10\n\x08order_id\x18\x02 \x01(\t\x12\x0e\n\x06reason\x18\x03 \x01(\t\x12\"\n\x04view\x18\x04 \x01(\x0e\x32\x14.ledger.v1.OrderView\"`\n\x13\x43\x61ncelOrderResponse\x12\x1f\n\x05order\x18\x01 \x01(\x0b\x32\x10.ledger.v1.Order\x12(\n\x07receipt\x18\x02 \x01(\x0b\x32\x17.ledger.v1.WriteReceipt\"\xac\x01\n\x12RefundOrderRequest\x12\x17\n\x0fidempotency_key\x18\x01 \x01(\t\x12\x10\n\x08order_id\x18\x02 \x01(\t\x12\x11\n\trefund_id\x18\x03 \x01(\t\x12$\n\x05lines\x18\x04 \x03(\x0b\x32\x15.ledger.v1.RefundLine\x12\x0e\n\x06reason\x18\x05 \x01(\t\x12\"\n\x04view\x18\x06 \x01(\x0e\x32\x14.ledger.v1.OrderView\"\x83\x01\n\x13RefundOrderResponse\x12\x1f\n\x05order\x18\x01 \x01(\x0b\x32\x10.ledger.v1.Order\x12!\n\x06refund\x18\x02 \x01(\x0b\x32\x11.ledger.v1.Refund\x12(\n\x07receipt\x18\x03 \x01(\x0b\x32\x17.ledger.v1.WriteReceipt\"\x97\x01\n\x14OpenAfterSaleRequest\x12\x17\n\x0fidempotency_key\x18\x01 \x01(\t\x12\x10\n\x08order_id\x18\x02 \x01(\t\x12\x0f\n\x07\x63\x61se_id\x18\x03 \x01(\t\x12\x0f\n\x07line_no\x18\x04 \x01(\x05\x12\x0e\n\x06reason\x18\x05 \x01(\t\x12\"\n\x04view\x18\x06 \x01(\x0e\x32\x14.ledger.v1.OrderView\"b\n\x15OpenAfterSaleResponse\x12\x1f\n\x05order\x18\x01 \x01(\x0b\x32\x10.ledger.v1.Order\x12(\n\x07receipt\x18\x02 \x01(\x0b\x32\x17.ledger.v1.WriteReceipt\"\x8b\x01\n\x15\x43loseAfterSaleRequest\x12\x17\n\x0fidempotency_key\x18\x01 \x01(\t\x12\x10\n\x08order_id\x18\x02 \x01(\t\x12\x0f\n\x07\x63\x61se_id\x18\x03 \x01(\t\x12\x12\n\nresolution\x18\x04 \x01(\t\x12\"\n\x04view\x18\x05 \x01(\x0e\x32\x14.ledger.v1.OrderView\"c\n\x16\x43loseAfterSaleResponse\x12\x1f\n\x05order\x18\x01 \x01(\x0b\x32\x10.ledger.v1.Order\x12(\n\x07receipt\x18\x02 \x01(\x0b\x32\x17.ledger.v1.WriteReceipt\"\x87\x01\n\x15\x45nrollResellerRequest\x12\x17\n\x0fidempotency_key\x18\x01 \x01(\t\x12\x13\n\x0breseller_id\x18\x02 \x01(\t\x12\x12\n\nsponsor_id\x18\x03 \x01(\t\x12\x13\n\x0b\x63ustomer_id\x18\x04 \x01(\t\x12\x17\n\x0fwithout_sponsor\x18\x05 \x01(\x08\"i\n\x16\x45nrollResellerResponse\x12%\n\x08reseller\x18\x01 \x01(\x0b\x32\x13.ledger.v1.Reseller\x12(\n\x07receipt\x18\x02 \x01(\x0b\x32\x17.ledger.v1.WriteReceipt\"X\n\x13\x42indCustomerRequest\x12\x17\n\x0fidempotency_key\x18\x01 \x01(\t\x12\x13\n\x0b\x63ustomer_id\x18\x02 \x01(\t\x12\x13\n\x0breseller_id\x18\x03 \x01(\t\"m\n\x14\x42indCustomerResponse\x12+\n\x07\x62inding\x18\x01 \x01(\x0b\x32\x1a.ledger.v1.CustomerBinding\x12(\n\x07receipt\x18\x02 \x01(\x0b\x32\x17.ledger.v1.WriteReceipt\"#\n\x0fGetOrderRequest\x12\x10\n\x08order_id\x18\x01 \x01(\t\"3\n\x10GetOrderResponse\x12\x1f\n\x05order\x18\x01 \x01(\x0b\x32\x10.ledger.v1.Order\"j\n\x18RequestWithdrawalRequest\x12\x17\n\x0fidempotency_key\x18\x01 \x01(\t\x12\x13\n\x0breseller_id\x18\x02 \x01(\t\x12\x10\n\x08\x63urrency\x18\x03 \x01(\t\x12\x0e\n\x06\x61mount\x18\x04 \x01(\x03\"h\n\x19RequestWithdrawalResponse\x12!\n\x06payout\x18\x01 \x01(\x0b\x32\x11.ledger.v1.Payout\x12(\n\x07receipt\x18\x02 \x01(\x0b\x32\x17.ledger.v1.WriteReceipt\"\xa9\x01\n\rImportedOrder\x12\x10\n\x08order_id\x18\x01 \x01(\t\x12\x13\n\x0b\x63ustomer_id\x18\x02 \x01(\t\x12\x13\n\x0breseller_id\x18\x03 \x01(\t\x12\x10\n\x08\x63urrency\x18\x04 \x01(\t\x12#\n\x05lines\x18\x05 \x03(\x0b\x32\x14.ledger.v1.OrderLine\x12\x12\n\npayment_id\x18\x06 \x01(\t\x12\x11\n\tcompleted\x18\x07 \x01(\x08\"?\n\x13ImportOrdersRequest\x12(\n\x06orders\x18\x01 \x03(\x0b\x32\x18.ledger.v1.ImportedOrder\"@\n\rImportFailure\x12\x10\n\x08order_id\x18\x01 \x01(\t\x12\x0c\n\x04\x63ode\x18\x02 \x01(\t\x12\x0f\n\x07message\x18\x03 \x01(\t\"\x8e\x01\n\x14ImportOrdersResponse\x12\x0e\n\x06orders\x18\x01 \x01(\x03\x12\x10\n\x08imported\x18\x02 \x01(\x03\x12*\n\x08\x66\x61ilures\x18\x03 \x03(\x0b\x32\x18.ledger.v1.ImportFailure\x12(\n\x07receipt\x18\x04 \x01(\x0b\x32\x17.ledger.v1.WriteReceipt2\xde\x07\n\x11StorefrontService\x12I\n\nPlaceOrder\x12\x1c.ledger.v1.PlaceOrderRequest\x1a\x1d.ledger.v1.PlaceOrderResponse\x12\x43\n\x08PayOrder\x12\x1a.ledger.v1.PayOrderRequest\x1a\x1b.ledger.v1.PayOrderResponse\x12R\n\rCompleteOrder\x12\x1f.ledger.v1.CompleteOrderRequest\x1a .ledger.v1.CompleteOrderResponse\x12L\n\x0b\x43\x61ncelOrder\x12\x1d.ledger.v1.CancelOrderRequest\x1a\x1e.ledger.v1.CancelOrderResponse\x12L\n\x0bRefundOrder\x12\x1d.ledger.v1.RefundOrderRequest\x1a\x1e.ledger.v1.RefundOrderResponse\x12R\n\rOpenAfterSale\x12\x1f.ledger.v1.OpenAfterSaleRequest\x1a .ledger.v1.OpenAfterSaleResponse\x12U\n\x0e\x43loseAfterSale\x12 .ledger.v1.CloseAfterSaleRequest\x1a!.ledger.v1.CloseAfterSaleResponse\x12U\n\x0e\x45nrollReseller\x12 .ledger.v1.EnrollResellerRequest\x1a!.ledger.v1.EnrollResellerResponse\x12O\n\x0c\x42indCustomer\x12\x1e.ledger.v1.BindCustomerRequest\x1a\x1f.ledger.v1.BindCustomerResponse\x12\x43\n\x08GetOrder\x12\x1a.ledger.v1.GetOrderRequest\x1a\x1b.ledger.v1.GetOrderResponse\x12^\n\x11RequestWithdrawal\x12#.ledger.v1.RequestWithdrawalRequest\x1a$.ledger.v1.RequestWithdrawalResponse\x12Q\n\x0cImportOrders\x12\x1e.ledger.v1.ImportOrdersRequest\x1a\x1f.ledger.v1.ImportOrdersResponse(\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1aledger/v1/storefront.proto\x12\tledger.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x16ledger/v1/common.proto\x1a\x17ledger/v1/finance.proto\"\xc3\x01\n\x11PlaceOrderRequest\x12\x17\n\x0fidempotency_key\x18\x01 \x01(\t\x12\x10\n\x08order_id\x18\x02 \x01(\t\x12\x13\n\x0b\x63ustomer_id\x18\x03 \x01(\t\x12\x13\n\x0breseller_id\x18\x04 \x01(\t\x12\x10\n\x08\x63urrency\x18\x05 \x01(\t\x12#\n\x05lines\x18\x06 \x03(\x0b\x32\x14.ledger.v1.OrderLine\x12\"\n\x04view\x18\x07 \x01(\x0e\x32\x14.ledger.v1.OrderView\"_\n\x12PlaceOrderResponse\x12\x1f\n\x05order\x18\x01 \x01(\x0b\x32\x10.ledger.v1.Order\x12(\n\x07receipt\x18\x02 \x01(\x0b\x32\x17.ledger.v1.WriteReceipt\"\x84\x01\n\x0fPayOrderRequest\x12\x17\n\x0fidempotency_key\x18\x01 \x01(\t\x12\x10\n\x08order_id\x18\x02 \x01(\t\x12\x12\n\npayment_id\x18\x03 \x01(\t\x12\x0e\n\x06\x61mount\x18\x04 \x01(\x03\x12\"\n\x04view\x18\x05 \x01(\x0e\x32\x14.ledger.v1.OrderView\"]\n\x10PayOrderResponse\x12\x1f\n\x05order\x18\x01 \x01(\x0b\x32\x10.ledger.v1.Order\x12(\n\x07receipt\x18\x02 \x01(\x0b\x32\x17.ledger.v1.WriteReceipt\"e\n\x14\x43ompleteOrderRequest\x12\x17\n\x0fidempotency_key\x18\x01 \x01(\t\x12\x10\n\x08order_id\x18\x02 \x01(\t\x12\"\n\x04view\x18\x03 \x01(\x0e\x32\x14.ledger.v1.OrderView\"b\n\x15\x43ompleteOrderResponse\x12\x1f\n\x05order\x18\x01 \x01(\x0b\x32\x10.ledger.v1.Order\x12(\n\x07receipt\x18\x02 \x01(\x0b\x32\x17.ledger.v1.WriteReceipt\"s\n\x12\x43\x61ncelOrderRequest\x12\x17\n\x0fidempotency_key\x18\x01 \x01(\t\x12\x10\n\x08order_id\x18\x02 \x01(\t\x12\x0e\n\x06reason\x18\x03 \x01(\t\x12\"\n\x04view\x18\x04 \x01(\x0e\x32\x14.ledger.v1.OrderView\"`\n\x13\x43\x61ncelOrderResponse\x12\x1f\n\x05order\x18\x01 \x01(\x0b\x32\x10.ledger.v1.Order\x12(\n\x07receipt\x18\x02 \x01(\x0b\x32\x17.ledger.v1.WriteReceipt\"\xac\x01\n\x12RefundOrderRequest\x12\x17\n\x0fidempotency_key\x18\x01 \x01(\t\x12\x10\n\x08order_id\x18\x02 \x01(\t\x12\x11\n\trefund_id\x18\x03 \x01(\t\x12$\n\x05lines\x18\x04 \x03(\x0b\x32\x15.ledger.v1.RefundLine\x12\x0e\n\x06reason\x18\x05 \x01(\t\x12\"\n\x04view\x18\x06 \x01(\x0e\x32\x14.ledger.v1.OrderView\"\x83\x01\n\x13RefundOrderResponse\x12\x1f\n\x05order\x18\x01 \x01(\x0b\x32\x10.ledger.v1.Order\x12!\n\x06refund\x18\x02 \x01(\x0b\x32\x11.ledger.v1.Refund\x12(\n\x07receipt\x18\x03 \x01(\x0b\x32\x17.ledger.v1.WriteReceipt\"\x97\x01\n\x14OpenAfterSaleRequest\x12\x17\n\x0fidempotency_key\x18\x01 \x01(\t\x12\x10\n\x08order_id\x18\x02 \x01(\t\x12\x0f\n\x07\x63\x61se_id\x18\x03 \x01(\t\x12\x0f\n\x07line_no\x18\x04 \x01(\x05\x12\x0e\n\x06reason\x18\x05 \x01(\t\x12\"\n\x04view\x18\x06 \x01(\x0e\x32\x14.ledger.v1.OrderView\"b\n\x15OpenAfterSaleResponse\x12\x1f\n\x05order\x18\x01 \x01(\x0b\x32\x10.ledger.v1.Order\x12(\n\x07receipt\x18\x02 \x01(\x0b\x32\x17.ledger.v1.WriteReceipt\"\x8b\x01\n\x15\x43loseAfterSaleRequest\x12\x17\n\x0fidempotency_key\x18\x01 \x01(\t\x12\x10\n\x08order_id\x18\x02 \x01(\t\x12\x0f\n\x07\x63\x61se_id\x18\x03 \x01(\t\x12\x12\n\nresolution\x18\x04 \x01(\t\x12\"\n\x04view\x18\x05 \x01(\x0e\x32\x14.ledger.v1.OrderView\"c\n\x16\x43loseAfterSaleResponse\x12\x1f\n\x05order\x18\x01 \x01(\x0b\x32\x10.ledger.v1.Order\x12(\n\x07receipt\x18\x02 \x01(\x0b\x32\x17.ledger.v1.WriteReceipt\"\x87\x01\n\x15\x45nrollResellerRequest\x12\x17\n\x0fidempotency_key\x18\x01 \x01(\t\x12\x13\n\x0breseller_id\x18\x02 \x01(\t\x12\x12\n\nsponsor_id\x18\x03 \x01(\t\x12\x13\n\x0b\x63ustomer_id\x18\x04 \x01(\t\x12\x17\n\x0fwithout_sponsor\x18\x05 \x01(\x08\"i\n\x16\x45nrollResellerResponse\x12%\n\x08reseller\x18\x01 \x01(\x0b\x32\x13.ledger.v1.Reseller\x12(\n\x07receipt\x18\x02 \x01(\x0b\x32\x17.ledger.v1.WriteReceipt\"X\n\x13\x42indCustomerRequest\x12\x17\n\x0fidempotency_key\x18\x01 \x01(\t\x12\x13\n\x0b\x63ustomer_id\x18\x02 \x01(\t\x12\x13\n\x0breseller_id\x18\x03 \x01(\t\"m\n\x14\x42indCustomerResponse\x12+\n\x07\x62inding\x18\x01 \x01(\x0b\x32\x1a.ledger.v1.CustomerBinding\x12(\n\x07receipt\x18\x02 \x01(\x0b\x32\x17.ledger.v1.WriteReceipt\"#\n\x0fGetOrderRequest\x12\x10\n\x08order_id\x18\x01 \x01(\t\"3\n\x10GetOrderResponse\x12\x1f\n\x05order\x18\x01 \x01(\x0b\x32\x10.ledger.v1.Order\"j\n\x18RequestWithdrawalRequest\x12\x17\n\x0fidempotency_key\x18\x01 \x01(\t\x12\x13\n\x0breseller_id\x18\x02 \x01(\t\x12\x10\n\x08\x63urrency\x18\x03 \x01(\t\x12\x0e\n\x06\x61mount\x18\x04 \x01(\x03\"h\n\x19RequestWithdrawalResponse\x12!\n\x06payout\x18\x01 \x01(\x0b\x32\x11.ledger.v1.Payout\x12(\n\x07receipt\x18\x02 \x01(\x0b\x32\x17.ledger.v1.WriteReceipt\"\xb7\x02\n\rImportedOrder\x12\x10\n\x08order_id\x18\x01 \x01(\t\x12\x13\n\x0b\x63ustomer_id\x18\x02 \x01(\t\x12\x13\n\x0breseller_id\x18\x03 \x01(\t\x12\x10\n\x08\x63urrency\x18\x04 \x01(\t\x12#\n\x05lines\x18\x05 \x03(\x0b\x32\x14.ledger.v1.OrderLine\x12\x12\n\npayment_id\x18\x06 \x01(\t\x12\x11\n\tcompleted\x18\x07 \x01(\x08\x12-\n\tplaced_at\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12+\n\x07paid_at\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x30\n\x0c\x63ompleted_at\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"?\n\x13ImportOrdersRequest\x12(\n\x06orders\x18\x01 \x03(\x0b\x32\x18.ledger.v1.ImportedOrder\"@\n\rImportFailure\x12\x10\n\x08order_id\x18\x01 \x01(\t\x12\x0c\n\x04\x63ode\x18\x02 \x01(\t\x12\x0f\n\x07message\x18\x03 \x01(\t\"\x8e\x01\n\x14ImportOrdersResponse\x12\x0e\n\x06orders\x18\x01 \x01(\x03\x12\x10\n\x08imported\x18\x02 \x01(\x03\x12*\n\x08\x66\x61ilures\x18\x03 \x03(\x0b\x32\x18.ledger.v1.ImportFailure\x12(\n\x07receipt\x18\x04 \x01(\x0b\x32\x17.ledger.v1.WriteReceipt2\xde\x07\n\x11StorefrontService\x12I\n\nPlaceOrder\x12\x1c.ledger.v1.PlaceOrderRequest\x1a\x1d.ledger.v1.PlaceOrderResponse\x12\x43\n\x08PayOrder\x12\x1a.ledger.v1.PayOrderRequest\x1a\x1b.ledger.v1.PayOrderResponse\x12R\n\rCompleteOrder\x12\x1f.ledger.v1.CompleteOrderRequest\x1a .ledger.v1.CompleteOrderResponse\x12L\n\x0b\x43\x61ncelOrder\x12\x1d.ledger.v1.CancelOrderRequest\x1a\x1e.ledger.v1.CancelOrderResponse\x12L\n\x0bRefundOrder\x12\x1d.ledger.v1.RefundOrderRequest\x1a\x1e.ledger.v1.RefundOrderResponse\x12R\n\rOpenAfterSale\x12\x1f.ledger.v1.OpenAfterSaleRequest\x1a .ledger.v1.OpenAfterSaleResponse\x12U\n\x0e\x43loseAfterSale\x12 .ledger.v1.CloseAfterSaleRequest\x1a!.ledger.v1.CloseAfterSaleResponse\x12U\n\x0e\x45nrollReseller\x12 .ledger.v1.EnrollResellerRequest\x1a!.ledger.v1.EnrollResellerResponse\x12O\n\x0c\x42indCustomer\x12\x1e.ledger.v1.BindCustomerRequest\x1a\x1f.ledger.v1.BindCustomerResponse\x12\x43\n\x08GetOrder\x12\x1a.ledger.v1.GetOrderRequest\x1a\x1b.ledger.v1.GetOrderResponse\x12^\n\x11RequestWithdrawal\x12#.ledger.v1.RequestWithdrawalRequest\x1a$.ledger.v1.RequestWithdrawalResponse\x12Q\n\x0cImportOrders\x12\x1e.ledger.v1.ImportOrdersRequest\x1a\x1f.ledger.v1.ImportOrdersResponse(\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'ledger.v1.storefront_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_PLACEORDERREQUEST']._serialized_start=91
-  _globals['_PLACEORDERREQUEST']._serialized_end=286
-  _globals['_PLACEORDERRESPONSE']._serialized_start=288
-  _globals['_PLACEORDERRESPONSE']._serialized_end=383
-  _globals['_PAYORDERREQUEST']._serialized_start=386
-  _globals['_PAYORDERREQUEST']._serialized_end=518
-  _globals['_PAYORDERRESPONSE']._serialized_start=520
-  _globals['_PAYORDERRESPONSE']._serialized_end=613
-  _globals['_COMPLETEORDERREQUEST']._serialized_start=615
-  _globals['_COMPLETEORDERREQUEST']._serialized_end=716
-  _globals['_COMPLETEORDERRESPONSE']._serialized_start=718
-  _globals['_COMPLETEORDERRESPONSE']._serialized_end=816
-  _globals['_CANCELORDERREQUEST']._serialized_start=818
-  _globals['_CANCELORDERREQUEST']._serialized_end=933
-  _globals['_CANCELORDERRESPONSE']._serialized_start=935
-  _globals['_CANCELORDERRESPONSE']._serialized_end=1031
-  _globals['_REFUNDORDERREQUEST']._serialized_start=1034
-  _globals['_REFUNDORDERREQUEST']._serialized_end=1206
-  _globals['_REFUNDORDERRESPONSE']._serialized_start=1209
-  _globals['_REFUNDORDERRESPONSE']._serialized_end=1340
-  _globals['_OPENAFTERSALEREQUEST']._serialized_start=1343
-  _globals['_OPENAFTERSALEREQUEST']._serialized_end=1494
-  _globals['_OPENAFTERSALERESPONSE']._serialized_start=1496
-  _globals['_OPENAFTERSALERESPONSE']._serialized_end=1594
-  _globals['_CLOSEAFTERSALEREQUEST']._serialized_start=1597
-  _globals['_CLOSEAFTERSALEREQUEST']._serialized_end=1736
-  _globals['_CLOSEAFTERSALERESPONSE']._serialized_start=1738
-  _globals['_CLOSEAFTERSALERESPONSE']._serialized_end=1837
-  _globals['_ENROLLRESELLERREQUEST']._serialized_start=1840
-  _globals['_ENROLLRESELLERREQUEST']._serialized_end=1975
-  _globals['_ENROLLRESELLERRESPONSE']._serialized_start=1977
-  _globals['_ENROLLRESELLERRESPONSE']._serialized_end=2082
-  _globals['_BINDCUSTOMERREQUEST']._serialized_start=2084
-  _globals['_BINDCUSTOMERREQUEST']._serialized_end=2172
-  _globals['_BINDCUSTOMERRESPONSE']._serialized_start=2174
-  _globals['_BINDCUSTOMERRESPONSE']._serialized_end=2283
-  _globals['_GETORDERREQUEST']._serialized_start=2285
-  _globals['_GETORDERREQUEST']._serialized_end=2320
-  _globals['_GETORDERRESPONSE']._serialized_start=2322
-  _globals['_GETORDERRESPONSE']._serialized_end=2373
-  _globals['_REQUESTWITHDRAWALREQUEST']._serialized_start=2375
-  _globals['_REQUESTWITHDRAWALREQUEST']._serialized_end=2481
-  _globals['_REQUESTWITHDRAWALRESPONSE']._serialized_start=2483
-  _globals['_REQUESTWITHDRAWALRESPONSE']._serialized_end=2587
-  _globals['_IMPORTEDORDER']._serialized_start=2590
-  _globals['_IMPORTEDORDER']._serialized_end=2759
-  _globals['_IMPORTORDERSREQUEST']._serialized_start=2761
-  _globals['_IMPORTORDERSREQUEST']._serialized_end=2824
-  _globals['_IMPORTFAILURE']._serialized_start=2826
-  _globals['_IMPORTFAILURE']._serialized_end=2890
-  _globals['_IMPORTORDERSRESPONSE']._serialized_start=2893
-  _globals['_IMPORTORDERSRESPONSE']._serialized_end=3035
-  _globals['_STOREFRONTSERVICE']._serialized_start=3038
-  _globals['_STOREFRONTSERVICE']._serialized_end=4028
+  _globals['_PLACEORDERREQUEST']._serialized_start=124
+  _globals['_PLACEORDERREQUEST']._serialized_end=319
+  _globals['_PLACEORDERRESPONSE']._serialized_start=321
+  _globals['_PLACEORDERRESPONSE']._serialized_end=416
+  _globals['_PAYORDERREQUEST']._serialized_start=419
+  _globals['_PAYORDERREQUEST']._serialized_end=551
+  _globals['_PAYORDERRESPONSE']._serialized_start=553
+  _globals['_PAYORDERRESPONSE']._serialized_end=646
+  _globals['_COMPLETEORDERREQUEST']._serialized_start=648
+  _globals['_COMPLETEORDERREQUEST']._serialized_end=749
+  _globals['_COMPLETEORDERRESPONSE']._serialized_start=751
+  _globals['_COMPLETEORDERRESPONSE']._serialized_end=849
+  _globals['_CANCELORDERREQUEST']._serialized_start=851
+  _globals['_CANCELORDERREQUEST']._serialized_end=966
+  _globals['_CANCELORDERRESPONSE']._serialized_start=968
+  _globals['_CANCELORDERRESPONSE']._serialized_end=1064
+  _globals['_REFUNDORDERREQUEST']._serialized_start=1067
+  _globals['_REFUNDORDERREQUEST']._serialized_end=1239
+  _globals['_REFUNDORDERRESPONSE']._serialized_start=1242
+  _globals['_REFUNDORDERRESPONSE']._serialized_end=1373
+  _globals['_OPENAFTERSALEREQUEST']._serialized_start=1376
+  _globals['_OPENAFTERSALEREQUEST']._serialized_end=1527
+  _globals['_OPENAFTERSALERESPONSE']._serialized_start=1529
+  _globals['_OPENAFTERSALERESPONSE']._serialized_end=1627
+  _globals['_CLOSEAFTERSALEREQUEST']._serialized_start=1630
+  _globals['_CLOSEAFTERSALEREQUEST']._serialized_end=1769
+  _globals['_CLOSEAFTERSALERESPONSE']._serialized_start=1771
+  _globals['_CLOSEAFTERSALERESPONSE']._serialized_end=1870
+  _globals['_ENROLLRESELLERREQUEST']._serialized_start=1873
+  _globals['_ENROLLRESELLERREQUEST']._serialized_end=2008
+  _globals['_ENROLLRESELLERRESPONSE']._serialized_start=2010
+  _globals['_ENROLLRESELLERRESPONSE']._serialized_end=2115
+  _globals['_BINDCUSTOMERREQUEST']._serialized_start=2117
+  _globals['_BINDCUSTOMERREQUEST']._serialized_end=2205
+  _globals['_BINDCUSTOMERRESPONSE']._serialized_start=2207
+  _globals['_BINDCUSTOMERRESPONSE']._serialized_end=2316
+  _globals['_GETORDERREQUEST']._serialized_start=2318
+  _globals['_GETORDERREQUEST']._serialized_end=2353
+  _globals['_GETORDERRESPONSE']._serialized_start=2355
+  _globals['_GETORDERRESPONSE']._serialized_end=2406
+  _globals['_REQUESTWITHDRAWALREQUEST']._serialized_start=2408
+  _globals['_REQUESTWITHDRAWALREQUEST']._serialized_end=2514
+  _globals['_REQUESTWITHDRAWALRESPONSE']._serialized_start=2516
+  _globals['_REQUESTWITHDRAWALRESPONSE']._serialized_end=2620
+  _globals['_IMPORTEDORDER']._serialized_start=2623
+  _globals['_IMPORTEDORDER']._serialized_end=2934
+  _globals['_IMPORTORDERSREQUEST']._serialized_start=2936
+  _globals['_IMPORTORDERSREQUEST']._serialized_end=2999
+  _globals['_IMPORTFAILURE']._serialized_start=3001
+  _globals['_IMPORTFAILURE']._serialized_end=3065
+  _globals['_IMPORTORDERSRESPONSE']._serialized_start=3068
+  _globals['_IMPORTORDERSRESPONSE']._serialized_end=3210
+  _globals['_STOREFRONTSERVICE']._serialized_start=3213
+  _globals['_STOREFRONTSERVICE']._serialized_end=4203
 # @@protoc_insertion_point(module_scope)

@@ -6,6 +6,7 @@ isort:skip_file
 from collections import abc as _abc
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
+from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf.internal import containers as _containers
 from ledger.v1 import common_pb2 as _common_pb2
 from ledger.v1 import finance_pb2 as _finance_pb2
@@ -638,6 +639,9 @@ class ImportedOrder(_message.Message):
     LINES_FIELD_NUMBER: _builtins.int
     PAYMENT_ID_FIELD_NUMBER: _builtins.int
     COMPLETED_FIELD_NUMBER: _builtins.int
+    PLACED_AT_FIELD_NUMBER: _builtins.int
+    PAID_AT_FIELD_NUMBER: _builtins.int
+    COMPLETED_AT_FIELD_NUMBER: _builtins.int
     order_id: _builtins.str
     customer_id: _builtins.str
     reseller_id: _builtins.str
@@ -648,6 +652,18 @@ class ImportedOrder(_message.Message):
     """Also record that the customer received the goods."""
     @_builtins.property
     def lines(self) -> _containers.RepeatedCompositeFieldContainer[_common_pb2.OrderLine]: ...
+    @_builtins.property
+    def placed_at(self) -> _timestamp_pb2.Timestamp:
+        """When the order was placed, paid and completed, for a backfill of past orders: in that
+        order, none in the future, and the payment not in a closed day (FAILED_PRECONDITION,
+        reason PERIOD_CLOSED). Unset: placed now; paid when placed; completed when paid.
+        The split uses the plan in force at paid_at, along the upline as it stands at import.
+        """
+
+    @_builtins.property
+    def paid_at(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def completed_at(self) -> _timestamp_pb2.Timestamp: ...
     def __init__(
         self,
         *,
@@ -658,10 +674,13 @@ class ImportedOrder(_message.Message):
         lines: _abc.Iterable[_common_pb2.OrderLine] | None = ...,
         payment_id: _builtins.str = ...,
         completed: _builtins.bool = ...,
+        placed_at: _timestamp_pb2.Timestamp | None = ...,
+        paid_at: _timestamp_pb2.Timestamp | None = ...,
+        completed_at: _timestamp_pb2.Timestamp | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["completed_at", b"completed_at", "paid_at", b"paid_at", "placed_at", b"placed_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["completed", b"completed", "currency", b"currency", "customer_id", b"customer_id", "lines", b"lines", "order_id", b"order_id", "payment_id", b"payment_id", "reseller_id", b"reseller_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["completed", b"completed", "completed_at", b"completed_at", "currency", b"currency", "customer_id", b"customer_id", "lines", b"lines", "order_id", b"order_id", "paid_at", b"paid_at", "payment_id", b"payment_id", "placed_at", b"placed_at", "reseller_id", b"reseller_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
