@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 
 import grpc
 from google.protobuf.timestamp_pb2 import Timestamp
+from hypothesis import given
+from hypothesis import strategies as st
 
 from clients.sdk import LedgerClient, idempotency_key
 from clients.simulator import line
@@ -209,3 +211,15 @@ def test_other_platforms_read_nothing_of_ours(running: Running) -> None:
             amount=9999)).receipt.log_position
         assert balance(other, "reseller:carol", position) == {}
         assert not other.report.ListBalances(report_pb2.ListBalancesRequest()).balances
+
+
+@given(st.lists(st.datetimes(min_value=datetime(2000, 1, 1), max_value=datetime(2100, 1, 1),
+                             timezones=st.just(UTC)), min_size=1, max_size=50),
+       st.sampled_from(["Asia/Shanghai", "Asia/Kathmandu", "America/St_Johns", "UTC"]))
+def test_calendar_month_remembers_bounds_without_changing_answers(
+        times: list[datetime], zone: str) -> None:
+    from projections.clock import Calendar
+
+    calendar = Calendar(zone)
+    for at in times:
+        assert calendar.month(at) == at.astimezone(calendar.zone).strftime("%Y-%m")
