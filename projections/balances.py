@@ -13,7 +13,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from ledger.domain.money import Posting
-from projections.db import Cursor, append_rows
+from projections.db import Cursor, append_rows, upsert_rows
 
 BUCKETS = ("frozen", "available", "in_flight", "paid_out", "clearing")
 KINDS = ("reseller", "supplier", "platform", "clearing")
@@ -81,11 +81,9 @@ class BalanceWriter:
     def flush(self, cur: Cursor) -> None:
         if not self._deltas:
             return
-        cur.executemany(
-            "INSERT INTO proj_balances (platform, account, currency, kind, frozen, available, "
-            "in_flight, paid_out, clearing, last_position) "
-            "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s) "
-            "ON CONFLICT (platform, account, currency) DO UPDATE SET "
+        upsert_rows(
+            cur, "proj_balances", ("platform", "account", "currency", "kind", *BUCKETS,
+                                   "last_position"), ("platform", "account", "currency"),
             "frozen = proj_balances.frozen + excluded.frozen, "
             "available = proj_balances.available + excluded.available, "
             "in_flight = proj_balances.in_flight + excluded.in_flight, "

@@ -109,6 +109,31 @@ def append_rows(cur: Cursor, table: str, columns: Sequence[str],
     cur.executemany(f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({marks})", rows)
 
 
+# Below this many rows an upsert is sent as it is; above, through COPY (one round trip for
+# the data, one statement for the merge, instead of a statement per row).
+COPY_UPSERT_MIN = 64
+
+
+def upsert_rows(cur: Cursor, table: str, columns: Sequence[str], key: Sequence[str],
+                updates: str, rows: Sequence[Sequence[Any]]) -> None:
+    """INSERT … ON CONFLICT (key) DO UPDATE SET ``updates`` for each row (rows' keys must be
+    distinct). On PostgreSQL, many rows go by COPY into a temporary table emptied at commit,
+    then one INSERT … SELECT merges them: a rebuild writes thousands of rows per batch."""
+    if not rows:
+        return
+    names = ", ".join(columns)
+    conflict = f"ON CONFLICT ({', '.join(key)}) DO UPDATE SET {updates}"
+    if getattr(cur, "copy", None) is not None and len(rows) >= COPY_UPSERT_MIN:
+        staging = f"staging_{table}"
+        cur.execute(f"CREATE TEMP TABLE IF NOT EXISTS {staging} "
+                    f"(LIKE {table} INCLUDING DEFAULTS) ON COMMIT DELETE ROWS")
+        append_rows(cur, staging, columns, rows)
+        cur.execute(f"INSERT INTO {table} ({names}) SELECT {names} FROM {staging} {conflict}")
+        return
+    marks = ", ".join(["%s"] * len(columns))
+    cur.executemany(f"INSERT INTO {table} ({names}) VALUES ({marks}) {conflict}", rows)
+
+
 class _SQLiteCursor:
     """sqlite3 with the ``%s`` placeholders the PostgreSQL driver uses."""
 
@@ -179,3 +204,5 @@ class ProjectionDB:
         with self.transaction(conn) as cur:
             for name in TABLES:
                 cur.execute(f"DROP TABLE IF EXISTS {name}")
+                if self.is_postgres:  # upsert_rows' staging copy, made LIKE the old table
+                    cur.execute(f"DROP TABLE IF EXISTS pg_temp.staging_{name}")

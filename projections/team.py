@@ -20,7 +20,7 @@ from datetime import datetime
 
 from ledger.domain.team import MAX_TREE_DEPTH
 from projections.clock import Calendar, micros
-from projections.db import Cursor, append_rows
+from projections.db import Cursor, append_rows, upsert_rows
 
 OWN_SALES = "own_sales"
 TEAM_GMV = "team_gmv"
@@ -94,11 +94,11 @@ class TeamWriter:
 
     def _write_tree(self) -> None:
         if self._dirty_nodes:
-            self.cur.executemany(
-                "INSERT INTO proj_resellers (platform, reseller_id, sponsor_id, depth, "
-                "direct_count, team_size, rank, enrolled_at) VALUES "
-                "(%s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT (platform, reseller_id) DO UPDATE "
-                "SET sponsor_id = excluded.sponsor_id, depth = excluded.depth, "
+            upsert_rows(
+                self.cur, "proj_resellers", ("platform", "reseller_id", "sponsor_id", "depth",
+                                             "direct_count", "team_size", "rank", "enrolled_at"),
+                ("platform", "reseller_id"),
+                "sponsor_id = excluded.sponsor_id, depth = excluded.depth, "
                 "direct_count = excluded.direct_count, team_size = excluded.team_size, "
                 "rank = excluded.rank",
                 [(platform, n.reseller_id, n.sponsor_id, n.depth, n.direct_count, n.team_size,
@@ -294,11 +294,11 @@ class TeamWriter:
     def flush(self) -> None:
         self._write_tree()
         if self._dirty_orders:
-            self.cur.executemany(
-                "INSERT INTO proj_orders (order_uid, platform, order_id, storefront, seller_id, "
-                "currency, ancestors, freeze_days, due_at, open_cases, settled) VALUES "
-                "(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT (order_uid) DO UPDATE "
-                "SET ancestors = excluded.ancestors, freeze_days = excluded.freeze_days, "
+            upsert_rows(
+                self.cur, "proj_orders", ("order_uid", "platform", "order_id", "storefront",
+                                          "seller_id", "currency", "ancestors", "freeze_days",
+                                          "due_at", "open_cases", "settled"), ("order_uid",),
+                "ancestors = excluded.ancestors, freeze_days = excluded.freeze_days, "
                 "due_at = excluded.due_at, open_cases = excluded.open_cases, "
                 "settled = excluded.settled",
                 [(uid, r.platform, r.order_id, r.storefront, r.seller_id, r.currency,
@@ -306,11 +306,11 @@ class TeamWriter:
                  for uid in self._dirty_orders for r in (self._orders[uid],)])
             self._dirty_orders.clear()
         if self._stats:
-            self.cur.executemany(
-                "INSERT INTO proj_team_stats (platform, reseller_id, month, metric, currency, "
-                "value) VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT (platform, reseller_id, "
-                "month, metric, currency) DO UPDATE SET value = proj_team_stats.value + "
-                "excluded.value",
+            upsert_rows(
+                self.cur, "proj_team_stats", ("platform", "reseller_id", "month", "metric",
+                                              "currency", "value"),
+                ("platform", "reseller_id", "month", "metric", "currency"),
+                "value = proj_team_stats.value + excluded.value",
                 [(*key, value) for key, value in self._stats.items()])
             append_rows(self.cur, "proj_team_stat_changes",
                         ("platform", "reseller_id", "month", "metric", "currency", "at", "delta"),

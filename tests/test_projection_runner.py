@@ -82,12 +82,19 @@ commands = st.lists(
 )
 
 
-@settings(max_examples=12, deadline=None,
+@settings(max_examples=16, deadline=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(steps=commands, batch=st.integers(1, 9))
+@given(steps=commands, batch=st.integers(1, 9), copy_min=st.sampled_from([1, 1_000_000]),
+       rebuild_batch=st.sampled_from([1, 1_000]))
 def test_live_read_models_equal_a_rebuild_and_the_postings(
-    store_url: str, tmp_path: Path, steps: list[tuple[str, int, int]], batch: int
+    store_url: str, tmp_path: Path, steps: list[tuple[str, int, int]], batch: int,
+    copy_min: int, rebuild_batch: int,
 ) -> None:
+    """``copy_min`` chooses how PostgreSQL upserts go (through COPY, or a statement per row);
+    ``rebuild_batch`` how much of the log one rebuild transaction takes."""
+    from projections import db
+
+    db.COPY_UPSERT_MIN, usual = copy_min, db.COPY_UPSERT_MIN
     url = example_store(store_url, tmp_path)
     clock = Clock()
     app = build_application(url, clock)
@@ -133,9 +140,11 @@ def test_live_read_models_equal_a_rebuild_and_the_postings(
             totals[currency] += amount
         assert all(total == 0 for total in totals.values())
         runner.reset()
+        runner.batch_size = rebuild_batch
         runner.catch_up()
         assert dump(runner) == live
     finally:
+        db.COPY_UPSERT_MIN = usual
         runner.stop()
         app.close()
         if not url.startswith("sqlite"):
