@@ -16,7 +16,7 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import Future
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import structlog
@@ -31,12 +31,14 @@ class Overloaded(Exception):
     """The write queue is full; the client should back off and retry."""
 
 
-@dataclass
+@dataclass(slots=True)
 class _Pending:
     caller: Caller
     command: Command
-    future: Future[Outcome] = field(default_factory=Future)
-    # Set when an asyncio caller waits: its loop is woken once per batch, not per command.
+    # One of the two: a thread's future, or (when an asyncio caller waits) the loop's own
+    # future, whose loop is woken once per batch, not per command. A thread's future holds
+    # a lock and a condition, so it is made only for the callers that need one.
+    future: Future[Outcome] | None = None
     waiter: asyncio.Future[Outcome] | None = None
 
 
@@ -69,7 +71,9 @@ class GroupCommitter:
         self._thread.join()
 
     def submit(self, caller: Caller, command: Command) -> Future[Outcome]:
-        return self._put(_Pending(caller, command)).future
+        future: Future[Outcome] = Future()
+        self._put(_Pending(caller, command, future=future))
+        return future
 
     def submit_async(self, caller: Caller, command: Command) -> asyncio.Future[Outcome]:
         """For the event loop: the answer arrives with the rest of its batch in one wake-up."""
@@ -121,6 +125,8 @@ class GroupCommitter:
             if pending.waiter is not None:
                 waiting.setdefault(pending.waiter.get_loop(), []).append(
                     (pending.waiter, result))
+            elif pending.future is None:
+                continue
             elif isinstance(result, BaseException):
                 pending.future.set_exception(result)
             else:
