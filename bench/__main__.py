@@ -80,6 +80,34 @@ def wait_port(address: str) -> None:
     raise SystemExit(f"nothing listens on {address}")
 
 
+TICK = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(*pids: int) -> float:
+    """CPU time (user + system) used so far by these processes and their children (the
+    workers of LEDGER_WORKERS). Steadier than throughput on a shared machine: it does not
+    count time spent waiting for a core someone else has."""
+    wanted = set(pids)
+    ticks = 0
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue  # gone meanwhile
+        if int(entry.name) in wanted or int(fields[1]) in wanted:
+            ticks += int(fields[11]) + int(fields[12])  # utime, stime
+    return ticks / TICK
+
+
+async def measured(pids: tuple[int, ...], load: Awaitable[Any]) -> tuple[Any, float]:
+    """Runs the load; (its result, CPU seconds the processes ``pids`` used meanwhile)."""
+    before = cpu_seconds(*pids)
+    result = await load
+    return result, cpu_seconds(*pids) - before
+
+
 def peak_rss_mb(pid: int) -> float:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmHWM:"):
@@ -143,19 +171,22 @@ async def caught_up(address: str, position: int) -> None:
             await asyncio.sleep(0.05)
 
 
-def bulk(address: str, orders: int, tag: str, streams: int = 1) -> dict[str, Any]:
+def bulk(address: str, orders: int, tag: str, pids: tuple[int, ...], streams: int = 1
+         ) -> dict[str, Any]:
     """The bulk path: log entries per second written, and per second until the read models
-    had applied them too."""
+    had applied them too; and the CPU the ledger's processes spent per order."""
     setup, flows = build(orders, prefix=f"{tag}-", seed=99)
     asyncio.run(run_flows(address, KEY, setup, 1))
     before = asyncio.run(log_position(address))
     started = time.perf_counter()
+    cpu_before = cpu_seconds(*pids)
     sent, imported, seconds, after = asyncio.run(
         import_orders(address, KEY, flows, per_message=500, streams=streams))
     asyncio.run(caught_up(address, after))
     projected = time.perf_counter() - started
     return {"orders": sent, "imported": imported, "events": (after - before) / seconds,
-            "projected": (after - before) / projected}
+            "projected": (after - before) / projected,
+            "cpu": (cpu_seconds(*pids) - cpu_before) / max(imported, 1) * 1000}
 
 
 async def with_lag(address: str, load: Awaitable[Result]) -> tuple[Result, int]:
@@ -168,25 +199,28 @@ async def with_lag(address: str, load: Awaitable[Result]) -> tuple[Result, int]:
     return result, worst_lag
 
 
-async def measure_ledger(address: str, orders: int, tag: str) -> list[dict[str, Any]]:
+async def measure_ledger(address: str, orders: int, tag: str, pid: int
+                         ) -> list[dict[str, Any]]:
     rows = []
     for level in LEVELS:
         setup, flows = build(orders, prefix=f"{tag}{level}-", seed=level)
         await run_flows(address, KEY, setup, 1)
         before = await log_position(address)
-        result, worst_lag = await with_lag(address, run_flows(address, KEY, flows, level))
+        (result, worst_lag), cpu = await measured((pid,), with_lag(
+            address, run_flows(address, KEY, flows, level)))
         after = await log_position(address)
         rows.append(row(f"ledger, {level} in flight", result,
-                        events=(after - before) / result.seconds, lag=worst_lag))
+                        events=(after - before) / result.seconds, lag=worst_lag, cpu=cpu))
     return rows
 
 
 def row(name: str, result: Result, events: float | None = None,
-        lag: int | None = None) -> dict[str, Any]:
+        lag: int | None = None, cpu: float | None = None) -> dict[str, Any]:
     return {"name": name, "commands": result.rate, "events": events,
             "p50": result.percentile(50) * 1000, "p99": result.percentile(99) * 1000,
             "max": max(result.latencies, default=0) * 1000, "errors": result.errors,
-            "lag": lag, "first_error": result.first_error}
+            "lag": lag, "first_error": result.first_error,
+            "cpu": None if cpu is None else cpu / max(result.calls, 1) * 1000}
 
 
 def start_ledger(url: str, extra: dict[str, str] | None = None
@@ -235,13 +269,14 @@ def fmt(value: float | None, digits: int = 0) -> str:
 
 def print_table(rows: list[dict[str, Any]]) -> None:
     print(f"| {'run':38} | {'commands/s':>10} | {'events/s':>9} | {'p50 ms':>7} | "
-          f"{'p99 ms':>7} | {'max ms':>7} | {'max lag':>7} | {'errors':>6} |")
+          f"{'p99 ms':>7} | {'max ms':>7} | {'max lag':>7} | {'CPU ms/cmd':>10} | "
+          f"{'errors':>6} |")
     print(f"|{'-' * 40}|{'-' * 12}|{'-' * 11}|{'-' * 9}|{'-' * 9}|{'-' * 9}|{'-' * 9}|"
-          f"{'-' * 8}|")
+          f"{'-' * 12}|{'-' * 8}|")
     for r in rows:
         print(f"| {r['name']:38} | {fmt(r['commands']):>10} | {fmt(r['events']):>9} | "
               f"{fmt(r['p50'], 1):>7} | {fmt(r['p99'], 1):>7} | {fmt(r['max'], 1):>7} | "
-              f"{fmt(r['lag']):>7} | {fmt(r['errors']):>6} |")
+              f"{fmt(r['lag']):>7} | {fmt(r.get('cpu'), 2):>10} | {fmt(r['errors']):>6} |")
 
 
 def main() -> int:
@@ -263,8 +298,8 @@ def main() -> int:
         url = schemas.url("ledger")
         server, address = start_ledger(url)
         try:
-            rows += asyncio.run(measure_ledger(address, size["orders"], "g"))
-            one_bulk = bulk(address, size["bulk"], "bulk")
+            rows += asyncio.run(measure_ledger(address, size["orders"], "g", server.pid))
+            one_bulk = bulk(address, size["bulk"], "bulk", (server.pid,))
             rss = peak_rss_mb(server.pid)
         finally:
             stop(server)
@@ -280,12 +315,13 @@ def main() -> int:
             setup, flows = build(size["orders"], prefix="w-", seed=64)
             asyncio.run(run_flows(address, KEY, setup, 1))
             before = asyncio.run(log_position(address))
-            result, worst_lag = asyncio.run(with_lag(address, run_flows(
-                address, KEY, flows, 64, connections=32)))
+            pids = (server.pid, projector.pid)
+            (result, worst_lag), cpu = asyncio.run(measured(pids, with_lag(address, run_flows(
+                address, KEY, flows, 64, connections=32))))
             after = asyncio.run(log_position(address))
             rows.append(row("ledger, 2 servers + projector, 64", result,
-                            events=(after - before) / result.seconds, lag=worst_lag))
-            two_bulk = bulk(address, size["bulk"], "wbulk", streams=2)
+                            events=(after - before) / result.seconds, lag=worst_lag, cpu=cpu))
+            two_bulk = bulk(address, size["bulk"], "wbulk", pids, streams=2)
         finally:
             stop(server)
             stop(projector)
@@ -298,8 +334,10 @@ def main() -> int:
             wait_port(f"127.0.0.1:{port}")
             for level in LEVELS:
                 _, flows = build(size["orders"], prefix=f"a{level}-", seed=level)
-                result = asyncio.run(run_flows(f"127.0.0.1:{port}", KEY, flows, level))
-                rows.append(row(f"baseline A (do-nothing), {level} in flight", result))
+                result, cpu = asyncio.run(measured((null.pid,), run_flows(
+                    f"127.0.0.1:{port}", KEY, flows, level)))
+                rows.append(row(f"baseline A (do-nothing), {level} in flight", result,
+                                cpu=cpu))
         finally:
             stop(null)
 
@@ -310,11 +348,12 @@ def main() -> int:
         from ledger.bootstrap import ensure_postgres_schema
 
         ensure_postgres_schema(env)
-        commands, events, seconds = baseline_es.run({**env, "CREATE_TABLE": "y"},
-                                                    plain_setup, plain_flows)
+        commands, events, seconds, cpu = baseline_es.run({**env, "CREATE_TABLE": "y"},
+                                                         plain_setup, plain_flows)
         rows.append({"name": "baseline B (eventsourcing, 1 save/cmd)",
                      "commands": commands / seconds, "events": events / seconds,
-                     "p50": None, "p99": None, "max": None, "errors": 0, "lag": None})
+                     "p50": None, "p99": None, "max": None, "errors": 0, "lag": None,
+                     "cpu": cpu / max(commands, 1) * 1000})
     finally:
         schemas.drop()
 
@@ -328,6 +367,7 @@ def main() -> int:
                     ("as deployed (2 servers + projector), 2 streams", two_bulk)):
         print(f"bulk import (ImportOrders, 500 orders/message), {name}: "
               f"{b['imported']}/{b['orders']} orders, {b['events']:,.0f} events/s written, "
+              f"{b['cpu']:.2f} ms of ledger CPU per order, "
               f"{b['projected']:,.0f} events/s until the read models had them")
     print(f"projection rebuild from empty: {log_size:,} events at {rebuild:,.0f} events/s")
     print(f"server peak RSS: {rss:,.0f} MB after {log_size:,} events")
