@@ -30,7 +30,7 @@ from projections.balances import BalanceWriter
 from projections.clock import Calendar, micros
 from projections.db import SCHEMA_VERSION, Cursor, ProjectionDB
 from projections.decoding import event_reader
-from projections.team import TeamWriter
+from projections.team import Memory, TeamWriter
 
 log = structlog.get_logger(__name__)
 
@@ -58,11 +58,12 @@ DEFAULT_BATCH = 1000
 class Batch:
     """What one transaction applies: the balance and team writers over one cursor."""
 
-    def __init__(self, cur: Cursor, calendar: Calendar) -> None:
+    def __init__(self, cur: Cursor, calendar: Calendar, memory: Memory | None = None) -> None:
+        memory = memory or Memory()
         self.cur = cur
         self.balances = BalanceWriter()
-        self.team = TeamWriter(cur, calendar)
-        self._owners: dict[str, tuple[str, str]] = {}
+        self.team = TeamWriter(cur, calendar, memory)
+        self._owners = memory.owners
 
     def apply(self, event: Any, name: str, position: int) -> None:
         """``name`` is the event class's qualified name (``Order.Paid``), from its topic."""
@@ -191,6 +192,7 @@ class ProjectionRunner:
         self._advanced = threading.Condition()
         self._thread: threading.Thread | None = None
         self._reader: ThreadPoolExecutor | None = None
+        self._memory = Memory()
         self._ahead: tuple[int, Future[Sequence[Any]]] | None = None
 
     # --- set-up ----------------------------------------------------------------------------
@@ -224,6 +226,7 @@ class ProjectionRunner:
         conn = self.connection()
         self.db.drop(conn)
         self.position = 0
+        self._memory.forget()
         self.setup()
 
     # --- running ---------------------------------------------------------------------------
@@ -241,7 +244,10 @@ class ProjectionRunner:
             if len(notifications) == self.batch_size:
                 self._read_ahead(notifications[-1].id)
             if notifications:
-                batch, read = Batch(cur, self.calendar), self._read
+                memory = self._memory
+                memory.valid_at(position)  # else forgotten: another runner applied some
+                memory.position = -1  # until this batch commits
+                batch, read = Batch(cur, self.calendar, memory), self._read
                 for notification in notifications:
                     assert notification.id > position, "the log went backwards"
                     if notification.topic.startswith(PROJECTED_TOPICS):
@@ -251,6 +257,8 @@ class ProjectionRunner:
                 batch.flush()
                 cur.execute("UPDATE proj_meta SET position = %s, updated_at = %s WHERE name = %s",
                             (position, int(time.time() * 1e6), NAME))
+        if notifications:
+            self._memory.position = position  # committed: what it holds is the database's
         self._advance(position)
         return len(notifications)
 

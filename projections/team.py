@@ -56,19 +56,51 @@ class Node:
     enrolled_at: int
 
 
+@dataclass
+class Memory:
+    """What the read models' writers have read or written, kept from one batch to the next:
+    without it every batch read again the upline of each seller and each order it touched,
+    a query apiece. It is only valid while this process is the one applying the log (the
+    runner forgets it when another runner has moved the position, or a batch failed)."""
+
+    nodes: dict[tuple[str, str], Node | None] = field(default_factory=dict)
+    orders: dict[str, OrderRow] = field(default_factory=dict)
+    active: set[tuple[str, str, str]] = field(default_factory=set)
+    owners: dict[str, tuple[str, str]] = field(default_factory=dict)
+    position: int = -1  # the log position the contents are as of; -1: none
+
+    LIMIT = 200_000  # entries kept before starting afresh
+
+    def forget(self) -> None:
+        self.nodes.clear()
+        self.orders.clear()
+        self.active.clear()
+        self.owners.clear()
+        self.position = -1
+
+    def valid_at(self, position: int) -> bool:
+        """Whether the contents are as of ``position``; starts afresh if not, or if full."""
+        size = len(self.nodes) + len(self.orders) + len(self.active) + len(self.owners)
+        if self.position != position or size > self.LIMIT:
+            self.forget()
+            return False
+        return True
+
+
 class TeamWriter:
-    """Applies one batch of team events. Everything read is kept for the batch and everything
+    """Applies one batch of team events. What is read is remembered (``Memory``), and what is
     written is buffered, then written with a few statements at the end (``flush``); a move,
     which asks the database for a subtree, first writes out the tree as it stands."""
 
-    def __init__(self, cur: Cursor, calendar: Calendar) -> None:
+    def __init__(self, cur: Cursor, calendar: Calendar, memory: Memory | None = None) -> None:
         self.cur = cur
         self.calendar = calendar
-        self._nodes: dict[tuple[str, str], Node | None] = {}
+        memory = memory or Memory()
+        self._nodes = memory.nodes
         self._stats: dict[tuple[str, str, str, str, str], int] = defaultdict(int)
         self._changes: list[tuple[str, str, str, str, str, int, int]] = []
-        self._active: set[tuple[str, str, str]] = set()
-        self._orders: dict[str, OrderRow] = {}
+        self._active = memory.active
+        self._orders = memory.orders
         self._dirty_orders: set[str] = set()
         self._dirty_nodes: dict[tuple[str, str], Node] = {}
         self._sizes: list[tuple[str, str, int, int, int]] = []
