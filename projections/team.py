@@ -69,7 +69,7 @@ class Memory:
     owners: dict[str, tuple[str, str]] = field(default_factory=dict)
     position: int = -1  # the log position the contents are as of; -1: none
 
-    LIMIT = 200_000  # entries kept before starting afresh
+    LIMIT = 50_000  # entries kept before starting afresh (a few tens of MB at most)
 
     def forget(self) -> None:
         self.nodes.clear()
