@@ -263,10 +263,14 @@ class ProjectionRunner:
         return len(notifications)
 
     def _page(self, position: int) -> Sequence[Any]:
-        """The log after ``position``: the page read ahead for it, or a fresh read."""
+        """The log after ``position``: the page read ahead for it if that page was full, or
+        a fresh read. A page that was not full may have been read before later writes, and
+        an empty one would make ``catch_up`` stop short of the log's head."""
         ahead, self._ahead = self._ahead, None
         if ahead is not None and ahead[0] == position:
-            return ahead[1].result()
+            page = ahead[1].result()
+            if len(page) == self.batch_size:
+                return page
         return self.app.recorder.select_notifications(start=position + 1,
                                                       limit=self.batch_size)
 

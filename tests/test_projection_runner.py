@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from ledger.application import commands as c
@@ -86,6 +86,10 @@ commands = st.lists(
           suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(steps=commands, batch=st.integers(1, 9), copy_min=st.sampled_from([1, 1_000_000]),
        rebuild_batch=st.sampled_from([1, 1_000]))
+# Found by CI: a page read ahead while the log had nothing more, used after new writes,
+# made catch_up stop short of the head.
+@example(steps=[("order", -1, 1), ("project", 6, 0), ("order", -1, 1)], batch=1, copy_min=1,
+         rebuild_batch=1)
 def test_live_read_models_equal_a_rebuild_and_the_postings(
     store_url: str, tmp_path: Path, steps: list[tuple[str, int, int]], batch: int,
     copy_min: int, rebuild_batch: int,
