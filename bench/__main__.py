@@ -40,9 +40,9 @@ BIN = Path(sys.executable).parent
 KEY = "bench-storefront-key"
 LEVELS = (1, 16, 64)
 MODES = {
-    # orders per in-flight level, baseline B orders, bulk-imported orders
-    "short": {"orders": 120, "plain": 150, "bulk": 2_000},
-    "full": {"orders": 1_500, "plain": 1_500, "bulk": 40_000},
+    # orders per in-flight level, baseline B orders, bulk-imported orders, paired rounds
+    "short": {"orders": 120, "plain": 150, "bulk": 2_000, "rounds": 1},
+    "full": {"orders": 1_500, "plain": 1_500, "bulk": 40_000, "rounds": 3},
 }
 
 
@@ -263,6 +263,46 @@ def rebuild_rate(url: str) -> tuple[float, int]:
     return float(found.group(2).replace(",", "")), int(found.group(1))
 
 
+def paired_rounds(schemas: Schemas, orders: int, plain_orders: int, rounds: int
+                  ) -> list[tuple[float, float, float]]:
+    """The ratios again, from rounds in which the ledger (one server, read models inline),
+    baseline A and baseline B run back to back at 64 in flight: on a shared machine whose
+    speed drifts by the minute, each round's three runs see about the same machine.
+    Returns (ledger, A, B) commands/s per round."""
+    url = schemas.url("rounds")
+    server, address = start_ledger(url)
+    port = free_port()
+    null = subprocess.Popen([sys.executable, "-m", "bench.null_server", "--port", str(port)])
+    env = event_store_env(schemas.url("rounds_plain"))
+    env.pop("APPLICATION_RECORDER_TOPIC")
+    from ledger.bootstrap import ensure_postgres_schema
+
+    ensure_postgres_schema(env)
+    out = []
+    try:
+        wait_port(f"127.0.0.1:{port}")
+        for n in range(rounds):
+            setup, flows = build(orders, prefix=f"round{n}-", seed=100 + n)
+            asyncio.run(run_flows(address, KEY, setup, 1))
+            ledger = asyncio.run(run_flows(address, KEY, flows, 64))
+            nothing = asyncio.run(run_flows(f"127.0.0.1:{port}", KEY, flows, 64))
+            plain_setup, plain_flows = build(plain_orders, prefix=f"round{n}-b-", seed=200 + n)
+            commands, _, seconds, _ = baseline_es.run({**env, "CREATE_TABLE": "y"},
+                                                      plain_setup, plain_flows)
+            out.append((ledger.rate, nothing.rate, commands / seconds))
+    finally:
+        stop(server)
+        stop(null)
+    return out
+
+
+def spread(values: list[float]) -> str:
+    ordered = sorted(values)
+    median = ordered[len(ordered) // 2]
+    return f"{median:.2f}" + (f" ({ordered[0]:.2f}–{ordered[-1]:.2f})" if len(values) > 1
+                              else "")
+
+
 def fmt(value: float | None, digits: int = 0) -> str:
     return "" if value is None else f"{value:,.{digits}f}"
 
@@ -354,6 +394,7 @@ def main() -> int:
                      "commands": commands / seconds, "events": events / seconds,
                      "p50": None, "p99": None, "max": None, "errors": 0, "lag": None,
                      "cpu": cpu / max(commands, 1) * 1000})
+        rounds = paired_rounds(schemas, size["orders"], size["plain"], size["rounds"])
     finally:
         schemas.drop()
 
@@ -379,6 +420,13 @@ def main() -> int:
     print(f"ratio ledger/baseline B (64 in flight vs one save per command): "
           f"{ledger64['commands'] / plain['commands']:.2f}; as deployed: "
           f"{two['commands'] / plain['commands']:.2f}")
+    print(f"paired rounds at 64 in flight (ledger, A, B back to back, {len(rounds)} rounds; "
+          f"median (lowest–highest)): ledger/baseline A "
+          f"{spread([r[0] / r[1] for r in rounds])}, ledger/baseline B "
+          f"{spread([r[0] / r[2] for r in rounds])}; commands/s ledger "
+          f"{', '.join(f'{r[0]:,.0f}' for r in rounds)}, A "
+          f"{', '.join(f'{r[1]:,.0f}' for r in rounds)}, B "
+          f"{', '.join(f'{r[2]:,.0f}' for r in rounds)}")
     print(f"took {time.monotonic() - started:.0f}s")
     failed = [r for r in rows if r["errors"]]
     for r in failed:
