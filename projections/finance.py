@@ -52,13 +52,18 @@ class PayoutRow:
     reason: str
 
 
-def payable(cur: Cursor, platform: str, offset: int, limit: int) -> list[PayoutRow]:
-    """Payouts waiting for finance, oldest first."""
+def payable(cur: Cursor, platform: str, offset: int, limit: int,
+            after: tuple[int, str] | None = None) -> list[PayoutRow]:
+    """Payouts waiting for finance, oldest first; those after ``after`` (request time, id)."""
+    since, params = "", [platform]
+    if after is not None:
+        since = " AND (requested_at > %s OR (requested_at = %s AND payout_id > %s))"
+        params += [after[0], after[0], after[1]]
     cur.execute(
         "SELECT payout_id, account, currency, amount, status, requested_by, requested_at, "
         "updated_at, reference, reason FROM proj_payouts WHERE platform = %s AND "
-        "status IN ('requested', 'approved') ORDER BY requested_at, payout_id "
-        "LIMIT %s OFFSET %s", (platform, limit, offset))
+        f"status IN ('requested', 'approved'){since} ORDER BY requested_at, payout_id "
+        "LIMIT %s OFFSET %s", (*params, limit, offset))
     return [PayoutRow(*row) for row in cur.fetchall()]
 
 

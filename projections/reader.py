@@ -94,9 +94,10 @@ class ReadModels:
         with self._read() as cur:
             return f.platforms_with_due_orders(cur, now)
 
-    def payable(self, platform: str, offset: int, limit: int) -> list[f.PayoutRow]:
+    def payable(self, platform: str, offset: int, limit: int,
+                after: tuple[int, str] | None = None) -> list[f.PayoutRow]:
         with self._read() as cur:
-            return f.payable(cur, platform, offset, limit)
+            return f.payable(cur, platform, offset, limit, after)
 
     def day_statement(self, platform: str, day: str, timezone: str) -> DayStatement:
         with self._read() as cur:

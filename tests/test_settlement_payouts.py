@@ -374,3 +374,39 @@ def test_backfilled_orders_keep_their_dates_and_never_land_in_a_closed_day(
     # Completed on 11-12: its seven frozen days are long over, so it settles at once.
     assert settle(admin, books) == ["H1"]
     assert books.of("reseller:carol") == {"available": 1599}
+
+
+def test_payable_pages_do_not_skip_payouts_finance_handled_in_between(
+    shop: LedgerClient, admin: LedgerClient, finance: LedgerClient, clock: Clock,
+) -> None:
+    """Finance lists a page of payable payouts, pays them (they leave the list), and asks for
+    the next page: it must start after the last one listed, not skip as many as were paid."""
+    books = Books(shop)
+    team(shop)
+    for n in range(3):
+        sell(shop, books, f"O{n}")
+    clock.advance(days=8)
+    settle(admin, books)
+    fin = finance.finance
+    made = []
+    for account, amount in (("carol", 1000), ("bob", 1000), ("carol", 1000), ("carol", 1200)):
+        made.append(withdraw(shop, account, amount, books).payout_id)
+        clock.advance(seconds=1)
+    first = fin.ListPayable(finance_pb2.ListPayableRequest(
+        page_size=2, min_log_position=books.position))
+    assert [p.payout_id for p in first.payouts] == made[:2] and first.next_page_token
+    for payout in first.payouts:
+        fin.ApprovePayout(finance_pb2.ApprovePayoutRequest(
+            idempotency_key=idempotency_key(), payout_id=payout.payout_id))
+        books.saw(fin.MarkPayoutPaid(finance_pb2.MarkPayoutPaidRequest(
+            idempotency_key=idempotency_key(), payout_id=payout.payout_id,
+            reference="wx")).receipt)
+    second = fin.ListPayable(finance_pb2.ListPayableRequest(
+        page_size=2, page_token=first.next_page_token, min_log_position=books.position))
+    assert [p.payout_id for p in second.payouts] == made[2:]
+    last = fin.ListPayable(finance_pb2.ListPayableRequest(
+        page_size=2, page_token=second.next_page_token))
+    assert not last.payouts and not last.next_page_token
+    bad = refused(lambda: fin.ListPayable(finance_pb2.ListPayableRequest(
+        page_token="not-a-token")))
+    assert "page_token" in bad.fields

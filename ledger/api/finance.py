@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from ledger.api import convert
 from ledger.api.auth import FINANCE
-from ledger.api.reports import next_token, page
+from ledger.api.reports import after_token, keyset_token, page
 from ledger.api.servicers import Base, rpc
 from ledger.application import commands as c
 from ledger.domain.errors import InvalidInput, NotFound, check
@@ -35,12 +35,17 @@ def check_days(*fields: tuple[str, str]) -> None:
 class FinanceService(Base, finance_pb2_grpc.FinanceServiceServicer):
     @rpc(FINANCE)
     async def ListPayable(self, request, context, caller):  # type: ignore[no-untyped-def]
-        offset, limit = page(request.page_token, request.page_size)
+        """Pages by keyset (the last payout's request time and id), not by offset: finance
+        approves and pays what it has just listed, and those payouts leave the list, which
+        would push the next ones past an offset. Offset tokens from before still read."""
+        after = after_token(request.page_token)
+        offset, limit = page("" if after else request.page_token, request.page_size)
         position = await self.caught_up(request.min_log_position, context)
-        rows = await self.read(self.models.payable, caller.platform_id, offset, limit)
+        rows = await self.read(self.models.payable, caller.platform_id, offset, limit, after)
+        last = rows[-1] if len(rows) == limit else None
         return finance_pb2.ListPayableResponse(
             payouts=[payout_row(p) for p in rows], log_position=position,
-            next_page_token=next_token(offset, limit, len(rows)))
+            next_page_token=keyset_token(last.requested_at, last.payout_id) if last else "")
 
     @rpc(FINANCE)
     async def RequestPayout(self, request, context, caller):  # type: ignore[no-untyped-def]

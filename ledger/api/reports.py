@@ -56,6 +56,27 @@ def page(token: str, size: int) -> tuple[int, int]:
     return offset, size or DEFAULT_PAGE
 
 
+def after_token(token: str) -> tuple[int, str] | None:
+    """The (time, id) a keyset token names, or None for an offset token or none at all."""
+    if not token:
+        return None
+    try:
+        text = base64.urlsafe_b64decode(token.encode()).decode()
+    except ValueError:
+        raise InvalidInput([("page_token", "is not a token this service gave")]) from None
+    if not text.startswith("k:"):
+        return None
+    at, _, key = text[2:].partition(":")
+    try:
+        return int(at), key
+    except ValueError:
+        raise InvalidInput([("page_token", "is not a token this service gave")]) from None
+
+
+def keyset_token(at: int, key: str) -> str:
+    return base64.urlsafe_b64encode(f"k:{at}:{key}".encode()).decode()
+
+
 def next_token(offset: int, limit: int, got: int) -> str:
     return base64.urlsafe_b64encode(f"o:{offset + limit}".encode()).decode() if got == limit \
         else ""
