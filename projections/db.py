@@ -15,7 +15,9 @@ from typing import Any, Protocol
 
 from ledger.config import event_store_env
 
-SCHEMA_VERSION = 2
+# Raised whenever what the read models hold changes meaning; older read models are rebuilt.
+# 3: active members count only for teams the member was in when the month began.
+SCHEMA_VERSION = 3
 
 TABLES = {
     "proj_meta": """

@@ -300,8 +300,8 @@ class TeamWriter:
 
     def _mark_active(self, platform: str, seller: str, upline: list[str], month: str,
                      at: int) -> None:
-        """A member's first sale of the month makes them active for every team above them,
-        if they were already a member when the month began."""
+        """A member's first sale of the month makes them active for every team above them
+        that they were already in when the month began."""
         key = (platform, seller, month)
         if key in self._active:
             return
@@ -312,11 +312,44 @@ class TeamWriter:
             return
         self.cur.execute("INSERT INTO proj_active_members (platform, reseller_id, month) "
                          "VALUES (%s, %s, %s)", key)
-        node = self.node(platform, seller)
-        if node is None or node.enrolled_at >= micros(self.calendar.month_start(month)):
-            return
+        at_start = self.ancestors_at(platform, seller,
+                                     micros(self.calendar.month_start(month)) - 1)
+        if at_start is None:
+            return  # not yet a member when the month began
+        # Active for the teams the member was in when the month began and still is in: not
+        # for a team they moved into since (they were not among its members at the start).
         for leader in upline:
-            self._count(platform, leader, month, ACTIVE_MEMBERS, "", 1, at)
+            if leader in at_start:
+                self._count(platform, leader, month, ACTIVE_MEMBERS, "", 1, at)
+
+    def sponsor_at(self, platform: str, reseller_id: str, at: int) -> str | None:
+        """The sponsor as it stood at ``at`` ('' at the top of the tree), or None before the
+        reseller was enrolled: the latest link by then, from this batch's links or the
+        table's."""
+        best: tuple[int, int, str] | None = None
+        for p, rid, sponsor, when, position in self._links:
+            if p == platform and rid == reseller_id and when <= at:
+                best = max(best, (when, position, sponsor)) if best else (when, position, sponsor)
+        self.cur.execute(
+            "SELECT at, position, sponsor_id FROM proj_links WHERE platform = %s AND "
+            "reseller_id = %s AND at <= %s ORDER BY at DESC, position DESC LIMIT 1",
+            (platform, reseller_id, at))
+        row = self.cur.fetchone()
+        if row is not None:
+            stored = (int(row[0]), int(row[1]), str(row[2]))
+            best = max(best, stored) if best else stored
+        return best[2] if best else None
+
+    def ancestors_at(self, platform: str, reseller_id: str, at: int) -> set[str] | None:
+        """Everyone above the reseller as the tree stood at ``at``; None if not yet enrolled."""
+        sponsor = self.sponsor_at(platform, reseller_id, at)
+        if sponsor is None:
+            return None
+        out: set[str] = set()
+        while sponsor and len(out) < MAX_TREE_DEPTH:
+            out.add(sponsor)
+            sponsor = self.sponsor_at(platform, sponsor, at) or ""
+        return out
 
     def _count(self, platform: str, reseller_id: str, month: str, metric: str, currency: str,
                delta: int, at: int) -> None:

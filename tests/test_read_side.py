@@ -191,6 +191,34 @@ def test_team_stats_for_a_month(shop: LedgerClient, admin: LedgerClient, clock: 
     assert "month" in bad.fields
 
 
+def test_a_member_moved_in_mid_month_is_not_active_for_the_team_it_joined(
+        shop: LedgerClient, admin: LedgerClient, clock: Clock) -> None:
+    """Active members are members present at the month's start who sold that month: one
+    who moved in mid-month was not among the new team's members when the month began."""
+    team(shop)  # alice ← bob ← carol
+    enroll(shop, "erin", "bob")
+    enroll(shop, "zed", without_sponsor=True)
+    clock.advance(days=30)  # 2026-12-01
+    admin.admin.MoveReseller(admin_pb2.MoveResellerRequest(
+        idempotency_key=idempotency_key(), reseller_id="carol", new_sponsor_id="zed",
+        reason="restructure"))
+    place(shop, "O1", reseller="carol", customer="c1")
+    pay(shop, "O1")
+    place(shop, "O2", reseller="erin", customer="c2")
+    position = shop.storefront.PayOrder(storefront_pb2.PayOrderRequest(
+        idempotency_key=idempotency_key(), order_id="O2", payment_id="w-O2",
+        amount=9999)).receipt.log_position
+
+    def stats(leader: str) -> tuple[int, int]:
+        got = shop.report.GetTeamStats(report_pb2.GetTeamStatsRequest(
+            reseller_id=leader, month="2026-12", min_log_position=position))
+        return got.members_at_start, got.active_members
+
+    assert stats("zed") == (0, 0)  # carol joined zed's team in December
+    assert stats("bob") == (2, 1)  # carol and erin at the start; erin sold for bob's team
+    assert stats("alice") == (3, 1)
+
+
 def test_read_waits_for_its_position_within_the_deadline(running: Running) -> None:
     with running.client(running.keys.shop_a) as shop:
         team(shop)
