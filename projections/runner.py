@@ -30,7 +30,8 @@ from projections.balances import BalanceWriter
 from projections.clock import Calendar, micros
 from projections.db import SCHEMA_VERSION, Cursor, ProjectionDB
 from projections.decoding import event_reader
-from projections.team import Memory, TeamWriter
+from projections.memory import Memory
+from projections.team import TeamWriter
 
 log = structlog.get_logger(__name__)
 
