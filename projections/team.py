@@ -294,21 +294,21 @@ class TeamWriter:
 
     def sponsor_at(self, platform: str, reseller_id: str, at: int) -> str | None:
         """The sponsor as it stood at ``at`` ('' at the top of the tree), or None before the
-        reseller was enrolled: the latest link by then, from this batch's links or the
-        table's."""
-        best: tuple[int, int, str] | None = None
+        reseller was enrolled: the last link (in log order) made by then, as
+        ``team_queries.sponsor_as_of`` reads it, looking first at this batch's links, which
+        come after the table's."""
+        latest: tuple[int, str] | None = None
         for p, rid, sponsor, when, position in self._links:
-            if p == platform and rid == reseller_id and when <= at:
-                best = max(best, (when, position, sponsor)) if best else (when, position, sponsor)
+            if p == platform and rid == reseller_id and when <= at and (
+                    latest is None or position > latest[0]):
+                latest = (position, sponsor)
+        if latest is not None:
+            return latest[1]
         self.cur.execute(
-            "SELECT at, position, sponsor_id FROM proj_links WHERE platform = %s AND "
-            "reseller_id = %s AND at <= %s ORDER BY at DESC, position DESC LIMIT 1",
-            (platform, reseller_id, at))
+            "SELECT sponsor_id FROM proj_links WHERE platform = %s AND reseller_id = %s "
+            "AND at <= %s ORDER BY position DESC LIMIT 1", (platform, reseller_id, at))
         row = self.cur.fetchone()
-        if row is not None:
-            stored = (int(row[0]), int(row[1]), str(row[2]))
-            best = max(best, stored) if best else stored
-        return best[2] if best else None
+        return str(row[0]) if row else None
 
     def ancestors_at(self, platform: str, reseller_id: str, at: int) -> set[str] | None:
         """Everyone above the reseller as the tree stood at ``at``; None if not yet enrolled."""
