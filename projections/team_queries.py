@@ -47,16 +47,21 @@ def upline(cur: Cursor, platform: str, reseller_id: str, at: int = END_OF_TIME) 
 
 def subtree(
     cur: Cursor, platform: str, reseller_id: str, *, max_depth: int, at: int, offset: int,
-    limit: int,
+    limit: int, after: tuple[int, str] | None = None,
 ) -> list[tuple[str, str, int]]:
-    """(reseller, sponsor, level below ``reseller_id``), level by level, then by id."""
+    """(reseller, sponsor, level below ``reseller_id``), level by level, then by id; those
+    after ``after`` (level, id) when given."""
+    since, params = "", []
+    if after is not None:
+        since = " WHERE lvl > %s OR (lvl = %s AND id > %s)"
+        params = [after[0], after[0], after[1]]
     cur.execute(
         f"WITH RECURSIVE {LINKS_AS_OF}, down(id, sponsor, lvl) AS ("
         "SELECT id, sponsor, 1 FROM links WHERE sponsor = %s UNION ALL "
         "SELECT links.id, links.sponsor, down.lvl + 1 FROM links JOIN down "
         "ON links.sponsor = down.id WHERE down.lvl < %s) "
-        "SELECT id, sponsor, lvl FROM down ORDER BY lvl, id LIMIT %s OFFSET %s",
-        (platform, at, reseller_id, max_depth, limit, offset))
+        f"SELECT id, sponsor, lvl FROM down{since} ORDER BY lvl, id LIMIT %s OFFSET %s",
+        (platform, at, reseller_id, max_depth, *params, limit, offset))
     return [(row[0], row[1], int(row[2])) for row in cur.fetchall()]
 
 

@@ -140,6 +140,24 @@ def test_team_tree_moves_and_history(shop: LedgerClient, admin: LedgerClient,
     assert missing.code == StatusCode.NOT_FOUND
 
 
+def test_subtree_pages_do_not_skip_members_when_others_move_away_between_pages(
+        shop: LedgerClient, admin: LedgerClient) -> None:
+    team(shop)  # alice ← bob ← carol
+    enroll(shop, "dave", "bob")
+    enroll(shop, "erin", "bob")
+    enroll(shop, "zed", without_sponsor=True)
+    report = shop.report
+    first = report.ListSubtree(report_pb2.ListSubtreeRequest(reseller_id="alice", page_size=2))
+    assert [m.reseller_id for m in first.members] == ["bob", "carol"]
+    position = admin.admin.MoveReseller(admin_pb2.MoveResellerRequest(
+        idempotency_key=idempotency_key(), reseller_id="carol", new_sponsor_id="zed",
+        reason="restructure")).receipt.log_position
+    rest = report.ListSubtree(report_pb2.ListSubtreeRequest(
+        reseller_id="alice", page_size=2, page_token=first.next_page_token,
+        min_log_position=position))
+    assert [m.reseller_id for m in rest.members] == ["dave", "erin"]
+
+
 def test_team_stats_for_a_month(shop: LedgerClient, admin: LedgerClient, clock: Clock) -> None:
     # The clock starts on 2026-11-01 10:00 in Shanghai.
     team(shop)

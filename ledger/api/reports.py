@@ -140,18 +140,23 @@ class ReportService(Base, report_pb2_grpc.ReportServiceServicer):
     async def ListSubtree(self, request, context, caller):  # type: ignore[no-untyped-def]
         if not 0 <= request.max_depth <= MAX_SUBTREE_DEPTH:
             raise InvalidInput([("max_depth", f"must be 0 to {MAX_SUBTREE_DEPTH}")])
-        offset, limit = page(request.page_token, request.page_size)
+        # By keyset (level, id): members moved out of the team between pages do not push
+        # others past the next page. Offset tokens from before still read.
+        after = after_token(request.page_token)
+        offset, limit = page("" if after else request.page_token, request.page_size)
         position = await self.caught_up(request.min_log_position, context)
         found = await self.read(
             self.models.subtree, caller.platform_id, request.reseller_id,
             max_depth=request.max_depth or MAX_SUBTREE_DEPTH,
             at=as_of_micros(request.as_of, request.HasField("as_of")), offset=offset,
-            limit=limit,
+            limit=limit, after=after,
         )
+        last = found[-1] if len(found) == limit else None
         return report_pb2.ListSubtreeResponse(
             members=[report_pb2.SubtreeMember(reseller_id=r, sponsor_id=s, level=lvl)
                      for r, s, lvl in found],
-            next_page_token=next_token(offset, limit, len(found)), log_position=position,
+            next_page_token=keyset_token(last[2], last[0]) if last else "",
+            log_position=position,
         )
 
     @rpc(*ANY_KEY)
