@@ -135,12 +135,33 @@ def balances_as_of(
             for currency, values in by_currency.items()]
 
 
+# Each ordering's leading value (largest first), before account and currency; None: none.
+SORT_VALUES = {"account": None, "frozen_desc": "frozen", "available_desc": "available",
+               "total_desc": "(frozen + available + in_flight)"}
+
+
+def sort_value(b: Balance, order_by: str) -> int:
+    """The value ``order_by`` sorts ``b`` by, as the SQL of ``SORT_VALUES`` computes it."""
+    return {"account": 0, "frozen_desc": b.frozen, "available_desc": b.available,
+            "total_desc": b.frozen + b.available + b.in_flight}[order_by]
+
+
 def page_of_balances(
     cur: Cursor, platform: str, *, kind: str, currency: str, order_by: str, offset: int,
-    limit: int,
+    limit: int, after: tuple[int, str, str] | None = None,
 ) -> list[Balance]:
+    """A page in ``order_by``'s order; those after ``after`` (its sort value, account and
+    currency: where the previous page ended) when given."""
     where = ["platform = %s"]
     params: list[object] = [platform]
+    if after is not None:
+        value, account, curr = after
+        where.append("(account > %s OR (account = %s AND currency > %s))")
+        params += [account, account, curr]
+        expr = SORT_VALUES[order_by]
+        if expr is not None:
+            where[-1] = f"({expr} < %s OR ({expr} = %s AND {where[-1]}))"
+            params[-3:-3] = [value, value]
     if kind:
         where.append("kind = %s")
         params.append(kind)

@@ -99,6 +99,39 @@ def test_list_balances_pages_sorts_and_filters(shop: LedgerClient) -> None:
     assert "page_token" in token.fields
 
 
+def test_balance_pages_never_repeat_an_account_when_others_appear_between_pages(
+        shop: LedgerClient) -> None:
+    """Pages continue after the last account listed: an account that appears before it
+    between two pages does not push that one onto the next page again."""
+    team(shop)
+    place(shop, "O1", reseller="carol", customer="c1")
+    paid = shop.storefront.PayOrder(storefront_pb2.PayOrderRequest(
+        idempotency_key=idempotency_key(), order_id="O1", payment_id="w",
+        amount=9999)).receipt.log_position
+    first = shop.report.ListBalances(report_pb2.ListBalancesRequest(
+        order_by=report_pb2.BALANCE_ORDER_ACCOUNT, page_size=3, min_log_position=paid))
+    assert [b.account for b in first.balances] == [
+        "clearing:customer-funds", "platform", "reseller:bob"]
+    place(shop, "O2", reseller="alice", customer="c2")  # reseller:alice sorts before bob
+    position = shop.storefront.PayOrder(storefront_pb2.PayOrderRequest(
+        idempotency_key=idempotency_key(), order_id="O2", payment_id="w",
+        amount=9999)).receipt.log_position
+    rest = shop.report.ListBalances(report_pb2.ListBalancesRequest(
+        order_by=report_pb2.BALANCE_ORDER_ACCOUNT, page_size=3,
+        page_token=first.next_page_token, min_log_position=position))
+    assert [b.account for b in rest.balances] == ["reseller:carol", "supplier:S1"]
+    import base64
+
+    legacy = base64.urlsafe_b64encode(b"o:4").decode()  # an offset token from before keysets
+    older = shop.report.ListBalances(report_pb2.ListBalancesRequest(
+        order_by=report_pb2.BALANCE_ORDER_ACCOUNT, page_size=3, page_token=legacy))
+    assert [b.account for b in older.balances] == ["reseller:carol", "supplier:S1"]
+    foreign = refused(lambda: shop.report.ListBalances(report_pb2.ListBalancesRequest(
+        page_token=shop.report.ListSubtree(report_pb2.ListSubtreeRequest(
+            reseller_id="alice", page_size=1)).next_page_token)))
+    assert "page_token" in foreign.fields
+
+
 def test_team_tree_moves_and_history(shop: LedgerClient, admin: LedgerClient,
                                      clock: Clock) -> None:
     team(shop)
@@ -145,9 +178,11 @@ def test_subtree_pages_do_not_skip_members_when_others_move_away_between_pages(
     team(shop)  # alice ← bob ← carol
     enroll(shop, "dave", "bob")
     enroll(shop, "erin", "bob")
-    enroll(shop, "zed", without_sponsor=True)
+    enrolled = shop.storefront.EnrollReseller(storefront_pb2.EnrollResellerRequest(
+        idempotency_key=idempotency_key(), reseller_id="zed", without_sponsor=True))
     report = shop.report
-    first = report.ListSubtree(report_pb2.ListSubtreeRequest(reseller_id="alice", page_size=2))
+    first = report.ListSubtree(report_pb2.ListSubtreeRequest(
+        reseller_id="alice", page_size=2, min_log_position=enrolled.receipt.log_position))
     assert [m.reseller_id for m in first.members] == ["bob", "carol"]
     position = admin.admin.MoveReseller(admin_pb2.MoveResellerRequest(
         idempotency_key=idempotency_key(), reseller_id="carol", new_sponsor_id="zed",

@@ -10,7 +10,7 @@ from ledger.api.servicers import Base, rpc
 from ledger.application.commands import MONTH
 from ledger.domain.errors import InvalidInput, NotFound
 from ledger.v1 import report_pb2, report_pb2_grpc
-from projections.balances import KINDS, Balance
+from projections.balances import KINDS, Balance, sort_value
 from projections.clock import END_OF_TIME, from_micros, micros
 from projections.team import Node
 
@@ -18,6 +18,7 @@ ANY_KEY = (STOREFRONT, ADMIN, FINANCE)
 MAX_PAGE = 1000
 DEFAULT_PAGE = 100
 MAX_SUBTREE_DEPTH = 100
+KEY_SEPARATOR = "\x1f"  # between account and currency in a balance's page token
 ORDERS = {
     report_pb2.BALANCE_ORDER_UNSPECIFIED: "account",
     report_pb2.BALANCE_ORDER_ACCOUNT: "account",
@@ -77,9 +78,14 @@ def keyset_token(at: int, key: str) -> str:
     return base64.urlsafe_b64encode(f"k:{at}:{key}".encode()).decode()
 
 
-def next_token(offset: int, limit: int, got: int) -> str:
-    return base64.urlsafe_b64encode(f"o:{offset + limit}".encode()).decode() if got == limit \
-        else ""
+def balance_after(after: tuple[int, str] | None) -> tuple[int, str, str] | None:
+    """A balance page token's (sort value, account, currency)."""
+    if after is None:
+        return None
+    account, separator, currency = after[1].partition(KEY_SEPARATOR)
+    if not separator:
+        raise InvalidInput([("page_token", "is not a token this service gave")])
+    return after[0], account, currency
 
 
 def as_of_micros(ts: object, present: bool) -> int:
@@ -107,16 +113,22 @@ class ReportService(Base, report_pb2_grpc.ReportServiceServicer):
             raise InvalidInput([("kind", f"must be one of {', '.join(KINDS)}")])
         if request.order_by not in ORDERS:
             raise InvalidInput([("order_by", "is not a known order")])
-        offset, limit = page(request.page_token, request.page_size)
+        # By keyset (the last balance's sort value, account and currency), so accounts that
+        # appear between pages never repeat one. Offset tokens from before still read.
+        order_by = ORDERS[request.order_by]
+        after = after_token(request.page_token)
+        offset, limit = page("" if after else request.page_token, request.page_size)
         position = await self.caught_up(request.min_log_position, context)
         found = await self.read(
             self.models.page_of_balances, caller.platform_id, kind=request.kind,
-            currency=request.currency, order_by=ORDERS[request.order_by], offset=offset,
-            limit=limit,
+            currency=request.currency, order_by=order_by, offset=offset, limit=limit,
+            after=balance_after(after),
         )
+        last = found[-1] if len(found) == limit else None
         return report_pb2.ListBalancesResponse(
             balances=[balance(b) for b in found], log_position=position,
-            next_page_token=next_token(offset, limit, len(found)),
+            next_page_token=keyset_token(sort_value(last, order_by), last.account
+                                         + KEY_SEPARATOR + last.currency) if last else "",
         )
 
     @rpc(*ANY_KEY)
