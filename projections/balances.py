@@ -17,11 +17,13 @@ from projections.db import Cursor, append_rows, upsert_rows
 
 BUCKETS = ("frozen", "available", "in_flight", "paid_out", "clearing")
 KINDS = ("reseller", "supplier", "platform", "clearing")
-ORDERINGS = {
-    "account": "account, currency",
-    "frozen_desc": "frozen DESC, account, currency",
-    "available_desc": "available DESC, account, currency",
-    "total_desc": "(frozen + available + in_flight) DESC, account, currency",
+# Each ordering of a list of balances: the buckets whose sum sorts it, largest first (none:
+# by account alone), then account and currency. The SQL and the page tokens both follow it.
+ORDERINGS: dict[str, tuple[str, ...]] = {
+    "account": (),
+    "frozen_desc": ("frozen",),
+    "available_desc": ("available",),
+    "total_desc": ("frozen", "available", "in_flight"),
 }
 
 
@@ -135,15 +137,9 @@ def balances_as_of(
             for currency, values in by_currency.items()]
 
 
-# Each ordering's leading value (largest first), before account and currency; None: none.
-SORT_VALUES = {"account": None, "frozen_desc": "frozen", "available_desc": "available",
-               "total_desc": "(frozen + available + in_flight)"}
-
-
 def sort_value(b: Balance, order_by: str) -> int:
-    """The value ``order_by`` sorts ``b`` by, as the SQL of ``SORT_VALUES`` computes it."""
-    return {"account": 0, "frozen_desc": b.frozen, "available_desc": b.available,
-            "total_desc": b.frozen + b.available + b.in_flight}[order_by]
+    """The value ``order_by`` sorts ``b`` by (0 when it sorts by account alone)."""
+    return sum(getattr(b, bucket) for bucket in ORDERINGS[order_by])
 
 
 def page_of_balances(
@@ -152,15 +148,16 @@ def page_of_balances(
 ) -> list[Balance]:
     """A page in ``order_by``'s order; those after ``after`` (its sort value, account and
     currency: where the previous page ended) when given."""
+    buckets = ORDERINGS[order_by]
+    value_sql = f"({' + '.join(buckets)})" if buckets else ""
     where = ["platform = %s"]
     params: list[object] = [platform]
     if after is not None:
         value, account, curr = after
         where.append("(account > %s OR (account = %s AND currency > %s))")
         params += [account, account, curr]
-        expr = SORT_VALUES[order_by]
-        if expr is not None:
-            where[-1] = f"({expr} < %s OR ({expr} = %s AND {where[-1]}))"
+        if value_sql:
+            where[-1] = f"({value_sql} < %s OR ({value_sql} = %s AND {where[-1]}))"
             params[-3:-3] = [value, value]
     if kind:
         where.append("kind = %s")
@@ -170,7 +167,8 @@ def page_of_balances(
         params.append(currency)
     cur.execute(
         f"SELECT {COLUMNS} FROM proj_balances WHERE {' AND '.join(where)} "
-        f"ORDER BY {ORDERINGS[order_by]} LIMIT %s OFFSET %s",
+        f"ORDER BY {value_sql + ' DESC, ' if value_sql else ''}account, currency "
+        "LIMIT %s OFFSET %s",
         (*params, limit, offset),
     )
     return [Balance(*row) for row in cur.fetchall()]

@@ -31,10 +31,15 @@ class Memory:
         self.owners.clear()
         self.position = -1
 
-    def valid_at(self, position: int) -> bool:
-        """Whether the contents are as of ``position``; starts afresh if not, or if full."""
+    def begin(self, position: int) -> None:
+        """A batch starts after ``position``: what is held is forgotten unless it is as of
+        that position (and not too much), and holds as of no position until the batch commits
+        (``committed``), so a failed batch leaves nothing to be trusted."""
         size = len(self.nodes) + len(self.orders) + len(self.active) + len(self.owners)
         if self.position != position or size > self.LIMIT:
             self.forget()
-            return False
-        return True
+        self.position = -1
+
+    def committed(self, position: int) -> None:
+        """The batch's writes are in the database: what is held is as of ``position``."""
+        self.position = position

@@ -245,10 +245,8 @@ class ProjectionRunner:
             if len(notifications) == self.batch_size:
                 self._read_ahead(notifications[-1].id)
             if notifications:
-                memory = self._memory
-                memory.valid_at(position)  # else forgotten: another runner applied some
-                memory.position = -1  # until this batch commits
-                batch, read = Batch(cur, self.calendar, memory), self._read
+                self._memory.begin(position)  # forgotten if another runner applied some
+                batch, read = Batch(cur, self.calendar, self._memory), self._read
                 for notification in notifications:
                     assert notification.id > position, "the log went backwards"
                     if notification.topic.startswith(PROJECTED_TOPICS):
@@ -259,7 +257,7 @@ class ProjectionRunner:
                 cur.execute("UPDATE proj_meta SET position = %s, updated_at = %s WHERE name = %s",
                             (position, int(time.time() * 1e6), NAME))
         if notifications:
-            self._memory.position = position  # committed: what it holds is the database's
+            self._memory.committed(position)
         self._advance(position)
         return len(notifications)
 
