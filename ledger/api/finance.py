@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from ledger.api import convert
 from ledger.api.auth import FINANCE
-from ledger.api.reports import after_token, keyset_token, page
+from ledger.api.reports import page
 from ledger.api.servicers import Base, rpc
 from ledger.application import commands as c
 from ledger.domain.errors import InvalidInput, NotFound, check
@@ -35,17 +35,15 @@ def check_days(*fields: tuple[str, str]) -> None:
 class FinanceService(Base, finance_pb2_grpc.FinanceServiceServicer):
     @rpc(FINANCE)
     async def ListPayable(self, request, context, caller):  # type: ignore[no-untyped-def]
-        """Pages by keyset (the last payout's request time and id), not by offset: finance
-        approves and pays what it has just listed, and those payouts leave the list, which
-        would push the next ones past an offset. Offset tokens from before still read."""
-        after = after_token(request.page_token)
-        offset, limit = page("" if after else request.page_token, request.page_size)
+        """Continues after the last payout's request time and id (see reports.Page): finance
+        approves and pays what it has just listed, and those payouts leave the list."""
+        wanted = page(request.page_token, request.page_size)
         position = await self.caught_up(request.min_log_position, context)
-        rows = await self.read(self.models.payable, caller.platform_id, offset, limit, after)
-        last = rows[-1] if len(rows) == limit else None
+        rows = await self.read(self.models.payable, caller.platform_id, wanted.offset,
+                               wanted.limit, wanted.after)
         return finance_pb2.ListPayableResponse(
             payouts=[payout_row(p) for p in rows], log_position=position,
-            next_page_token=keyset_token(last.requested_at, last.payout_id) if last else "")
+            next_page_token=wanted.next_token(rows, lambda p: (p.requested_at, p.payout_id)))
 
     @rpc(FINANCE)
     async def RequestPayout(self, request, context, caller):  # type: ignore[no-untyped-def]

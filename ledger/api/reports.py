@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import base64
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import TypeVar
 
 from ledger.api import convert
 from ledger.api.auth import ADMIN, FINANCE, STOREFRONT
@@ -18,6 +21,7 @@ ANY_KEY = (STOREFRONT, ADMIN, FINANCE)
 MAX_PAGE = 1000
 DEFAULT_PAGE = 100
 MAX_SUBTREE_DEPTH = 100
+T = TypeVar("T")
 KEY_SEPARATOR = "\x1f"  # between account and currency in a balance's page token
 ORDERS = {
     report_pb2.BALANCE_ORDER_UNSPECIFIED: "account",
@@ -44,38 +48,41 @@ def member(n: Node) -> report_pb2.TeamMember:
     )
 
 
-def page(token: str, size: int) -> tuple[int, int]:
-    """(offset, limit) from a page token and size; the token is opaque to clients."""
+@dataclass(frozen=True)
+class Page:
+    """Which page a list call asks for. Pages continue after the last item of the one
+    before (a keyset: its sort value and key), so items leaving or joining a list between
+    two calls never make the next page skip or repeat one. Offsets come only from tokens
+    given before keysets."""
+
+    limit: int
+    after: tuple[int, str] | None = None
+    offset: int = 0
+
+    def next_token(self, items: Sequence[T], key: Callable[[T], tuple[int, str]]) -> str:
+        """The token for the page after ``items`` (``key``: an item's sort value and key);
+        none once a page comes back short."""
+        if len(items) < self.limit:
+            return ""
+        at, name = key(items[-1])
+        return base64.urlsafe_b64encode(f"k:{at}:{name}".encode()).decode()
+
+
+def page(token: str, size: int) -> Page:
+    """The page a token and size ask for; the token is opaque to clients."""
     if not 0 <= size <= MAX_PAGE:
         raise InvalidInput([("page_size", f"must be 0 to {MAX_PAGE}")])
-    offset = 0
-    if token:
-        try:
-            offset = int(base64.urlsafe_b64decode(token.encode()).decode().removeprefix("o:"))
-        except ValueError:
-            raise InvalidInput([("page_token", "is not a token this service gave")]) from None
-    return offset, size or DEFAULT_PAGE
-
-
-def after_token(token: str) -> tuple[int, str] | None:
-    """The (time, id) a keyset token names, or None for an offset token or none at all."""
+    limit = size or DEFAULT_PAGE
     if not token:
-        return None
+        return Page(limit)
     try:
         text = base64.urlsafe_b64decode(token.encode()).decode()
+        if text.startswith("k:"):
+            at, _, name = text[2:].partition(":")
+            return Page(limit, after=(int(at), name))
+        return Page(limit, offset=int(text.removeprefix("o:")))
     except ValueError:
         raise InvalidInput([("page_token", "is not a token this service gave")]) from None
-    if not text.startswith("k:"):
-        return None
-    at, _, key = text[2:].partition(":")
-    try:
-        return int(at), key
-    except ValueError:
-        raise InvalidInput([("page_token", "is not a token this service gave")]) from None
-
-
-def keyset_token(at: int, key: str) -> str:
-    return base64.urlsafe_b64encode(f"k:{at}:{key}".encode()).decode()
 
 
 def balance_after(after: tuple[int, str] | None) -> tuple[int, str, str] | None:
@@ -113,22 +120,19 @@ class ReportService(Base, report_pb2_grpc.ReportServiceServicer):
             raise InvalidInput([("kind", f"must be one of {', '.join(KINDS)}")])
         if request.order_by not in ORDERS:
             raise InvalidInput([("order_by", "is not a known order")])
-        # By keyset (the last balance's sort value, account and currency), so accounts that
-        # appear between pages never repeat one. Offset tokens from before still read.
+        # Continues after the last balance's sort value, account and currency (see Page).
         order_by = ORDERS[request.order_by]
-        after = after_token(request.page_token)
-        offset, limit = page("" if after else request.page_token, request.page_size)
+        wanted = page(request.page_token, request.page_size)
         position = await self.caught_up(request.min_log_position, context)
         found = await self.read(
             self.models.page_of_balances, caller.platform_id, kind=request.kind,
-            currency=request.currency, order_by=order_by, offset=offset, limit=limit,
-            after=balance_after(after),
+            currency=request.currency, order_by=order_by, offset=wanted.offset,
+            limit=wanted.limit, after=balance_after(wanted.after),
         )
-        last = found[-1] if len(found) == limit else None
         return report_pb2.ListBalancesResponse(
             balances=[balance(b) for b in found], log_position=position,
-            next_page_token=keyset_token(sort_value(last, order_by), last.account
-                                         + KEY_SEPARATOR + last.currency) if last else "",
+            next_page_token=wanted.next_token(found, lambda b: (
+                sort_value(b, order_by), b.account + KEY_SEPARATOR + b.currency)),
         )
 
     @rpc(*ANY_KEY)
@@ -152,22 +156,19 @@ class ReportService(Base, report_pb2_grpc.ReportServiceServicer):
     async def ListSubtree(self, request, context, caller):  # type: ignore[no-untyped-def]
         if not 0 <= request.max_depth <= MAX_SUBTREE_DEPTH:
             raise InvalidInput([("max_depth", f"must be 0 to {MAX_SUBTREE_DEPTH}")])
-        # By keyset (level, id): members moved out of the team between pages do not push
-        # others past the next page. Offset tokens from before still read.
-        after = after_token(request.page_token)
-        offset, limit = page("" if after else request.page_token, request.page_size)
+        # Continues after the last member's level and id (see Page).
+        wanted = page(request.page_token, request.page_size)
         position = await self.caught_up(request.min_log_position, context)
         found = await self.read(
             self.models.subtree, caller.platform_id, request.reseller_id,
             max_depth=request.max_depth or MAX_SUBTREE_DEPTH,
-            at=as_of_micros(request.as_of, request.HasField("as_of")), offset=offset,
-            limit=limit, after=after,
+            at=as_of_micros(request.as_of, request.HasField("as_of")), offset=wanted.offset,
+            limit=wanted.limit, after=wanted.after,
         )
-        last = found[-1] if len(found) == limit else None
         return report_pb2.ListSubtreeResponse(
             members=[report_pb2.SubtreeMember(reseller_id=r, sponsor_id=s, level=lvl)
                      for r, s, lvl in found],
-            next_page_token=keyset_token(last[2], last[0]) if last else "",
+            next_page_token=wanted.next_token(found, lambda m: (m[2], m[0])),
             log_position=position,
         )
 
