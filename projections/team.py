@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -55,6 +56,29 @@ class Node:
     team_size: int
     rank: str
     enrolled_at: int
+
+
+def sponsor_as_of(cur: Cursor, platform: str, reseller_id: str, at: int) -> str | None:
+    """The sponsor as it stood at ``at`` ('' at the top of the tree): the last link made by
+    then, in log order. None when the reseller had not enrolled by then."""
+    cur.execute(
+        "SELECT sponsor_id FROM proj_links WHERE platform = %s AND reseller_id = %s AND at <= %s"
+        " ORDER BY position DESC LIMIT 1", (platform, reseller_id, at))
+    row = cur.fetchone()
+    return row[0] if row else None
+
+
+def chain_above(sponsor: str, sponsor_of: Callable[[str], str | None], below: str
+                ) -> list[str]:
+    """``sponsor`` (the sponsor of ``below``; '' for none), its sponsor, … up to the top of
+    the tree, each found with ``sponsor_of``."""
+    out: list[str] = []
+    for _ in range(MAX_TREE_DEPTH):
+        if not sponsor:
+            return out
+        out.append(sponsor)
+        sponsor = sponsor_of(sponsor) or ""
+    raise AssertionError(f"the tree above {below} is deeper than {MAX_TREE_DEPTH}")
 
 
 class TeamWriter:
@@ -115,14 +139,12 @@ class TeamWriter:
 
     def ancestors(self, platform: str, reseller_id: str) -> list[str]:
         """The sponsor, the sponsor's sponsor, … up to the top of the tree."""
-        out: list[str] = []
-        node = self.node(platform, reseller_id)
-        for _ in range(MAX_TREE_DEPTH):
-            if node is None or not node.sponsor_id:
-                return out
-            out.append(node.sponsor_id)
-            node = self.node(platform, node.sponsor_id)
-        raise AssertionError(f"the tree above {reseller_id} is deeper than {MAX_TREE_DEPTH}")
+
+        def sponsor_of(rid: str) -> str | None:
+            node = self.node(platform, rid)
+            return node.sponsor_id if node else None
+
+        return chain_above(sponsor_of(reseller_id) or "", sponsor_of, reseller_id)
 
     def _resize(self, platform: str, ids: list[str], delta: int, at: int, position: int) -> None:
         for rid in ids:
@@ -293,10 +315,8 @@ class TeamWriter:
                 self._count(platform, leader, month, ACTIVE_MEMBERS, "", 1, at)
 
     def sponsor_at(self, platform: str, reseller_id: str, at: int) -> str | None:
-        """The sponsor as it stood at ``at`` ('' at the top of the tree), or None before the
-        reseller was enrolled: the last link (in log order) made by then, as
-        ``team_queries.sponsor_as_of`` reads it, looking first at this batch's links, which
-        come after the table's."""
+        """``sponsor_as_of``, looking first at this batch's links, which come after the
+        table's and are not written yet."""
         latest: tuple[int, str] | None = None
         for p, rid, sponsor, when, position in self._links:
             if p == platform and rid == reseller_id and when <= at and (
@@ -304,22 +324,15 @@ class TeamWriter:
                 latest = (position, sponsor)
         if latest is not None:
             return latest[1]
-        self.cur.execute(
-            "SELECT sponsor_id FROM proj_links WHERE platform = %s AND reseller_id = %s "
-            "AND at <= %s ORDER BY position DESC LIMIT 1", (platform, reseller_id, at))
-        row = self.cur.fetchone()
-        return str(row[0]) if row else None
+        return sponsor_as_of(self.cur, platform, reseller_id, at)
 
     def ancestors_at(self, platform: str, reseller_id: str, at: int) -> set[str] | None:
         """Everyone above the reseller as the tree stood at ``at``; None if not yet enrolled."""
         sponsor = self.sponsor_at(platform, reseller_id, at)
         if sponsor is None:
             return None
-        out: set[str] = set()
-        while sponsor and len(out) < MAX_TREE_DEPTH:
-            out.add(sponsor)
-            sponsor = self.sponsor_at(platform, sponsor, at) or ""
-        return out
+        return set(chain_above(sponsor, lambda rid: self.sponsor_at(platform, rid, at),
+                               reseller_id))
 
     def _count(self, platform: str, reseller_id: str, month: str, metric: str, currency: str,
                delta: int, at: int) -> None:

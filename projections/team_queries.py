@@ -4,10 +4,17 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from ledger.domain.team import MAX_TREE_DEPTH
 from projections.clock import END_OF_TIME, Calendar, micros
 from projections.db import Cursor
-from projections.team import ACTIVE_MEMBERS, NEW_MEMBERS, OWN_SALES, TEAM_GMV, Node
+from projections.team import (
+    ACTIVE_MEMBERS,
+    NEW_MEMBERS,
+    OWN_SALES,
+    TEAM_GMV,
+    Node,
+    chain_above,
+    sponsor_as_of,
+)
 
 # The sponsor links in force at a moment: each reseller's latest link at or before it.
 LINKS_AS_OF = (
@@ -25,24 +32,9 @@ def member(cur: Cursor, platform: str, reseller_id: str) -> Node | None:
     return Node(*row) if row else None
 
 
-def sponsor_as_of(cur: Cursor, platform: str, reseller_id: str, at: int) -> str | None:
-    """None when the reseller had not enrolled by then."""
-    cur.execute(
-        "SELECT sponsor_id FROM proj_links WHERE platform = %s AND reseller_id = %s AND at <= %s"
-        " ORDER BY position DESC LIMIT 1", (platform, reseller_id, at))
-    row = cur.fetchone()
-    return row[0] if row else None
-
-
 def upline(cur: Cursor, platform: str, reseller_id: str, at: int = END_OF_TIME) -> list[str]:
-    out: list[str] = []
-    current = sponsor_as_of(cur, platform, reseller_id, at) or ""
-    for _ in range(MAX_TREE_DEPTH):
-        if not current:
-            return out
-        out.append(current)
-        current = sponsor_as_of(cur, platform, current, at) or ""
-    raise AssertionError(f"the tree above {reseller_id} is deeper than {MAX_TREE_DEPTH}")
+    return chain_above(sponsor_as_of(cur, platform, reseller_id, at) or "",
+                       lambda rid: sponsor_as_of(cur, platform, rid, at), reseller_id)
 
 
 def subtree(
