@@ -172,6 +172,13 @@ class ImportOrder(PlaceOrder):
     completed_at: datetime | None = None
     added_later: ClassVar[tuple[str, ...]] = ("placed_at", "paid_at", "completed_at")
 
+    def dated(self) -> list[tuple[str, datetime]]:
+        """The steps given a time, in the order they happen."""
+        return [(name, at) for name, at in (("placed_at", self.placed_at),
+                                            ("paid_at", self.paid_at),
+                                            ("completed_at", self.completed_at))
+                if at is not None]
+
     def times(self, now: datetime) -> tuple[datetime, datetime, datetime]:
         """(placed, paid, completed), each unset one taken from the step before."""
         placed = self.placed_at or now
@@ -183,11 +190,7 @@ class ImportOrder(PlaceOrder):
         check_id(v, "payment_id", self.payment_id)
         if self.completed_at is not None and not self.completed:
             v.append(("completed_at", "is only for a completed order"))
-        steps = [(name, at) for name, at in (("placed_at", self.placed_at),
-                                             ("paid_at", self.paid_at),
-                                             ("completed_at", self.completed_at))
-                 if at is not None]
-        for (before, earlier), (name, later) in pairwise(steps):
+        for (before, earlier), (name, later) in pairwise(self.dated()):
             if later < earlier:
                 v.append((name, f"must not be before {before}"))
         return v

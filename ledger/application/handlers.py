@@ -201,9 +201,7 @@ def import_order(ctx: Context, cmd: c.ImportOrder) -> ResultRef:
     plan in force then, the day it lands in, which must still be open), but none may be in
     the future."""
     placed, paid, completed = cmd.times(ctx.now)
-    late = [(name, "must not be in the future") for name, at in (
-        ("placed_at", cmd.placed_at), ("paid_at", cmd.paid_at),
-        ("completed_at", cmd.completed_at)) if at is not None and at > ctx.now]
+    late = [(name, "must not be in the future") for name, at in cmd.dated() if at > ctx.now]
     if late:
         raise InvalidInput(late)
     place_order(dataclasses.replace(ctx, now=placed), cmd)
