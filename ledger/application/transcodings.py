@@ -43,13 +43,9 @@ class DataclassAsValues(Transcoding):
 
     def decode(self, data: list[Any] | dict[str, Any]) -> Any:
         """Positional (as written now) or by field name (as written before)."""
-        if self._scalars and self._direct and type(data) is list and len(data) == len(
-                self._fields):
-            obj = object.__new__(self.type)
-            obj.__dict__.update(zip(self._fields, data, strict=False))  # lengths checked
-            return obj
         pairs = zip(self._fields, data, strict=False) if type(data) is list else data.items()
-        values = {k: tuplify(v) if type(v) is list else v for k, v in pairs}
+        values = dict(pairs) if self._scalars else {
+            k: tuplify(v) if type(v) is list else v for k, v in pairs}
         if self._direct and len(values) == len(self._fields):
             obj = object.__new__(self.type)
             obj.__dict__.update(values)
