@@ -263,36 +263,54 @@ def rebuild_rate(url: str) -> tuple[float, int]:
     return float(found.group(2).replace(",", "")), int(found.group(1))
 
 
+def start_null() -> tuple[subprocess.Popen[bytes], str]:
+    """Baseline A's do-nothing server, once it listens; (process, address)."""
+    address = f"127.0.0.1:{free_port()}"
+    process = subprocess.Popen([sys.executable, "-m", "bench.null_server", "--port",
+                                address.rsplit(":", 1)[1]])
+    try:
+        wait_port(address)
+    except BaseException:
+        stop(process)
+        raise
+    return process, address
+
+
+def plain_env(schemas: Schemas, name: str) -> dict[str, str]:
+    """Baseline B's store: a fresh schema, the library's own recorder as shipped."""
+    from ledger.bootstrap import ensure_postgres_schema
+
+    env = event_store_env(schemas.url(name))
+    env.pop("APPLICATION_RECORDER_TOPIC")
+    ensure_postgres_schema(env)
+    return {**env, "CREATE_TABLE": "y"}
+
+
 def paired_rounds(schemas: Schemas, orders: int, plain_orders: int, rounds: int
                   ) -> list[tuple[float, float, float]]:
     """The ratios again, from rounds in which the ledger (one server, read models inline),
     baseline A and baseline B run back to back at 64 in flight: on a shared machine whose
     speed drifts by the minute, each round's three runs see about the same machine.
     Returns (ledger, A, B) commands/s per round."""
-    url = schemas.url("rounds")
-    server, address = start_ledger(url)
-    port = free_port()
-    null = subprocess.Popen([sys.executable, "-m", "bench.null_server", "--port", str(port)])
-    env = event_store_env(schemas.url("rounds_plain"))
-    env.pop("APPLICATION_RECORDER_TOPIC")
-    from ledger.bootstrap import ensure_postgres_schema
-
-    ensure_postgres_schema(env)
+    env = plain_env(schemas, "rounds_plain")
+    server, address = start_ledger(schemas.url("rounds"))
     out = []
     try:
-        wait_port(f"127.0.0.1:{port}")
-        for n in range(rounds):
-            setup, flows = build(orders, prefix=f"round{n}-", seed=100 + n)
-            asyncio.run(run_flows(address, KEY, setup, 1))
-            ledger = asyncio.run(run_flows(address, KEY, flows, 64))
-            nothing = asyncio.run(run_flows(f"127.0.0.1:{port}", KEY, flows, 64))
-            plain_setup, plain_flows = build(plain_orders, prefix=f"round{n}-b-", seed=200 + n)
-            commands, _, seconds, _ = baseline_es.run({**env, "CREATE_TABLE": "y"},
-                                                      plain_setup, plain_flows)
-            out.append((ledger.rate, nothing.rate, commands / seconds))
+        null, null_address = start_null()
+        try:
+            for n in range(rounds):
+                setup, flows = build(orders, prefix=f"round{n}-", seed=100 + n)
+                asyncio.run(run_flows(address, KEY, setup, 1))
+                ledger = asyncio.run(run_flows(address, KEY, flows, 64))
+                nothing = asyncio.run(run_flows(null_address, KEY, flows, 64))
+                plain_setup, plain_flows = build(plain_orders, prefix=f"round{n}-b-",
+                                                 seed=200 + n)
+                commands, _, seconds, _ = baseline_es.run(env, plain_setup, plain_flows)
+                out.append((ledger.rate, nothing.rate, commands / seconds))
+        finally:
+            stop(null)
     finally:
         stop(server)
-        stop(null)
     return out
 
 
@@ -367,15 +385,12 @@ def main() -> int:
             stop(projector)
 
         # Baseline A: a do-nothing server, same messages, same load generator.
-        port = free_port()
-        null = subprocess.Popen([sys.executable, "-m", "bench.null_server", "--port",
-                                 str(port)])
+        null, null_address = start_null()
         try:
-            wait_port(f"127.0.0.1:{port}")
             for level in LEVELS:
                 _, flows = build(size["orders"], prefix=f"a{level}-", seed=level)
                 result, cpu = asyncio.run(measured((null.pid,), run_flows(
-                    f"127.0.0.1:{port}", KEY, flows, level)))
+                    null_address, KEY, flows, level)))
                 rows.append(row(f"baseline A (do-nothing), {level} in flight", result,
                                 cpu=cpu))
         finally:
@@ -383,12 +398,7 @@ def main() -> int:
 
         # Baseline B: plain eventsourcing, one save() per command.
         plain_setup, plain_flows = build(size["plain"], prefix="b-", seed=64)
-        env = event_store_env(schemas.url("plain"))
-        env.pop("APPLICATION_RECORDER_TOPIC")  # the library's own recorder, as shipped
-        from ledger.bootstrap import ensure_postgres_schema
-
-        ensure_postgres_schema(env)
-        commands, events, seconds, cpu = baseline_es.run({**env, "CREATE_TABLE": "y"},
+        commands, events, seconds, cpu = baseline_es.run(plain_env(schemas, "plain"),
                                                          plain_setup, plain_flows)
         rows.append({"name": "baseline B (eventsourcing, 1 save/cmd)",
                      "commands": commands / seconds, "events": events / seconds,
