@@ -13,11 +13,12 @@ refund reverses it from that same team, even if the tree has changed since.
 
 from __future__ import annotations
 
-import json
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
+
+import orjson
 
 from ledger.domain.team import MAX_TREE_DEPTH
 from projections.clock import Calendar, micros
@@ -246,7 +247,7 @@ class TeamWriter:
                 (order_uid,))
             row = self.cur.fetchone()
             assert row is not None, f"order {order_uid} was never placed"
-            self._orders[order_uid] = OrderRow(*row[:5], json.loads(row[5]), *row[6:])
+            self._orders[order_uid] = OrderRow(*row[:5], orjson.loads(row[5]), *row[6:])
         return self._orders[order_uid]
 
     def order_life(self, order_uid: str, **changes: int) -> None:
@@ -350,7 +351,8 @@ class TeamWriter:
                 "due_at = excluded.due_at, open_cases = excluded.open_cases, "
                 "settled = excluded.settled",
                 [(uid, r.platform, r.order_id, r.storefront, r.seller_id, r.currency,
-                  json.dumps(r.ancestors), r.freeze_days, r.due_at, r.open_cases, r.settled)
+                  orjson.dumps(r.ancestors).decode(), r.freeze_days, r.due_at, r.open_cases,
+                  r.settled)
                  for uid in self._dirty_orders for r in (self._orders[uid],)])
             self._dirty_orders.clear()
         if self._stats:
