@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import datetime, timedelta
+
 import grpc
 from google.protobuf.timestamp_pb2 import Timestamp
 
@@ -175,6 +177,58 @@ def test_move_affects_only_orders_paid_afterwards(shop: LedgerClient,
     assert shares(after)["reseller:zed"] == 399
     unchanged = shop.storefront.GetOrder(storefront_pb2.GetOrderRequest(order_id="O1")).order
     assert unchanged == before
+
+
+def test_a_backfill_splits_along_the_chain_and_ranks_of_its_payment_time(
+        shop: LedgerClient, admin: LedgerClient, clock: Clock) -> None:
+    """A move or a rank set after an order was paid does not change who earned on it, even
+    when the order is imported afterwards with its payment time; one paid before the
+    seller was enrolled takes the first chain known."""
+    admin.admin.PublishPlan(admin_pb2.PublishPlanRequest(
+        idempotency_key=idempotency_key(), plan=admin_pb2.CommissionPlan(
+            level_rates_bps=[4000, 1000], freeze_days=7, min_payout=1000,
+            overrides=[admin_pb2.RateOverride(scope=admin_pb2.OVERRIDE_SCOPE_RANK,
+                                              key="shop-owner", level=1, rate_bps=5000)])))
+    team(shop)
+    enroll(shop, "zed")
+    enrolled = clock.now
+    clock.advance(days=10)
+    admin.admin.MoveReseller(admin_pb2.MoveResellerRequest(
+        idempotency_key=idempotency_key(), reseller_id="carol", new_sponsor_id="zed",
+        reason="team change"))
+    admin.admin.SetRank(admin_pb2.SetRankRequest(
+        idempotency_key=idempotency_key(), reseller_id="carol", rank="shop-owner"))
+    clock.advance(days=1)
+
+    def stamp(at: datetime) -> Timestamp:
+        t = Timestamp()
+        t.FromDatetime(at)
+        return t
+
+    def imported(order_id: str, **times: Timestamp) -> storefront_pb2.ImportedOrder:
+        return storefront_pb2.ImportedOrder(
+            order_id=order_id, customer_id=f"c-{order_id}", reseller_id="carol",
+            currency="CNY", lines=[line("tea", 3, 3333, 2000)], payment_id=f"w-{order_id}",
+            **times)
+
+    reply = shop.storefront.ImportOrders(iter([storefront_pb2.ImportOrdersRequest(orders=[
+        imported("BEFORE-MOVE", paid_at=stamp(enrolled + timedelta(days=5))),
+        imported("PLACED-BEFORE", placed_at=stamp(enrolled + timedelta(days=5))),
+        imported("BEFORE-ENROLMENT", paid_at=stamp(enrolled - timedelta(minutes=1))),
+        imported("NOW"),
+    ])]))
+    assert reply.imported == 4, reply.failures
+
+    def order(order_id: str) -> common_pb2.Order:
+        return shop.storefront.GetOrder(storefront_pb2.GetOrderRequest(order_id=order_id)).order
+
+    for old in ("BEFORE-MOVE", "PLACED-BEFORE", "BEFORE-ENROLMENT"):
+        assert list(order(old).upline_chain) == ["carol", "bob"], old
+        assert shares(order(old))["reseller:carol"] == 1599, old
+        assert shares(order(old))["reseller:bob"] == 399, old
+    now = order("NOW")
+    assert list(now.upline_chain) == ["carol", "zed"]
+    assert (shares(now)["reseller:carol"], shares(now)["reseller:zed"]) == (1999, 399)
 
 
 def test_cycles_are_refused(shop: LedgerClient, admin: LedgerClient) -> None:

@@ -90,14 +90,20 @@ def plan_book(uow: UnitOfWork, platform_id: str) -> PlanBook:
     return book
 
 
-def upline(uow: UnitOfWork, platform_id: str, seller_id: str, levels: int) -> list[UplineMember]:
-    """The seller, the seller's sponsor, … as they stand now, ``levels`` deep at most."""
+def upline(uow: UnitOfWork, platform_id: str, seller_id: str, levels: int,
+           at: datetime | None = None) -> list[UplineMember]:
+    """The seller, the seller's sponsor, … with their ranks, ``levels`` deep at most: as
+    they stand now, or as they stood at ``at``."""
     chain: list[UplineMember] = []
     current = seller_id
     while current and len(chain) < levels:
         member = reseller(uow, platform_id, current)
-        chain.append(UplineMember(member.reseller_id, member.rank))
-        current = member.sponsor_id
+        if at is None:
+            chain.append(UplineMember(member.reseller_id, member.rank))
+            current = member.sponsor_id
+        else:
+            chain.append(UplineMember(member.reseller_id, member.rank_at(at)))
+            current = member.sponsor_at(at)
     return chain
 
 
@@ -166,11 +172,14 @@ def place_order(ctx: Context, cmd: c.PlaceOrder) -> ResultRef:
     return ref(ORDER, order)
 
 
-def pay_order(ctx: Context, cmd: c.PayOrder) -> ResultRef:
-    """Splits with the plan in force now along the upline chain as it stands now."""
+def pay_order(ctx: Context, cmd: c.PayOrder, *, backdated: bool = False) -> ResultRef:
+    """Splits with the plan in force now along the upline chain as it stands now: "now" in
+    log order, so a move recorded before the payment counts whatever the servers' clocks say.
+    A backdated payment (a backfill) takes the chain and ranks as they stood at its time."""
     order = own_order(ctx.uow, ctx.caller, cmd.order_id)
     plan = plan_book(ctx.uow, ctx.caller.platform_id).in_force_at(ctx.now)
-    chain = upline(ctx.uow, ctx.caller.platform_id, order.seller_id, plan.levels)
+    chain = upline(ctx.uow, ctx.caller.platform_id, order.seller_id, plan.levels,
+                   at=ctx.now if backdated else None)
     platform = ctx.caller.platform_id
     seller_customer = (
         reseller(ctx.uow, platform, order.seller_id).customer_id if order.seller_id else ""
@@ -198,8 +207,8 @@ def import_order(ctx: Context, cmd: c.ImportOrder) -> ResultRef:
     bulk import pays for one idempotency record and one lookup per order, not three.
 
     A backfill gives each step its own time: each runs as if the clock read that time (the
-    plan in force then, the day it lands in, which must still be open), but none may be in
-    the future."""
+    plan in force then, the upline chain and ranks then, the day it lands in, which must
+    still be open), but none may be in the future."""
     placed, paid, completed = cmd.times(ctx.now)
     late = [(name, "must not be in the future") for name, at in cmd.dated() if at > ctx.now]
     if late:
@@ -207,7 +216,8 @@ def import_order(ctx: Context, cmd: c.ImportOrder) -> ResultRef:
     place_order(dataclasses.replace(ctx, now=placed), cmd)
     order = own_order(ctx.uow, ctx.caller, cmd.order_id)
     pay_order(dataclasses.replace(ctx, now=paid),
-              c.PayOrder(cmd.idempotency_key, cmd.order_id, cmd.payment_id, order.total))
+              c.PayOrder(cmd.idempotency_key, cmd.order_id, cmd.payment_id, order.total),
+              backdated=bool(cmd.paid_at or cmd.placed_at))
     if cmd.completed:
         complete_order(dataclasses.replace(ctx, now=completed),
                        c.CompleteOrder(cmd.idempotency_key, cmd.order_id))

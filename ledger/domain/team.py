@@ -3,6 +3,9 @@
 A reseller has at most one sponsor (上级). Moving a reseller is an admin action with a
 reason, and it only changes who earns on orders paid afterwards: each paid order carries the
 chain as it stood then. There is no sign-up bonus: commission is earned on sales only.
+
+A reseller remembers when each sponsor and rank began, so an order backfilled with the time
+it was paid is split along the chain, and at the ranks, of that time, not of its import.
 """
 
 from __future__ import annotations
@@ -43,6 +46,18 @@ class Reseller(CheapCopy, Aggregate):
         self.enrolled_at = enrolled_at
         self.rank = ""
         self.team_targets: dict[str, int] = {}
+        # (since, sponsor) and (since, rank), in the order they were recorded.
+        self.sponsors: list[tuple[datetime, str]] = [(enrolled_at, sponsor_id)]
+        self.ranks: list[tuple[datetime, str]] = [(enrolled_at, "")]
+
+    def sponsor_at(self, at: datetime) -> str:
+        """The sponsor as it stood at ``at``; before enrolment, the first one known (a
+        storefront enrolling its existing teams and then backfilling their orders knows no
+        earlier tree)."""
+        return as_of(self.sponsors, at)
+
+    def rank_at(self, at: datetime) -> str:
+        return as_of(self.ranks, at)
 
     def move(self, *, new_sponsor_id: str, reason: str, at: datetime) -> None:
         if not reason.strip():
@@ -66,14 +81,26 @@ class Reseller(CheapCopy, Aggregate):
     def _moved(self, from_sponsor_id: str, to_sponsor_id: str, reason: str,
                moved_at: datetime) -> None:
         self.sponsor_id = to_sponsor_id
+        self.sponsors.append((moved_at, to_sponsor_id))
 
     @event("RankSet")
     def _rank_set(self, rank: str, set_at: datetime) -> None:
         self.rank = rank
+        self.ranks.append((set_at, rank))
 
     @event("TeamTargetSet")
     def _team_target_set(self, month: str, currency: str, amount: int, set_at: datetime) -> None:
         self.team_targets[f"{month}/{currency}"] = amount
+
+
+def as_of(history: list[tuple[datetime, str]], at: datetime) -> str:
+    """The value that began last at or before ``at`` (the first, if none had begun). Times
+    are the writing servers' clocks, so a later entry may carry an earlier time: entries are
+    kept in the order recorded and the latest recorded among those begun wins."""
+    if history[-1][0] <= at:
+        return history[-1][1]  # the common case: nothing has changed since
+    begun = [value for since, value in history if since <= at]
+    return begun[-1] if begun else history[0][1]
 
 
 def check_no_cycle(
