@@ -27,6 +27,7 @@ from ledger.api.auth import (
 )
 from ledger.config import ConfigError, Settings
 from ledger.logs import configure_logging
+from ledger.runtime import tune_gc
 
 if TYPE_CHECKING:
     from ledger.application.ledger_app import LedgerApplication
@@ -49,6 +50,7 @@ def serve(settings: Settings) -> int:
     async def run() -> None:
         server = LedgerServer(settings, keys)
         await server.start()
+        tune_gc()
         if ready_fd:  # a worker tells the first process it serves (see start_workers)
             os.write(int(ready_fd), b"1")
             os.close(int(ready_fd))
@@ -164,6 +166,7 @@ def project(settings: Settings) -> int:
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
     runner.setup()
+    tune_gc()
     log = structlog.get_logger("ledger.project")
     log.info("projecting", position=runner.position, head=runner.log_head())
     last_report = 0.0
