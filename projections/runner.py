@@ -101,7 +101,8 @@ class Batch:
                                PAYMENT, ref)
             total = -sum(p.amount for p in event.postings if p.bucket == "clearing")
             if event.postings:
-                team.paid(uid, event.postings[0].currency, total, event.paid_at)
+                team.paid(uid, event.postings[0].currency, total, event.paid_at,
+                          backdated=getattr(event, "backdated", False))
             team.order_life(uid, freeze_days=event.freeze_days)
         elif name == qualname(Order.Refunded):
             refund = event.refund

@@ -267,13 +267,17 @@ class TeamWriter:
         row.due_at = micros(completed_at) + row.freeze_days * DAY
         self._dirty_orders.add(order_uid)
 
-    def paid(self, order_uid: str, currency: str, total: int, at_dt: datetime) -> None:
+    def paid(self, order_uid: str, currency: str, total: int, at_dt: datetime,
+             backdated: bool = False) -> None:
+        """The sale counts for the seller's teams as the tree stands in log order, or, for a
+        backdated payment (a backfill), as it stood when paid, as its split did."""
         row = self.order(order_uid)
         if not row.seller_id:
             return
-        row.ancestors = self.ancestors(row.platform, row.seller_id)
-        self._dirty_orders.add(order_uid)
         at = micros(at_dt)
+        row.ancestors = (self.ancestors_then(row.platform, row.seller_id, at) if backdated
+                         else self.ancestors(row.platform, row.seller_id))
+        self._dirty_orders.add(order_uid)
         month = self.calendar.month(at_dt)
         self._sale(row.platform, row.seller_id, row.ancestors, month, currency, total, at)
         self._mark_active(row.platform, row.seller_id, row.ancestors, month, at)
@@ -326,6 +330,26 @@ class TeamWriter:
         if latest is not None:
             return latest[1]
         return sponsor_as_of(self.cur, platform, reseller_id, at)
+
+    def first_sponsor(self, platform: str, reseller_id: str) -> str | None:
+        """The sponsor the reseller enrolled under; None if never enrolled."""
+        self.cur.execute("SELECT sponsor_id FROM proj_links WHERE platform = %s AND "
+                         "reseller_id = %s ORDER BY position LIMIT 1", (platform, reseller_id))
+        row = self.cur.fetchone()
+        if row is not None:
+            return str(row[0])
+        return next((sponsor for p, rid, sponsor, _, _ in self._links
+                     if p == platform and rid == reseller_id), None)
+
+    def ancestors_then(self, platform: str, reseller_id: str, at: int) -> list[str]:
+        """Everyone above the reseller as the tree stood at ``at``, each member taken as
+        first enrolled where ``at`` is before their enrolment (as the split does)."""
+
+        def sponsor_then(rid: str) -> str | None:
+            sponsor = self.sponsor_at(platform, rid, at)
+            return sponsor if sponsor is not None else self.first_sponsor(platform, rid)
+
+        return chain_above(sponsor_then(reseller_id) or "", sponsor_then, reseller_id)
 
     def ancestors_at(self, platform: str, reseller_id: str, at: int) -> set[str] | None:
         """Everyone above the reseller as the tree stood at ``at``; None if not yet enrolled."""

@@ -323,6 +323,35 @@ def test_read_models_see_each_stored_field_as_the_mapper_decodes_it(
         app.close()
 
 
+def test_a_paid_event_from_before_backfills_were_marked_still_replays(
+    store_url: str, clock: Clock
+) -> None:
+    """Order.Paid gained ``backdated``; events stored without it replay as not backdated,
+    for the aggregate and for the read models alike."""
+    import dataclasses
+
+    import orjson
+
+    from projections.decoding import event_reader
+
+    app = build_application(store_url, clock)
+    try:
+        run(app, *team_commands(), c.PlaceOrder("p1", "O1", "c1", "carol", "CNY", tea()),
+            c.PayOrder("pay1", "O1", "w1", 9999))
+        [paid] = [n for n in app.recorder.select_notifications(start=1, limit=1000)
+                  if n.topic.endswith("Order.Paid")]
+        fields = orjson.loads(paid.state)
+        assert fields.pop("backdated") is False
+        old = dataclasses.replace(paid, state=orjson.dumps(fields))
+        assert getattr(app.mapper.to_domain_event(old), "backdated", False) is False
+        assert getattr(event_reader(app.mapper)(old), "backdated", False) is False
+        order = app.mapper.to_domain_event(old).mutate(
+            app.repository.get(paid.originator_id, version=paid.originator_version - 1))
+        assert order is not None and order.backdated is False and order.status == "paid"
+    finally:
+        app.close()
+
+
 def test_value_objects_written_by_field_name_still_decode() -> None:
     """Value objects were stored as dicts of their fields before they were stored as lists
     of values: a log holding both replays the same."""

@@ -9,7 +9,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 
 from clients.sdk import LedgerClient, idempotency_key
 from clients.simulator import line, worked_example
-from ledger.v1 import admin_pb2, common_pb2, storefront_pb2
+from ledger.v1 import admin_pb2, common_pb2, report_pb2, storefront_pb2
 from tests.conftest import Clock, Running
 from tests.helpers import enroll, pay, place, postings, refund, refused, shares, team
 
@@ -181,9 +181,9 @@ def test_move_affects_only_orders_paid_afterwards(shop: LedgerClient,
 
 def test_a_backfill_splits_along_the_chain_and_ranks_of_its_payment_time(
         shop: LedgerClient, admin: LedgerClient, clock: Clock) -> None:
-    """A move or a rank set after an order was paid does not change who earned on it, even
-    when the order is imported afterwards with its payment time; one paid before the
-    seller was enrolled takes the first chain known."""
+    """A move or a rank set after an order was paid does not change who earned on it, nor
+    whose team sold it, even when the order is imported afterwards with its payment time;
+    one paid before the seller was enrolled takes the first chain known."""
     admin.admin.PublishPlan(admin_pb2.PublishPlanRequest(
         idempotency_key=idempotency_key(), plan=admin_pb2.CommissionPlan(
             level_rates_bps=[4000, 1000], freeze_days=7, min_payout=1000,
@@ -229,6 +229,14 @@ def test_a_backfill_splits_along_the_chain_and_ranks_of_its_payment_time(
     now = order("NOW")
     assert list(now.upline_chain) == ["carol", "zed"]
     assert (shares(now)["reseller:carol"], shares(now)["reseller:zed"]) == (1999, 399)
+    # The team numbers follow the same tree: the three old sales were in Bob's (and Alice's)
+    # team, the new one in Zed's.
+    gmv = {}
+    for leader in ("alice", "bob", "zed"):
+        stats = shop.report.GetTeamStats(report_pb2.GetTeamStatsRequest(
+            reseller_id=leader, month="2026-11", min_log_position=reply.receipt.log_position))
+        gmv[leader] = stats.sales[0].team_gmv if stats.sales else 0
+    assert gmv == {"alice": 3 * 9999, "bob": 3 * 9999, "zed": 9999}
 
 
 def test_cycles_are_refused(shop: LedgerClient, admin: LedgerClient) -> None:

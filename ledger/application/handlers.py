@@ -192,6 +192,7 @@ def pay_order(ctx: Context, cmd: c.PayOrder, *, backdated: bool = False) -> Resu
         chain=chain,
         self_purchase=bool(seller_customer) and seller_customer == order.customer_id,
         at=ctx.now,
+        backdated=backdated,
     )
     return ref(ORDER, order)
 

@@ -170,8 +170,12 @@ class Order(CheapCopy, Aggregate):
         chain: Sequence[UplineMember],
         self_purchase: bool,
         at: datetime,
+        backdated: bool = False,
     ) -> None:
-        """Records the payment and splits every line along the upline chain, all frozen."""
+        """Records the payment and splits every line along the upline chain, all frozen.
+
+        ``backdated``: recorded after the fact (a backfill), with the chain as it stood at
+        ``at``; the event says so, and the team numbers follow the tree of that time too."""
         self.check_status(PLACED, "pay")
         if amount != self.total:
             raise RuleViolation(
@@ -194,6 +198,7 @@ class Order(CheapCopy, Aggregate):
             upline_chain=tuple(m.reseller_id for m in chain[: plan.levels]),
             shares=tuple(shares),
             postings=postings,
+            backdated=backdated,
         )
 
     def complete(self, *, at: datetime) -> None:
@@ -328,8 +333,10 @@ class Order(CheapCopy, Aggregate):
         upline_chain: Sequence[str],
         shares: Sequence[Share],
         postings: Sequence[Posting],
+        backdated: bool = False,  # absent from events recorded before backfills had it
     ) -> None:
         self.status = PAID
+        self.backdated = backdated
         self.payment_id = payment_id
         self.paid_at = paid_at
         self.plan_version = plan_version
