@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from concurrent.futures import wait
-from datetime import timedelta
+from datetime import date, timedelta
 from pathlib import Path
 
 import pytest
@@ -123,13 +123,19 @@ def test_no_account_is_paid_more_than_it_earned(
             elif kind == "days":
                 clock.advance(days=a)
             elif kind == "close":
+                # Finance closes every day that is over and not closed yet, in order (days
+                # close one after another).
                 clock.advance(days=1)
-                day = local_day(clock() - timedelta(days=1), "Asia/Shanghai")
+                yesterday = local_day(clock() - timedelta(days=1), "Asia/Shanghai")
                 runner.catch_up()
-                statement = models.day_statement("acme", day, "Asia/Shanghai")
-                result = do(fin, c.CloseDay(key, day, statement))
-                if isinstance(result, Outcome):
+                book = app.find(PeriodBook.create_id("acme"))
+                day = book.next_to_close if book is not None and book.closed else yesterday
+                while day <= yesterday:
+                    statement = models.day_statement("acme", day, "Asia/Shanghai")
+                    result = do(fin, c.CloseDay(f"{key}-{day}", day, statement))
+                    assert isinstance(result, Outcome), result
                     closed[day] = statement.digest
+                    day = (date.fromisoformat(day) + timedelta(days=1)).isoformat()
         runner.catch_up()
         note(f"payouts: {len(payouts)}, closed days: {len(closed)}")
 

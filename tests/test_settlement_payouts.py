@@ -253,6 +253,21 @@ def test_closed_day_statement_is_final_and_late_refunds_land_in_the_open_day(
         account="reseller:carol", from_day="2026-11-02", to_day="2026-11-01")))
     assert "to_day" in bad.fields
 
+    # Days close in order: skipping 11-02 would shut it with no statement.
+    clock.advance(days=2)  # 11-03 is over too
+    skipped = refused(lambda: fin.CloseDay(finance_pb2.CloseDayRequest(
+        idempotency_key=idempotency_key(), day="2026-11-03")))
+    assert (skipped.code, skipped.reason) == (StatusCode.FAILED_PRECONDITION,
+                                              "PERIOD_OUT_OF_ORDER")
+    assert "2026-11-02" in skipped.message
+    for day in ("2026-11-02", "2026-11-03"):
+        closed_day = fin.CloseDay(finance_pb2.CloseDayRequest(
+            idempotency_key=idempotency_key(), day=day)).statement
+        assert closed_day.closed and closed_day.day == day
+    opened = {x.account: x.opening for x in fin.GetDayStatement(
+        finance_pb2.GetDayStatementRequest(day="2026-11-03")).statement.lines}
+    assert opened["reseller:carol"] == 1066  # where 11-02 closed
+
 
 def test_finance_cli_exports_csv_a_spreadsheet_opens(
     running: Running, shop: LedgerClient, admin: LedgerClient, finance: LedgerClient,

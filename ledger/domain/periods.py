@@ -3,12 +3,17 @@
 Closing a day records its statement for good. A day can be closed only once it is over, and
 nothing is ever recorded into a closed day: a late refund of an order from a closed day
 lands, as a correction, in the day that is open.
+
+After the first, days close one after another, each the day after the last closed: closing a
+later day shuts the days before it too, so a day skipped would be shut with no statement, and
+the chain of statements (each opening where the one before closed) would have a hole. The
+first day closed is finance's choice of where the chain starts.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from uuid import UUID
 from zoneinfo import ZoneInfo
 
@@ -67,14 +72,25 @@ class PeriodBook(CheapCopy, Aggregate):
             raise RuleViolation(f"{day} is closed; nothing can be recorded into it",
                                 reason="PERIOD_CLOSED")
 
+    @property
+    def next_to_close(self) -> str:
+        """The day that must be closed next; '' before the first close (any past day)."""
+        last = self.last_closed
+        return (date.fromisoformat(last) + timedelta(days=1)).isoformat() if last else ""
+
     def close(self, statement: DayStatement, *, now: datetime) -> None:
+        date.fromisoformat(statement.day)
         if statement.day in self.closed:
             raise AlreadyExists(f"{statement.day} is already closed")
         today = local_day(now, self.timezone)
         if statement.day >= today:
             raise RuleViolation(f"{statement.day} is not over yet ({self.timezone})",
                                 reason="PERIOD_NOT_OVER")
-        date.fromisoformat(statement.day)
+        expected = self.next_to_close
+        if expected and statement.day != expected:
+            raise RuleViolation(
+                f"days close in order: {expected} is the next to close, not {statement.day}",
+                reason="PERIOD_OUT_OF_ORDER")
         self._closed(statement=statement, closed_at=now)
 
     @event("DayClosed")

@@ -139,6 +139,9 @@ class FinanceServiceServicer:
 
     def CloseDay(self, request, context):
         """Closes a past calendar day (platform time zone) and records its statement for good.
+        After the first, each close must be the day after the last closed (FAILED_PRECONDITION,
+        reason PERIOD_OUT_OF_ORDER, naming the day that is next), so no day is left without
+        its statement.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

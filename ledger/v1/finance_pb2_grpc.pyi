@@ -45,7 +45,11 @@ class FinanceServiceStub:
     """The rail failed it: the money returns to available."""
     GetPayout: _grpc.UnaryUnaryMultiCallable[_finance_pb2.GetPayoutRequest, _finance_pb2.GetPayoutResponse]
     CloseDay: _grpc.UnaryUnaryMultiCallable[_finance_pb2.CloseDayRequest, _finance_pb2.CloseDayResponse]
-    """Closes a past calendar day (platform time zone) and records its statement for good."""
+    """Closes a past calendar day (platform time zone) and records its statement for good.
+    After the first, each close must be the day after the last closed (FAILED_PRECONDITION,
+    reason PERIOD_OUT_OF_ORDER, naming the day that is next), so no day is left without
+    its statement.
+    """
     GetDayStatement: _grpc.UnaryUnaryMultiCallable[_finance_pb2.GetDayStatementRequest, _finance_pb2.GetDayStatementResponse]
     """A closed day's statement, or an open day's statement so far (closed = false)."""
     GetAccountStatement: _grpc.UnaryUnaryMultiCallable[_finance_pb2.GetAccountStatementRequest, _finance_pb2.GetAccountStatementResponse]
@@ -70,7 +74,11 @@ class FinanceServiceAsyncStub(FinanceServiceStub):
     """The rail failed it: the money returns to available."""
     GetPayout: _aio.UnaryUnaryMultiCallable[_finance_pb2.GetPayoutRequest, _finance_pb2.GetPayoutResponse]  # type: ignore[assignment]
     CloseDay: _aio.UnaryUnaryMultiCallable[_finance_pb2.CloseDayRequest, _finance_pb2.CloseDayResponse]  # type: ignore[assignment]
-    """Closes a past calendar day (platform time zone) and records its statement for good."""
+    """Closes a past calendar day (platform time zone) and records its statement for good.
+    After the first, each close must be the day after the last closed (FAILED_PRECONDITION,
+    reason PERIOD_OUT_OF_ORDER, naming the day that is next), so no day is left without
+    its statement.
+    """
     GetDayStatement: _aio.UnaryUnaryMultiCallable[_finance_pb2.GetDayStatementRequest, _finance_pb2.GetDayStatementResponse]  # type: ignore[assignment]
     """A closed day's statement, or an open day's statement so far (closed = false)."""
     GetAccountStatement: _aio.UnaryUnaryMultiCallable[_finance_pb2.GetAccountStatementRequest, _finance_pb2.GetAccountStatementResponse]  # type: ignore[assignment]
@@ -140,7 +148,11 @@ class FinanceServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _finance_pb2.CloseDayRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_finance_pb2.CloseDayResponse, _abc.Awaitable[_finance_pb2.CloseDayResponse]]:
-        """Closes a past calendar day (platform time zone) and records its statement for good."""
+        """Closes a past calendar day (platform time zone) and records its statement for good.
+        After the first, each close must be the day after the last closed (FAILED_PRECONDITION,
+        reason PERIOD_OUT_OF_ORDER, naming the day that is next), so no day is left without
+        its statement.
+        """
 
     @_abc_1.abstractmethod
     def GetDayStatement(
