@@ -49,37 +49,32 @@ class FinanceService(Base, finance_pb2_grpc.FinanceServiceServicer):
     async def RequestPayout(self, request, context, caller):  # type: ignore[no-untyped-def]
         command = c.RequestPayout(request.idempotency_key, request.account, request.currency,
                                   request.amount)
-        outcome, payout = await self.write(caller, command)
-        return finance_pb2.RequestPayoutResponse(payout=convert.payout(payout),
-                                                 receipt=convert.receipt(outcome))
+        return await self.reply(caller, command, finance_pb2.RequestPayoutResponse,
+                                payout=convert.payout)
 
     @rpc(FINANCE)
     async def ApprovePayout(self, request, context, caller):  # type: ignore[no-untyped-def]
-        outcome, payout = await self.write(
-            caller, c.ApprovePayout(request.idempotency_key, request.payout_id))
-        return finance_pb2.ApprovePayoutResponse(payout=convert.payout(payout),
-                                                 receipt=convert.receipt(outcome))
+        command = c.ApprovePayout(request.idempotency_key, request.payout_id)
+        return await self.reply(caller, command, finance_pb2.ApprovePayoutResponse,
+                                payout=convert.payout)
 
     @rpc(FINANCE)
     async def RejectPayout(self, request, context, caller):  # type: ignore[no-untyped-def]
-        outcome, payout = await self.write(
-            caller, c.RejectPayout(request.idempotency_key, request.payout_id, request.reason))
-        return finance_pb2.RejectPayoutResponse(payout=convert.payout(payout),
-                                                receipt=convert.receipt(outcome))
+        command = c.RejectPayout(request.idempotency_key, request.payout_id, request.reason)
+        return await self.reply(caller, command, finance_pb2.RejectPayoutResponse,
+                                payout=convert.payout)
 
     @rpc(FINANCE)
     async def MarkPayoutPaid(self, request, context, caller):  # type: ignore[no-untyped-def]
-        outcome, payout = await self.write(caller, c.MarkPayoutPaid(
-            request.idempotency_key, request.payout_id, request.reference))
-        return finance_pb2.MarkPayoutPaidResponse(payout=convert.payout(payout),
-                                                  receipt=convert.receipt(outcome))
+        command = c.MarkPayoutPaid(request.idempotency_key, request.payout_id, request.reference)
+        return await self.reply(caller, command, finance_pb2.MarkPayoutPaidResponse,
+                                payout=convert.payout)
 
     @rpc(FINANCE)
     async def MarkPayoutFailed(self, request, context, caller):  # type: ignore[no-untyped-def]
-        outcome, payout = await self.write(caller, c.MarkPayoutFailed(
-            request.idempotency_key, request.payout_id, request.reason))
-        return finance_pb2.MarkPayoutFailedResponse(payout=convert.payout(payout),
-                                                    receipt=convert.receipt(outcome))
+        command = c.MarkPayoutFailed(request.idempotency_key, request.payout_id, request.reason)
+        return await self.reply(caller, command, finance_pb2.MarkPayoutFailedResponse,
+                                payout=convert.payout)
 
     @rpc(FINANCE)
     async def GetPayout(self, request, context, caller):  # type: ignore[no-untyped-def]

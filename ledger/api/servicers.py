@@ -104,39 +104,45 @@ class Base:
     async def read(self, fn: Callable[..., R], *args: Any, **kwargs: Any) -> R:
         return await asyncio.to_thread(fn, *args, **kwargs)
 
+    async def reply(self, caller: c.Caller, command: c.Command, response: Callable[..., R],
+                    **answer: Callable[[Any], Any]) -> R:
+        """Writes the command and answers with what it changed (one field, e.g.
+        ``order=convert.order``, given the aggregate) and the write's receipt."""
+        outcome, changed = await self.write(caller, command)
+        [(name, to_message)] = answer.items()
+        return response(**{name: to_message(changed)}, receipt=convert.receipt(outcome))
+
+    async def order_reply(self, caller: c.Caller, command: c.Command,
+                          response: Callable[..., R], view: int) -> R:
+        """The writes that change an order answer with it, in the view asked for."""
+        return await self.reply(caller, command, response,
+                                order=functools.partial(convert.order, view=view))
+
 
 class StorefrontService(Base, storefront_pb2_grpc.StorefrontServiceServicer):
     @rpc(STOREFRONT)
     async def PlaceOrder(self, request, context, caller):  # type: ignore[no-untyped-def]
-        outcome, order = await self.write(caller, convert.place_order(request))
-        return storefront_pb2.PlaceOrderResponse(
-            order=convert.order(order, request.view), receipt=convert.receipt(outcome)
-        )
+        return await self.order_reply(caller, convert.place_order(request),
+                                      storefront_pb2.PlaceOrderResponse, request.view)
 
     @rpc(STOREFRONT)
     async def PayOrder(self, request, context, caller):  # type: ignore[no-untyped-def]
         command = c.PayOrder(request.idempotency_key, request.order_id, request.payment_id,
                              request.amount)
-        outcome, order = await self.write(caller, command)
-        return storefront_pb2.PayOrderResponse(
-            order=convert.order(order, request.view), receipt=convert.receipt(outcome)
-        )
+        return await self.order_reply(caller, command, storefront_pb2.PayOrderResponse,
+                                      request.view)
 
     @rpc(STOREFRONT)
     async def CompleteOrder(self, request, context, caller):  # type: ignore[no-untyped-def]
         command = c.CompleteOrder(request.idempotency_key, request.order_id)
-        outcome, order = await self.write(caller, command)
-        return storefront_pb2.CompleteOrderResponse(
-            order=convert.order(order, request.view), receipt=convert.receipt(outcome)
-        )
+        return await self.order_reply(caller, command, storefront_pb2.CompleteOrderResponse,
+                                      request.view)
 
     @rpc(STOREFRONT)
     async def CancelOrder(self, request, context, caller):  # type: ignore[no-untyped-def]
         command = c.CancelOrder(request.idempotency_key, request.order_id, request.reason)
-        outcome, order = await self.write(caller, command)
-        return storefront_pb2.CancelOrderResponse(
-            order=convert.order(order, request.view), receipt=convert.receipt(outcome)
-        )
+        return await self.order_reply(caller, command, storefront_pb2.CancelOrderResponse,
+                                      request.view)
 
     @rpc(STOREFRONT)
     async def RefundOrder(self, request, context, caller):  # type: ignore[no-untyped-def]
@@ -156,38 +162,30 @@ class StorefrontService(Base, storefront_pb2_grpc.StorefrontServiceServicer):
     async def OpenAfterSale(self, request, context, caller):  # type: ignore[no-untyped-def]
         command = c.OpenAfterSale(request.idempotency_key, request.order_id, request.case_id,
                                   request.line_no, request.reason)
-        outcome, order = await self.write(caller, command)
-        return storefront_pb2.OpenAfterSaleResponse(
-            order=convert.order(order, request.view), receipt=convert.receipt(outcome)
-        )
+        return await self.order_reply(caller, command, storefront_pb2.OpenAfterSaleResponse,
+                                      request.view)
 
     @rpc(STOREFRONT)
     async def CloseAfterSale(self, request, context, caller):  # type: ignore[no-untyped-def]
         command = c.CloseAfterSale(request.idempotency_key, request.order_id, request.case_id,
                                    request.resolution)
-        outcome, order = await self.write(caller, command)
-        return storefront_pb2.CloseAfterSaleResponse(
-            order=convert.order(order, request.view), receipt=convert.receipt(outcome)
-        )
+        return await self.order_reply(caller, command, storefront_pb2.CloseAfterSaleResponse,
+                                      request.view)
 
     @rpc(STOREFRONT)
     async def EnrollReseller(self, request, context, caller):  # type: ignore[no-untyped-def]
         command = c.EnrollReseller(request.idempotency_key, request.reseller_id,
                                    request.sponsor_id, request.customer_id,
                                    request.without_sponsor)
-        outcome, reseller = await self.write(caller, command)
-        return storefront_pb2.EnrollResellerResponse(
-            reseller=convert.reseller(reseller), receipt=convert.receipt(outcome)
-        )
+        return await self.reply(caller, command, storefront_pb2.EnrollResellerResponse,
+                                reseller=convert.reseller)
 
     @rpc(STOREFRONT)
     async def BindCustomer(self, request, context, caller):  # type: ignore[no-untyped-def]
         command = c.BindCustomer(request.idempotency_key, request.customer_id,
                                  request.reseller_id)
-        outcome, bound = await self.write(caller, command)
-        return storefront_pb2.BindCustomerResponse(
-            binding=convert.binding(bound), receipt=convert.receipt(outcome)
-        )
+        return await self.reply(caller, command, storefront_pb2.BindCustomerResponse,
+                                binding=convert.binding)
 
     @rpc(STOREFRONT)
     async def GetOrder(self, request, context, caller):  # type: ignore[no-untyped-def]
@@ -198,9 +196,8 @@ class StorefrontService(Base, storefront_pb2_grpc.StorefrontServiceServicer):
     async def RequestWithdrawal(self, request, context, caller):  # type: ignore[no-untyped-def]
         command = c.RequestPayout(request.idempotency_key, f"reseller:{request.reseller_id}",
                                   request.currency, request.amount)
-        outcome, payout = await self.write(caller, command)
-        return storefront_pb2.RequestWithdrawalResponse(
-            payout=convert.payout(payout), receipt=convert.receipt(outcome))
+        return await self.reply(caller, command, storefront_pb2.RequestWithdrawalResponse,
+                                payout=convert.payout)
 
 
     @rpc(STOREFRONT)
@@ -249,27 +246,21 @@ class AdminService(Base, admin_pb2_grpc.AdminServiceServicer):
     async def MoveReseller(self, request, context, caller):  # type: ignore[no-untyped-def]
         command = c.MoveReseller(request.idempotency_key, request.reseller_id,
                                  request.new_sponsor_id, request.reason)
-        outcome, reseller = await self.write(caller, command)
-        return admin_pb2.MoveResellerResponse(
-            reseller=convert.reseller(reseller), receipt=convert.receipt(outcome)
-        )
+        return await self.reply(caller, command, admin_pb2.MoveResellerResponse,
+                                reseller=convert.reseller)
 
     @rpc(ADMIN)
     async def SetRank(self, request, context, caller):  # type: ignore[no-untyped-def]
         command = c.SetRank(request.idempotency_key, request.reseller_id, request.rank)
-        outcome, reseller = await self.write(caller, command)
-        return admin_pb2.SetRankResponse(
-            reseller=convert.reseller(reseller), receipt=convert.receipt(outcome)
-        )
+        return await self.reply(caller, command, admin_pb2.SetRankResponse,
+                                reseller=convert.reseller)
 
     @rpc(ADMIN)
     async def RebindCustomer(self, request, context, caller):  # type: ignore[no-untyped-def]
         command = c.RebindCustomer(request.idempotency_key, request.customer_id,
                                    request.reseller_id, request.reason)
-        outcome, bound = await self.write(caller, command)
-        return admin_pb2.RebindCustomerResponse(
-            binding=convert.binding(bound), receipt=convert.receipt(outcome)
-        )
+        return await self.reply(caller, command, admin_pb2.RebindCustomerResponse,
+                                binding=convert.binding)
 
     @rpc(ADMIN)
     async def GetReseller(self, request, context, caller):  # type: ignore[no-untyped-def]
@@ -292,7 +283,5 @@ class AdminService(Base, admin_pb2_grpc.AdminServiceServicer):
     async def SetTeamTarget(self, request, context, caller):  # type: ignore[no-untyped-def]
         command = c.SetTeamTarget(request.idempotency_key, request.reseller_id, request.month,
                                   request.currency, request.amount)
-        outcome, reseller = await self.write(caller, command)
-        return admin_pb2.SetTeamTargetResponse(
-            reseller=convert.reseller(reseller), receipt=convert.receipt(outcome)
-        )
+        return await self.reply(caller, command, admin_pb2.SetTeamTargetResponse,
+                                reseller=convert.reseller)
