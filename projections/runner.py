@@ -40,7 +40,6 @@ log = structlog.get_logger(__name__)
 NAME = "read-models"
 
 
-
 def event_topics(*aggregates: type) -> list[str]:
     """Every event class the aggregates define, as the log names it."""
     return [get_topic(v) for cls in aggregates for v in vars(cls).values()
@@ -308,7 +307,8 @@ class ProjectionRunner:
             lambda: self._select(position, self.app.log_position())))
 
     def catch_up(self, progress: Callable[[int], None] | None = None) -> int:
-        """Runs batches until the log has nothing new; returns how many entries it applied."""
+        """Runs batches until the log has nothing new; returns how many log positions it
+        covered (``applied`` counts the events among them that the read models use)."""
         total = 0
         while True:
             done = self.run_once()
