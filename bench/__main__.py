@@ -21,7 +21,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Awaitable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -134,15 +134,23 @@ class Schemas:
                              .format(sql.Identifier(schema)))
 
 
-async def lag_sampler(address: str, stop: asyncio.Event) -> tuple[int, int]:
-    """(max lag, log position) seen while the load ran."""
-    worst = head = 0
+@contextlib.asynccontextmanager
+async def projection_status(address: str) -> AsyncIterator[Callable[[], Awaitable[Any]]]:
+    """A channel to the server for as long as it is needed, and a call that asks it for
+    the read models' status (log position, position applied, lag)."""
     metadata = (("authorization", f"Bearer {KEY}"),)
     async with grpc.aio.insecure_channel(address) as channel:
         stub = report_pb2_grpc.ReportServiceStub(channel)
+        yield lambda: stub.GetProjectionStatus(report_pb2.GetProjectionStatusRequest(),
+                                               metadata=metadata)
+
+
+async def lag_sampler(address: str, stop: asyncio.Event) -> tuple[int, int]:
+    """(max lag, log position) seen while the load ran."""
+    worst = head = 0
+    async with projection_status(address) as status_now:
         while not stop.is_set():
-            status = await stub.GetProjectionStatus(report_pb2.GetProjectionStatusRequest(),
-                                                    metadata=metadata)
+            status = await status_now()
             worst, head = max(worst, status.lag), status.log_position
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), 0.1)
@@ -150,24 +158,14 @@ async def lag_sampler(address: str, stop: asyncio.Event) -> tuple[int, int]:
 
 
 async def log_position(address: str) -> int:
-    metadata = (("authorization", f"Bearer {KEY}"),)
-    async with grpc.aio.insecure_channel(address) as channel:
-        stub = report_pb2_grpc.ReportServiceStub(channel)
-        status = await stub.GetProjectionStatus(report_pb2.GetProjectionStatusRequest(),
-                                                metadata=metadata)
-        return int(status.log_position)
+    async with projection_status(address) as status_now:
+        return int((await status_now()).log_position)
 
 
 async def caught_up(address: str, position: int) -> None:
     """Returns once the read models have applied the log up to ``position``."""
-    metadata = (("authorization", f"Bearer {KEY}"),)
-    async with grpc.aio.insecure_channel(address) as channel:
-        stub = report_pb2_grpc.ReportServiceStub(channel)
-        while True:
-            status = await stub.GetProjectionStatus(report_pb2.GetProjectionStatusRequest(),
-                                                    metadata=metadata)
-            if status.processed_position >= position:
-                return
+    async with projection_status(address) as status_now:
+        while (await status_now()).processed_position < position:
             await asyncio.sleep(0.05)
 
 
