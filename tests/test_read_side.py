@@ -304,3 +304,19 @@ def test_calendar_month_remembers_bounds_without_changing_answers(
     calendar = Calendar(zone)
     for at in times:
         assert calendar.month(at) == at.astimezone(calendar.zone).strftime("%Y-%m")
+
+
+def test_a_read_after_a_position_no_write_reached_is_refused_at_once(shop: LedgerClient
+                                                                      ) -> None:
+    """A receipt is handed out after its write committed, so a min_log_position past the
+    log's end is a client's bug: it gets INVALID_ARGUMENT at once, not a wait until its
+    deadline. A negative one is refused likewise."""
+    team(shop)
+    place(shop, "O1")
+    head = shop.report.GetProjectionStatus(report_pb2.GetProjectionStatusRequest()).log_position
+    for position in (head + 1_000, 2**63 - 1, -1):
+        no = refused(lambda p=position: shop.report.GetBalance(report_pb2.GetBalanceRequest(
+            account="reseller:carol", min_log_position=p), timeout=30))
+        assert no.code == StatusCode.INVALID_ARGUMENT
+        assert "min_log_position" in no.fields
+    assert balance(shop, "reseller:carol", head) == {}

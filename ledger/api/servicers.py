@@ -61,10 +61,21 @@ class Base:
         self.processed = processed
 
     async def caught_up(self, position: int, context: grpc.aio.ServicerContext) -> int:
-        """Waits until the read models have processed ``position``; returns where they are."""
+        """Waits until the read models have processed ``position``; returns where they are.
+
+        Only a position the log has reached is waited for: a receipt is handed out after its
+        write committed, so a position past the log's end is no receipt (a client's bug) and
+        is refused at once rather than waited on until the deadline."""
+        if position < 0:
+            raise InvalidInput([("min_log_position", "must be 0 (none) or a receipt's "
+                                        "log_position")])
         current = self.processed()
         if current >= position:
             return current
+        head = await asyncio.to_thread(self.app.log_position)
+        if position > head:
+            raise InvalidInput([("min_log_position", f"no write has reached log "
+                                        f"position {position}; the log ends at {head}")])
         remaining = context.time_remaining()
         deadline = time.monotonic() + min(
             remaining if remaining is not None else MAX_WAIT, MAX_WAIT)

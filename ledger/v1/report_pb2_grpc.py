@@ -31,7 +31,9 @@ class ReportServiceStub:
     Any key of the platform may read (storefront, admin or finance). Every request may carry
     min_log_position, the receipt.log_position of an earlier write: the call then waits (within
     its deadline) until the read models have processed at least that far, so a client reads
-    its own writes. A read that cannot catch up in time fails with DEADLINE_EXCEEDED.
+    its own writes. A read that cannot catch up in time fails with DEADLINE_EXCEEDED; a
+    position the log has not reached (no receipt can name it) or a negative one fails at once
+    with INVALID_ARGUMENT.
     """
 
     def __init__(self, channel):
@@ -83,7 +85,9 @@ class ReportServiceServicer:
     Any key of the platform may read (storefront, admin or finance). Every request may carry
     min_log_position, the receipt.log_position of an earlier write: the call then waits (within
     its deadline) until the read models have processed at least that far, so a client reads
-    its own writes. A read that cannot catch up in time fails with DEADLINE_EXCEEDED.
+    its own writes. A read that cannot catch up in time fails with DEADLINE_EXCEEDED; a
+    position the log has not reached (no receipt can name it) or a negative one fails at once
+    with INVALID_ARGUMENT.
     """
 
     def GetBalance(self, request, context):
@@ -187,7 +191,9 @@ class ReportService:
     Any key of the platform may read (storefront, admin or finance). Every request may carry
     min_log_position, the receipt.log_position of an earlier write: the call then waits (within
     its deadline) until the read models have processed at least that far, so a client reads
-    its own writes. A read that cannot catch up in time fails with DEADLINE_EXCEEDED.
+    its own writes. A read that cannot catch up in time fails with DEADLINE_EXCEEDED; a
+    position the log has not reached (no receipt can name it) or a negative one fails at once
+    with INVALID_ARGUMENT.
     """
 
     @staticmethod
