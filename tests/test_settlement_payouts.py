@@ -371,12 +371,19 @@ def test_backfilled_orders_keep_their_dates_and_never_land_in_a_closed_day(
         imported("H2", paid_at=at(2, 4)),  # 2026-11-02 12:00 in Shanghai: closed
         imported("H3", placed_at=at(1, 3, month=12)),  # an hour from now
         imported("H4", paid_at=at(12, 1), completed_at=at(11, 1)),
+        # A completion dated without its payment would be paid now, after it was completed.
+        imported("H5", completed_at=at(11, 1)),
+        imported("H6", paid_at=at(20, 1)),  # placed when paid, not now (after the payment)
     ])]))
-    assert reply.imported == 1
+    assert reply.imported == 2
     assert [(f.order_id, f.code) for f in reply.failures] == [
-        ("H2", "FAILED_PRECONDITION"), ("H3", "INVALID_ARGUMENT"), ("H4", "INVALID_ARGUMENT")]
+        ("H2", "FAILED_PRECONDITION"), ("H3", "INVALID_ARGUMENT"), ("H4", "INVALID_ARGUMENT"),
+        ("H5", "INVALID_ARGUMENT")]
     assert "PERIOD_CLOSED" in reply.failures[0].message or "closed" in reply.failures[0].message
     assert "completed_at" in reply.failures[2].message
+    assert "completed_at" in reply.failures[3].message
+    h6 = shop.storefront.GetOrder(storefront_pb2.GetOrderRequest(order_id="H6")).order
+    assert h6.placed_at == h6.paid_at == h6.completed_at == at(20, 1)
     order = shop.storefront.GetOrder(storefront_pb2.GetOrderRequest(order_id="H1")).order
     assert (order.placed_at, order.paid_at, order.completed_at) == (at(10, 1), at(10, 2),
                                                                      at(12, 3))
@@ -386,9 +393,9 @@ def test_backfilled_orders_keep_their_dates_and_never_land_in_a_closed_day(
         day="2026-11-10", min_log_position=books.position)).statement
     carol = {x.account: x for x in day.lines}["reseller:carol"]
     assert [(m.kind, m.amount) for m in carol.movements] == [("payment", 1599)]
-    # Completed on 11-12: its seven frozen days are long over, so it settles at once.
-    assert settle(admin, books) == ["H1"]
-    assert books.of("reseller:carol") == {"available": 1599}
+    # Completed on 11-12 and 11-20: their seven frozen days are over, so they settle at once.
+    assert settle(admin, books) == ["H1", "H6"]
+    assert books.of("reseller:carol") == {"available": 2 * 1599}
 
 
 def test_payable_pages_do_not_skip_payouts_finance_handled_in_between(

@@ -180,8 +180,10 @@ class ImportOrder(PlaceOrder):
                 if at is not None]
 
     def times(self, now: datetime) -> tuple[datetime, datetime, datetime]:
-        """(placed, paid, completed), each unset one taken from the step before."""
-        placed = self.placed_at or now
+        """(placed, paid, completed): an unset placing is taken from the payment (else now),
+        an unset payment from the placing, an unset completion from the payment. With the
+        given times in order (``violations``), the three are in order too."""
+        placed = self.placed_at or self.paid_at or now
         paid = self.paid_at or placed
         return placed, paid, self.completed_at or paid
 
@@ -190,6 +192,11 @@ class ImportOrder(PlaceOrder):
         check_id(v, "payment_id", self.payment_id)
         if self.completed_at is not None and not self.completed:
             v.append(("completed_at", "is only for a completed order"))
+        if self.completed_at is not None and self.paid_at is None and self.placed_at is None:
+            # Else the payment would be dated now, after the completion: the freeze window
+            # would run from before the money came in.
+            v.append(("completed_at", "needs paid_at (or placed_at): a backfilled completion "
+                                      "dates its payment too"))
         for (before, earlier), (name, later) in pairwise(self.dated()):
             if later < earlier:
                 v.append((name, f"must not be before {before}"))

@@ -211,6 +211,7 @@ def import_order(ctx: Context, cmd: c.ImportOrder) -> ResultRef:
     plan in force then, the upline chain and ranks then, the day it lands in, which must
     still be open), but none may be in the future."""
     placed, paid, completed = cmd.times(ctx.now)
+    assert placed <= paid <= completed, "ImportOrder.violations lets through no other order"
     late = [(name, "must not be in the future") for name, at in cmd.dated() if at > ctx.now]
     if late:
         raise InvalidInput(late)

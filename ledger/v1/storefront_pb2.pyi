@@ -656,8 +656,9 @@ class ImportedOrder(_message.Message):
     def placed_at(self) -> _timestamp_pb2.Timestamp:
         """When the order was placed, paid and completed, for a backfill of past orders: in that
         order, none in the future, and the payment not in a closed day (FAILED_PRECONDITION,
-        reason PERIOD_CLOSED). Unset: placed now; paid when placed; completed when paid.
-        The split uses the plan in force at paid_at, along the upline as it stands at import.
+        reason PERIOD_CLOSED). Unset: placed when paid (else now); paid when placed; completed
+        when paid. A completed_at needs paid_at or placed_at. The split uses the plan in force at
+        the payment, along the upline and ranks as they stood then.
         """
 
     @_builtins.property
