@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import dataclasses
 import uuid
 from collections import defaultdict
 from collections.abc import Iterator
 from concurrent.futures import wait
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +21,7 @@ from ledger.application.ledger_app import LedgerApplication, Outcome
 from ledger.bootstrap import build_application
 from ledger.domain.errors import Conflict, LedgerError
 from ledger.domain.order import Order
+from ledger.domain.periods import DayStatement
 from tests.conftest import Clock
 
 SHOP = c.Caller("acme", "shop-a")
@@ -444,3 +447,35 @@ def test_fingerprints_are_the_asdict_ones(command: c.Command) -> None:
     unset_later = {k for k in command.added_later if getattr(command, k) is None}
     assert command.fingerprint() == asdict_fingerprint(
         command, {"idempotency_key", *command.derived, *unset_later})
+
+
+def test_a_day_being_closed_takes_no_backfill_before_its_statement_is_drawn(
+        app: LedgerApplication, clock: Clock) -> None:
+    """CloseDay draws its statement from the read models, then closes with it. In between, a
+    backfill dated into the day (which is over, but not yet closed) used to land in it, and
+    the closed statement missed it. Closing now begins with a write that shuts the day, so
+    the backfill is refused and the statement drawn after covers everything in the day."""
+    finance = c.Caller("acme", "fin", "finance")
+    run(app, *team_commands())
+    clock.advance(days=4)  # now 2026-11-05 02:00 UTC; 2026-11-03 is over in Shanghai
+    close = c.CloseDay("close-11-03", "2026-11-03")
+    begun = app.run_batch([(finance, c.BeginClosingDay.first_step_of(close))])
+    assert not isinstance(begun[0], BaseException)
+    paid = datetime(2026, 11, 3, 4, 0, tzinfo=UTC)
+    [backfill] = app.run_batch([(SHOP, c.ImportOrder(
+        "import-H1", "H1", "c1", "carol", "CNY", tea(), payment_id="pay-H1", completed=False,
+        placed_at=paid, paid_at=paid))])
+    assert isinstance(backfill, LedgerError) and backfill.reason == "PERIOD_CLOSED"
+    # The next day is not being closed: a backfill into it still lands.
+    next_day = datetime(2026, 11, 4, 4, 0, tzinfo=UTC)
+    run(app, c.ImportOrder("import-H2", "H2", "c1", "carol", "CNY", tea(), payment_id="pay-H2",
+                           completed=False, placed_at=next_day, paid_at=next_day))
+    # A retry of the first step changes nothing; the close then takes its statement.
+    again = app.run_batch([(finance, c.BeginClosingDay.first_step_of(close))])
+    assert not isinstance(again[0], BaseException) and again[0].replayed
+    statement = DayStatement("2026-11-03", "Asia/Shanghai", (), 0, 0, 0, "0" * 64)
+    run_as = app.run_batch([(finance, dataclasses.replace(close, statement=statement))])
+    assert not isinstance(run_as[0], BaseException)
+    # Once a day is closed, the next must be the day after: its first step says so too.
+    [skipping] = app.run_batch([(finance, c.BeginClosingDay("other", "2026-11-02"))])
+    assert isinstance(skipping, LedgerError) and skipping.reason == "PERIOD_OUT_OF_ORDER"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 from ledger.api import convert
 from ledger.api.auth import FINANCE
 from ledger.api.reports import page
@@ -86,14 +88,18 @@ class FinanceService(Base, finance_pb2_grpc.FinanceServiceServicer):
 
     @rpc(FINANCE)
     async def CloseDay(self, request, context, caller):  # type: ignore[no-untyped-def]
-        """The statement is read once the read models hold the whole log: the day is over,
-        so nothing more can be recorded into it."""
+        """Two writes: the day stops taking writes (a backfill could still date one into a
+        day that is over), then, once the read models hold the whole log up to there, its
+        statement is drawn and the day closed with it. A retry repeats both harmlessly."""
         check_days(("day", request.day))
+        close = c.CloseDay(request.idempotency_key, request.day)
+        if violations := close.violations():
+            raise InvalidInput(violations)
+        await self.write(caller, c.BeginClosingDay.first_step_of(close))
         await self.caught_up(await self.read(self.app.log_position), context)
         statement = await self.read(self.models.day_statement, caller.platform_id, request.day,
                                     self.app.timezone)
-        outcome, book = await self.write(
-            caller, c.CloseDay(request.idempotency_key, request.day, statement))
+        outcome, book = await self.write(caller, dataclasses.replace(close, statement=statement))
         return finance_pb2.CloseDayResponse(
             statement=convert.day_statement(book.closed[request.day], closed=True),
             receipt=convert.receipt(outcome))

@@ -480,6 +480,27 @@ class MarkPayoutFailed(PayoutStep):
 
 
 @dataclass(frozen=True)
+class BeginClosingDay(Command):
+    """CloseDay's first step: the day stops taking writes before its statement is drawn, so
+    no write dated into it (a backfill) can commit between the drawing and the close."""
+
+    day: str
+
+    @classmethod
+    def first_step_of(cls, close: CloseDay) -> BeginClosingDay:
+        """Keyed after the CloseDay request's key, so that a retry repeats it (and the key
+        reused for another day is refused before anything is written); hashed, since that
+        key may already be as long as a key can be."""
+        digest = hashlib.sha256(close.idempotency_key.encode()).hexdigest()
+        return cls(f"{digest}:closing", close.day)
+
+    def violations(self) -> Violations:
+        v = super().violations()
+        check_day(v, "day", self.day)
+        return v
+
+
+@dataclass(frozen=True)
 class CloseDay(Command):
     """Closes a calendar day with its statement, computed from the read models once they
     had caught up with the whole log (see projections/finance.py)."""

@@ -415,6 +415,12 @@ def mark_payout_failed(ctx: Context, cmd: c.MarkPayoutFailed) -> ResultRef:
                       lambda p: p.mark_failed(reason=cmd.reason, at=ctx.now), paid=False)
 
 
+def begin_closing_day(ctx: Context, cmd: c.BeginClosingDay) -> ResultRef:
+    book = periods(ctx)
+    book.begin_closing(cmd.day, now=ctx.now)
+    return ref(PERIOD, book, cmd.day)
+
+
 def close_day(ctx: Context, cmd: c.CloseDay) -> ResultRef:
     assert cmd.statement is not None and cmd.statement.day == cmd.day, "statement first"
     book = periods(ctx)
@@ -444,6 +450,7 @@ HANDLERS: dict[type[c.Command], Callable[[Context, Any], ResultRef]] = {
     c.RejectPayout: reject_payout,
     c.MarkPayoutPaid: mark_payout_paid,
     c.MarkPayoutFailed: mark_payout_failed,
+    c.BeginClosingDay: begin_closing_day,
     c.CloseDay: close_day,
 }
 

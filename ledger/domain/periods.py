@@ -51,6 +51,10 @@ def local_day(at: datetime, timezone: str) -> str:
 
 
 class PeriodBook(CheapCopy, Aggregate):
+    # The day whose closing has begun: it takes no more writes while its statement is drawn.
+    # A class default, so that logs from before closings had a first step replay unchanged.
+    closing: str = ""
+
     @staticmethod
     def create_id(platform_id: str) -> UUID:
         return stable_id("period-book", platform_id)
@@ -66,9 +70,10 @@ class PeriodBook(CheapCopy, Aggregate):
         return max(self.closed, default="")
 
     def check_open(self, at: datetime) -> None:
-        """Refuses to record anything dated into a closed day (e.g. a server clock behind)."""
+        """Refuses to record anything dated into a closed day, or one being closed (e.g. a
+        backfill, or a server clock behind)."""
         day = local_day(at, self.timezone)
-        if day <= self.last_closed:
+        if day <= max(self.last_closed, self.closing):
             raise RuleViolation(f"{day} is closed; nothing can be recorded into it",
                                 reason="PERIOD_CLOSED")
 
@@ -78,20 +83,35 @@ class PeriodBook(CheapCopy, Aggregate):
         last = self.last_closed
         return (date.fromisoformat(last) + timedelta(days=1)).isoformat() if last else ""
 
+    def begin_closing(self, day: str, *, now: datetime) -> None:
+        """The first step of closing a day: from here on it takes no writes, so the statement
+        drawn next from the whole log is the day's last word. A day already closed, or
+        already being closed, is left as it is (closing it says why, if it must)."""
+        if day in self.closed or day == self.closing:
+            return
+        self._check_closable(day, now)
+        self._closing_begun(day=day)
+
     def close(self, statement: DayStatement, *, now: datetime) -> None:
-        date.fromisoformat(statement.day)
         if statement.day in self.closed:
             raise AlreadyExists(f"{statement.day} is already closed")
-        today = local_day(now, self.timezone)
-        if statement.day >= today:
-            raise RuleViolation(f"{statement.day} is not over yet ({self.timezone})",
+        self._check_closable(statement.day, now)
+        self._closed(statement=statement, closed_at=now)
+
+    def _check_closable(self, day: str, now: datetime) -> None:
+        date.fromisoformat(day)
+        if day >= local_day(now, self.timezone):
+            raise RuleViolation(f"{day} is not over yet ({self.timezone})",
                                 reason="PERIOD_NOT_OVER")
         expected = self.next_to_close
-        if expected and statement.day != expected:
+        if expected and day != expected:
             raise RuleViolation(
-                f"days close in order: {expected} is the next to close, not {statement.day}",
+                f"days close in order: {expected} is the next to close, not {day}",
                 reason="PERIOD_OUT_OF_ORDER")
-        self._closed(statement=statement, closed_at=now)
+
+    @event("ClosingBegun")
+    def _closing_begun(self, day: str) -> None:
+        self.closing = day
 
     @event("DayClosed")
     def _closed(self, statement: DayStatement, closed_at: datetime) -> None:

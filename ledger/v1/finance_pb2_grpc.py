@@ -141,7 +141,9 @@ class FinanceServiceServicer:
         """Closes a past calendar day (platform time zone) and records its statement for good.
         After the first, each close must be the day after the last closed (FAILED_PRECONDITION,
         reason PERIOD_OUT_OF_ORDER, naming the day that is next), so no day is left without
-        its statement.
+        its statement. The day stops taking writes (a backfill dated into it gets
+        FAILED_PRECONDITION, reason PERIOD_CLOSED) before its statement is drawn, so the
+        statement covers everything ever recorded into the day.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

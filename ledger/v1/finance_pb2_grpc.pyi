@@ -48,7 +48,9 @@ class FinanceServiceStub:
     """Closes a past calendar day (platform time zone) and records its statement for good.
     After the first, each close must be the day after the last closed (FAILED_PRECONDITION,
     reason PERIOD_OUT_OF_ORDER, naming the day that is next), so no day is left without
-    its statement.
+    its statement. The day stops taking writes (a backfill dated into it gets
+    FAILED_PRECONDITION, reason PERIOD_CLOSED) before its statement is drawn, so the
+    statement covers everything ever recorded into the day.
     """
     GetDayStatement: _grpc.UnaryUnaryMultiCallable[_finance_pb2.GetDayStatementRequest, _finance_pb2.GetDayStatementResponse]
     """A closed day's statement, or an open day's statement so far (closed = false)."""
@@ -77,7 +79,9 @@ class FinanceServiceAsyncStub(FinanceServiceStub):
     """Closes a past calendar day (platform time zone) and records its statement for good.
     After the first, each close must be the day after the last closed (FAILED_PRECONDITION,
     reason PERIOD_OUT_OF_ORDER, naming the day that is next), so no day is left without
-    its statement.
+    its statement. The day stops taking writes (a backfill dated into it gets
+    FAILED_PRECONDITION, reason PERIOD_CLOSED) before its statement is drawn, so the
+    statement covers everything ever recorded into the day.
     """
     GetDayStatement: _aio.UnaryUnaryMultiCallable[_finance_pb2.GetDayStatementRequest, _finance_pb2.GetDayStatementResponse]  # type: ignore[assignment]
     """A closed day's statement, or an open day's statement so far (closed = false)."""
@@ -151,7 +155,9 @@ class FinanceServiceServicer(metaclass=_abc_1.ABCMeta):
         """Closes a past calendar day (platform time zone) and records its statement for good.
         After the first, each close must be the day after the last closed (FAILED_PRECONDITION,
         reason PERIOD_OUT_OF_ORDER, naming the day that is next), so no day is left without
-        its statement.
+        its statement. The day stops taking writes (a backfill dated into it gets
+        FAILED_PRECONDITION, reason PERIOD_CLOSED) before its statement is drawn, so the
+        statement covers everything ever recorded into the day.
         """
 
     @_abc_1.abstractmethod
