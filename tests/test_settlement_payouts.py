@@ -127,6 +127,32 @@ def test_worked_example_through_settlement_payout_clawback_and_recovery(
                for b in everyone.balances) == 0
 
 
+def test_a_payout_is_not_approved_while_a_clawback_left_its_account_in_debt(
+    shop: LedgerClient, admin: LedgerClient, finance: LedgerClient, clock: Clock,
+) -> None:
+    """Carol asks for 15.00; before finance approves, a refund claws back all of her 15.99
+    (she owes 15.00). Approving would pay out money she owes back, so it is refused; rejected,
+    the 15.00 returns to available and repays the debt."""
+    books = Books(shop)
+    team(shop)
+    sell(shop, books, "O1")
+    clock.advance(days=8)
+    assert settle(admin, books) == ["O1"]
+    payout = withdraw(shop, "carol", 1500, books)
+    books.saw(refund(shop, "O1", "r1", (1, 9999)).receipt)
+    assert books.of("reseller:carol") == {"debt": 1500, "in_flight": 1500}
+    fin = finance.finance
+    no = refused(lambda: fin.ApprovePayout(finance_pb2.ApprovePayoutRequest(
+        idempotency_key=idempotency_key(), payout_id=payout.payout_id)))
+    assert (no.code, no.reason) == (StatusCode.FAILED_PRECONDITION, "ACCOUNT_IN_DEBT")
+    still = fin.GetPayout(finance_pb2.GetPayoutRequest(payout_id=payout.payout_id)).payout
+    assert still.status == finance_pb2.PAYOUT_STATUS_REQUESTED
+    books.saw(fin.RejectPayout(finance_pb2.RejectPayoutRequest(
+        idempotency_key=idempotency_key(), payout_id=payout.payout_id,
+        reason="clawed back")).receipt)
+    assert books.of("reseller:carol") == {}
+
+
 def test_open_after_sales_case_holds_settlement_past_the_window(
     shop: LedgerClient, admin: LedgerClient, clock: Clock,
 ) -> None:

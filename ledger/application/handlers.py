@@ -384,7 +384,9 @@ def request_payout(ctx: Context, cmd: c.RequestPayout) -> ResultRef:
 
 def approve_payout(ctx: Context, cmd: c.ApprovePayout) -> ResultRef:
     payout = own_payout(ctx, cmd.payout_id)
-    payout.approve(by=ctx.caller.principal, at=ctx.now)
+    if payout.approve(by=ctx.caller.principal, at=ctx.now):
+        # Refused, the command is rolled back whole, approval included.
+        wallet(ctx, payout.account, payout.currency).check_payable()
     return ref(PAYOUT, payout)
 
 

@@ -106,7 +106,9 @@ class FinanceServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def ApprovePayout(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """Refused while the account is in debt (FAILED_PRECONDITION, reason ACCOUNT_IN_DEBT): a
+        clawback came after the request. Rejected, the amount returns and repays the debt.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')

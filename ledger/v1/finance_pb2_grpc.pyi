@@ -38,6 +38,9 @@ class FinanceServiceStub:
     RequestPayout: _grpc.UnaryUnaryMultiCallable[_finance_pb2.RequestPayoutRequest, _finance_pb2.RequestPayoutResponse]
     """A payout for a reseller or a supplier (storefronts may request for resellers too)."""
     ApprovePayout: _grpc.UnaryUnaryMultiCallable[_finance_pb2.ApprovePayoutRequest, _finance_pb2.ApprovePayoutResponse]
+    """Refused while the account is in debt (FAILED_PRECONDITION, reason ACCOUNT_IN_DEBT): a
+    clawback came after the request. Rejected, the amount returns and repays the debt.
+    """
     RejectPayout: _grpc.UnaryUnaryMultiCallable[_finance_pb2.RejectPayoutRequest, _finance_pb2.RejectPayoutResponse]
     MarkPayoutPaid: _grpc.UnaryUnaryMultiCallable[_finance_pb2.MarkPayoutPaidRequest, _finance_pb2.MarkPayoutPaidResponse]
     """The rail paid it: record its reference."""
@@ -69,6 +72,9 @@ class FinanceServiceAsyncStub(FinanceServiceStub):
     RequestPayout: _aio.UnaryUnaryMultiCallable[_finance_pb2.RequestPayoutRequest, _finance_pb2.RequestPayoutResponse]  # type: ignore[assignment]
     """A payout for a reseller or a supplier (storefronts may request for resellers too)."""
     ApprovePayout: _aio.UnaryUnaryMultiCallable[_finance_pb2.ApprovePayoutRequest, _finance_pb2.ApprovePayoutResponse]  # type: ignore[assignment]
+    """Refused while the account is in debt (FAILED_PRECONDITION, reason ACCOUNT_IN_DEBT): a
+    clawback came after the request. Rejected, the amount returns and repays the debt.
+    """
     RejectPayout: _aio.UnaryUnaryMultiCallable[_finance_pb2.RejectPayoutRequest, _finance_pb2.RejectPayoutResponse]  # type: ignore[assignment]
     MarkPayoutPaid: _aio.UnaryUnaryMultiCallable[_finance_pb2.MarkPayoutPaidRequest, _finance_pb2.MarkPayoutPaidResponse]  # type: ignore[assignment]
     """The rail paid it: record its reference."""
@@ -114,7 +120,10 @@ class FinanceServiceServicer(metaclass=_abc_1.ABCMeta):
         self,
         request: _finance_pb2.ApprovePayoutRequest,
         context: _ServicerContext,
-    ) -> _typing.Union[_finance_pb2.ApprovePayoutResponse, _abc.Awaitable[_finance_pb2.ApprovePayoutResponse]]: ...
+    ) -> _typing.Union[_finance_pb2.ApprovePayoutResponse, _abc.Awaitable[_finance_pb2.ApprovePayoutResponse]]:
+        """Refused while the account is in debt (FAILED_PRECONDITION, reason ACCOUNT_IN_DEBT): a
+        clawback came after the request. Rejected, the amount returns and repays the debt.
+        """
 
     @_abc_1.abstractmethod
     def RejectPayout(
