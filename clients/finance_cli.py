@@ -52,10 +52,12 @@ def payable_rows(client: LedgerClient) -> Iterator[list[str]]:
 def statement_rows(client: LedgerClient, day: str) -> Iterator[list[str]]:
     statement = client.finance.GetDayStatement(
         finance_pb2.GetDayStatementRequest(day=day)).statement
-    yield ["day", "closed", "account", "currency", "opening", *MOVEMENT_KINDS, "closing"]
+    yield ["day", "closed", "account", "currency", "bucket", "opening", *MOVEMENT_KINDS,
+           "closing"]
     for line in statement.lines:
         moved = {m.kind: m.amount for m in line.movements}
         yield [statement.day, "yes" if statement.closed else "no", line.account, line.currency,
+               line.bucket or "all",
                decimal_amount(line.opening, line.currency),
                *(decimal_amount(moved.get(k, 0), line.currency) for k in MOVEMENT_KINDS),
                decimal_amount(line.closing, line.currency)]

@@ -70,20 +70,20 @@ def payable(cur: Cursor, platform: str, offset: int, limit: int,
 def day_statement(cur: Cursor, platform: str, day: str, timezone: str) -> DayStatement:
     start, end = day_bounds(day, timezone)
     cur.execute(
-        "SELECT account, currency, SUM(amount) FROM proj_movements WHERE platform = %s "
-        "AND at < %s GROUP BY account, currency", (platform, start))
-    opening = {(a, c): int(v) for a, c, v in cur.fetchall()}
+        "SELECT account, currency, bucket, SUM(amount) FROM proj_movements WHERE platform = %s "
+        "AND at < %s GROUP BY account, currency, bucket", (platform, start))
+    opening = {(a, c, b): int(v) for a, c, b, v in cur.fetchall()}
     cur.execute(
         "SELECT position, account, currency, bucket, amount, kind, ref FROM proj_movements "
         "WHERE platform = %s AND at >= %s AND at < %s ORDER BY position, account, bucket",
         (platform, start, end))
     rows = cur.fetchall()
     digest = hashlib.sha256()
-    by_kind: dict[tuple[str, str], dict[str, int]] = defaultdict(lambda: defaultdict(int))
+    by_kind: dict[tuple[str, str, str], dict[str, int]] = defaultdict(lambda: defaultdict(int))
     for position, account, currency, bucket, amount, kind, ref in rows:
         digest.update(f"{position}|{account}|{currency}|{bucket}|{amount}|{kind}|{ref}\n"
                       .encode())
-        by_kind[(account, currency)][kind] += int(amount)
+        by_kind[(account, currency, bucket)][kind] += int(amount)
     lines = []
     for key in sorted({*opening, *by_kind}):
         moved = {k: v for k, v in sorted(by_kind.get(key, {}).items()) if v}
@@ -91,7 +91,7 @@ def day_statement(cur: Cursor, platform: str, day: str, timezone: str) -> DaySta
         closing = start_balance + sum(moved.values())
         if start_balance or moved or closing:
             lines.append(StatementLine(key[0], key[1], start_balance, tuple(moved.items()),
-                                       closing))
+                                       closing, bucket=key[2]))
     return DayStatement(
         day=day, timezone=timezone, lines=tuple(lines), events=len(rows),
         first_position=int(rows[0][0]) if rows else 0,
@@ -121,16 +121,18 @@ def account_statement(
         (platform, account, start, end))
     movements = [Movement(int(p), int(a), c, b, int(v), k, r)
                  for p, a, c, b, v, k, r in cur.fetchall()]
-    cur.execute("SELECT currency, SUM(amount) FROM proj_movements WHERE platform = %s AND "
-                "account = %s AND at < %s GROUP BY currency", (platform, account, start))
-    opening = {c: int(v) for c, v in cur.fetchall()}
-    moved: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
+    cur.execute("SELECT currency, bucket, SUM(amount) FROM proj_movements WHERE platform = %s "
+                "AND account = %s AND at < %s GROUP BY currency, bucket",
+                (platform, account, start))
+    opening = {(c, b): int(v) for c, b, v in cur.fetchall()}
+    moved: dict[tuple[str, str], dict[str, int]] = defaultdict(lambda: defaultdict(int))
     for m in movements:
-        moved[m.currency][m.kind] += m.amount
+        moved[(m.currency, m.bucket)][m.kind] += m.amount
     totals = []
-    for currency in sorted({*opening, *moved}):
-        kinds = {k: v for k, v in sorted(moved.get(currency, {}).items()) if v}
-        first = opening.get(currency, 0)
-        totals.append(StatementLine(account, currency, first, tuple(kinds.items()),
-                                    first + sum(kinds.values())))
+    for currency, bucket in sorted({*opening, *moved}):
+        kinds = {k: v for k, v in sorted(moved.get((currency, bucket), {}).items()) if v}
+        first = opening.get((currency, bucket), 0)
+        if first or kinds:
+            totals.append(StatementLine(account, currency, first, tuple(kinds.items()),
+                                        first + sum(kinds.values()), bucket=bucket))
     return movements, totals

@@ -355,6 +355,18 @@ def test_a_paid_event_from_before_backfills_were_marked_still_replays(
         app.close()
 
 
+def test_a_statement_line_closed_before_lines_had_buckets_still_decodes() -> None:
+    """StatementLine gained ``bucket``; the lines of days closed before it decode as one line
+    per account, every bucket together (an empty bucket)."""
+    from ledger.application.transcodings import VALUE_OBJECTS, DataclassAsValues
+    from ledger.domain.periods import StatementLine
+
+    transcoding = DataclassAsValues(VALUE_OBJECTS["statement_line"], "statement_line")
+    old = ["reseller:carol", "CNY", 0, [["payment", 1599]], 1599]
+    assert transcoding.decode(old) == StatementLine(
+        "reseller:carol", "CNY", 0, (("payment", 1599),), 1599, bucket="")
+
+
 def test_value_objects_written_by_field_name_still_decode() -> None:
     """Value objects were stored as dicts of their fields before they were stored as lists
     of values: a log holding both replays the same."""

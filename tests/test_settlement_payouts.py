@@ -295,6 +295,44 @@ def test_closed_day_statement_is_final_and_late_refunds_land_in_the_open_day(
     assert opened["reseller:carol"] == 1066  # where 11-02 closed
 
 
+def test_day_statements_show_settlements_and_payouts_bucket_by_bucket(
+    shop: LedgerClient, admin: LedgerClient, finance: LedgerClient, clock: Clock,
+) -> None:
+    """A settlement and a payout move money between an account's own buckets. One line per
+    account netted them to nothing, and kept paid-out money in its closing balance; a line
+    per bucket shows each, and what the account is still owed."""
+    books = Books(shop)
+    team(shop)
+    sell(shop, books, "O1")  # 2026-11-01 in Shanghai
+    clock.advance(days=8)  # 2026-11-09
+    assert settle(admin, books) == ["O1"]
+    payout = withdraw(shop, "carol", 1500, books)
+    fin = finance.finance
+    fin.ApprovePayout(finance_pb2.ApprovePayoutRequest(
+        idempotency_key=idempotency_key(), payout_id=payout.payout_id))
+    books.saw(fin.MarkPayoutPaid(finance_pb2.MarkPayoutPaidRequest(
+        idempotency_key=idempotency_key(), payout_id=payout.payout_id,
+        reference="wx-1")).receipt)
+    day = fin.GetDayStatement(finance_pb2.GetDayStatementRequest(
+        day="2026-11-09", min_log_position=books.position)).statement
+    carol = {x.bucket: (x.opening, [(m.kind, m.amount) for m in x.movements], x.closing)
+             for x in day.lines if x.account == "reseller:carol"}
+    assert carol == {
+        "frozen": (1599, [("settlement", -1599)], 0),
+        "available": (0, [("payout_requested", -1500), ("settlement", 1599)], 99),
+        "in_flight": (0, [("payout_paid", -1500), ("payout_requested", 1500)], 0),
+        "paid_out": (0, [("payout_paid", 1500)], 1500),
+    }
+    owed = sum(x.closing for x in day.lines if x.account == "reseller:carol"
+               and x.bucket in ("frozen", "available", "in_flight"))
+    assert owed == 99 and sum(x.closing for x in day.lines) == 0
+    history = fin.GetAccountStatement(finance_pb2.GetAccountStatementRequest(
+        account="reseller:carol", from_day="2026-11-09", to_day="2026-11-09",
+        min_log_position=books.position))
+    assert {t.bucket: t.closing for t in history.totals} == {
+        "frozen": 0, "available": 99, "in_flight": 0, "paid_out": 1500}
+
+
 def test_finance_cli_exports_csv_a_spreadsheet_opens(
     running: Running, shop: LedgerClient, admin: LedgerClient, finance: LedgerClient,
     clock: Clock, tmp_path: Path,

@@ -219,7 +219,7 @@ def statement_line(line: StatementLine) -> finance_pb2.StatementLine:
     return finance_pb2.StatementLine(
         account=line.account, currency=line.currency, opening=line.opening,
         movements=[finance_pb2.MovementTotal(kind=k, amount=v) for k, v in line.movements],
-        closing=line.closing,
+        closing=line.closing, bucket=line.bucket,
     )
 
 

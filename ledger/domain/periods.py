@@ -26,13 +26,18 @@ from ledger.domain.ids import stable_id
 
 @dataclass(frozen=True)
 class StatementLine:
-    """One account in one currency over one day."""
+    """One bucket of one account in one currency (frozen, available, in flight, paid out…)
+    over one day: a settlement shows as frozen down and available up, a payout as in
+    flight down and paid out up, where one line per account would net them to nothing.
+    Statements closed before lines were split by bucket have one line per account, every
+    bucket together, and an empty ``bucket``."""
 
     account: str
     currency: str
     opening: int
     movements: tuple[tuple[str, int], ...]  # (kind of movement, net amount), by kind
     closing: int
+    bucket: str = ""
 
 
 @dataclass(frozen=True)

@@ -545,6 +545,11 @@ Global___MovementTotal: _TypeAlias = MovementTotal  # noqa: Y015
 
 @_typing.final
 class StatementLine(_message.Message):
+    """One bucket of one account in one currency: a settlement shows as frozen down and available
+    up, a payout as in flight down and paid out up. What the account is owed is the sum of its
+    frozen, available and in-flight lines.
+    """
+
     DESCRIPTOR: _descriptor.Descriptor
 
     ACCOUNT_FIELD_NUMBER: _builtins.int
@@ -552,11 +557,15 @@ class StatementLine(_message.Message):
     OPENING_FIELD_NUMBER: _builtins.int
     MOVEMENTS_FIELD_NUMBER: _builtins.int
     CLOSING_FIELD_NUMBER: _builtins.int
+    BUCKET_FIELD_NUMBER: _builtins.int
     account: _builtins.str
     currency: _builtins.str
     opening: _builtins.int
-    """Every bucket of the account together (frozen, available, in flight, paid out)."""
     closing: _builtins.int
+    bucket: _builtins.str
+    """frozen, available, in_flight, paid_out, clearing. Empty on statements closed before
+    lines were split by bucket: every bucket of the account together.
+    """
     @_builtins.property
     def movements(self) -> _containers.RepeatedCompositeFieldContainer[Global___MovementTotal]: ...
     def __init__(
@@ -567,10 +576,11 @@ class StatementLine(_message.Message):
         opening: _builtins.int = ...,
         movements: _abc.Iterable[Global___MovementTotal] | None = ...,
         closing: _builtins.int = ...,
+        bucket: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["account", b"account", "closing", b"closing", "currency", b"currency", "movements", b"movements", "opening", b"opening"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["account", b"account", "bucket", b"bucket", "closing", b"closing", "currency", b"currency", "movements", b"movements", "opening", b"opening"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
