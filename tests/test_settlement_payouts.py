@@ -66,6 +66,14 @@ def withdraw(shop: LedgerClient, reseller: str, amount: int,
     return reply.payout
 
 
+def pay_out(finance: LedgerClient, payout_id: str, books: Books, reference: str) -> None:
+    """Finance approves the payout, then marks it paid with the rail's reference."""
+    finance.finance.ApprovePayout(finance_pb2.ApprovePayoutRequest(
+        idempotency_key=idempotency_key(), payout_id=payout_id))
+    books.saw(finance.finance.MarkPayoutPaid(finance_pb2.MarkPayoutPaidRequest(
+        idempotency_key=idempotency_key(), payout_id=payout_id, reference=reference)).receipt)
+
+
 def test_worked_example_through_settlement_payout_clawback_and_recovery(
     shop: LedgerClient, admin: LedgerClient, finance: LedgerClient, clock: Clock,
 ) -> None:
@@ -308,11 +316,7 @@ def test_day_statements_show_settlements_and_payouts_bucket_by_bucket(
     assert settle(admin, books) == ["O1"]
     payout = withdraw(shop, "carol", 1500, books)
     fin = finance.finance
-    fin.ApprovePayout(finance_pb2.ApprovePayoutRequest(
-        idempotency_key=idempotency_key(), payout_id=payout.payout_id))
-    books.saw(fin.MarkPayoutPaid(finance_pb2.MarkPayoutPaidRequest(
-        idempotency_key=idempotency_key(), payout_id=payout.payout_id,
-        reference="wx-1")).receipt)
+    pay_out(finance, payout.payout_id, books, "wx-1")
     day = fin.GetDayStatement(finance_pb2.GetDayStatementRequest(
         day="2026-11-09", min_log_position=books.position)).statement
     carol = {x.bucket: (x.opening, [(m.kind, m.amount) for m in x.movements], x.closing)
@@ -482,11 +486,7 @@ def test_payable_pages_do_not_skip_payouts_finance_handled_in_between(
         page_size=2, min_log_position=books.position))
     assert [p.payout_id for p in first.payouts] == made[:2] and first.next_page_token
     for payout in first.payouts:
-        fin.ApprovePayout(finance_pb2.ApprovePayoutRequest(
-            idempotency_key=idempotency_key(), payout_id=payout.payout_id))
-        books.saw(fin.MarkPayoutPaid(finance_pb2.MarkPayoutPaidRequest(
-            idempotency_key=idempotency_key(), payout_id=payout.payout_id,
-            reference="wx")).receipt)
+        pay_out(finance, payout.payout_id, books, "wx")
     second = fin.ListPayable(finance_pb2.ListPayableRequest(
         page_size=2, page_token=first.next_page_token, min_log_position=books.position))
     assert [p.payout_id for p in second.payouts] == made[2:]
