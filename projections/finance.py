@@ -67,6 +67,10 @@ def payable(cur: Cursor, platform: str, offset: int, limit: int,
     return [PayoutRow(*row) for row in cur.fetchall()]
 
 
+# (account, currency, bucket): one line of a statement.
+LineKey = tuple[str, str, str]
+
+
 def day_statement(cur: Cursor, platform: str, day: str, timezone: str) -> DayStatement:
     start, end = day_bounds(day, timezone)
     cur.execute(
@@ -79,21 +83,14 @@ def day_statement(cur: Cursor, platform: str, day: str, timezone: str) -> DaySta
         (platform, start, end))
     rows = cur.fetchall()
     digest = hashlib.sha256()
-    by_kind: dict[tuple[str, str, str], dict[str, int]] = defaultdict(lambda: defaultdict(int))
+    by_kind: dict[LineKey, dict[str, int]] = defaultdict(lambda: defaultdict(int))
     for position, account, currency, bucket, amount, kind, ref in rows:
         digest.update(f"{position}|{account}|{currency}|{bucket}|{amount}|{kind}|{ref}\n"
                       .encode())
         by_kind[(account, currency, bucket)][kind] += int(amount)
-    lines = []
-    for key in sorted({*opening, *by_kind}):
-        moved = {k: v for k, v in sorted(by_kind.get(key, {}).items()) if v}
-        start_balance = opening.get(key, 0)
-        closing = start_balance + sum(moved.values())
-        if start_balance or moved or closing:
-            lines.append(StatementLine(key[0], key[1], start_balance, tuple(moved.items()),
-                                       closing, bucket=key[2]))
     return DayStatement(
-        day=day, timezone=timezone, lines=tuple(lines), events=len(rows),
+        day=day, timezone=timezone, lines=tuple(statement_lines(opening, by_kind)),
+        events=len(rows),
         first_position=int(rows[0][0]) if rows else 0,
         last_position=int(rows[-1][0]) if rows else 0, digest=digest.hexdigest(),
     )
@@ -124,15 +121,23 @@ def account_statement(
     cur.execute("SELECT currency, bucket, SUM(amount) FROM proj_movements WHERE platform = %s "
                 "AND account = %s AND at < %s GROUP BY currency, bucket",
                 (platform, account, start))
-    opening = {(c, b): int(v) for c, b, v in cur.fetchall()}
-    moved: dict[tuple[str, str], dict[str, int]] = defaultdict(lambda: defaultdict(int))
+    opening = {(account, c, b): int(v) for c, b, v in cur.fetchall()}
+    moved: dict[LineKey, dict[str, int]] = defaultdict(lambda: defaultdict(int))
     for m in movements:
-        moved[(m.currency, m.bucket)][m.kind] += m.amount
-    totals = []
-    for currency, bucket in sorted({*opening, *moved}):
-        kinds = {k: v for k, v in sorted(moved.get((currency, bucket), {}).items()) if v}
-        first = opening.get((currency, bucket), 0)
+        moved[(account, m.currency, m.bucket)][m.kind] += m.amount
+    return movements, statement_lines(opening, moved)
+
+
+def statement_lines(opening: dict[LineKey, int], moved: dict[LineKey, dict[str, int]]
+                    ) -> list[StatementLine]:
+    """A line per (account, currency, bucket) with an opening balance or a movement: its
+    movements net by kind, and its closing balance."""
+    lines = []
+    for key in sorted({*opening, *moved}):
+        kinds = {k: v for k, v in sorted(moved.get(key, {}).items()) if v}
+        first = opening.get(key, 0)
         if first or kinds:
-            totals.append(StatementLine(account, currency, first, tuple(kinds.items()),
-                                        first + sum(kinds.values()), bucket=bucket))
-    return movements, totals
+            account, currency, bucket = key
+            lines.append(StatementLine(account, currency, first, tuple(kinds.items()),
+                                       first + sum(kinds.values()), bucket=bucket))
+    return lines

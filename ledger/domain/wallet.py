@@ -46,7 +46,7 @@ class Wallet(CheapCopy, Aggregate):
         if amount:
             self._debited(amount=amount, source=source)
 
-    def check_no_debt(self, what: str) -> None:
+    def _check_no_debt(self, what: str) -> None:
         if self.available < 0:
             raise RuleViolation(
                 f"{self.account} owes {self.debt} {self.currency}; a debt must be repaid "
@@ -56,11 +56,11 @@ class Wallet(CheapCopy, Aggregate):
         """A payout requested before a clawback left the account in debt is not approved:
         paying it would hand out money the account owes back. Rejected, its amount returns
         to available and repays the debt first."""
-        self.check_no_debt("a payout is approved; reject it to repay the debt with it")
+        self._check_no_debt("a payout is approved; reject it to repay the debt with it")
 
     def reserve(self, *, payout_id: str, amount: int, minimum: int) -> None:
         """A payout takes its amount out of available at once (in flight)."""
-        self.check_no_debt("any withdrawal")
+        self._check_no_debt("any withdrawal")
         if amount < minimum:
             raise RuleViolation(f"the minimum payout is {minimum} {self.currency}",
                                 reason="BELOW_MINIMUM_PAYOUT")
