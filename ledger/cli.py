@@ -192,7 +192,7 @@ def rebuild(settings: Settings) -> int:
     rebuild's commits, and each batch folds more postings into one write per balance."""
     app, runner = projection_runner(settings, settings.rebuild_batch)
     head = max(runner.log_head(), 1)
-    runner.reset()
+    runner.reset(bulk=True)
     started = time.monotonic()
 
     def progress(done: int) -> None:
@@ -202,6 +202,7 @@ def rebuild(settings: Settings) -> int:
               f"{rate:,.0f} events/s", end="", file=sys.stderr, flush=True)
 
     applied = runner.catch_up(progress)
+    runner.finish_bulk()
     elapsed = time.monotonic() - started
     print(file=sys.stderr)
     # Counted in log positions, each an event (bar any a failed write left unused), though

@@ -32,6 +32,7 @@ from projections.balances import BalanceWriter
 from projections.clock import Calendar, micros
 from projections.db import SCHEMA_VERSION, Cursor, ProjectionDB
 from projections.decoding import event_reader
+from projections.log_pages import LogPages
 from projections.memory import Memory
 from projections.team import TeamWriter
 
@@ -205,7 +206,8 @@ class ProjectionRunner:
         self._thread: threading.Thread | None = None
         self._reader: ThreadPoolExecutor | None = None
         self._memory = Memory()
-        self._ahead: tuple[int, Future[Sequence[Any]]] | None = None
+        self._log = LogPages(app, PROJECTED_TOPICS)
+        self._ahead: tuple[int, Future[tuple[Sequence[Any], int]]] | None = None
 
     # --- set-up ----------------------------------------------------------------------------
 
@@ -214,10 +216,10 @@ class ProjectionRunner:
             self._conn = self.db.connect()
         return self._conn
 
-    def setup(self) -> None:
+    def setup(self, *, query_indexes: bool = True) -> None:
         """Creates the read models; rebuilds them if they were made by another schema version."""
         conn = self.connection()
-        self.db.create(conn)
+        self.db.create(conn, query_indexes=query_indexes)
         with self.db.transaction(conn) as cur:
             cur.execute("SELECT position, schema_version FROM proj_meta WHERE name = %s", (NAME,))
             row = cur.fetchone()
@@ -233,13 +235,20 @@ class ProjectionRunner:
                             (NAME, SCHEMA_VERSION, int(time.time() * 1e6)))
         self.position = self.processed_position()
 
-    def reset(self) -> None:
-        """Drops every read model and starts again from the beginning of the log."""
+    def reset(self, *, bulk: bool = False) -> None:
+        """Drops every read model and starts again from the beginning of the log.
+
+        ``bulk``: the caller is about to apply the whole log (a rebuild), so the indexes only
+        the queries use are left out until ``finish_bulk``."""
         conn = self.connection()
         self.db.drop(conn)
         self.position = 0
         self._memory.forget()
-        self.setup()
+        self.setup(query_indexes=not bulk)
+
+    def finish_bulk(self) -> None:
+        """After a bulk rebuild: the queries' indexes, each built once from the whole table."""
+        self.db.create_indexes(self.connection())
 
     # --- running ---------------------------------------------------------------------------
 
@@ -253,7 +262,7 @@ class ProjectionRunner:
             assert row is not None, "setup() first"
             start = position = int(row[0])
             notifications, reached = self._page(position)
-            if len(notifications) == self.batch_size:
+            if reached == position + self.batch_size:
                 self._read_ahead(reached)
             if reached > position:
                 self._memory.begin(position)  # forgotten if another runner applied some
@@ -274,30 +283,27 @@ class ProjectionRunner:
         return position - start
 
     def _page(self, position: int) -> tuple[Sequence[Any], int]:
-        """The projected events after ``position``, and the position they take the read
-        models to: the last one's if the page is full, else the log's head as it was before
-        the read, since every position up to a visible one is settled (see above).
+        """The projected events after ``position``, at most ``batch_size`` positions on, and
+        the position they take the read models to: the end of that range, or the log's head
+        as it was before the read if nearer, since every position up to a visible one is
+        settled (see above).
 
-        A page read ahead is used only if it was full: one that was not may have been read
-        before later writes, and an empty one would make ``catch_up`` stop short of the
-        log's head."""
+        A page read ahead is used only if its range was whole: a shorter one was cut at a
+        head read before later writes, and an empty one would make ``catch_up`` stop short
+        of the log's head."""
         ahead, self._ahead = self._ahead, None
         if ahead is not None and ahead[0] == position:
-            page = ahead[1].result()
-            if len(page) == self.batch_size:
-                return page, page[-1].id
-        head = self.app.log_position()
-        if head <= position:
-            return (), position
-        page = self._select(position, head)
-        return page, page[-1].id if len(page) == self.batch_size else head
+            page, reached = ahead[1].result()
+            if reached == position + self.batch_size:
+                return page, reached
+        return self._select(position, self.app.log_position())
 
-    def _select(self, position: int, head: int) -> Sequence[Any]:
-        return self.app.recorder.select_notifications(
-            start=position + 1, stop=head, limit=self.batch_size, topics=PROJECTED_TOPICS)
+    def _select(self, position: int, head: int) -> tuple[Sequence[Any], int]:
+        last = min(head, position + self.batch_size)
+        return self._log.read(position + 1, last), max(last, position)
 
     def _read_ahead(self, position: int) -> None:
-        """Reads the page after a full one while this one is applied: the database works on
+        """Reads the page after a whole one while this one is applied: the database works on
         the next page while Python works on this one. The page is a correct view of the log
         whenever it is read, since positions become visible in order (see above); a page
         read for a position that is not where the next batch starts is dropped."""
