@@ -16,6 +16,7 @@ import contextlib
 import json
 import os
 import re
+import resource
 import socket
 import subprocess
 import sys
@@ -29,7 +30,8 @@ import grpc
 import psycopg
 from psycopg import sql
 
-from bench import baseline_es
+from bench import baseline_es, ceilings
+from bench.cpu import Meter, Split, measured
 from bench.loadgen import Result, import_orders, run_flows
 from bench.workload import build
 from ledger.api.auth import hash_key
@@ -78,34 +80,6 @@ def wait_port(address: str) -> None:
                 return
         time.sleep(0.05)
     raise SystemExit(f"nothing listens on {address}")
-
-
-TICK = os.sysconf("SC_CLK_TCK")
-
-
-def cpu_seconds(*pids: int) -> float:
-    """CPU time (user + system) used so far by these processes and their children (the
-    workers of LEDGER_WORKERS). Steadier than throughput on a shared machine: it does not
-    count time spent waiting for a core someone else has."""
-    wanted = set(pids)
-    ticks = 0
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue  # gone meanwhile
-        if int(entry.name) in wanted or int(fields[1]) in wanted:
-            ticks += int(fields[11]) + int(fields[12])  # utime, stime
-    return ticks / TICK
-
-
-async def measured(pids: tuple[int, ...], load: Awaitable[Any]) -> tuple[Any, float]:
-    """Runs the load; (its result, CPU seconds the processes ``pids`` used meanwhile)."""
-    before = cpu_seconds(*pids)
-    result = await load
-    return result, cpu_seconds(*pids) - before
 
 
 def peak_rss_mb(pid: int) -> float:
@@ -169,22 +143,27 @@ async def caught_up(address: str, position: int) -> None:
             await asyncio.sleep(0.05)
 
 
-def bulk(address: str, orders: int, tag: str, pids: tuple[int, ...], streams: int = 1
-         ) -> dict[str, Any]:
+def bulk(address: str, orders: int, tag: str, pids: tuple[int, ...], streams: int = 1,
+         url: str = "") -> dict[str, Any]:
     """The bulk path: log entries per second written, and per second until the read models
-    had applied them too; and the CPU the ledger's processes spent per order."""
+    had applied them too; where the machine's CPU went per order; and, given the store's
+    ``url``, PostgreSQL alone inserting the same entries again (the ceiling)."""
     setup, flows = build(orders, prefix=f"{tag}-", seed=99)
     asyncio.run(run_flows(address, KEY, setup, 1))
     before = asyncio.run(log_position(address))
     started = time.perf_counter()
-    cpu_before = cpu_seconds(*pids)
+    meter = Meter(*pids)
     sent, imported, seconds, after = asyncio.run(
         import_orders(address, KEY, flows, per_message=500, streams=streams))
     asyncio.run(caught_up(address, after))
     projected = time.perf_counter() - started
-    return {"orders": sent, "imported": imported, "events": (after - before) / seconds,
-            "projected": (after - before) / projected,
-            "cpu": (cpu_seconds(*pids) - cpu_before) / max(imported, 1) * 1000}
+    split = meter.read()
+    entries = after - before
+    ceiling = (ceilings.event_inserts(url, before + 1, after, round(500 * entries / imported))
+               if url and imported else None)
+    return {"orders": sent, "imported": imported, "events": entries / seconds,
+            "projected": entries / projected, "split": split, "ceiling": ceiling,
+            "entries_per_order": entries / max(imported, 1)}
 
 
 async def with_lag(address: str, load: Awaitable[Result]) -> tuple[Result, int]:
@@ -213,12 +192,12 @@ async def measure_ledger(address: str, orders: int, tag: str, pid: int
 
 
 def row(name: str, result: Result, events: float | None = None,
-        lag: int | None = None, cpu: float | None = None) -> dict[str, Any]:
+        lag: int | None = None, cpu: Split | None = None) -> dict[str, Any]:
     return {"name": name, "commands": result.rate, "events": events,
             "p50": result.percentile(50) * 1000, "p99": result.percentile(99) * 1000,
             "max": max(result.latencies, default=0) * 1000, "errors": result.errors,
             "lag": lag, "first_error": result.first_error,
-            "cpu": None if cpu is None else cpu / max(result.calls, 1) * 1000}
+            "split": cpu, "calls": result.calls}
 
 
 def start_ledger(url: str, extra: dict[str, str] | None = None
@@ -251,14 +230,22 @@ def stop(process: subprocess.Popen[bytes]) -> None:
         process.kill()
 
 
-def rebuild_rate(url: str) -> tuple[float, int]:
+def rebuild_rate(url: str) -> tuple[float, int, Split]:
+    """(log positions per second, log size, the machine's CPU meanwhile: the rebuild's own
+    process as tested, the rest PostgreSQL's)."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    meter = Meter()
     done = subprocess.run([str(BIN / "ledger"), "projections", "rebuild"],
                           env={**os.environ, "LEDGER_DATABASE_URL": url,
                                "LEDGER_LOG_LEVEL": "warning"},
                           capture_output=True, text=True, check=True)
+    seen = meter.read()
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    own = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    split = Split(own, seen.client, max(0.0, seen.rest - own), seen.seconds)
     found = re.search(r"from (\d+) events in [\d.]+s \(([\d,]+) events/s\)", done.stdout)
     assert found, done.stdout
-    return float(found.group(2).replace(",", "")), int(found.group(1))
+    return float(found.group(2).replace(",", "")), int(found.group(1)), split
 
 
 def start_null() -> tuple[subprocess.Popen[bytes], str]:
@@ -324,15 +311,32 @@ def fmt(value: float | None, digits: int = 0) -> str:
 
 
 def print_table(rows: list[dict[str, Any]]) -> None:
+    """One row per run. The CPU columns are milliseconds per command: the processes under
+    test (the server and its workers, and the projector; baseline A's server; baseline B's
+    own process), the load generator, and the rest of the machine (PostgreSQL); "cores" is
+    how busy the two cores were."""
     print(f"| {'run':38} | {'commands/s':>10} | {'events/s':>9} | {'p50 ms':>7} | "
           f"{'p99 ms':>7} | {'max ms':>7} | {'max lag':>7} | {'CPU ms/cmd':>10} | "
-          f"{'errors':>6} |")
+          f"{'client ms':>9} | {'rest ms':>7} | {'cores':>5} | {'errors':>6} |")
     print(f"|{'-' * 40}|{'-' * 12}|{'-' * 11}|{'-' * 9}|{'-' * 9}|{'-' * 9}|{'-' * 9}|"
-          f"{'-' * 12}|{'-' * 8}|")
+          f"{'-' * 12}|{'-' * 11}|{'-' * 9}|{'-' * 7}|{'-' * 8}|")
     for r in rows:
+        split: Split | None = r.get("split")
+        tested, client, rest = split.per(r["calls"]) if split else (None, None, None)
         print(f"| {r['name']:38} | {fmt(r['commands']):>10} | {fmt(r['events']):>9} | "
               f"{fmt(r['p50'], 1):>7} | {fmt(r['p99'], 1):>7} | {fmt(r['max'], 1):>7} | "
-              f"{fmt(r['lag']):>7} | {fmt(r.get('cpu'), 2):>10} | {fmt(r['errors']):>6} |")
+              f"{fmt(r['lag']):>7} | {fmt(tested, 2):>10} | "
+              f"{fmt(client, 2):>9} | "
+              f"{fmt(rest, 2):>7} | {fmt(split.cores_busy if split else None, 2):>5} | "
+              f"{fmt(r['errors']):>6} |")
+
+
+def machine_per_command(r: dict[str, Any]) -> str:
+    split: Split = r["split"]
+    tested, client, rest = split.per(r["calls"])
+    return (f"{tested + client + rest:.2f} ms (under test {tested:.2f}, load generator "
+            f"{client:.2f}, PostgreSQL and the rest {rest:.2f}; {split.cores_busy:.2f} "
+            "cores busy)")
 
 
 def main() -> int:
@@ -355,11 +359,11 @@ def main() -> int:
         server, address = start_ledger(url)
         try:
             rows += asyncio.run(measure_ledger(address, size["orders"], "g", server.pid))
-            one_bulk = bulk(address, size["bulk"], "bulk", (server.pid,))
+            one_bulk = bulk(address, size["bulk"], "bulk", (server.pid,), url=url)
             rss = peak_rss_mb(server.pid)
         finally:
             stop(server)
-        rebuild, log_size = rebuild_rate(url)
+        rebuild, log_size, rebuild_split = rebuild_rate(url)
 
         # As deployed (docker/compose.yaml): two server processes sharing the port
         # (LEDGER_WORKERS=2) and the read models kept by a separate `ledger project` process.
@@ -396,12 +400,12 @@ def main() -> int:
 
         # Baseline B: plain eventsourcing, one save() per command.
         plain_setup, plain_flows = build(size["plain"], prefix="b-", seed=64)
-        commands, events, seconds, cpu = baseline_es.run(plain_env(schemas, "plain"),
-                                                         plain_setup, plain_flows)
+        commands, events, seconds, split = baseline_es.run(plain_env(schemas, "plain"),
+                                                           plain_setup, plain_flows)
         rows.append({"name": "baseline B (eventsourcing, 1 save/cmd)",
                      "commands": commands / seconds, "events": events / seconds,
                      "p50": None, "p99": None, "max": None, "errors": 0, "lag": None,
-                     "cpu": cpu / max(commands, 1) * 1000})
+                     "split": split, "calls": commands})
         rounds = paired_rounds(schemas, size["orders"], size["plain"], size["rounds"])
     finally:
         schemas.drop()
@@ -414,12 +418,28 @@ def main() -> int:
     print()
     for name, b in (("1 server, read models inline, 1 stream", one_bulk),
                     ("as deployed (2 servers + projector), 2 streams", two_bulk)):
+        tested, client, rest = b["split"].per(b["imported"])
         print(f"bulk import (ImportOrders, 500 orders/message), {name}: "
               f"{b['imported']}/{b['orders']} orders, {b['events']:,.0f} events/s written, "
-              f"{b['cpu']:.2f} ms of ledger CPU per order, "
-              f"{b['projected']:,.0f} events/s until the read models had them")
-    print(f"projection rebuild from empty: {log_size:,} events at {rebuild:,.0f} events/s")
+              f"{b['projected']:,.0f} events/s until the read models had them; "
+              f"{b['entries_per_order']:.1f} log entries per order; CPU ms per order: "
+              f"ledger {tested:.2f}, load generator {client:.2f}, PostgreSQL and the rest "
+              f"{rest:.2f}")
+    ceiling = one_bulk["ceiling"]
+    if ceiling is not None:
+        print(f"bulk ceiling (PostgreSQL alone inserting the same {ceiling.rows:,} log "
+              f"entries again, as the recorder does, nothing else deciding): "
+              f"{ceiling.rate:,.0f} events/s, {ceiling.cpu_us_per_row:.1f} µs of PostgreSQL "
+              f"CPU per entry")
+    rebuild_us = [x / max(log_size, 1) * 1e6 for x in (rebuild_split.tested,
+                                                       rebuild_split.rest)]
+    print(f"projection rebuild from empty: {log_size:,} events at {rebuild:,.0f} events/s; "
+          f"CPU µs per log entry: rebuild process {rebuild_us[0]:.1f} (start-up included), "
+          f"PostgreSQL and the rest {rebuild_us[1]:.1f}")
     print(f"server peak RSS: {rss:,.0f} MB after {log_size:,} events")
+    print(f"machine CPU per command at 64 in flight: ledger {machine_per_command(ledger64)}; "
+          f"baseline A {machine_per_command(null64)}; baseline B "
+          f"{machine_per_command(plain)}")
     ratio_a = ledger64["commands"] / null64["commands"]
     print(f"ratio ledger/baseline A at 64 in flight: {ratio_a:.2f}")
     two = next(r for r in rows if r["name"].startswith("ledger, 2 servers"))

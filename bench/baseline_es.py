@@ -14,6 +14,7 @@ from uuid import UUID
 from eventsourcing.application import AggregateNotFoundError, Application
 from eventsourcing.persistence import JSONTranscoder
 
+from bench.cpu import Meter, Split
 from bench.workload import Flow, Step
 from ledger.application.transcodings import register_value_objects
 from ledger.domain.order import Order, RefundLine
@@ -68,21 +69,22 @@ class PlainLedger(Application[UUID]):
 
 
 def run(env: dict[str, str], setup: Sequence[Flow], flows: Sequence[Flow]
-        ) -> tuple[int, int, float, float]:
-    """(commands, events, seconds, CPU seconds of this process) for the measured flows, one
-    after another."""
+        ) -> tuple[int, int, float, Split]:
+    """(commands, events, seconds, where the machine's CPU went: this process's, which is
+    baseline B, and the rest, PostgreSQL's) for the measured flows, one after another."""
     app = PlainLedger(env=env)
     try:
         for flow in setup:
             for step in flow:
                 app.run(step)
         commands = events = 0
-        started, cpu = time.perf_counter(), time.process_time()
+        started, meter = time.perf_counter(), Meter()
         for flow in flows:
             for step in flow:
                 events += app.run(step)
                 commands += 1
+        seen = meter.read()  # baseline B is this process: the one under test
         return (commands, events, time.perf_counter() - started,
-                time.process_time() - cpu)
+                Split(seen.client, 0.0, seen.rest, seen.seconds))
     finally:
         app.close()
