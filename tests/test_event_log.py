@@ -491,3 +491,39 @@ def test_a_day_being_closed_takes_no_backfill_before_its_statement_is_drawn(
     # Once a day is closed, the next must be the day after: its first step says so too.
     [skipping] = app.run_batch([(finance, c.BeginClosingDay("other", "2026-11-02"))])
     assert isinstance(skipping, LedgerError) and skipping.reason == "PERIOD_OUT_OF_ORDER"
+
+
+@pytest.mark.postgres
+def test_batch_reads_look_aggregates_up_by_index_on_a_log_without_statistics(
+    postgres_url: str,
+) -> None:
+    """A new deployment's log has no planner statistics until autovacuum gets to it. Written
+    as a join, the batch's prefetch then scanned the whole log for every batch, so each batch
+    cost more the longer the log; each read must be an index lookup per aggregate instead."""
+    import psycopg
+    from psycopg import sql
+
+    from ledger.application.store_reads import (
+        CURRENT_VERSIONS_POSTGRES,
+        EVENTS_AFTER_POSTGRES,
+    )
+
+    app = build_application(postgres_url)
+    recorder: Any = app.recorder
+    table = sql.Identifier(recorder.datastore.schema, recorder.events_table_name)
+    try:
+        with psycopg.connect(postgres_url.split("?", 1)[0], autocommit=True) as conn:
+            conn.execute(sql.SQL("ALTER TABLE {} SET (autovacuum_enabled = false)").format(table))
+            conn.execute(sql.SQL(
+                "INSERT INTO {} (originator_id, originator_version, topic, state) "
+                "SELECT gen_random_uuid(), v, 'x', '\\x00' FROM generate_series(1, 20000), "
+                "generate_series(1, 2) AS v").format(table))
+            ids = [row[0] for row in conn.execute(
+                sql.SQL("SELECT originator_id FROM {} LIMIT 400").format(table))]
+            for statement, params in ((EVENTS_AFTER_POSTGRES, (ids, [0] * len(ids))),
+                                      (CURRENT_VERSIONS_POSTGRES, (ids,))):
+                plan = "\n".join(row[0] for row in conn.execute(
+                    sql.SQL("EXPLAIN " + statement).format(table=table), params))
+                assert "Seq Scan" not in plan, plan
+    finally:
+        app.close()

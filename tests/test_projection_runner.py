@@ -40,6 +40,15 @@ def dump(runner: ProjectionRunner) -> dict[str, list[tuple[Any, ...]]]:
     return out
 
 
+def index_names(runner: ProjectionRunner) -> set[str]:
+    with runner.db.transaction(runner.connection(), write=False) as cur:
+        if runner.db.is_postgres:
+            cur.execute("SELECT indexname FROM pg_indexes WHERE schemaname = current_schema()")
+        else:
+            cur.execute("SELECT name FROM sqlite_master WHERE type = 'index'")
+        return {row[0] for row in cur.fetchall()}
+
+
 def projected_balances(runner: ProjectionRunner) -> dict[tuple[str, str, str], int]:
     """Summed over platforms, to compare with the postings of the whole log."""
     out: dict[tuple[str, str, str], int] = defaultdict(int)
@@ -144,10 +153,12 @@ def test_live_read_models_equal_a_rebuild_and_the_postings(
         for (_, _, currency), amount in from_log.items():
             totals[currency] += amount
         assert all(total == 0 for total in totals.values())
-        runner.reset()
+        runner.reset(bulk=True)  # as `ledger projections rebuild` does
         runner.batch_size = rebuild_batch
         runner.catch_up()
+        runner.finish_bulk()
         assert dump(runner) == live
+        assert index_names(runner) >= set(db.INDEXES)
     finally:
         db.COPY_UPSERT_MIN = usual
         runner.stop()

@@ -57,6 +57,20 @@ def _rows(app: Application[UUID], columns: str, ids: Sequence[UUID], tail: str) 
     return out
 
 
+# LATERAL (kept apart by OFFSET 0, which the planner does not flatten into a join): an
+# index lookup per id, whatever the planner's statistics say. As a join, on a log it had no
+# statistics for yet, it scanned the whole log for every batch, so a batch cost more the
+# longer the log.
+EVENTS_AFTER_POSTGRES = (
+    "SELECT t.originator_id, t.originator_version, t.topic, t.state "
+    "FROM unnest(%b::uuid[], %b::bigint[]) AS k(id, v) CROSS JOIN LATERAL "
+    "(SELECT * FROM {table} WHERE originator_id = k.id AND originator_version > k.v "
+    "OFFSET 0) t ORDER BY t.originator_id, t.originator_version")
+CURRENT_VERSIONS_POSTGRES = (
+    "SELECT k.id, (SELECT MAX(originator_version) FROM {table} "
+    "WHERE originator_id = k.id) FROM unnest(%b::uuid[]) AS k(id)")
+
+
 def _uuid(value: Any) -> UUID:
     return value if isinstance(value, UUID) else UUID(value)
 
@@ -71,14 +85,7 @@ def events_after(app: Application[UUID], since: Mapping[UUID, int]) -> dict[UUID
         keys = ",".join("(?, ?)" for _ in chunk)
         rows += _fetch(
             app,
-            # LATERAL (kept apart by OFFSET 0, which the planner does not flatten into a
-            # join): an index lookup per id, whatever the planner's statistics say. As a
-            # join, on a log it had no statistics for yet, it scanned the whole log for
-            # every batch, so a batch cost more the longer the log.
-            "SELECT t.originator_id, t.originator_version, t.topic, t.state "
-            "FROM unnest(%b::uuid[], %b::bigint[]) AS k(id, v) CROSS JOIN LATERAL "
-            "(SELECT * FROM {table} WHERE originator_id = k.id AND originator_version > k.v "
-            "OFFSET 0) t ORDER BY t.originator_id, t.originator_version",
+            EVENTS_AFTER_POSTGRES,
             ([i for i, _ in chunk], [v for _, v in chunk]),
             f"WITH k(id, v) AS (VALUES {keys}) "
             "SELECT originator_id, originator_version, topic, state FROM {table} AS t "
@@ -101,8 +108,7 @@ def current_versions(app: Application[UUID], ids: Sequence[UUID]) -> dict[UUID, 
         rows: list[Any] = []
         for start in range(0, len(ids), CHUNK):
             rows += _fetch(
-                app, "SELECT k.id, (SELECT MAX(originator_version) FROM {table} "
-                "WHERE originator_id = k.id) FROM unnest(%b::uuid[]) AS k(id)",
+                app, CURRENT_VERSIONS_POSTGRES,
                 (list(ids[start:start + CHUNK]),), "", ())
         return {_uuid(i): int(v) for i, v in rows if v is not None}
     return {_uuid(i): int(v) for i, v in _rows(
