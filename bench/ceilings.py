@@ -13,12 +13,11 @@ from __future__ import annotations
 import time
 import uuid
 from dataclasses import dataclass
-from pathlib import Path
 
 import psycopg
 from psycopg import sql
 
-from bench.cpu import TICK
+from bench.cpu import one_process_cpu
 from ledger.config import event_store_env
 
 EVENTS_TABLE = "ledger_events"  # the eventsourcing library's name for application "Ledger"
@@ -37,11 +36,6 @@ class Ceiling:
     @property
     def cpu_us_per_row(self) -> float:
         return self.database_cpu / max(self.rows, 1) * 1e6
-
-
-def backend_cpu(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / TICK
 
 
 def event_inserts(url: str, first: int, last: int, per_transaction: int) -> Ceiling:
@@ -73,14 +67,14 @@ def event_inserts(url: str, first: int, last: int, per_transaction: int) -> Ceil
         batches = [[(uuid.uuid4(), *row) for row in rows[n:n + per_transaction]]
                    for n in range(0, len(rows), per_transaction)]
         pid = conn.info.backend_pid
-        cpu_before, started = backend_cpu(pid), time.perf_counter()
+        cpu_before, started = one_process_cpu(pid), time.perf_counter()
         for batch in batches:
             with conn.transaction():
                 conn.execute(lock)
                 conn.execute(insert, ([r[0] for r in batch], [r[1] for r in batch],
                                       [r[2] for r in batch], [r[3] for r in batch])).fetchall()
         seconds = time.perf_counter() - started
-        cpu = backend_cpu(pid) - cpu_before
+        cpu = one_process_cpu(pid) - cpu_before
         conn.execute(sql.SQL("DROP TABLE {}").format(scratch))
         conn.execute(sql.SQL("DROP SEQUENCE {}").format(sequence))
     return Ceiling(len(rows), seconds, cpu)

@@ -19,6 +19,20 @@ from typing import Any
 TICK = os.sysconf("SC_CLK_TCK")
 
 
+def stat_fields(proc: Path) -> list[str]:
+    """A process's /proc/<pid>/stat after its name: [state, parent pid, …]."""
+    return (proc / "stat").read_text().rsplit(")", 1)[1].split()
+
+
+def ticks_used(fields: list[str]) -> int:
+    return int(fields[11]) + int(fields[12])  # utime, stime
+
+
+def one_process_cpu(pid: int) -> float:
+    """CPU time (user + system) one process has used so far."""
+    return ticks_used(stat_fields(Path(f"/proc/{pid}"))) / TICK
+
+
 def process_cpu(*pids: int) -> float:
     """CPU time (user + system) used so far by these processes and their children (the
     workers of LEDGER_WORKERS). Steadier than throughput on a shared machine: it does not
@@ -29,11 +43,11 @@ def process_cpu(*pids: int) -> float:
         if not entry.name.isdigit():
             continue
         try:
-            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            fields = stat_fields(entry)
         except OSError:
             continue  # gone meanwhile
         if int(entry.name) in wanted or int(fields[1]) in wanted:
-            ticks += int(fields[11]) + int(fields[12])  # utime, stime
+            ticks += ticks_used(fields)
     return ticks / TICK
 
 
