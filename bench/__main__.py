@@ -263,11 +263,12 @@ def start_null() -> tuple[subprocess.Popen[bytes], str]:
 
 def plain_env(schemas: Schemas, name: str) -> dict[str, str]:
     """Baseline B's store: a fresh schema, the library's own recorder as shipped."""
-    from ledger.bootstrap import ensure_postgres_schema
+    from ledger.bootstrap import postgres_setup_lock
 
     env = event_store_env(schemas.url(name))
     env.pop("APPLICATION_RECORDER_TOPIC")
-    ensure_postgres_schema(env)
+    with postgres_setup_lock(env):  # creates the schema
+        pass
     return {**env, "CREATE_TABLE": "y"}
 
 

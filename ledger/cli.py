@@ -155,34 +155,34 @@ def projection_runner(settings: Settings, batch_size: int | None = None
 
 def project(settings: Settings) -> int:
     """Keeps the read models current from its own process (LEDGER_PROJECTIONS=external on
-    the servers), until SIGINT/SIGTERM."""
+    the servers), until SIGINT/SIGTERM. A lost database is waited out (the runner retries
+    with a bounded backoff and logs the outage once), never a reason to exit."""
     app, runner = projection_runner(settings)
-    stopping = False
-
-    def stop(*_: object) -> None:
-        nonlocal stopping
-        stopping = True
-
-    signal.signal(signal.SIGTERM, stop)
-    signal.signal(signal.SIGINT, stop)
+    signal.signal(signal.SIGTERM, lambda *_: runner.interrupt())
+    signal.signal(signal.SIGINT, lambda *_: runner.interrupt())
     runner.setup()
     tune_gc()
     log = structlog.get_logger("ledger.project")
     log.info("projecting", position=runner.position, head=runner.log_head())
-    last_report = 0.0
-    while not stopping:
-        applied = runner.run_once()
-        if time.monotonic() - last_report > 10:
+    last_report = time.monotonic()
+
+    def report_lag() -> None:
+        nonlocal last_report
+        if time.monotonic() - last_report > LAG_REPORT_INTERVAL:
             last_report = time.monotonic()
             head = runner.log_head()
             log.info("projection lag", position=runner.position, head=head,
                      lag=head - runner.position)
-        if not applied:
-            time.sleep(0.05)
+
+    # Other servers' commits do not wake this process: it polls for them.
+    runner.follow(poll_interval=0.05, after_pass=report_lag)
     runner.stop()
     app.close()
     log.info("projection stopped", position=runner.position)
     return 0
+
+
+LAG_REPORT_INTERVAL = 10.0
 
 
 def rebuild(settings: Settings) -> int:

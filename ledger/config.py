@@ -36,6 +36,8 @@ class Settings:
     settlement_interval: float = 60.0
     workers: int = 1
     timezone: str = "Asia/Shanghai"
+    health_interval: float = 1.0
+    health_max_stall: float = 30.0
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -47,6 +49,12 @@ class Settings:
                 return float(raw) if raw else default
             except ValueError:
                 raise ConfigError(f"{name}={raw!r} is not a number") from None
+
+        def positive(name: str, default: float) -> float:
+            value = number(name, default)
+            if value <= 0:
+                raise ConfigError(f"{name}={env.get(name)!r} must be above 0")
+            return value
 
         return cls(
             database_url=env.get("LEDGER_DATABASE_URL") or DEFAULT_DATABASE_URL,
@@ -63,6 +71,8 @@ class Settings:
             rebuild_batch=int(number("LEDGER_REBUILD_BATCH", 10_000)),
             settlement_interval=number("LEDGER_SETTLEMENT_INTERVAL", 60.0),
             workers=int(number("LEDGER_WORKERS", 1)),
+            health_interval=positive("LEDGER_HEALTH_INTERVAL", 1.0),
+            health_max_stall=positive("LEDGER_HEALTH_MAX_STALL", 30.0),
         )
 
 
@@ -109,6 +119,9 @@ def event_store_env(database_url: str) -> dict[str, str]:
             "POSTGRES_USER": unquote(url.username or "postgres"),
             "POSTGRES_PASSWORD": unquote(url.password or ""),
             "POSTGRES_LOCK_TIMEOUT": "30",
+            # How long a call waits for a connection from the pool (the library's default is
+            # 30 s, for which every call hung while the database was away).
+            "POSTGRES_CONNECT_TIMEOUT": "5",
             "POSTGRES_POOL_SIZE": query.get("pool_size", ["10"])[0],
             # Inserts take the library's table lock (not its lock-free database function), so
             # log positions become visible in commit order and the projection runner can

@@ -11,8 +11,10 @@ from __future__ import annotations
 import re
 import sqlite3
 from collections.abc import Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from typing import Any, Protocol
+
+import psycopg
 
 from ledger.config import event_store_env
 
@@ -169,6 +171,76 @@ class _SQLiteCursor:
         return self._cursor.fetchall()
 
 
+# Seconds to wait for a new connection before calling the database unreachable (libpq's own
+# default waits for ever on a host that does not answer).
+CONNECT_TIMEOUT = 5
+
+
+class StoreUnavailable(Exception):
+    """The read models' database cannot be reached now: the connection was lost (a restart,
+    a failover, a terminated backend) or cannot be made. Retryable: the next use connects
+    again."""
+
+
+# What a lost or refused connection raises: psycopg's OperationalError covers a server that
+# went away (AdminShutdown), one that refuses connections and a pool that timed out;
+# InterfaceError a connection already closed.
+CONNECTION_ERRORS: tuple[type[Exception], ...] = (psycopg.OperationalError,
+                                                  psycopg.InterfaceError)
+
+
+class Link:
+    """One connection to the read models' database that replaces itself after a failure.
+
+    A psycopg connection whose server went away stays broken for good: every use raised
+    again, so the read side never recovered without a restart. A link closes a connection
+    that failed and connects afresh on its next use; the failure itself surfaces as
+    ``StoreUnavailable``, which callers answer as retryable."""
+
+    def __init__(self, db: ProjectionDB) -> None:
+        self.db = db
+        self._conn: Any = None
+
+    @property
+    def connected_now(self) -> bool:
+        """Whether a connection is held (it may have been lost since it was last used)."""
+        return self._conn is not None
+
+    def connection(self) -> Any:
+        conn = self._conn
+        if conn is not None and getattr(conn, "closed", False):
+            self.discard()
+            conn = None
+        if conn is None:
+            try:
+                conn = self._conn = self.db.connect()
+            except CONNECTION_ERRORS as error:
+                raise StoreUnavailable(f"cannot connect to the read models' database: "
+                                       f"{error}") from error
+        return conn
+
+    @contextmanager
+    def connected(self) -> Iterator[Any]:
+        """The connection, for work of several transactions (creating the tables)."""
+        try:
+            yield self.connection()
+        except CONNECTION_ERRORS as error:
+            self.discard()
+            raise StoreUnavailable(f"lost the read models' database: {error}") from error
+
+    @contextmanager
+    def transaction(self, *, write: bool = True) -> Iterator[Cursor]:
+        with self.connected() as conn, self.db.transaction(conn, write=write) as cur:
+            yield cur
+
+    def discard(self) -> None:
+        """Closes the connection (quietly: it may be broken already)."""
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            with suppress(Exception):
+                conn.close()
+
+
 class ProjectionDB:
     """Connections to the read models' database, one per thread of use."""
 
@@ -178,14 +250,13 @@ class ProjectionDB:
 
     def connect(self) -> Any:
         if self.is_postgres:
-            import psycopg
-
             env = self.env
             options = f"-c search_path={env['POSTGRES_SCHEMA']}" if "POSTGRES_SCHEMA" in env else ""
             return psycopg.connect(
                 dbname=env["POSTGRES_DBNAME"], host=env["POSTGRES_HOST"],
                 port=env["POSTGRES_PORT"], user=env["POSTGRES_USER"],
                 password=env["POSTGRES_PASSWORD"] or None, options=options, autocommit=True,
+                connect_timeout=CONNECT_TIMEOUT,
             )
         conn = sqlite3.connect(self.env["SQLITE_DBNAME"], timeout=30, isolation_level=None,
                                check_same_thread=False)
@@ -214,18 +285,29 @@ class ProjectionDB:
         queries use, for a rebuild to make with ``create_indexes`` once it is done; until
         then the queries are slow but right, and the next ``create`` makes them anyway."""
         with self.transaction(conn) as cur:
+            self._lock_schema(cur)
             for name, columns in TABLES.items():
                 cur.execute(f"CREATE TABLE IF NOT EXISTS {name} ({columns})")
         self.create_indexes(conn, INDEXES if query_indexes else WRITER_INDEXES)
 
+    def _lock_schema(self, cur: Cursor) -> None:
+        """Serialises changes to the read models' tables between processes: PostgreSQL's
+        CREATE … IF NOT EXISTS is not safe against a concurrent one (a server and a
+        projector starting together: "duplicate key value violates unique constraint
+        pg_type_typname_nsp_index"). SQLite's write transaction already serialises them."""
+        if self.is_postgres:
+            cur.execute("SELECT pg_advisory_xact_lock(hashtext(current_schema() || '.proj'))")
+
     def create_indexes(self, conn: Any, names: Iterable[str] = INDEXES) -> None:
         with self.transaction(conn) as cur:
+            self._lock_schema(cur)
             for name in names:
                 table, columns = INDEXES[name]
                 cur.execute(f"CREATE INDEX IF NOT EXISTS {name} ON {table} ({columns})")
 
     def drop(self, conn: Any) -> None:
         with self.transaction(conn) as cur:
+            self._lock_schema(cur)
             for name in TABLES:
                 cur.execute(f"DROP TABLE IF EXISTS {name}")
                 if self.is_postgres:  # upsert_rows' staging copy, made LIKE the old table

@@ -3,107 +3,123 @@
 from __future__ import annotations
 
 import threading
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from ledger.domain.periods import DayStatement, StatementLine
 from projections import balances as b
 from projections import finance as f
 from projections import team_queries as t
 from projections.clock import END_OF_TIME, Calendar
-from projections.db import ProjectionDB
+from projections.db import Cursor, Link, ProjectionDB, StoreUnavailable
 from projections.runner import NAME
 from projections.team import Node
 
+R = TypeVar("R")
+
 
 class ReadModels:
+    """Each thread reads through a link of its own (psycopg connections are not shared
+    between threads).
+
+    A read whose connection turns out to have been lost while it sat idle (a database
+    restart, a failover, a terminated backend) is read again once on a new connection: the
+    caller never hears of an outage that is already over. A read that fails on a new
+    connection raises ``StoreUnavailable``, answered as retryable."""
+
     def __init__(self, database_url: str, calendar: Calendar | None = None) -> None:
         self.db = ProjectionDB(database_url)
         self.calendar = calendar or Calendar()
         self._local = threading.local()
-        self._all: list[Any] = []
+        self._all: list[Link] = []
         self._lock = threading.Lock()
 
-    def _conn(self) -> Any:
-        conn = getattr(self._local, "conn", None)
-        if conn is None:
-            conn = self.db.connect()
-            self._local.conn = conn
+    def _link(self) -> Link:
+        link = getattr(self._local, "link", None)
+        if link is None:
+            link = self._local.link = Link(self.db)
             with self._lock:
-                self._all.append(conn)
-        return conn
+                self._all.append(link)
+        return link
 
     def close(self) -> None:
         with self._lock:
-            for conn in self._all:
-                conn.close()
+            for link in self._all:
+                link.discard()
             self._all.clear()
 
-    def _read(self) -> Any:
-        return self.db.transaction(self._conn(), write=False)
+    def _query(self, query: Callable[..., R], *args: Any, **kwargs: Any) -> R:
+        """``query(cursor, *args, **kwargs)`` in a read-only transaction."""
+        link = self._link()
+        fresh = not link.connected_now
+        try:
+            with link.transaction(write=False) as cur:
+                return query(cur, *args, **kwargs)
+        except StoreUnavailable:
+            if fresh:
+                raise
+        with link.transaction(write=False) as cur:  # the idle connection had been lost
+            return query(cur, *args, **kwargs)
 
     def ensure_tables(self) -> None:
-        self.db.create(self._conn())
+        with self._link().connected() as conn:
+            self.db.create(conn)
 
     def processed_position(self) -> int:
-        with self._read() as cur:
-            cur.execute("SELECT position FROM proj_meta WHERE name = %s", (NAME,))
-            row = cur.fetchone()
-        return int(row[0]) if row else 0
+        return self._query(_position)
 
     def balances(self, platform: str, account: str, *, position: int = 0,
                  at: int = END_OF_TIME) -> list[b.Balance]:
-        with self._read() as cur:
-            if position or at < END_OF_TIME:
-                return b.balances_as_of(cur, platform, account, position=position or END_OF_TIME,
-                                        at=at)
-            return b.balances_of(cur, platform, account)
+        if position or at < END_OF_TIME:
+            return self._query(b.balances_as_of, platform, account,
+                               position=position or END_OF_TIME, at=at)
+        return self._query(b.balances_of, platform, account)
 
     def page_of_balances(self, platform: str, **query: Any) -> list[b.Balance]:
-        with self._read() as cur:
-            return b.page_of_balances(cur, platform, **query)
+        return self._query(b.page_of_balances, platform, **query)
 
     def totals_by_currency(self) -> dict[str, int]:
-        with self._read() as cur:
-            return b.totals_by_currency(cur)
+        return self._query(b.totals_by_currency)
 
     def member(self, platform: str, reseller_id: str) -> Node | None:
-        with self._read() as cur:
-            return t.member(cur, platform, reseller_id)
+        return self._query(t.member, platform, reseller_id)
 
     def upline(self, platform: str, reseller_id: str, at: int = END_OF_TIME) -> list[str] | None:
         """None when the reseller had not enrolled by then."""
-        with self._read() as cur:
-            if t.sponsor_as_of(cur, platform, reseller_id, at) is None:
-                return None
-            return t.upline(cur, platform, reseller_id, at)
+        return self._query(_upline, platform, reseller_id, at)
 
     def subtree(self, platform: str, reseller_id: str, **query: Any) -> list[tuple[str, str, int]]:
-        with self._read() as cur:
-            return t.subtree(cur, platform, reseller_id, **query)
+        return self._query(t.subtree, platform, reseller_id, **query)
 
     def team_stats(self, platform: str, reseller_id: str, month: str,
                    at: int = END_OF_TIME) -> t.TeamStats:
-        with self._read() as cur:
-            return t.team_stats(cur, self.calendar, platform, reseller_id, month, at)
+        return self._query(t.team_stats, self.calendar, platform, reseller_id, month, at)
 
     def due_orders(self, platform: str, now: int, limit: int) -> list[str]:
-        with self._read() as cur:
-            return f.due_orders(cur, platform, now, limit)
+        return self._query(f.due_orders, platform, now, limit)
 
     def platforms_with_due_orders(self, now: int) -> list[str]:
-        with self._read() as cur:
-            return f.platforms_with_due_orders(cur, now)
+        return self._query(f.platforms_with_due_orders, now)
 
     def payable(self, platform: str, offset: int, limit: int,
                 after: tuple[int, str] | None = None) -> list[f.PayoutRow]:
-        with self._read() as cur:
-            return f.payable(cur, platform, offset, limit, after)
+        return self._query(f.payable, platform, offset, limit, after)
 
     def day_statement(self, platform: str, day: str, timezone: str) -> DayStatement:
-        with self._read() as cur:
-            return f.day_statement(cur, platform, day, timezone)
+        return self._query(f.day_statement, platform, day, timezone)
 
     def account_statement(self, platform: str, account: str, from_day: str, to_day: str,
                           timezone: str) -> tuple[list[f.Movement], list[StatementLine]]:
-        with self._read() as cur:
-            return f.account_statement(cur, platform, account, from_day, to_day, timezone)
+        return self._query(f.account_statement, platform, account, from_day, to_day, timezone)
+
+
+def _position(cur: Cursor) -> int:
+    cur.execute("SELECT position FROM proj_meta WHERE name = %s", (NAME,))
+    row = cur.fetchone()
+    return int(row[0]) if row else 0
+
+
+def _upline(cur: Cursor, platform: str, reseller_id: str, at: int) -> list[str] | None:
+    if t.sponsor_as_of(cur, platform, reseller_id, at) is None:
+        return None
+    return t.upline(cur, platform, reseller_id, at)

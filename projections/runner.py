@@ -22,15 +22,17 @@ from typing import Any
 
 import structlog
 from eventsourcing.domain import DomainEvent
+from eventsourcing.persistence import InterfaceError, OperationalError
 from eventsourcing.utils import get_topic
 
 from ledger.application.ledger_app import LedgerApplication
 from ledger.domain.order import Order
 from ledger.domain.payout import REQUESTED, Payout
 from ledger.domain.team import Reseller
+from ledger.outages import Outage
 from projections.balances import BalanceWriter
 from projections.clock import Calendar, micros
-from projections.db import SCHEMA_VERSION, Cursor, ProjectionDB
+from projections.db import SCHEMA_VERSION, Cursor, Link, ProjectionDB, StoreUnavailable
 from projections.decoding import event_reader
 from projections.log_pages import LogPages
 from projections.memory import Memory
@@ -39,6 +41,9 @@ from projections.team import TeamWriter
 log = structlog.get_logger(__name__)
 
 NAME = "read-models"
+# What a store that went away raises: the read models' own link, or the event store's (the
+# library's pool, through which the log is read).
+UNAVAILABLE = (StoreUnavailable, OperationalError, InterfaceError)
 
 
 def event_topics(*aggregates: type) -> list[str]:
@@ -199,7 +204,7 @@ class ProjectionRunner:
         self.position = 0  # the last position this process saw committed
         self.applied = 0  # events this runner has applied (committed), for progress and tests
         self._read = event_reader(app.mapper)
-        self._conn: Any = None
+        self._link = Link(self.db)
         self._wake = threading.Event()
         self._stopping = threading.Event()
         self._advanced = threading.Condition()
@@ -208,19 +213,18 @@ class ProjectionRunner:
         self._memory = Memory()
         self._log = LogPages(app, PROJECTED_TOPICS)
         self._ahead: tuple[int, Future[tuple[Sequence[Any], int]]] | None = None
+        self.outage = Outage("applying the log to the read models", logger=log)
 
     # --- set-up ----------------------------------------------------------------------------
 
     def connection(self) -> Any:
-        if self._conn is None:
-            self._conn = self.db.connect()
-        return self._conn
+        return self._link.connection()
 
     def setup(self, *, query_indexes: bool = True) -> None:
         """Creates the read models; rebuilds them if they were made by another schema version."""
-        conn = self.connection()
-        self.db.create(conn, query_indexes=query_indexes)
-        with self.db.transaction(conn) as cur:
+        with self._link.connected() as conn:
+            self.db.create(conn, query_indexes=query_indexes)
+        with self._link.transaction() as cur:
             cur.execute("SELECT position, schema_version FROM proj_meta WHERE name = %s", (NAME,))
             row = cur.fetchone()
         if row is not None and int(row[1]) != SCHEMA_VERSION:
@@ -229,7 +233,7 @@ class ProjectionRunner:
             self.reset()
             return
         if row is None:
-            with self.db.transaction(conn) as cur:
+            with self._link.transaction() as cur:
                 cur.execute("INSERT INTO proj_meta (name, position, schema_version, updated_at) "
                             "VALUES (%s, 0, %s, %s) ON CONFLICT (name) DO NOTHING",
                             (NAME, SCHEMA_VERSION, int(time.time() * 1e6)))
@@ -240,22 +244,22 @@ class ProjectionRunner:
 
         ``bulk``: the caller is about to apply the whole log (a rebuild), so the indexes only
         the queries use are left out until ``finish_bulk``."""
-        conn = self.connection()
-        self.db.drop(conn)
+        with self._link.connected() as conn:
+            self.db.drop(conn)
         self.position = 0
         self._memory.forget()
         self.setup(query_indexes=not bulk)
 
     def finish_bulk(self) -> None:
         """After a bulk rebuild: the queries' indexes, each built once from the whole table."""
-        self.db.create_indexes(self.connection())
+        with self._link.connected() as conn:
+            self.db.create_indexes(conn)
 
     # --- running ---------------------------------------------------------------------------
 
     def run_once(self) -> int:
         """Applies the next batch of events; returns how many log positions it covered."""
-        conn = self.connection()
-        with self.db.transaction(conn) as cur:
+        with self._link.transaction() as cur:
             lock = " FOR UPDATE" if self.db.is_postgres else ""
             cur.execute(f"SELECT position FROM proj_meta WHERE name = %s{lock}", (NAME,))
             row = cur.fetchone()
@@ -330,7 +334,7 @@ class ProjectionRunner:
             self._advanced.notify_all()
 
     def processed_position(self) -> int:
-        with self.db.transaction(self.connection(), write=False) as cur:
+        with self._link.transaction(write=False) as cur:
             cur.execute("SELECT position FROM proj_meta WHERE name = %s", (NAME,))
             row = cur.fetchone()
         return int(row[0]) if row else 0
@@ -341,40 +345,63 @@ class ProjectionRunner:
     # --- in the background -----------------------------------------------------------------
 
     def start(self, poll_interval: float = 0.2, coalesce: float = 0.01) -> None:
-        """Follows the log in a thread: woken by this server's commits (then waiting
-        ``coalesce`` seconds, so that a busy log is applied in larger batches), and polling
-        for other servers' commits."""
+        """Follows the log in a thread of its own (see ``follow``)."""
         self.setup()
-
-        def loop() -> None:
-            while not self._stopping.is_set():
-                try:
-                    self.catch_up()
-                except Exception:
-                    log.exception("projection batch failed; retrying")
-                    self._stopping.wait(1.0)
-                if self._wake.wait(poll_interval):
-                    self._stopping.wait(coalesce)
-                self._wake.clear()
-
-        self._thread = threading.Thread(target=loop, name="projections", daemon=True)
+        self._thread = threading.Thread(target=self.follow, args=(poll_interval, coalesce),
+                                        name="projections", daemon=True)
         self._thread.start()
+
+    def follow(self, poll_interval: float = 0.2, coalesce: float = 0.01,
+               after_pass: Callable[[], None] | None = None) -> None:
+        """Applies the log as it grows, until ``interrupt`` or ``stop``: woken by this
+        server's commits (then waiting ``coalesce`` seconds, so that a busy log is applied in
+        larger batches), and polling every ``poll_interval`` for other servers' commits.
+
+        Never gives up: a batch that fails is tried again after a bounded backoff, so the
+        read models come back by themselves within a second or so of the database.
+        ``after_pass`` runs after each pass that reached the log's head."""
+        while not self._stopping.is_set():
+            try:
+                self.catch_up()
+                if after_pass is not None:
+                    after_pass()
+            except Exception as error:
+                self._stopping.wait(self.failed(error))
+                continue
+            self.outage.succeeded()
+            if self._wake.wait(poll_interval):
+                self._stopping.wait(coalesce)
+            self._wake.clear()
+
+    def interrupt(self) -> None:
+        """Makes ``follow`` return soon (safe from a signal handler)."""
+        self._stopping.set()
+        self._wake.set()
+
+    def failed(self, error: Exception) -> float:
+        """A batch failed (its transaction rolled back): forgets the page read ahead, which
+        may have failed too, and returns how long to wait before trying again. A lost
+        database is one outage, logged once; anything else is logged with its traceback,
+        since no retry will cure it by itself."""
+        self._ahead = None
+        if isinstance(error, UNAVAILABLE):
+            self.app.check_connections()  # the log is read through the event store's pool
+        else:
+            log.exception("projection batch failed; retrying", exc_info=error)
+        return self.outage.failed(error)
 
     def wake(self) -> None:
         self._wake.set()
 
     def stop(self) -> None:
-        self._stopping.set()
-        self._wake.set()
+        self.interrupt()
         if self._thread is not None:
             self._thread.join(timeout=30)
         if self._reader is not None:
             self._reader.shutdown(wait=True, cancel_futures=True)
             self._reader = None
             self._ahead = None
-        if self._conn is not None:
-            self._conn.close()
-            self._conn = None
+        self._link.discard()
 
     def wait_for(self, position: int, timeout: float) -> bool:
         """Blocks until this process has applied (or seen applied) ``position``."""

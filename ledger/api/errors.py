@@ -18,6 +18,7 @@ from grpc_status import rpc_status
 
 from ledger.application.group_commit import Overloaded
 from ledger.domain import errors
+from projections.db import StoreUnavailable
 
 log = structlog.get_logger(__name__)
 
@@ -61,6 +62,11 @@ def status_for(error: BaseException) -> status_pb2.Status:
         return status_pb2.Status(
             code=code_pb2.UNAVAILABLE,
             message="the event store is unavailable; nothing was written, retry later",
+        )
+    if isinstance(error, StoreUnavailable):  # the outage itself is logged once, elsewhere
+        return status_pb2.Status(
+            code=code_pb2.UNAVAILABLE,
+            message="the read models' database is unavailable; retry later",
         )
     incident = uuid.uuid4().hex[:12]
     log.error("internal error", incident=incident, exc_info=error)

@@ -15,6 +15,7 @@ from grpc_reflection.v1alpha import reflection
 
 from ledger.api.auth import KeyRing
 from ledger.api.finance import FinanceService
+from ledger.api.health import HealthWatch
 from ledger.api.reports import ReportService
 from ledger.api.servicers import AdminService, StorefrontService
 from ledger.application.commands import Caller, RunSettlement
@@ -23,6 +24,7 @@ from ledger.application.handlers import MAX_SETTLEMENT_BATCH
 from ledger.application.ledger_app import LedgerApplication, utc_now
 from ledger.bootstrap import build_application
 from ledger.config import Settings
+from ledger.outages import Outage
 from ledger.v1 import (
     admin_pb2,
     admin_pb2_grpc,
@@ -57,6 +59,7 @@ class PositionWatcher:
         self.position = 0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="position-watch", daemon=True)
+        self.outage = Outage("reading the read models' position", logger=log)
 
     def start(self) -> None:
         self.models.ensure_tables()  # the projection process may not have started yet
@@ -64,11 +67,15 @@ class PositionWatcher:
         self._thread.start()
 
     def _run(self) -> None:
-        while not self._stop.wait(self.interval):
+        wait = self.interval
+        while not self._stop.wait(wait):
             try:
                 self.position = self.models.processed_position()
-            except Exception:
-                log.exception("cannot read the projections' position")
+            except Exception as error:  # a lost database, logged once per outage
+                wait = max(self.interval, self.outage.failed(error))
+                continue
+            self.outage.succeeded()
+            wait = self.interval
 
     def stop(self) -> None:
         self._stop.set()
@@ -105,6 +112,7 @@ class LedgerServer:
         self.keys = keys
         self.port = 0
         self._settling: asyncio.Task[None] | None = None
+        self._watching: asyncio.Task[None] | None = None
 
     async def start(self) -> int:
         """Starts serving; returns the bound port (useful when listening on port 0)."""
@@ -116,12 +124,18 @@ class LedgerServer:
         if self.watcher is not None:
             self.watcher.start()
         self.writer.start()
+        self.health_watch = HealthWatch(
+            self.health, ("", *SERVICE_NAMES), self.probe,
+            interval=self.settings.health_interval, max_stall=self.settings.health_max_stall)
         parts = (self.app, self.writer, self.keys, self.models, self.processed_position)
+        gate = {"store_down": self.health_watch.store_down}
         storefront_pb2_grpc.add_StorefrontServiceServicer_to_server(
-            StorefrontService(*parts), self.server)
-        admin_pb2_grpc.add_AdminServiceServicer_to_server(AdminService(*parts), self.server)
-        report_pb2_grpc.add_ReportServiceServicer_to_server(ReportService(*parts), self.server)
-        finance_pb2_grpc.add_FinanceServiceServicer_to_server(FinanceService(*parts),
+            StorefrontService(*parts, **gate), self.server)
+        admin_pb2_grpc.add_AdminServiceServicer_to_server(AdminService(*parts, **gate),
+                                                          self.server)
+        report_pb2_grpc.add_ReportServiceServicer_to_server(ReportService(*parts, **gate),
+                                                            self.server)
+        finance_pb2_grpc.add_FinanceServiceServicer_to_server(FinanceService(*parts, **gate),
                                                               self.server)
         if self.settings.settlement_interval > 0:
             self._settling = asyncio.create_task(self._settle_on_schedule())
@@ -135,12 +149,20 @@ class LedgerServer:
         await self.server.start()
         for name in ("", *SERVICE_NAMES):
             await self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
+        self._watching = asyncio.create_task(self.health_watch.run())
         if not len(self.keys):
             log.warning("no API keys configured: every call will be UNAUTHENTICATED; "
                         "create one with `ledger keys add` and set LEDGER_API_KEYS_FILE")
         log.info("ledger serving", listen=self.settings.listen, port=self.port,
                  store=self.app.env.get("PERSISTENCE_MODULE"), keys=len(self.keys))
         return self.port
+
+    def probe(self) -> tuple[int, int]:
+        """The log's head and where the read models stand, both read from the store (for
+        the health check: it fails while the store cannot be reached)."""
+        self.app.check_connections()  # replaces dead pooled connections before calls meet them
+        processed = self.models.processed_position()
+        return self.app.log_position(), processed
 
     def processed_position(self) -> int:
         """How far the read models have applied the log, as this server knows it."""
@@ -176,6 +198,9 @@ class LedgerServer:
     async def stop(self, grace: float = 2.0) -> None:
         if self._settling is not None:
             self._settling.cancel()
+        if self._watching is not None:
+            self._watching.cancel()
+            self.health_watch.close()
         await self.health.enter_graceful_shutdown()
         await self.server.stop(grace)
         self.writer.stop()

@@ -9,6 +9,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 import grpc
+from eventsourcing.persistence import InterfaceError, OperationalError
 from google.rpc import code_pb2
 
 from ledger.api import convert
@@ -21,6 +22,7 @@ from ledger.application.ledger_app import LedgerApplication, Outcome
 from ledger.domain.errors import InvalidInput
 from ledger.v1 import admin_pb2, admin_pb2_grpc, common_pb2, storefront_pb2, storefront_pb2_grpc
 from projections.clock import micros
+from projections.db import StoreUnavailable
 from projections.reader import ReadModels
 
 R = TypeVar("R")
@@ -40,6 +42,8 @@ def rpc(*roles: str) -> Callable[[Method], Callable[..., Awaitable[Any]]]:
         async def handler(self: Base, request: Any, context: grpc.aio.ServicerContext) -> Any:
             caller = await self.authenticate(context, roles)
             try:
+                if self.store_down():
+                    raise StoreUnavailable("the store cannot be reached; retry later")
                 return await method(self, request, context, caller)
             except grpc.aio.AbortError:
                 raise
@@ -53,7 +57,12 @@ def rpc(*roles: str) -> Callable[[Method], Callable[..., Awaitable[Any]]]:
 
 class Base:
     def __init__(self, app: LedgerApplication, writer: GroupCommitter, keys: KeyRing,
-                 models: ReadModels, processed: Callable[[], int]) -> None:
+                 models: ReadModels, processed: Callable[[], int], *,
+                 store_down: Callable[[], bool] = lambda: False) -> None:
+        """``store_down``: whether the health probe last found the store unreachable; calls
+        are then answered UNAVAILABLE at once, rather than each waiting on a connection
+        that cannot be made until its deadline."""
+        self.store_down = store_down
         self.app = app
         self.writer = writer
         self.keys = keys
@@ -113,7 +122,16 @@ class Base:
         return outcome, await self.read(self.app.answer, outcome.ref)
 
     async def read(self, fn: Callable[..., R], *args: Any, **kwargs: Any) -> R:
-        return await asyncio.to_thread(fn, *args, **kwargs)
+        return await asyncio.to_thread(self._read_once_more_if_lost, fn, *args, **kwargs)
+
+    def _read_once_more_if_lost(self, fn: Callable[..., R], *args: Any, **kwargs: Any) -> R:
+        """A read that met a lost connection of the event store's pool is read again once,
+        after the pool's dead connections are replaced (reads change nothing: no harm)."""
+        try:
+            return fn(*args, **kwargs)
+        except (OperationalError, InterfaceError):
+            self.app.check_connections()
+            return fn(*args, **kwargs)
 
     async def reply(self, caller: c.Caller, command: c.Command, response: Callable[..., R],
                     **answer: Callable[[Any], Any]) -> R:

@@ -20,9 +20,11 @@ from dataclasses import dataclass
 from typing import Any
 
 import structlog
+from eventsourcing.persistence import InterfaceError, OperationalError
 
 from ledger.application.commands import Caller, Command
 from ledger.application.ledger_app import LedgerApplication, Outcome
+from ledger.outages import Outage
 
 log = structlog.get_logger(__name__)
 
@@ -59,6 +61,8 @@ class GroupCommitter:
         self.on_commit = on_commit
         self._queue: queue.Queue[_Pending | None] = queue.Queue(maxsize=max_queue)
         self._thread = threading.Thread(target=self._run, name="group-commit", daemon=True)
+        self.outage = Outage("writing to the event store", logger=log,
+                             meanwhile="writes are answered UNAVAILABLE until it works")
         self.batches = 0
         self.commands = 0
 
@@ -108,14 +112,28 @@ class GroupCommitter:
                 batch.append(item)
             self._commit(batch)
 
+    def _run_batch(self, batch: list[_Pending]) -> list[Outcome | BaseException]:
+        """Runs the batch; once more if a lost connection failed it. That is safe whether or
+        not the lost transaction had committed: each command's idempotency record commits
+        with its events, so a command that did is answered as a replay of itself."""
+        items = [(p.caller, p.command) for p in batch]
+        try:
+            return self.app.run_batch(items)
+        except (OperationalError, InterfaceError):
+            self.app.check_connections()
+            return self.app.run_batch(items)
+
     def _commit(self, batch: list[_Pending]) -> None:
         try:
-            results: list[Outcome | BaseException] = self.app.run_batch(
-                [(p.caller, p.command) for p in batch]
-            )
-        except Exception as error:  # the store failed: every request in the batch failed
+            results = self._run_batch(batch)
+        except (OperationalError, InterfaceError) as error:  # the store went away
+            self.outage.failed(error)  # logged once per outage: callers hear UNAVAILABLE
+            results = [error] * len(batch)
+        except Exception as error:  # anything else failed every request in the batch
             log.exception("batch failed", size=len(batch))
             results = [error] * len(batch)
+        else:
+            self.outage.succeeded()
         self.batches += 1
         self.commands += len(batch)
         if self.on_commit is not None:

@@ -9,6 +9,7 @@ group_commit.py); a single request is simply a batch of one.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from contextlib import suppress
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -174,6 +175,20 @@ class LedgerApplication(Application[UUID]):
             )
         )
         return result, False
+
+    def check_connections(self) -> None:
+        """Checks every idle connection in the event store's pool, replacing the dead ones.
+
+        After a database restart, a failover or a terminated backend, every pooled
+        connection is dead, and each write or read would meet one of them in turn and fail
+        (the pool's own check on lending, POSTGRES_PRE_PING, waits a second or more after
+        each dead one). Whoever meets the first dead connection calls this, and the health
+        probe calls it every second, so the pool is whole again at once. Nothing to do on
+        SQLite, which has no pool."""
+        pool = getattr(getattr(self.recorder, "datastore", None), "pool", None)
+        if pool is not None and hasattr(pool, "check"):
+            with suppress(Exception):  # a database still away: the next use will say so
+                pool.check()
 
     # --- reads ---------------------------------------------------------------------------
 
