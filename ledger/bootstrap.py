@@ -43,10 +43,12 @@ def build_application(
     clock: Callable[[], datetime] = utc_now,
     app_class: type[LedgerApplication] = LedgerApplication,
     timezone: str = "Asia/Shanghai",
+    cache_size: int = 20_000,
 ) -> LedgerApplication:
+    """``cache_size``: aggregates the writer keeps between batches (LEDGER_AGGREGATE_CACHE)."""
     env = event_store_env(database_url)
     env["CREATE_TABLE"] = "y"
     if env["PERSISTENCE_MODULE"] != "eventsourcing.postgres":
-        return app_class(env=env, clock=clock, timezone=timezone)
+        return app_class(env=env, clock=clock, timezone=timezone, cache_size=cache_size)
     with postgres_setup_lock(env):
-        return app_class(env=env, clock=clock, timezone=timezone)
+        return app_class(env=env, clock=clock, timezone=timezone, cache_size=cache_size)

@@ -147,8 +147,10 @@ def projection_runner(settings: Settings, batch_size: int | None = None
     from projections.clock import Calendar
     from projections.runner import ProjectionRunner
 
-    app = build_application(settings.database_url, timezone=settings.timezone)
+    app = build_application(settings.database_url, timezone=settings.timezone,
+                            cache_size=settings.aggregate_cache)
     return app, ProjectionRunner(app, settings.database_url,
+                                 memory_limit=settings.projection_cache,
                                  calendar=Calendar(settings.timezone),
                                  batch_size=batch_size or settings.projection_batch)
 

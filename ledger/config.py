@@ -37,6 +37,8 @@ class Settings:
     workers: int = 1
     timezone: str = "Asia/Shanghai"
     health_interval: float = 1.0
+    aggregate_cache: int = 20_000
+    projection_cache: int = 50_000
     health_max_stall: float = 30.0
 
     @classmethod
@@ -71,6 +73,8 @@ class Settings:
             rebuild_batch=int(number("LEDGER_REBUILD_BATCH", 10_000)),
             settlement_interval=number("LEDGER_SETTLEMENT_INTERVAL", 60.0),
             workers=int(number("LEDGER_WORKERS", 1)),
+            aggregate_cache=int(positive("LEDGER_AGGREGATE_CACHE", 20_000)),
+            projection_cache=int(positive("LEDGER_PROJECTION_CACHE", 50_000)),
             health_interval=positive("LEDGER_HEALTH_INTERVAL", 1.0),
             health_max_stall=positive("LEDGER_HEALTH_MAX_STALL", 30.0),
         )

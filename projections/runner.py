@@ -35,7 +35,7 @@ from projections.clock import Calendar, micros
 from projections.db import SCHEMA_VERSION, Cursor, Link, ProjectionDB, StoreUnavailable
 from projections.decoding import event_reader
 from projections.log_pages import LogPages
-from projections.memory import Memory
+from projections.memory import DEFAULT_LIMIT, Memory
 from projections.team import TeamWriter
 
 log = structlog.get_logger(__name__)
@@ -195,7 +195,10 @@ class ProjectionRunner:
         *,
         calendar: Calendar | None = None,
         batch_size: int = DEFAULT_BATCH,
+        memory_limit: int = DEFAULT_LIMIT,
     ) -> None:
+        """``memory_limit``: entries the writers remember between batches
+        (LEDGER_PROJECTION_CACHE)."""
         assert 1 <= batch_size <= 100_000
         self.app = app
         self.db = ProjectionDB(database_url)
@@ -210,7 +213,7 @@ class ProjectionRunner:
         self._advanced = threading.Condition()
         self._thread: threading.Thread | None = None
         self._reader: ThreadPoolExecutor | None = None
-        self._memory = Memory()
+        self._memory = Memory(limit=memory_limit)
         self._log = LogPages(app, PROJECTED_TOPICS)
         self._ahead: tuple[int, Future[tuple[Sequence[Any], int]]] | None = None
         self.outage = Outage("applying the log to the read models", logger=log)

@@ -104,6 +104,23 @@ def small_pool(database_url: str) -> str:
         f"{database_url}?pool_size=2"
 
 
+class Started:
+    """The processes a test started, all killed at its end whatever happened (a test that
+    fails half-way must not leave a server holding connections to the shared database)."""
+
+    def __init__(self) -> None:
+        self.processes: list[LedgerProcess] = []
+
+    def add(self, process: LedgerProcess) -> LedgerProcess:
+        self.processes.append(process)
+        return process
+
+    def kill_all(self) -> None:
+        for process in self.processes:
+            if process.alive():
+                process.kill()
+
+
 def serve(tmp_path: Path, database_url: str, keys: Keys, **env: str) -> tuple[LedgerProcess, str]:
     """`ledger serve` on a free port; returns it (started) and its address."""
     database_url = small_pool(database_url)

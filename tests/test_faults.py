@@ -25,6 +25,7 @@ from tests.conftest import POSTGRES_URL, Keys
 from tests.helpers import enroll, pay, place
 from tests.processes import (
     LedgerProcess,
+    Started,
     connections_of,
     project,
     serve,
@@ -94,6 +95,13 @@ def keys() -> Keys:
     return Keys()
 
 
+@pytest.fixture
+def started_here() -> Iterator[Started]:
+    started = Started()
+    yield started
+    started.kill_all()
+
+
 def with_host(url: str, address: str) -> str:
     """The same database URL, reached through ``address`` (a proxy)."""
     parts = urlsplit(url)
@@ -115,9 +123,10 @@ def started(process: LedgerProcess, address: str) -> None:
 
 
 def test_reads_recover_after_every_database_connection_of_the_server_is_terminated(
-    tmp_path: Path, postgres_url: str, keys: Keys,
+    tmp_path: Path, postgres_url: str, keys: Keys, started_here: Started,
 ) -> None:
     server, address = serve(tmp_path, postgres_url, keys, LEDGER_HEALTH_INTERVAL=HEALTH_INTERVAL)
+    started_here.add(server)
     try:
         started(server, address)
         with LedgerClient(address, keys.shop_a) as shop:
@@ -161,12 +170,14 @@ def _pay_request(order_id: str) -> Any:
 
 def test_health_and_reads_follow_the_store_through_an_outage(
     tmp_path: Path, postgres_url: str, keys: Keys, proxy: TcpProxy,
+    started_here: Started,
 ) -> None:
     """The database goes away (every connection dropped, new ones refused) and comes back:
     meanwhile health says NOT_SERVING and calls get UNAVAILABLE; afterwards everything works
     again within seconds, with no restart."""
     url = with_host(postgres_url, proxy.address)
     server, address = serve(tmp_path, url, keys, LEDGER_HEALTH_INTERVAL=HEALTH_INTERVAL)
+    started_here.add(server)
     try:
         started(server, address)
         with LedgerClient(address, keys.shop_a) as shop:
@@ -209,11 +220,12 @@ def test_health_and_reads_follow_the_store_through_an_outage(
 
 
 def test_health_says_not_serving_while_the_read_models_stand_still_behind_the_log(
-    tmp_path: Path, postgres_url: str, keys: Keys,
+    tmp_path: Path, postgres_url: str, keys: Keys, started_here: Started,
 ) -> None:
     """External read models with no projector running: the log grows, they do not move."""
     server, address = serve(tmp_path, postgres_url, keys, LEDGER_PROJECTIONS="external",
                             LEDGER_HEALTH_INTERVAL=HEALTH_INTERVAL, LEDGER_HEALTH_MAX_STALL="1")
+    started_here.add(server)
     projector: LedgerProcess | None = None
     try:
         started(server, address)  # nothing written yet: nothing to follow
@@ -221,7 +233,7 @@ def test_health_says_not_serving_while_the_read_models_stand_still_behind_the_lo
             enroll(shop, "alice", without_sponsor=True)
             wait_until(lambda: health(address) == health_pb2.HealthCheckResponse.NOT_SERVING,
                        "health to notice the read models standing still", timeout=15)
-            projector = project(tmp_path, postgres_url)
+            projector = started_here.add(project(tmp_path, postgres_url))
             wait_until(lambda: health(address) == health_pb2.HealthCheckResponse.SERVING,
                        "health once the projector runs", timeout=30)
             wait_until(lambda: lag(shop) == 0 or None, "the projector to catch up")
@@ -233,9 +245,11 @@ def test_health_says_not_serving_while_the_read_models_stand_still_behind_the_lo
 
 def test_ledger_project_rides_out_lost_connections_and_an_outage(
     tmp_path: Path, postgres_url: str, keys: Keys, proxy: TcpProxy,
+    started_here: Started,
 ) -> None:
     server, address = serve(tmp_path, postgres_url, keys, LEDGER_PROJECTIONS="external")
-    projector = project(tmp_path, with_host(postgres_url, proxy.address))
+    started_here.add(server)
+    projector = started_here.add(project(tmp_path, with_host(postgres_url, proxy.address)))
     try:
         started(server, address)
         with LedgerClient(address, keys.shop_a) as shop:

@@ -95,24 +95,26 @@ commands = st.lists(
 @settings(max_examples=16, deadline=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(steps=commands, batch=st.integers(1, 9), copy_min=st.sampled_from([1, 1_000_000]),
-       rebuild_batch=st.sampled_from([1, 1_000]))
+       rebuild_batch=st.sampled_from([1, 1_000]), memory_limit=st.sampled_from([2, 50_000]))
 # Found by CI: a page read ahead while the log had nothing more, used after new writes,
 # made catch_up stop short of the head.
 @example(steps=[("order", -1, 1), ("project", 6, 0), ("order", -1, 1)], batch=1, copy_min=1,
-         rebuild_batch=1)
+         rebuild_batch=1, memory_limit=50_000)
 def test_live_read_models_equal_a_rebuild_and_the_postings(
     store_url: str, tmp_path: Path, steps: list[tuple[str, int, int]], batch: int,
-    copy_min: int, rebuild_batch: int,
+    copy_min: int, rebuild_batch: int, memory_limit: int,
 ) -> None:
     """``copy_min`` chooses how PostgreSQL upserts go (through COPY, or a statement per row);
-    ``rebuild_batch`` how much of the log one rebuild transaction takes."""
+    ``rebuild_batch`` how much of the log one rebuild transaction takes; ``memory_limit``
+    how much the writers remember between batches (2: they let go of nearly all of it
+    before every batch)."""
     from projections import db
 
     db.COPY_UPSERT_MIN, usual = copy_min, db.COPY_UPSERT_MIN
     url = example_store(store_url, tmp_path)
     clock = Clock()
     app = build_application(url, clock)
-    runner = ProjectionRunner(app, url, batch_size=batch)
+    runner = ProjectionRunner(app, url, batch_size=batch, memory_limit=memory_limit)
     runner.setup()
     admin = c.Caller("acme", "ops")
     shop = c.Caller("acme", "shop")
@@ -203,6 +205,23 @@ def test_runners_taking_turns_forget_what_they_remembered(
         app.close()
         if not url.startswith("sqlite"):
             drop_schema(url)
+
+
+def test_the_writers_memory_lets_go_of_the_oldest_between_batches_and_stays_bounded() -> None:
+    from projections.memory import Memory
+
+    memory = Memory(limit=100)
+    for n in range(1_000):
+        memory.begin(n)
+        memory.orders[f"o{n}"] = None  # type: ignore[assignment]
+        memory.owners[f"u{n}"] = ("acme", f"k{n}")
+        memory.active.add(("acme", f"r{n}", "2026-11"))
+        memory.committed(n + 1)
+        assert memory.size <= 100 + 3  # a batch may add to it; trimmed before the next
+    assert "o999" in memory.orders and "o0" not in memory.orders
+    assert list(memory.orders) == sorted(memory.orders, key=lambda k: int(k[1:]))
+    memory.begin(12345)  # another runner moved the position: nothing is trusted
+    assert memory.size == 0
 
 
 # --- crash safety -------------------------------------------------------------------------

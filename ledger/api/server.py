@@ -95,13 +95,15 @@ class LedgerServer:
     ) -> None:
         self.settings = settings
         self.app = app or build_application(settings.database_url, clock,
-                                            timezone=settings.timezone)
+                                            timezone=settings.timezone,
+                                            cache_size=settings.aggregate_cache)
         self.calendar = Calendar(settings.timezone)
         self.runner: ProjectionRunner | None = None
         self.watcher: PositionWatcher | None = None
         self.models = ReadModels(settings.database_url, self.calendar)
         if settings.projections == "inline":
             self.runner = ProjectionRunner(self.app, settings.database_url, calendar=self.calendar,
+                                           memory_limit=settings.projection_cache,
                                            batch_size=settings.projection_batch)
         else:
             self.watcher = PositionWatcher(self.models)
