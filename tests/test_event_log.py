@@ -203,6 +203,63 @@ def test_group_commit_shares_transactions_between_concurrent_requests(
     assert len({o.ref.aggregate_id for o in outcomes}) == 200
 
 
+def test_each_write_answers_its_own_position_and_a_replay_the_first_ones(
+    store_url: str, clock: Clock
+) -> None:
+    """A write's receipt is where its idempotency record lies in the log, after every event
+    it wrote: in a batch each write has its own, at which the read models hold it; a
+    replay answers the first one's, in a later batch, in the same batch, and on another
+    application over the same store (another server, or the same after a restart)."""
+    from ledger.domain.team import CustomerBinding
+    from projections.reader import ReadModels
+    from projections.runner import ProjectionRunner
+
+    places = [c.PlaceOrder(f"p{n}", f"O{n}", f"c{n}", "carol", "CNY", tea()) for n in (1, 2)]
+    pays = [c.PayOrder(f"y{n}", f"O{n}", "w", 9999) for n in (1, 2)]
+    app = build_application(store_url, clock)
+    try:
+        run(app, *team_commands())
+        first = run(app, *places) + run(app, *pays)
+        positions = [o.log_position for o in first]
+        assert positions == sorted(set(positions))
+        log = {(n.originator_id, n.originator_version): n.id
+               for n in app.recorder.select_notifications(1, 1000)}
+        assert log[(CustomerBinding.create_id("acme", "c2"), 1)] < positions[1]
+        for outcome in first:
+            assert log[(outcome.ref.aggregate_id, outcome.ref.version)] < outcome.log_position
+
+        # Read models brought exactly to a payment's receipt hold it (and here, where the
+        # next write touches other records, not the next one).
+        for receipt, frozen in zip(positions[2:], (1599, 2 * 1599), strict=True):
+            runner = ProjectionRunner(app, store_url, batch_size=receipt)
+            models = ReadModels(store_url)
+            try:
+                runner.reset()
+                runner.run_once()
+                assert runner.processed_position() == receipt
+                assert [b.frozen for b in models.balances("acme", "reseller:carol")] == [frozen]
+            finally:
+                models.close()
+                runner.stop()
+
+        later = run(app, c.PlaceOrder("p3", "O3", "c1", "carol", "CNY", tea()), pays[1],
+                    places[0])
+        assert [o.replayed for o in later] == [False, True, True]
+        assert [o.log_position for o in later[1:]] == [positions[3], positions[0]]
+        pay_o3 = c.PayOrder("y3", "O3", "w", 9999)
+        twice = run(app, pay_o3, pay_o3)
+        assert [o.replayed for o in twice] == [False, True]
+        assert twice[0].log_position == twice[1].log_position
+    finally:
+        app.close()
+    again = build_application(store_url, clock)
+    try:
+        replayed = run(again, *places, *pays)
+        assert [(o.log_position, o.replayed) for o in replayed] == [(p, True) for p in positions]
+    finally:
+        again.close()
+
+
 def test_concurrent_writer_on_another_server_is_retried(store_url: str, clock: Clock) -> None:
     """Two servers over one store: a batch that meets the other's write is run again, and
     a batch that keeps meeting one gives up with Conflict (ABORTED) having written nothing."""

@@ -5,12 +5,15 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 
 import grpc
+import pytest
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from clients.sdk import LedgerClient, idempotency_key
 from clients.simulator import line, worked_example
+from ledger.api.server import LedgerServer, ServerThread
+from ledger.config import Settings
 from ledger.v1 import admin_pb2, common_pb2, report_pb2, storefront_pb2
-from tests.conftest import Clock, Running
+from tests.conftest import Clock, Keys, Running
 from tests.helpers import enroll, pay, place, postings, refund, refused, shares, team
 
 StatusCode = grpc.StatusCode
@@ -316,7 +319,8 @@ def test_retry_with_same_key_returns_first_answer_and_writes_nothing(shop: Ledge
     again = shop.storefront.PayOrder(request)
     assert again.order == first.order  # the first answer, not today's state
     assert again.receipt.replayed and not first.receipt.replayed
-    assert again.receipt.log_position >= first.receipt.log_position
+    # The first answer's receipt too, though the refund has moved the log's head since.
+    assert again.receipt.log_position == first.receipt.log_position
     refund_request = storefront_pb2.RefundOrderRequest(
         idempotency_key="refund-key", order_id="O1", refund_id="r2",
         lines=[common_pb2.RefundLine(line_no=1, amount=1)])
@@ -349,6 +353,38 @@ def test_basic_view_answers_without_the_split_and_a_retry_may_ask_for_either(
     assert shop.storefront.PayOrder(request).order == full.order
     stored = shop.storefront.GetOrder(storefront_pb2.GetOrderRequest(order_id="O1")).order
     assert stored == full.order
+
+
+@pytest.mark.postgres
+def test_a_replay_answers_the_first_receipt_on_any_server_and_after_a_restart(
+        postgres_url: str, clock: Clock) -> None:
+    """Two servers over one PostgreSQL store: the first call on one, its replay on the
+    other, and again on a server started afterwards."""
+    keys = Keys()
+    settings = Settings(database_url=f"{postgres_url}&pool_size=2", listen="127.0.0.1:0")
+
+    def server() -> ServerThread:
+        return ServerThread(LedgerServer(settings, keys.ring(), clock=clock))
+
+    request = storefront_pb2.PayOrderRequest(idempotency_key="pay-O1", order_id="O1",
+                                             payment_id="w", amount=9999)
+    with server() as one, server() as two, LedgerClient(one.target, keys.shop_a) as first, \
+            LedgerClient(two.target, keys.shop_a) as second:
+        team(first)
+        place(first, "O1")
+        made = first.storefront.PayOrder(request)
+        place(second, "O2")  # the log's head moves on
+        replay = second.storefront.PayOrder(request)
+        assert replay.receipt == common_pb2.WriteReceipt(
+            log_position=made.receipt.log_position, replayed=True)
+        assert replay.order == made.order
+        # The receipt is a position at which the other server's reads hold the write.
+        seen = second.report.GetBalance(report_pb2.GetBalanceRequest(
+            account="reseller:carol", min_log_position=replay.receipt.log_position),
+            timeout=30)
+        assert [b.frozen for b in seen.balances] == [1599]
+    with server() as three, LedgerClient(three.target, keys.shop_a) as later:
+        assert later.storefront.PayOrder(request).receipt == replay.receipt
 
 
 def test_same_key_different_request_is_refused(shop: LedgerClient) -> None:
@@ -496,6 +532,7 @@ def test_bulk_import_streams_batches_and_is_safe_to_resend(shop: LedgerClient) -
     assert [(f.order_id, f.code) for f in first.failures] == [("ghost-order", "NOT_FOUND")]
     again = shop.storefront.ImportOrders(iter(batches()))
     assert (again.orders, again.imported) == (101, 100)
+    assert again.receipt.log_position == first.receipt.log_position  # the first writes
     got = shop.storefront.GetOrder(storefront_pb2.GetOrderRequest(order_id="B2")).order
     assert got.status == common_pb2.ORDER_STATUS_COMPLETED
     assert shares(got)["reseller:carol"] == 1599

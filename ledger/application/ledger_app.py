@@ -33,7 +33,7 @@ from ledger.application.handlers import (
     prefetch_ids,
 )
 from ledger.application.idempotency import IdempotencyRecord, ResultRef
-from ledger.application.store_reads import current_versions, events_after
+from ledger.application.store_reads import current_versions, events_after, first_positions
 from ledger.application.transcodings import LedgerTranscoder, register_value_objects
 from ledger.application.unit_of_work import AggregateCache, UnitOfWork
 from ledger.domain.errors import Conflict, LedgerError, NotFound, RuleViolation, check
@@ -54,8 +54,9 @@ def utc_now() -> datetime:
 
 @dataclass(frozen=True)
 class Outcome:
-    """The answer to one write: where it lives, whether it replays an earlier request, and the
-    log position its events reached."""
+    """The answer to one write: where it lives, whether it replays an earlier request, and
+    its receipt's log position (that of its idempotency record, after all its events: a
+    replay has the first answer's)."""
 
     ref: ResultRef
     replayed: bool
@@ -104,13 +105,13 @@ class LedgerApplication(Application[UUID]):
             uow = UnitOfWork(self.repository, self.cache)
             uow.prefetch([i for caller, command in items for i in prefetch_ids(caller, command)],
                          lambda since: events_after(self, since))
-            decided: list[tuple[ResultRef, bool, Any] | BaseException] = []
+            decided: list[tuple[UUID, ResultRef, bool, Any] | BaseException] = []
             for caller, command in items:
                 try:
-                    result, replayed = self._decide(uow, caller, command)
+                    key_id, result, replayed = self._decide(uow, caller, command)
                     uow.commit_command()
                     answer = None if replayed else uow.staged_aggregate(result.aggregate_id)
-                    decided.append((result, replayed, answer))
+                    decided.append((key_id, result, replayed, answer))
                 except Exception as error:  # each command fails alone, whatever the cause
                     uow.rollback_command()
                     if not isinstance(error, LedgerError):
@@ -131,11 +132,11 @@ class LedgerApplication(Application[UUID]):
                 log.info("concurrent write, retrying", attempt=attempt)
                 continue
             uow.remember_saved(skip=(IdempotencyRecord,))
-            position = (
-                max(r.notification.id for r in recordings) if recordings else self.log_position()
-            )
+            positions = self._receipt_positions(
+                [d[0] for d in decided if not isinstance(d, BaseException)], recordings)
             return [
-                d if isinstance(d, BaseException) else Outcome(d[0], d[1], position, d[2])
+                d if isinstance(d, BaseException)
+                else Outcome(d[1], d[2], positions[d[0]], d[3])
                 for d in decided
             ]
         return [Conflict("another write changed the same records at the same time; retry")
@@ -149,10 +150,27 @@ class LedgerApplication(Application[UUID]):
         return self.events.put(
             [event for aggregate in aggregates for event in aggregate.collect_events()])
 
+    def _receipt_positions(self, key_ids: Sequence[UUID], recordings: Sequence[Recording[UUID]]
+                           ) -> dict[UUID, int]:
+        """Each write's receipt: the log position of its idempotency record. The record is
+        saved in the same transaction as the write's events and after them (``_decide`` adds
+        it last), so the read models hold the whole write once they reach it; and it is a
+        fact of the store, so a replay answers it on any server, at any time. A record saved
+        by an earlier batch (the first answer of a replay) is looked up in the store."""
+        positions = {r.domain_event.originator_id: r.notification.id for r in recordings}
+        earlier = [k for k in key_ids if k not in positions]
+        if earlier:
+            positions.update(first_positions(self, earlier))
+        missing = [k for k in key_ids if k not in positions]
+        assert not missing, f"idempotency records {missing} are not in the log"
+        return positions
+
     def _decide(
         self, uow: UnitOfWork, caller: c.Caller, command: c.Command
-    ) -> tuple[ResultRef, bool]:
-        """Runs one command, or replays the answer recorded for its idempotency key."""
+    ) -> tuple[UUID, ResultRef, bool]:
+        """Runs one command, or replays the answer recorded for its idempotency key; returns
+        the key's record id, the answer and whether it is a replay. The record is staged
+        after everything the command changed (see ``_receipt_positions``)."""
         check(command.violations())
         key_id = IdempotencyRecord.create_id(
             caller.platform_id, caller.principal, command.idempotency_key
@@ -166,7 +184,7 @@ class LedgerApplication(Application[UUID]):
                     "different request",
                     reason="IDEMPOTENCY_KEY_REUSED",
                 )
-            return earlier.result, True
+            return key_id, earlier.result, True
         context = Context(uow, caller, self.clock(), self.timezone)
         result = HANDLERS[type(command)](context, command)
         uow.add(
@@ -174,7 +192,7 @@ class LedgerApplication(Application[UUID]):
                 caller.platform_id, caller.principal, command.idempotency_key, fingerprint, result
             )
         )
-        return result, False
+        return key_id, result, False
 
     def check_connections(self) -> None:
         """Checks every idle connection in the event store's pool, replacing the dead ones.

@@ -56,6 +56,9 @@ EVENTS_AFTER_POSTGRES = (
 CURRENT_VERSIONS_POSTGRES = (
     "SELECT k.id, (SELECT MAX(originator_version) FROM {table} "
     "WHERE originator_id = k.id) FROM unnest(%b::uuid[]) AS k(id)")
+FIRST_POSITIONS_POSTGRES = (
+    "SELECT k.id, (SELECT notification_id FROM {table} WHERE originator_id = k.id "
+    "AND originator_version = 1) FROM unnest(%b::uuid[]) AS k(id)")
 
 
 def _uuid(value: Any) -> UUID:
@@ -87,16 +90,32 @@ def events_after(app: Application[UUID], since: Mapping[UUID, int]) -> dict[UUID
     return events
 
 
-def current_versions(app: Application[UUID], ids: Sequence[UUID]) -> dict[UUID, int]:
-    """The latest version of each aggregate among ``ids`` that exists."""
+def _per_id(app: Application[UUID], ids: Sequence[UUID], postgres: str, sqlite: str
+            ) -> list[tuple[UUID, Any]]:
+    """(id, value) rows of a query over many ids, a chunk at a time: ``postgres`` takes the
+    chunk as one uuid[] parameter, ``sqlite`` has ``{marks}`` where its placeholders go."""
     rows: list[Any] = []
     for start in range(0, len(ids), CHUNK):
         chunk = list(ids[start:start + CHUNK])
-        marks = ",".join("?" * len(chunk))
-        rows += _fetch(
-            app, CURRENT_VERSIONS_POSTGRES, (chunk,),
-            "SELECT originator_id, MAX(originator_version) FROM {table} "
-            f"WHERE originator_id IN ({marks}) GROUP BY originator_id",
-            [i.hex for i in chunk])
+        rows += _fetch(app, postgres, (chunk,),
+                       sqlite.replace("{marks}", ",".join("?" * len(chunk))),
+                       [i.hex for i in chunk])
+    return [(_uuid(i), value) for i, value in rows]
+
+
+def current_versions(app: Application[UUID], ids: Sequence[UUID]) -> dict[UUID, int]:
+    """The latest version of each aggregate among ``ids`` that exists."""
+    rows = _per_id(app, ids, CURRENT_VERSIONS_POSTGRES,
+                   "SELECT originator_id, MAX(originator_version) FROM {table} "
+                   "WHERE originator_id IN ({marks}) GROUP BY originator_id")
     # An id with no events is a NULL version on PostgreSQL, no row on SQLite.
-    return {_uuid(i): int(v) for i, v in rows if v is not None}
+    return {i: int(v) for i, v in rows if v is not None}
+
+
+def first_positions(app: Application[UUID], ids: Sequence[UUID]) -> dict[UUID, int]:
+    """The log position of each aggregate's first event, for those among ``ids`` that exist
+    (an idempotency record has only that one)."""
+    rows = _per_id(app, ids, FIRST_POSITIONS_POSTGRES,
+                   "SELECT originator_id, rowid FROM {table} "
+                   "WHERE originator_id IN ({marks}) AND originator_version = 1")
+    return {i: int(p) for i, p in rows if p is not None}
