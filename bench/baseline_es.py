@@ -23,6 +23,7 @@ from ledger.domain.split import LineItem, UplineMember
 from ledger.domain.team import Reseller
 
 PLATFORM = "bench-plain"
+SHOP = "shop"
 
 
 class PlainLedger(Application[UUID]):
@@ -40,9 +41,9 @@ class PlainLedger(Application[UUID]):
         if step.kind == "place":
             lines = [LineItem(i, x.sku, "general", x.quantity, x.sale, x.supply, "S1")
                      for i, x in enumerate(step.lines, start=1)]
-            return self._save(Order(PLATFORM, step.order_id, "shop", step.customer_id,
+            return self._save(Order(PLATFORM, step.order_id, SHOP, step.customer_id,
                                     step.reseller_id, "CNY", lines, now))
-        order: Order = self.repository.get(Order.create_id(PLATFORM, step.order_id))
+        order: Order = self.repository.get(Order.create_id(PLATFORM, SHOP, step.order_id))
         if step.kind == "pay":
             try:
                 book = self.repository.get(PlanBook.create_id(PLATFORM))

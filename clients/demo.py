@@ -38,7 +38,7 @@ def run_demo(admin: LedgerClient, shop: LedgerClient, finance: LedgerClient) -> 
 
     settled = admin.admin.RunSettlement(admin_pb2.RunSettlementRequest(
         idempotency_key=idempotency_key()))
-    print(f"\nSettlement: {len(settled.settled_order_ids)} received orders released to "
+    print(f"\nSettlement: {len(settled.settled_orders)} received orders released to "
           "available")
     report = shop.report
     top = report.ListBalances(report_pb2.ListBalancesRequest(

@@ -70,7 +70,8 @@ class BalanceWriter:
     def post(self, platform: str, postings: Iterable[Posting], position: int, at: int,
              kind: str, ref: str) -> None:
         """``kind`` names what moved the money (payment, refund, settlement, payout_…) and
-        ``ref`` where it came from (order:O1, order:O1/refund:r1, payout:PO…)."""
+        ``ref`` where it came from (order:shop-a/O1, order:shop-a/O1/refund:r1, payout:PO…;
+        an order placed before ids were scoped to storefronts: order:O1)."""
         for p in postings:
             assert p.bucket in BUCKETS, f"unknown bucket {p.bucket}"
             key = (platform, p.account, p.currency)

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
+from ledger.domain.order import OrderKey
 from ledger.domain.periods import DayStatement, StatementLine
 from projections.clock import micros
 from projections.db import Cursor
@@ -24,12 +25,14 @@ def day_bounds(day: str, timezone: str) -> tuple[int, int]:
     return micros(start), micros(start + timedelta(days=1))
 
 
-def due_orders(cur: Cursor, platform: str, now: int, limit: int) -> list[str]:
+def due_orders(cur: Cursor, platform: str, now: int, limit: int) -> list[OrderKey]:
+    """The orders settlement should look at, each named with its storefront (two
+    storefronts may number orders alike)."""
     cur.execute(
-        "SELECT order_id FROM proj_orders WHERE platform = %s AND settled = 0 AND "
+        "SELECT storefront, order_id FROM proj_orders WHERE platform = %s AND settled = 0 AND "
         "due_at IS NOT NULL AND due_at <= %s AND open_cases = 0 ORDER BY due_at LIMIT %s",
         (platform, now, limit))
-    return [row[0] for row in cur.fetchall()]
+    return [OrderKey(storefront, order_id) for storefront, order_id in cur.fetchall()]
 
 
 def platforms_with_due_orders(cur: Cursor, now: int) -> list[str]:

@@ -6,6 +6,7 @@ import threading
 from collections.abc import Callable
 from typing import Any, TypeVar
 
+from ledger.domain.order import OrderKey
 from ledger.domain.periods import DayStatement, StatementLine
 from projections import balances as b
 from projections import finance as f
@@ -95,7 +96,7 @@ class ReadModels:
                    at: int = END_OF_TIME) -> t.TeamStats:
         return self._query(t.team_stats, self.calendar, platform, reseller_id, month, at)
 
-    def due_orders(self, platform: str, now: int, limit: int) -> list[str]:
+    def due_orders(self, platform: str, now: int, limit: int) -> list[OrderKey]:
         return self._query(f.due_orders, platform, now, limit)
 
     def platforms_with_due_orders(self, now: int) -> list[str]:

@@ -26,7 +26,7 @@ from eventsourcing.persistence import InterfaceError, OperationalError
 from eventsourcing.utils import get_topic
 
 from ledger.application.ledger_app import LedgerApplication
-from ledger.domain.order import Order
+from ledger.domain.order import Order, order_name
 from ledger.domain.payout import REQUESTED, Payout
 from ledger.domain.team import Reseller
 from ledger.outages import Outage
@@ -69,6 +69,7 @@ SETTLEMENT = "settlement"
 PAYOUT_STATUS = {"Approved": "approved", "Rejected": "rejected", "Paid": "paid",
                  "Failed": "failed"}
 DEFAULT_BATCH = 1000
+MOVES_MONEY = frozenset(map(qualname, (Order.Paid, Order.Refunded, Order.Settled)))
 
 
 class Batch:
@@ -100,7 +101,9 @@ class Batch:
             return
         order = team.order(uid)
         platform = order.platform
-        ref = f"order:{order.order_id}"
+        if name in MOVES_MONEY:
+            ref = "order:" + order_name(event.originator_id, platform, order.storefront,
+                                        order.order_id)
         if name == qualname(Order.Paid):
             self.balances.post(platform, event.postings, position, micros(event.paid_at),
                                PAYMENT, ref)

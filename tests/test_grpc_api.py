@@ -478,28 +478,69 @@ def test_keys_are_checked(running: Running) -> None:
         assert r.code == StatusCode.PERMISSION_DENIED
 
 
-def test_storefronts_see_and_write_only_their_own_orders(running: Running) -> None:
+def test_storefronts_number_their_own_orders_and_learn_nothing_of_the_others(
+        running: Running) -> None:
+    """DOMAIN.md: an order id is unique within its storefront, two storefronts may use the
+    same id, and neither learns anything of the other's orders."""
     keys = running.keys
     with running.client(keys.shop_a) as a, running.client(keys.shop_b) as b, \
             running.client(keys.other_platform_shop) as other:
         team(a)
+        sf = b.storefront
+        attempts = {
+            "GetOrder": lambda: sf.GetOrder(storefront_pb2.GetOrderRequest(order_id="O1")),
+            "PayOrder": lambda: sf.PayOrder(storefront_pb2.PayOrderRequest(
+                idempotency_key="b-pay", order_id="O1", payment_id="w", amount=9999)),
+            "CompleteOrder": lambda: sf.CompleteOrder(storefront_pb2.CompleteOrderRequest(
+                idempotency_key="b-complete", order_id="O1")),
+            "CancelOrder": lambda: sf.CancelOrder(storefront_pb2.CancelOrderRequest(
+                idempotency_key="b-cancel", order_id="O1", reason="x")),
+            "RefundOrder": lambda: refund(b, "O1", "r1", (1, 1), key="b-refund"),
+            "OpenAfterSale": lambda: sf.OpenAfterSale(storefront_pb2.OpenAfterSaleRequest(
+                idempotency_key="b-open", order_id="O1", case_id="k1", line_no=1)),
+            "CloseAfterSale": lambda: sf.CloseAfterSale(storefront_pb2.CloseAfterSaleRequest(
+                idempotency_key="b-close", order_id="O1", case_id="k1")),
+        }
+        nobody_used = {name: refused(call) for name, call in attempts.items()}
+        assert {r.code for r in nobody_used.values()} == {StatusCode.NOT_FOUND}
         place(a, "O1")
         pay(a, "O1")
-        for attempt in (
-            lambda: b.storefront.GetOrder(storefront_pb2.GetOrderRequest(order_id="O1")),
-            lambda: refund(b, "O1", "r1", (1, 1)),
-            lambda: b.storefront.CompleteOrder(storefront_pb2.CompleteOrderRequest(
-                idempotency_key="k", order_id="O1")),
-        ):
-            assert refused(attempt).code == StatusCode.PERMISSION_DENIED
+        a.storefront.OpenAfterSale(storefront_pb2.OpenAfterSaleRequest(
+            idempotency_key=idempotency_key(), order_id="O1", case_id="k1", line_no=1))
+        # Code, message and details: exactly as before A used the id.
+        assert {name: refused(call) for name, call in attempts.items()} == nobody_used
+
+        # B's own O1 is another order, and writing it leaves A's alone.
+        mine = place(b, "O1", reseller="bob", customer="c2", lines=[line("cup", 1, 500, 200)])
+        assert (mine.storefront_id, mine.total, mine.seller_id) == ("shop-b", 500, "bob")
+        pay(b, "O1", 500)
+        refund(b, "O1", "r1", (1, 100))
+        again = refused(lambda: place(b, "O1"))
+        assert again.code == StatusCode.ALREADY_EXISTS
+        theirs = a.storefront.GetOrder(storefront_pb2.GetOrderRequest(order_id="O1")).order
+        assert (theirs.storefront_id, theirs.total, theirs.refunded) == ("shop-a", 9999, 0)
+        assert [c.open for c in theirs.after_sale_cases] == [True]
+        assert sf.GetOrder(storefront_pb2.GetOrderRequest(order_id="O1")).order.refunded == 100
+
+        # An import numbers orders the same way: B imports an id A used, as its own.
+        def imported(client: LedgerClient, seller: str) -> storefront_pb2.ImportOrdersResponse:
+            return client.storefront.ImportOrders(iter([storefront_pb2.ImportOrdersRequest(
+                orders=[storefront_pb2.ImportedOrder(
+                    order_id="B7", customer_id="c7", reseller_id=seller, currency="CNY",
+                    lines=[line("tea", 1, 3333, 2000)], payment_id="w7", completed=True)])]))
+
+        assert (imported(a, "carol").imported, imported(b, "bob").imported) == (1, 1)
+        assert imported(b, "bob").imported == 1  # resent: the same write, once
+        sellers = {client.storefront.GetOrder(storefront_pb2.GetOrderRequest(
+            order_id="B7")).order.seller_id for client in (a, b)}
+        assert sellers == {"carol", "bob"}
+
         # Another platform is another tenant: the same ids name different things.
         missing = refused(lambda: other.storefront.GetOrder(
             storefront_pb2.GetOrderRequest(order_id="O1")))
-        assert missing.code == StatusCode.NOT_FOUND
+        assert missing == nobody_used["GetOrder"]
         team(other)
         assert place(other, "O1").order_id == "O1"
-        order = a.storefront.GetOrder(storefront_pb2.GetOrderRequest(order_id="O1")).order
-        assert order.refunded == 0 and order.status == common_pb2.ORDER_STATUS_PAID
 
 
 def test_health_and_reflection(running: Running) -> None:

@@ -17,7 +17,7 @@ from ledger.application.group_commit import GroupCommitter
 from ledger.application.ledger_app import Outcome
 from ledger.bootstrap import build_application
 from ledger.domain.errors import RuleViolation
-from ledger.domain.order import Order
+from ledger.domain.order import Order, OrderKey
 from ledger.domain.payout import Payout
 from ledger.domain.periods import PeriodBook, local_day
 from ledger.domain.wallet import Wallet
@@ -197,7 +197,8 @@ def test_concurrent_payout_requests_never_exceed_the_balance(postgres_url: str) 
                         c.CompleteOrder(f"d{n}", f"O{n}"))]):
         assert isinstance(first.run_batch([(shop, command)])[0], Outcome)
     clock.advance(days=8)
-    first.run_batch([(admin, c.RunSettlement("s", tuple(f"O{n}" for n in range(5))))])
+    first.run_batch([(admin, c.RunSettlement("s", tuple(OrderKey("shop", f"O{n}")
+                                                        for n in range(5))))])
     wallet = first.find(Wallet.create_id("acme", "reseller:carol", "CNY"))
     assert wallet.available == 10_000  # 5 × 40% of 50.00
     writers = [GroupCommitter(a, max_batch=8) for a in apps]

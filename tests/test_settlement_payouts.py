@@ -53,7 +53,8 @@ def settle(admin: LedgerClient, books: Books) -> list[str]:
     reply = admin.admin.RunSettlement(admin_pb2.RunSettlementRequest(
         idempotency_key=idempotency_key()))
     books.saw(reply.receipt)
-    return list(reply.settled_order_ids)
+    assert list(reply.settled_order_ids) == [o.order_id for o in reply.settled_orders]
+    return [o.order_id for o in reply.settled_orders]
 
 
 def withdraw(shop: LedgerClient, reseller: str, amount: int,
@@ -133,6 +134,46 @@ def test_worked_example_through_settlement_payout_clawback_and_recovery(
         min_log_position=books.position))
     assert sum(b.frozen + b.available - b.debt + b.in_flight + b.paid_out + b.clearing
                for b in everyone.balances) == 0
+
+
+def test_two_storefronts_same_numbered_orders_are_settled_each_once_and_named_apart(
+    running: Running, shop: LedgerClient, admin: LedgerClient, finance: LedgerClient,
+    clock: Clock,
+) -> None:
+    """Shop-a and shop-b each sell an O1 through carol: two orders, due together, each
+    settled once, each named with its storefront in statements, both in carol's numbers."""
+    books = Books(shop)
+    team(shop)
+    with running.client(running.keys.shop_b) as shop_b:
+        sell(shop, books, "O1")
+        sell(shop_b, books, "O1")
+    clock.advance(days=8)
+    request = admin_pb2.RunSettlementRequest(idempotency_key="settle-both")
+    reply = admin.admin.RunSettlement(request)
+    books.saw(reply.receipt)
+    assert sorted((o.storefront_id, o.order_id) for o in reply.settled_orders) == [
+        ("shop-a", "O1"), ("shop-b", "O1")]
+    assert list(reply.settled_order_ids) == ["O1", "O1"]
+    assert admin.admin.RunSettlement(request) == admin_pb2.RunSettlementResponse(
+        settled_order_ids=reply.settled_order_ids, settled_orders=reply.settled_orders,
+        receipt=common_pb2.WriteReceipt(log_position=reply.receipt.log_position,
+                                        replayed=True))
+    assert settle(admin, books) == []
+    assert books.of("reseller:carol") == {"available": 2 * 1599}
+
+    history = finance.finance.GetAccountStatement(finance_pb2.GetAccountStatementRequest(
+        account="reseller:carol", from_day="2026-11-01", to_day="2026-11-09",
+        min_log_position=books.position))
+    assert sorted((m.kind, m.bucket, m.amount, m.source) for m in history.movements) == [
+        ("payment", "frozen", 1599, "order:shop-a/O1"),
+        ("payment", "frozen", 1599, "order:shop-b/O1"),
+        ("settlement", "available", 1599, "order:shop-a/O1"),
+        ("settlement", "available", 1599, "order:shop-b/O1"),
+        ("settlement", "frozen", -1599, "order:shop-a/O1"),
+        ("settlement", "frozen", -1599, "order:shop-b/O1")]
+    stats = shop.report.GetTeamStats(report_pb2.GetTeamStatsRequest(
+        reseller_id="carol", month="2026-11", min_log_position=books.position))
+    assert (stats.sales[0].own_sales, stats.sales[0].team_gmv) == (2 * 9999, 2 * 9999)
 
 
 def test_a_payout_is_not_approved_while_a_clawback_left_its_account_in_debt(
@@ -281,7 +322,7 @@ def test_closed_day_statement_is_final_and_late_refunds_land_in_the_open_day(
         account="reseller:carol", from_day="2026-11-01", to_day="2026-11-02",
         min_log_position=books.position))
     assert [(m.kind, m.amount, m.source) for m in history.movements] == [
-        ("payment", 1599, "order:O1"), ("refund", -533, "order:O1/refund:r1")]
+        ("payment", 1599, "order:shop-a/O1"), ("refund", -533, "order:shop-a/O1/refund:r1")]
     assert [(t.opening, t.closing) for t in history.totals] == [(0, 1066)]
     bad = refused(lambda: fin.GetAccountStatement(finance_pb2.GetAccountStatementRequest(
         account="reseller:carol", from_day="2026-11-02", to_day="2026-11-01")))
@@ -371,7 +412,7 @@ def test_finance_cli_exports_csv_a_spreadsheet_opens(
     shown = subprocess.run([*base, "account", "reseller:carol", "--from", "2026-11-01",
                             "--to", "2026-11-30"], capture_output=True, text=True, timeout=60)
     assert shown.returncode == 0, shown.stderr
-    assert "payment" in shown.stdout and "order:O1" in shown.stdout
+    assert "payment" in shown.stdout and "order:shop-a/O1" in shown.stdout
     assert "payout_requested" in shown.stdout and "-12.34 CNY" in shown.stdout
 
     denied = subprocess.run([LEDGER, "finance", "--address", running.target, "--key",

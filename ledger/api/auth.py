@@ -45,6 +45,12 @@ class KeyRing:
         names = [(k.platform, k.name) for k in keys]
         if len(set(names)) != len(names):
             raise KeyConfigError("two keys share a platform and name")
+        for k in keys:
+            if k.role == STOREFRONT and (not k.name or "/" in k.name):
+                # Where the storefront is not implied (statements, movements) an order is
+                # named <storefront>/<order id>: the first "/" must end the storefront.
+                raise KeyConfigError(f"key {k.name!r}: a storefront's name must be "
+                                     "non-empty and without '/'")
 
     def __len__(self) -> int:
         return len(self._by_hash)
@@ -67,6 +73,7 @@ class KeyRing:
                 raise KeyConfigError(f"key {k.name}: role must be one of {', '.join(ROLES)}")
             if len(k.sha256) != 64:
                 raise KeyConfigError(f"key {k.name}: sha256 must be 64 hex digits")
+
         return cls(keys)
 
     @classmethod

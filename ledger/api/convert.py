@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import UTC, datetime
 
 from google.protobuf.timestamp_pb2 import Timestamp
@@ -11,7 +12,7 @@ from ledger.application.ledger_app import Outcome
 from ledger.domain import payout as payouts
 from ledger.domain.errors import InvalidInput
 from ledger.domain.money import Posting
-from ledger.domain.order import CANCELLED, COMPLETED, PAID, PLACED, Order, RefundRecord
+from ledger.domain.order import CANCELLED, COMPLETED, PAID, PLACED, Order, OrderKey, RefundRecord
 from ledger.domain.periods import DayStatement, StatementLine
 from ledger.domain.plan import CATEGORY, PRODUCT, RANK, CommissionPlan, RateOverride
 from ledger.domain.team import CustomerBinding, Reseller
@@ -116,6 +117,11 @@ def order(o: Order, view: int = common_pb2.ORDER_VIEW_FULL) -> common_pb2.Order:
         cancelled_at=timestamp(o.cancelled_at),
         payment_id=o.payment_id,
     )
+
+
+def order_refs(keys: Sequence[OrderKey]) -> list[common_pb2.OrderRef]:
+    return [common_pb2.OrderRef(storefront_id=k.storefront_id, order_id=k.order_id)
+            for k in keys]
 
 
 def reseller(r: Reseller) -> common_pb2.Reseller:

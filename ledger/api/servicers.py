@@ -305,8 +305,10 @@ class AdminService(Base, admin_pb2_grpc.AdminServiceServicer):
                               micros(self.app.clock()), MAX_SETTLEMENT_BATCH)
         outcome, run = await self.write(
             caller, c.RunSettlement(request.idempotency_key, tuple(due)))
-        return admin_pb2.RunSettlementResponse(settled_order_ids=list(run.settled),
-                                               receipt=convert.receipt(outcome))
+        return admin_pb2.RunSettlementResponse(
+            settled_orders=convert.order_refs(run.orders),
+            settled_order_ids=[k.order_id for k in run.orders],
+            receipt=convert.receipt(outcome))
 
     @rpc(ADMIN)
     async def SetTeamTarget(self, request, context, caller):  # type: ignore[no-untyped-def]

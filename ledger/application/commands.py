@@ -16,6 +16,7 @@ from itertools import pairwise
 from typing import Any, ClassVar
 
 from ledger.domain.money import MAX_AMOUNT, is_currency
+from ledger.domain.order import OrderKey
 from ledger.domain.periods import DayStatement
 from ledger.domain.plan import RateOverride
 
@@ -405,11 +406,12 @@ class SetTeamTarget(Command):
 
 @dataclass(frozen=True)
 class RunSettlement(Command):
-    """Settles the orders that are due. ``order_ids`` are the candidates the read models
-    found; each is checked again on its own events before anything moves."""
+    """Settles the orders that are due. ``orders`` are the candidates the read models found
+    (each named with its storefront: two storefronts may number orders alike); each is
+    checked again on its own events before anything moves."""
 
-    order_ids: tuple[str, ...] = ()
-    derived: ClassVar[tuple[str, ...]] = ("order_ids",)
+    orders: tuple[OrderKey, ...] = ()
+    derived: ClassVar[tuple[str, ...]] = ("orders",)
 
 
 @dataclass(frozen=True)

@@ -24,7 +24,7 @@ from ledger.domain.errors import (
     RuleViolation,
 )
 from ledger.domain.money import AVAILABLE, Posting
-from ledger.domain.order import Order, RefundLine
+from ledger.domain.order import Order, OrderKey, RefundLine
 from ledger.domain.payout import Payout, payout_number
 from ledger.domain.periods import PeriodBook
 from ledger.domain.plan import CommissionPlan
@@ -63,11 +63,26 @@ def ref(kind: str, aggregate: Any, detail: str = "") -> ResultRef:
 # --- loading -------------------------------------------------------------------------------
 
 
+def find_order(uow: UnitOfWork, platform_id: str, storefront_id: str, order_id: str
+               ) -> Order | None:
+    """The storefront's order of that id, or None. Another storefront's order of the same
+    id is another order: it is never found here, so a storefront learns nothing of it.
+
+    An order placed before ids were scoped to storefronts is found under the id it was
+    placed with, by its own storefront only."""
+    order = uow.find(Order, Order.create_id(platform_id, storefront_id, order_id))
+    if order is None:
+        order = uow.find(Order, Order.legacy_id(platform_id, order_id))
+        if order is not None and not order.placed_by(storefront_id):
+            return None
+    return order
+
+
 def own_order(uow: UnitOfWork, caller: c.Caller, order_id: str) -> Order:
-    """The caller's order; another storefront's order is refused, not shown."""
-    order = uow.get(Order, Order.create_id(caller.platform_id, order_id), f"order {order_id}")
-    if order.storefront_id != caller.principal:
-        raise AccessDenied(f"order {order_id} belongs to another storefront")
+    """The caller's order: any other id, another storefront's included, is not found."""
+    order = find_order(uow, caller.platform_id, caller.principal, order_id)
+    if order is None:
+        raise NotFound(f"order {order_id} does not exist")
     return order
 
 
@@ -151,7 +166,7 @@ def place_order(ctx: Context, cmd: c.PlaceOrder) -> ResultRef:
     A customer's first attributed order binds them to its reseller (锁粉) when unbound.
     """
     platform = ctx.caller.platform_id
-    if ctx.uow.find(Order, Order.create_id(platform, cmd.order_id)) is not None:
+    if find_order(ctx.uow, platform, ctx.caller.principal, cmd.order_id) is not None:
         raise AlreadyExists(f"order {cmd.order_id} already exists")
     bound = binding(ctx.uow, platform, cmd.customer_id)
     seller_id = cmd.reseller_id
@@ -243,7 +258,7 @@ def refund_order(ctx: Context, cmd: c.RefundOrder) -> ResultRef:
         reason=cmd.reason,
         at=ctx.now,
     )
-    move_wallets(ctx, record.postings, f"refund:{cmd.order_id}/{cmd.refund_id}")
+    move_wallets(ctx, record.postings, f"refund:{order.name}/{cmd.refund_id}")
     return ref(ORDER, order, cmd.refund_id)
 
 
@@ -349,14 +364,14 @@ def run_settlement(ctx: Context, cmd: c.RunSettlement) -> ResultRef:
     """Settles each candidate that is due; one not due (yet) is left as it is. Running it
     twice moves nothing twice: a settled order is never settled again."""
     periods(ctx).check_open(ctx.now)
-    settled: list[str] = []
-    for order_id in cmd.order_ids[:MAX_SETTLEMENT_BATCH]:
-        order = ctx.uow.find(Order, Order.create_id(ctx.caller.platform_id, order_id))
+    settled: list[OrderKey] = []
+    for key in cmd.orders[:MAX_SETTLEMENT_BATCH]:
+        order = find_order(ctx.uow, ctx.caller.platform_id, key.storefront_id, key.order_id)
         if order is None or not order.is_due(ctx.now):
             continue
         postings = order.settle(at=ctx.now)
-        move_wallets(ctx, postings, f"order:{order_id}")
-        settled.append(order_id)
+        move_wallets(ctx, postings, f"order:{order.name}")
+        settled.append(order.key)
     run = SettlementRun(ctx.caller.platform_id, cmd.idempotency_key, ctx.now, tuple(settled))
     ctx.uow.add(run)
     return ref(SETTLEMENT, run, str(len(settled)))
@@ -457,13 +472,21 @@ HANDLERS: dict[type[c.Command], Callable[[Context, Any], ResultRef]] = {
 }
 
 
+def order_ids(platform_id: str, storefront_id: str, order_id: str) -> tuple[UUID, UUID]:
+    """Where ``find_order`` looks for an order."""
+    return (Order.create_id(platform_id, storefront_id, order_id),
+            Order.legacy_id(platform_id, order_id))
+
+
 def prefetch_ids(caller: c.Caller, command: c.Command) -> list[UUID]:
     """The aggregates a command looks up first, so a batch can load them in one query."""
     platform = caller.platform_id
     ids = [IdempotencyRecord.create_id(platform, caller.principal, command.idempotency_key)]
     order_id = getattr(command, "order_id", "")
     if order_id:
-        ids.append(Order.create_id(platform, order_id))
+        ids += order_ids(platform, caller.principal, order_id)
+    for key in getattr(command, "orders", ()):
+        ids += order_ids(platform, key.storefront_id, key.order_id)
     for field in ("reseller_id", "sponsor_id", "new_sponsor_id"):
         value = getattr(command, field, "")
         if value:

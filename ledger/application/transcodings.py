@@ -11,7 +11,7 @@ from eventsourcing.persistence import JSONTranscoder, Transcoding
 
 from ledger.application.idempotency import ResultRef
 from ledger.domain.money import Posting
-from ledger.domain.order import RefundLine, RefundRecord
+from ledger.domain.order import OrderKey, RefundLine, RefundRecord
 from ledger.domain.periods import DayStatement, StatementLine
 from ledger.domain.plan import CommissionPlan, RateOverride
 from ledger.domain.split import LineItem, Share, UplineMember
@@ -74,6 +74,7 @@ VALUE_OBJECTS: dict[str, type] = {
     "result_ref": ResultRef,
     "statement_line": StatementLine,
     "day_statement": DayStatement,
+    "order_key": OrderKey,
 }
 
 

@@ -44,7 +44,8 @@ class AlreadyExists(LedgerError):
 
 
 class AccessDenied(LedgerError):
-    """The caller may not touch this thing, e.g. another storefront's order (PERMISSION_DENIED)."""
+    """The caller may not touch this thing, e.g. a storefront asking to pay out a supplier
+    (PERMISSION_DENIED)."""
 
     reason = "ACCESS_DENIED"
 

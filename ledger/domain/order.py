@@ -62,6 +62,15 @@ class RefundRecord:
         return sum(line.amount for line in self.lines)
 
 
+@dataclass(frozen=True)
+class OrderKey:
+    """An order's name within its platform. Each storefront numbers its own orders, so an
+    order id names an order only together with the storefront that placed it."""
+
+    storefront_id: str
+    order_id: str
+
+
 @dataclass
 class AfterSaleCase:
     case_id: str
@@ -75,7 +84,16 @@ class Order(CheapCopy, Aggregate):
     """One order of one storefront, with every movement of its money."""
 
     @staticmethod
-    def create_id(platform_id: str, order_id: str) -> UUID:
+    def create_id(platform_id: str, storefront_id: str, order_id: str) -> UUID:
+        """Each storefront numbers its own orders: two storefronts' orders with the same id
+        are two orders, and neither storefront can reach the other's."""
+        return stable_id("order", platform_id, storefront_id, order_id)
+
+    @staticmethod
+    def legacy_id(platform_id: str, order_id: str) -> UUID:
+        """The id of an order placed before ids were scoped to storefronts, when an order id
+        was unique in its platform. Such an order keeps it: it is found under it, by the
+        storefront that placed it only (see ``placed_by``)."""
         return stable_id("order", platform_id, order_id)
 
     @event("Placed")
@@ -115,6 +133,18 @@ class Order(CheapCopy, Aggregate):
         self.settled_at: datetime | None = None
 
     # --- what the business asks of an order -------------------------------------------
+
+    @property
+    def key(self) -> OrderKey:
+        return OrderKey(self.storefront_id, self.order_id)
+
+    @property
+    def name(self) -> str:
+        """How movements, statements and wallets name the order (see ``order_name``)."""
+        return order_name(self.id, self.platform_id, self.storefront_id, self.order_id)
+
+    def placed_by(self, storefront_id: str) -> bool:
+        return self.storefront_id == storefront_id
 
     @property
     def total(self) -> int:
@@ -398,3 +428,16 @@ class Order(CheapCopy, Aggregate):
                 others += self.reversed[i]
         self.reversed[platform_index] = refunded - others
 
+
+
+def order_name(aggregate_id: UUID, platform_id: str, storefront_id: str, order_id: str) -> str:
+    """An order's name where its storefront is not implied (movements, statements, wallet
+    sources): ``<storefront>/<order id>``, unambiguous since storefront names hold no "/".
+
+    An order placed before ids were scoped to storefronts (its aggregate id is the legacy
+    one) keeps the name it was recorded with, its id alone, which was unique in its platform:
+    replaying the log then draws the statements of the days closed before exactly as they
+    were closed, digests included."""
+    if aggregate_id == Order.legacy_id(platform_id, order_id):
+        return order_id
+    return f"{storefront_id}/{order_id}"

@@ -10,6 +10,7 @@ from eventsourcing.domain import Aggregate, event
 
 from ledger.domain.copying import CheapCopy
 from ledger.domain.ids import stable_id
+from ledger.domain.order import OrderKey
 
 
 class SettlementRun(CheapCopy, Aggregate):
@@ -19,8 +20,14 @@ class SettlementRun(CheapCopy, Aggregate):
 
     @event("Ran")
     def __init__(self, platform_id: str, run_key: str, ran_at: datetime,
-                 settled: Sequence[str]) -> None:
+                 settled: Sequence[OrderKey]) -> None:
         self.platform_id = platform_id
         self.run_key = run_key
         self.ran_at = ran_at
         self.settled = tuple(settled)
+
+    @property
+    def orders(self) -> tuple[OrderKey, ...]:
+        """The orders released. Runs recorded before order ids were scoped to storefronts
+        named them by id alone: their storefront is unknown here (empty)."""
+        return tuple(k if isinstance(k, OrderKey) else OrderKey("", k) for k in self.settled)

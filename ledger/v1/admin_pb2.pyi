@@ -19,6 +19,11 @@ if sys.version_info >= (3, 11):
 else:
     from typing_extensions import TypeAlias as _TypeAlias, Never as _Never
 
+if sys.version_info >= (3, 13):
+    from warnings import deprecated as _deprecated
+else:
+    from typing_extensions import deprecated as _deprecated
+
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class _OverrideScope:
@@ -492,21 +497,32 @@ class RunSettlementResponse(_message.Message):
 
     SETTLED_ORDER_IDS_FIELD_NUMBER: _builtins.int
     RECEIPT_FIELD_NUMBER: _builtins.int
+    SETTLED_ORDERS_FIELD_NUMBER: _builtins.int
     @_builtins.property
+    @_deprecated("""This field has been marked as deprecated using proto field options.""")
     def settled_order_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
-        """Order ids settled by this run."""
+        """The order ids alone, in the order of settled_orders. Two storefronts may number orders
+        alike, so an id alone may name two orders: read settled_orders instead.
+        """
 
     @_builtins.property
     def receipt(self) -> _common_pb2.WriteReceipt: ...
+    @_builtins.property
+    def settled_orders(self) -> _containers.RepeatedCompositeFieldContainer[_common_pb2.OrderRef]:
+        """The orders settled by this run, each with its storefront. A run recorded before orders
+        were named with their storefront answers a replay with storefront_id empty.
+        """
+
     def __init__(
         self,
         *,
         settled_order_ids: _abc.Iterable[_builtins.str] | None = ...,
         receipt: _common_pb2.WriteReceipt | None = ...,
+        settled_orders: _abc.Iterable[_common_pb2.OrderRef] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["receipt", b"receipt"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["receipt", b"receipt", "settled_order_ids", b"settled_order_ids"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["receipt", b"receipt", "settled_order_ids", b"settled_order_ids", "settled_orders", b"settled_orders"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

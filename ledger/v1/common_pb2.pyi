@@ -375,6 +375,33 @@ class Order(_message.Message):
 Global___Order: _TypeAlias = Order  # noqa: Y015
 
 @_typing.final
+class OrderRef(_message.Message):
+    """Names an order where the storefront is not implied (e.g. to an admin). Each storefront
+    numbers its own orders: two storefronts may both have an order "O1", and they are two
+    orders.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    STOREFRONT_ID_FIELD_NUMBER: _builtins.int
+    ORDER_ID_FIELD_NUMBER: _builtins.int
+    storefront_id: _builtins.str
+    order_id: _builtins.str
+    def __init__(
+        self,
+        *,
+        storefront_id: _builtins.str = ...,
+        order_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["order_id", b"order_id", "storefront_id", b"storefront_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___OrderRef: _TypeAlias = OrderRef  # noqa: Y015
+
+@_typing.final
 class Reseller(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
@@ -445,6 +472,9 @@ class WriteReceipt(_message.Message):
     LOG_POSITION_FIELD_NUMBER: _builtins.int
     REPLAYED_FIELD_NUMBER: _builtins.int
     log_position: _builtins.int
+    """The write's own position: every event it wrote is at or before it. A replay answers
+    with the first answer's position, whichever server answers and whenever.
+    """
     replayed: _builtins.bool
     """True when this answer is a replay of an earlier request with the same idempotency key."""
     def __init__(

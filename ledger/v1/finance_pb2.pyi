@@ -676,7 +676,10 @@ class AccountMovement(_message.Message):
     amount: _builtins.int
     kind: _builtins.str
     source: _builtins.str
-    """order:<id>, order:<id>/refund:<id> or payout:<id>."""
+    """order:<storefront>/<order id>, order:<storefront>/<order id>/refund:<refund id> or
+    payout:<id>. An order placed before order ids were scoped to storefronts keeps the name
+    it was recorded with: order:<order id>.
+    """
     @_builtins.property
     def at(self) -> _timestamp_pb2.Timestamp: ...
     def __init__(

@@ -30,7 +30,11 @@ class StorefrontServiceStub:
 
     Every write carries an idempotency_key: repeating a request with the same key returns
     the first answer and writes nothing; the same key with a different request fails with
-    FAILED_PRECONDITION (reason IDEMPOTENCY_KEY_REUSED). A storefront sees only its own orders.
+    FAILED_PRECONDITION (reason IDEMPOTENCY_KEY_REUSED).
+
+    Each storefront numbers its own orders: an order id is unique within its storefront, two
+    storefronts may use the same id for two different orders, and neither learns anything of
+    the other's: an id only another storefront used is NOT_FOUND, exactly as one nobody used.
     """
 
     def __init__(self, channel):
@@ -106,7 +110,11 @@ class StorefrontServiceServicer:
 
     Every write carries an idempotency_key: repeating a request with the same key returns
     the first answer and writes nothing; the same key with a different request fails with
-    FAILED_PRECONDITION (reason IDEMPOTENCY_KEY_REUSED). A storefront sees only its own orders.
+    FAILED_PRECONDITION (reason IDEMPOTENCY_KEY_REUSED).
+
+    Each storefront numbers its own orders: an order id is unique within its storefront, two
+    storefronts may use the same id for two different orders, and neither learns anything of
+    the other's: an id only another storefront used is NOT_FOUND, exactly as one nobody used.
     """
 
     def PlaceOrder(self, request, context):
@@ -270,7 +278,11 @@ class StorefrontService:
 
     Every write carries an idempotency_key: repeating a request with the same key returns
     the first answer and writes nothing; the same key with a different request fails with
-    FAILED_PRECONDITION (reason IDEMPOTENCY_KEY_REUSED). A storefront sees only its own orders.
+    FAILED_PRECONDITION (reason IDEMPOTENCY_KEY_REUSED).
+
+    Each storefront numbers its own orders: an order id is unique within its storefront, two
+    storefronts may use the same id for two different orders, and neither learns anything of
+    the other's: an id only another storefront used is NOT_FOUND, exactly as one nobody used.
     """
 
     @staticmethod

@@ -31,7 +31,11 @@ class StorefrontServiceStub:
 
     Every write carries an idempotency_key: repeating a request with the same key returns
     the first answer and writes nothing; the same key with a different request fails with
-    FAILED_PRECONDITION (reason IDEMPOTENCY_KEY_REUSED). A storefront sees only its own orders.
+    FAILED_PRECONDITION (reason IDEMPOTENCY_KEY_REUSED).
+
+    Each storefront numbers its own orders: an order id is unique within its storefront, two
+    storefronts may use the same id for two different orders, and neither learns anything of
+    the other's: an id only another storefront used is NOT_FOUND, exactly as one nobody used.
     """
 
     @_typing.overload
@@ -74,7 +78,11 @@ class StorefrontServiceAsyncStub(StorefrontServiceStub):
 
     Every write carries an idempotency_key: repeating a request with the same key returns
     the first answer and writes nothing; the same key with a different request fails with
-    FAILED_PRECONDITION (reason IDEMPOTENCY_KEY_REUSED). A storefront sees only its own orders.
+    FAILED_PRECONDITION (reason IDEMPOTENCY_KEY_REUSED).
+
+    Each storefront numbers its own orders: an order id is unique within its storefront, two
+    storefronts may use the same id for two different orders, and neither learns anything of
+    the other's: an id only another storefront used is NOT_FOUND, exactly as one nobody used.
     """
 
     def __init__(self, channel: _aio.Channel) -> None: ...
@@ -113,7 +121,11 @@ class StorefrontServiceServicer(metaclass=_abc_1.ABCMeta):
 
     Every write carries an idempotency_key: repeating a request with the same key returns
     the first answer and writes nothing; the same key with a different request fails with
-    FAILED_PRECONDITION (reason IDEMPOTENCY_KEY_REUSED). A storefront sees only its own orders.
+    FAILED_PRECONDITION (reason IDEMPOTENCY_KEY_REUSED).
+
+    Each storefront numbers its own orders: an order id is unique within its storefront, two
+    storefronts may use the same id for two different orders, and neither learns anything of
+    the other's: an id only another storefront used is NOT_FOUND, exactly as one nobody used.
     """
 
     @_abc_1.abstractmethod
