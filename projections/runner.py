@@ -101,9 +101,8 @@ class Batch:
             return
         order = team.order(uid)
         platform = order.platform
-        if name in MOVES_MONEY:
-            ref = "order:" + order_name(event.originator_id, platform, order.storefront,
-                                        order.order_id)
+        ref = ("order:" + order_name(event.originator_id, platform, order.storefront,
+                                     order.order_id) if name in MOVES_MONEY else "")
         if name == qualname(Order.Paid):
             self.balances.post(platform, event.postings, position, micros(event.paid_at),
                                PAYMENT, ref)

@@ -429,7 +429,6 @@ class Order(CheapCopy, Aggregate):
         self.reversed[platform_index] = refunded - others
 
 
-
 def order_name(aggregate_id: UUID, platform_id: str, storefront_id: str, order_id: str) -> str:
     """An order's name where its storefront is not implied (movements, statements, wallet
     sources): ``<storefront>/<order id>``, unambiguous since storefront names hold no "/".
