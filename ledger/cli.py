@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 
 import structlog
 
+from ledger import failpoints
 from ledger.api.auth import (
     ADMIN,
     FINANCE,
@@ -43,6 +44,7 @@ def serve(settings: Settings) -> int:
     exactly as on several hosts."""
     from ledger.api.server import LedgerServer
 
+    failpoints.arm_from_env()  # a crash test's way in (see failpoints.py); unset: none
     keys = KeyRing.load(file=settings.api_keys_file, inline=settings.api_keys_json)
     workers = start_workers(settings)
     ready_fd = os.environ.pop(READY_FD, "")
@@ -305,7 +307,7 @@ def main(argv: list[str] | None = None) -> int:
                               "key": key, "file": str(args.file)}))
             return 0
         return health(args.address, args.timeout)
-    except (ConfigError, KeyConfigError) as error:
+    except (ConfigError, KeyConfigError, failpoints.FailpointError) as error:
         print(f"ledger: {error}", file=sys.stderr)
         return 2
 

@@ -58,6 +58,10 @@ class KeyRing:
     def authenticate(self, token: str) -> ApiKey | None:
         return self._by_hash.get(hash_key(token))
 
+    def platforms(self) -> list[str]:
+        """The platforms a key can act for: the only ones this server can have written."""
+        return sorted({k.platform for k in self._by_hash.values()})
+
     @classmethod
     def from_json(cls, text: str) -> KeyRing:
         try:

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import dataclasses
 
+from ledger import failpoints
 from ledger.api import convert
 from ledger.api.auth import FINANCE
+from ledger.api.closing import drawn_statement
 from ledger.api.reports import page
 from ledger.api.servicers import Base, rpc
 from ledger.application import commands as c
@@ -90,15 +92,17 @@ class FinanceService(Base, finance_pb2_grpc.FinanceServiceServicer):
     async def CloseDay(self, request, context, caller):  # type: ignore[no-untyped-def]
         """Two writes: the day stops taking writes (a backfill could still date one into a
         day that is over), then, once the read models hold the whole log up to there, its
-        statement is drawn and the day closed with it. A retry repeats both harmlessly."""
+        statement is drawn and the day closed with it. A retry repeats both harmlessly; a
+        server dying between them, or two servers closing at once, leave the day closed
+        once with one statement (see ledger/api/closing.py)."""
         check_days(("day", request.day))
         close = c.CloseDay(request.idempotency_key, request.day)
         if violations := close.violations():
             raise InvalidInput(violations)
         await self.write(caller, c.BeginClosingDay.first_step_of(close))
-        await self.caught_up(await self.read(self.app.log_position), context)
-        statement = await self.read(self.models.day_statement, caller.platform_id, request.day,
-                                    self.app.timezone)
+        await failpoints.reached_async("close_day.after_begin")
+        statement = await drawn_statement(self.app, self.models, caller.platform_id,
+                                          request.day, lambda at: self.caught_up(at, context))
         outcome, book = await self.write(caller, dataclasses.replace(close, statement=statement))
         return finance_pb2.CloseDayResponse(
             statement=convert.day_statement(book.closed[request.day], closed=True),

@@ -14,6 +14,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from ledger.api.auth import KeyRing
+from ledger.api.closing import ClosingFinisher
 from ledger.api.finance import FinanceService
 from ledger.api.health import HealthWatch
 from ledger.api.reports import ReportService
@@ -112,8 +113,10 @@ class LedgerServer:
             on_commit=self.runner.wake if self.runner else None,
         )
         self.keys = keys
+        self.finisher = ClosingFinisher(self.app, self.writer, self.models,
+                                        self.processed_position)
         self.port = 0
-        self._settling: asyncio.Task[None] | None = None
+        self._scheduled: asyncio.Task[None] | None = None
         self._watching: asyncio.Task[None] | None = None
 
     async def start(self) -> int:
@@ -139,8 +142,7 @@ class LedgerServer:
                                                             self.server)
         finance_pb2_grpc.add_FinanceServiceServicer_to_server(FinanceService(*parts, **gate),
                                                               self.server)
-        if self.settings.settlement_interval > 0:
-            self._settling = asyncio.create_task(self._settle_on_schedule())
+        self._scheduled = asyncio.create_task(self._on_schedule())
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
         reflection.enable_server_reflection(
             (*SERVICE_NAMES, health.SERVICE_NAME, reflection.SERVICE_NAME), self.server
@@ -173,15 +175,25 @@ class LedgerServer:
         assert self.watcher is not None
         return self.watcher.position
 
-    async def _settle_on_schedule(self) -> None:
-        """Settles due orders every LEDGER_SETTLEMENT_INTERVAL seconds, platform by platform.
-        Harmless on several servers at once: an order is settled once, whoever gets there."""
+    async def _on_schedule(self) -> None:
+        """At start, finishes the closes a stopped server left half done; then, every
+        LEDGER_SETTLEMENT_INTERVAL seconds (0: never), settles due orders platform by platform
+        and finishes such closes again. Harmless on several servers at once: an order is
+        settled once and a day closed once, whoever gets there."""
+        chores = [self.finish_closings]
         while True:
+            for chore in chores:
+                try:
+                    await chore()
+                except Exception:
+                    log.exception("scheduled work failed; will retry", work=chore.__name__)
+            if self.settings.settlement_interval <= 0:
+                return
             await asyncio.sleep(self.settings.settlement_interval)
-            try:
-                await self.settle_due()
-            except Exception:
-                log.exception("scheduled settlement failed; will retry")
+            chores = [self.settle_due, self.finish_closings]
+
+    async def finish_closings(self) -> int:
+        return len(await self.finisher.finish(self.keys.platforms()))
 
     async def settle_due(self) -> int:
         now = micros(self.app.clock())
@@ -198,8 +210,8 @@ class LedgerServer:
         return settled
 
     async def stop(self, grace: float = 2.0) -> None:
-        if self._settling is not None:
-            self._settling.cancel()
+        if self._scheduled is not None:
+            self._scheduled.cancel()
         if self._watching is not None:
             self._watching.cancel()
             self.health_watch.close()

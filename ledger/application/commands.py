@@ -484,9 +484,15 @@ class MarkPayoutFailed(PayoutStep):
 @dataclass(frozen=True)
 class BeginClosingDay(Command):
     """CloseDay's first step: the day stops taking writes before its statement is drawn, so
-    no write dated into it (a backfill) can commit between the drawing and the close."""
+    no write dated into it (a backfill) can commit between the drawing and the close.
+
+    ``close_key`` is the CloseDay request's own key: the step checks it before shutting the
+    day, since a key already taken by another request would refuse the second step and
+    leave the day shut without its statement."""
 
     day: str
+    close_key: str = ""
+    derived: ClassVar[tuple[str, ...]] = ("close_key",)
 
     @classmethod
     def first_step_of(cls, close: CloseDay) -> BeginClosingDay:
@@ -494,7 +500,11 @@ class BeginClosingDay(Command):
         reused for another day is refused before anything is written); hashed, since that
         key may already be as long as a key can be."""
         digest = hashlib.sha256(close.idempotency_key.encode()).hexdigest()
-        return cls(f"{digest}:closing", close.day)
+        return cls(f"{digest}:closing", close.day, close.idempotency_key)
+
+    def second_step(self) -> CloseDay:
+        """The request whose first step this is, as its key records it."""
+        return CloseDay(self.close_key, self.day)
 
     def violations(self) -> Violations:
         v = super().violations()

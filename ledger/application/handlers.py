@@ -433,12 +433,24 @@ def mark_payout_failed(ctx: Context, cmd: c.MarkPayoutFailed) -> ResultRef:
 
 
 def begin_closing_day(ctx: Context, cmd: c.BeginClosingDay) -> ResultRef:
+    """Shuts the day, once the close's own key is known to be free for it (see
+    BeginClosingDay). A close that key already finished (recorded before closes had a first
+    step) leaves the book as it is: its second step replays."""
     book = periods(ctx)
+    if cmd.close_key:
+        close = cmd.second_step()
+        earlier = ctx.uow.find(IdempotencyRecord, IdempotencyRecord.create_id(
+            ctx.caller.platform_id, ctx.caller.principal, close.idempotency_key))
+        if earlier is not None:
+            earlier.check_same_request(close.fingerprint())
+            return ref(PERIOD, book, cmd.day)
     book.begin_closing(cmd.day, now=ctx.now)
     return ref(PERIOD, book, cmd.day)
 
 
 def close_day(ctx: Context, cmd: c.CloseDay) -> ResultRef:
+    """Records the statement; a day another server closed meanwhile answers with the
+    statement it was closed with (the same one: see ledger/domain/periods.py)."""
     assert cmd.statement is not None and cmd.statement.day == cmd.day, "statement first"
     book = periods(ctx)
     book.close(cmd.statement, now=ctx.now)
@@ -497,6 +509,8 @@ def prefetch_ids(caller: c.Caller, command: c.Command) -> list[UUID]:
     if isinstance(command, c.PayOrder | c.ImportOrder | c.RefundOrder | c.RunSettlement
                   | c.RequestPayout | c.PublishPlan):
         ids += [PlanBook.create_id(platform), PeriodBook.create_id(platform)]
+    if isinstance(command, c.BeginClosingDay | c.CloseDay):
+        ids.append(PeriodBook.create_id(platform))
     payout_id = getattr(command, "payout_id", "")
     if payout_id:
         ids.append(Payout.create_id(platform, payout_id))

@@ -14,6 +14,7 @@ from uuid import UUID
 from eventsourcing.domain import Aggregate, event
 
 from ledger.domain.copying import CheapCopy
+from ledger.domain.errors import RuleViolation
 from ledger.domain.ids import stable_id
 
 
@@ -41,3 +42,11 @@ class IdempotencyRecord(CheapCopy, Aggregate):
         self.key = key
         self.fingerprint = fingerprint
         self.result = result
+
+    def check_same_request(self, fingerprint: str) -> None:
+        """Refuses the key for a request other than the one it was first used for."""
+        if self.fingerprint != fingerprint:
+            raise RuleViolation(
+                f"idempotency key {self.key!r} was already used for a different request",
+                reason="IDEMPOTENCY_KEY_REUSED",
+            )

@@ -24,6 +24,7 @@ from eventsourcing.persistence import (
     Transcoder,
 )
 
+from ledger import failpoints
 from ledger.application import commands as c
 from ledger.application.handlers import (
     HANDLERS,
@@ -36,7 +37,7 @@ from ledger.application.idempotency import IdempotencyRecord, ResultRef
 from ledger.application.store_reads import current_versions, events_after, first_positions
 from ledger.application.transcodings import LedgerTranscoder, register_value_objects
 from ledger.application.unit_of_work import AggregateCache, UnitOfWork
-from ledger.domain.errors import Conflict, LedgerError, NotFound, RuleViolation, check
+from ledger.domain.errors import Conflict, LedgerError, NotFound, check
 from ledger.domain.order import Order
 from ledger.domain.plan import CommissionPlan
 from ledger.domain.team import CustomerBinding, Reseller
@@ -124,7 +125,8 @@ class LedgerApplication(Application[UUID]):
                          stale=len(stale), attempt=attempt)
                 continue
             try:
-                recordings = self.save_staged(uow.staged())
+                with failpoints.committing(command for _, command in items):
+                    recordings = self.save_staged(uow.staged())
             except RecordConflictError:
                 self.cache.evict(uow.involved())
                 if len(items) > 1:
@@ -178,12 +180,7 @@ class LedgerApplication(Application[UUID]):
         fingerprint = command.fingerprint()
         earlier = uow.find(IdempotencyRecord, key_id)
         if earlier is not None:
-            if earlier.fingerprint != fingerprint:
-                raise RuleViolation(
-                    f"idempotency key {command.idempotency_key!r} was already used for a "
-                    "different request",
-                    reason="IDEMPOTENCY_KEY_REUSED",
-                )
+            earlier.check_same_request(fingerprint)
             return key_id, earlier.result, True
         context = Context(uow, caller, self.clock(), self.timezone)
         result = HANDLERS[type(command)](context, command)

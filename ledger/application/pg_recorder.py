@@ -19,6 +19,8 @@ from psycopg import Cursor
 from psycopg.rows import DictRow
 from psycopg.sql import SQL, Identifier
 
+from ledger import failpoints
+
 
 class LedgerPostgresRecorder(PostgresApplicationRecorder):
     def __init__(
@@ -45,3 +47,10 @@ class LedgerPostgresRecorder(PostgresApplicationRecorder):
                 [e.state for e in stored_events],
             ),
         )
+
+    def _fetch_ids_after_insert_events(
+        self, curs: Cursor[DictRow], stored_events: Sequence[StoredEvent], **kwargs: Any
+    ) -> Sequence[int] | None:
+        ids = super()._fetch_ids_after_insert_events(curs, stored_events, **kwargs)
+        failpoints.inside_commit()  # a crash test's way in: inserted, not committed
+        return ids

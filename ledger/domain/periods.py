@@ -8,6 +8,17 @@ After the first, days close one after another, each the day after the last close
 later day shuts the days before it too, so a day skipped would be shut with no statement, and
 the chain of statements (each opening where the one before closed) would have a hole. The
 first day closed is finance's choice of where the chain starts.
+
+Closing is two steps, two writes: ``begin_closing`` shuts the day to writes, then ``close``
+records its statement, drawn in between from the whole log. Once shut, nothing can change
+what happened in the day, so its statement is fixed by the log: anyone may draw it, and all
+draw the same. That is what makes the middle safe. A close whose server died after the first
+step (the day shut, with no statement: ``unfinished``) is finished by whoever comes next, a
+repeat of the request, a close of that day with any key, or a server's finisher
+(ledger/api/closing.py), and until then it is the next day to close. Two servers closing the
+day at once each write a step only if the book has not moved since they read it; the one
+that lost finds the day shut (and joins the close) or closed (and the first statement
+stands).
 """
 
 from __future__ import annotations
@@ -83,23 +94,37 @@ class PeriodBook(CheapCopy, Aggregate):
                                 reason="PERIOD_CLOSED")
 
     @property
+    def unfinished(self) -> str:
+        """The day shut to writes whose statement is not recorded yet: a close in progress,
+        or one whose server died between its two steps; '' when there is none."""
+        return self.closing if self.closing and self.closing not in self.closed else ""
+
+    @property
     def next_to_close(self) -> str:
-        """The day that must be closed next; '' before the first close (any past day)."""
+        """The day that must be closed next; '' before the first close (any past day).
+        A day shut without its statement comes first: closing another would leave it so."""
+        if self.unfinished:
+            return self.unfinished
         last = self.last_closed
         return (date.fromisoformat(last) + timedelta(days=1)).isoformat() if last else ""
 
     def begin_closing(self, day: str, *, now: datetime) -> None:
         """The first step of closing a day: from here on it takes no writes, so the statement
-        drawn next from the whole log is the day's last word. A day already closed, or
-        already being closed, is left as it is (closing it says why, if it must)."""
-        if day in self.closed or day == self.closing:
+        drawn next from the whole log is the day's last word. A day already being closed is
+        left as it is: this close joins (or finishes) that one."""
+        if day in self.closed:
+            raise AlreadyExists(f"{day} is already closed")
+        if day == self.closing:
             return
         self._check_closable(day, now)
         self._closing_begun(day=day)
 
     def close(self, statement: DayStatement, *, now: datetime) -> None:
+        """Records the day's statement for good. A day closed since this close began (by
+        another server, or a finisher) stays as it was closed: the first statement stands,
+        and it is the one this close drew too, since the day was shut before either drew."""
         if statement.day in self.closed:
-            raise AlreadyExists(f"{statement.day} is already closed")
+            return
         self._check_closable(statement.day, now)
         self._closed(statement=statement, closed_at=now)
 

@@ -1,0 +1,87 @@
+"""Closing a day, whichever server runs it, and finishing a close whose server died.
+
+A close is two writes with a read between: BeginClosingDay shuts the day to writes, the read
+models catch up with the whole log and the day's statement is drawn from them, and CloseDay
+records it. It cannot be one transaction: the statement comes from read models that must
+first apply the log up to the write that shut the day. So the middle is made safe instead
+(the rules are PeriodBook's, ledger/domain/periods.py):
+
+- once the day is shut its movements cannot change, so its statement is fixed by the log:
+  any server may draw it, at any later time, and all draw the same;
+- a close whose server died between the steps leaves the day shut without its statement.
+  It is finished by a repeat of the request with its key, by a CloseDay of that day with any
+  key, or by ``ClosingFinisher``, which every server runs at start and with each scheduled
+  settlement run; until then that day is the next to close, so no later close skips it;
+- two servers closing one day at once: each step is written only if the PeriodBook has not
+  moved since it was read, so one server writes it and the other, run again, finds the day
+  shut (and joins that close) or closed (and answers with the statement recorded);
+- the request's key is checked before the first write (BeginClosingDay), so a key taken by
+  another request is refused with nothing shut.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable, Iterable
+from typing import Any
+
+import structlog
+
+from ledger.application import commands as c
+from ledger.application.group_commit import GroupCommitter
+from ledger.application.ledger_app import LedgerApplication
+from ledger.domain.periods import DayStatement, PeriodBook
+from projections.reader import ReadModels
+
+log = structlog.get_logger(__name__)
+
+FINISHER = "day-closer"  # the principal a finisher's closes are recorded under
+CATCH_UP_TIMEOUT = 60.0
+
+
+async def drawn_statement(app: LedgerApplication, models: ReadModels, platform: str,
+                          day: str, caught_up: Callable[[int], Awaitable[Any]]
+                          ) -> DayStatement:
+    """The day's statement from the read models, once they hold the log as it stands now.
+    Drawn after the day was shut, so it is the day's last word whoever draws it."""
+    await caught_up(await asyncio.to_thread(app.log_position))
+    return await asyncio.to_thread(models.day_statement, platform, day, app.timezone)
+
+
+class ClosingFinisher:
+    """Finishes the closes that were begun and never recorded: a server died between the
+    two steps. Runs in every server; two finishing one day record it once (their key is the
+    day's, so the second replays the first)."""
+
+    def __init__(self, app: LedgerApplication, writer: GroupCommitter, models: ReadModels,
+                 processed: Callable[[], int]) -> None:
+        self.app = app
+        self.writer = writer
+        self.models = models
+        self.processed = processed
+
+    async def finish(self, platforms: Iterable[str]) -> list[tuple[str, str]]:
+        """(platform, day) of each close it finished. One aggregate read per platform: a
+        platform no key can call has no close to finish."""
+        finished = []
+        for platform in platforms:
+            book = await asyncio.to_thread(self.app.find, PeriodBook.create_id(platform))
+            day = book.unfinished if book is not None else ""
+            if not day:
+                continue
+            statement = await drawn_statement(self.app, self.models, platform, day,
+                                              self._caught_up)
+            caller = c.Caller(platform, FINISHER, "system")
+            await self.writer.submit_async(caller, c.CloseDay(f"finish:{day}", day, statement))
+            log.warning("finished a close whose server stopped before recording it",
+                        platform=platform, day=day)
+            finished.append((platform, day))
+        return finished
+
+    async def _caught_up(self, position: int) -> None:
+        deadline = time.monotonic() + CATCH_UP_TIMEOUT
+        while self.processed() < position:
+            if time.monotonic() >= deadline:
+                raise TimeoutError(f"read models did not reach log position {position}")
+            await asyncio.sleep(0.01)

@@ -1,0 +1,150 @@
+"""A day's close happens whole or not at all, once: its rules on the PeriodBook, and the two
+writes of a close as the application runs them (the crash and two-server tests of the same
+are in test_crash_recovery.py)."""
+
+from __future__ import annotations
+
+import dataclasses
+from datetime import UTC, datetime
+
+import pytest
+
+from ledger import failpoints
+from ledger.application import commands as c
+from ledger.application.ledger_app import LedgerApplication, Outcome
+from ledger.domain.errors import AlreadyExists, LedgerError, RuleViolation
+from ledger.domain.periods import DayStatement, PeriodBook
+from tests.conftest import Clock
+from tests.test_event_log import SHOP, tea
+
+FINANCE = c.Caller("acme", "fin", "finance")
+NOW = datetime(2026, 11, 10, 2, 0, tzinfo=UTC)  # 10:00 on 2026-11-10 in Shanghai
+
+
+def statement(day: str, digest: str = "0" * 64) -> DayStatement:
+    return DayStatement(day, "Asia/Shanghai", (), 0, 0, 0, digest)
+
+
+def noon(day: int) -> datetime:
+    return datetime(2026, 11, day, 4, 0, tzinfo=UTC)
+
+
+# --- the PeriodBook's rules ------------------------------------------------------------------
+
+
+def test_a_day_shut_without_its_statement_is_the_next_to_close_and_takes_no_writes() -> None:
+    book = PeriodBook("acme", "Asia/Shanghai")
+    book.begin_closing("2026-11-05", now=NOW)  # the first close; its server dies here
+    assert book.unfinished == book.next_to_close == "2026-11-05"
+    for other in ("2026-11-04", "2026-11-06"):  # closing either would leave 11-05 so for good
+        with pytest.raises(RuleViolation) as refused:
+            book.begin_closing(other, now=NOW)
+        assert refused.value.reason == "PERIOD_OUT_OF_ORDER"
+        assert "2026-11-05" in str(refused.value)
+    with pytest.raises(RuleViolation, match="closed"):
+        book.check_open(noon(5))
+    version = book.version
+    book.begin_closing("2026-11-05", now=NOW)  # another close of it joins this one
+    assert book.version == version
+    book.close(statement("2026-11-05"), now=NOW)
+    assert book.unfinished == "" and book.next_to_close == "2026-11-06"
+
+
+def test_a_day_closed_meanwhile_keeps_its_first_statement_and_is_not_shut_again() -> None:
+    book = PeriodBook("acme", "Asia/Shanghai")
+    book.begin_closing("2026-11-05", now=NOW)
+    book.close(statement("2026-11-05", "a" * 64), now=NOW)
+    version = book.version
+    book.close(statement("2026-11-05", "b" * 64), now=NOW)  # the server that lost the race
+    assert book.version == version and book.closed["2026-11-05"].digest == "a" * 64
+    with pytest.raises(AlreadyExists):  # a new close of a closed day shuts nothing
+        book.begin_closing("2026-11-05", now=NOW)
+    assert book.version == version
+
+
+# --- the two writes, as the application runs them --------------------------------------------
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock(NOW)
+
+
+def write(app: LedgerApplication, command: c.Command) -> Outcome | BaseException:
+    return app.run_batch([(FINANCE, command)])[0]
+
+
+def backfill(app: LedgerApplication, order_id: str, day: int) -> Outcome | BaseException:
+    return app.run_batch([(SHOP, c.ImportOrder(
+        f"import-{order_id}", order_id, "c1", "", "CNY", tea(), payment_id=f"w-{order_id}",
+        placed_at=noon(day), paid_at=noon(day)))])[0]
+
+
+def book_of(app: LedgerApplication) -> PeriodBook | None:
+    return app.find(PeriodBook.create_id("acme"))
+
+
+def test_a_day_left_shut_by_a_dead_close_is_closed_by_a_close_with_any_key_once(
+        app: LedgerApplication) -> None:
+    """The first request's server died after shutting the day. Another request closes it;
+    the first, repeated with its key, then answers with the statement recorded, and the day
+    was closed once."""
+    first = c.CloseDay("close-a", "2026-11-05")
+    assert isinstance(write(app, c.BeginClosingDay.first_step_of(first)), Outcome)
+    second = c.CloseDay("close-b", "2026-11-05")
+    assert isinstance(write(app, c.BeginClosingDay.first_step_of(second)), Outcome)
+    assert isinstance(write(app, dataclasses.replace(second, statement=statement(
+        "2026-11-05", "a" * 64))), Outcome)
+    closed = book_of(app)
+    assert closed is not None and closed.version == 3  # opened, shut, closed
+
+    again = write(app, c.BeginClosingDay.first_step_of(first))
+    assert isinstance(again, Outcome) and again.replayed
+    answer = write(app, dataclasses.replace(first, statement=statement("2026-11-05", "b" * 64)))
+    assert isinstance(answer, Outcome) and not answer.replayed
+    book = app.answer(answer.ref)
+    assert book.closed["2026-11-05"].digest == "a" * 64
+    assert book.version == 3
+
+
+def test_a_close_key_already_taken_is_refused_before_the_day_is_shut(
+        app: LedgerApplication) -> None:
+    """Used by another request, the key would refuse the close's second write: the day
+    would stay shut without its statement. The first write checks it, and shuts nothing."""
+    assert isinstance(write(app, c.EnrollReseller("taken", "dana", "", "", True)), Outcome)
+    close = c.CloseDay("taken", "2026-11-05")
+    refused = write(app, c.BeginClosingDay.first_step_of(close))
+    assert isinstance(refused, LedgerError) and refused.reason == "IDEMPOTENCY_KEY_REUSED"
+    assert book_of(app) is None
+    assert isinstance(backfill(app, "H1", 5), Outcome)  # the day still takes writes
+
+
+def test_a_close_recorded_before_closes_had_a_first_step_replays_when_repeated(
+        app: LedgerApplication) -> None:
+    """Such a close's key holds the whole close: repeated now, its first step finds the key
+    and shuts nothing (the day is closed), and its second replays."""
+    close = c.CloseDay("old-close", "2026-11-05", statement("2026-11-05"))
+    first = write(app, close)
+    assert isinstance(first, Outcome)
+    begun = write(app, c.BeginClosingDay.first_step_of(close))
+    assert isinstance(begun, Outcome) and not begun.replayed
+    again = write(app, close)
+    assert isinstance(again, Outcome) and again.replayed and again.ref == first.ref
+    fresh = write(app, c.BeginClosingDay.first_step_of(c.CloseDay("new", "2026-11-05")))
+    assert isinstance(fresh, AlreadyExists)
+
+
+def test_failpoints_are_armed_only_by_their_setting() -> None:
+    assert not failpoints.armed()  # the test process sets none: every place costs a flag test
+    assert failpoints.parse("a.b=crash; c=sleep(20)") == {"a.b": None, "c": 0.02}
+    for bad in ("a.b", "a=explode", "=crash", "a=sleep(x)"):
+        with pytest.raises(failpoints.FailpointError):
+            failpoints.parse(bad)
+    failpoints.arm("close_day.after_begin=sleep(1)")
+    try:
+        assert failpoints.armed()
+        failpoints.reached("close_day.after_begin")  # sleeps a millisecond, here
+        failpoints.reached("elsewhere")
+    finally:
+        failpoints.arm("")
+    assert not failpoints.armed()
