@@ -1,5 +1,6 @@
 """The ledger's own processes (`ledger serve`, `ledger project`) started as a user would, for
-the tests that kill them or take their database away.
+the tests that kill them or take their database away (and ``Served``: a server killed and
+started again over one store, for the crash tests).
 
 Each process gets its own PostgreSQL ``application_name`` (libpq's PGAPPNAME), so a test can
 find and terminate exactly that process's connections (``terminate_connections``) without
@@ -18,11 +19,20 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from datetime import time as clock_time
 from pathlib import Path
 from typing import TypeVar
+from zoneinfo import ZoneInfo
 
+import grpc
 import psycopg
+from google.protobuf.timestamp_pb2 import Timestamp
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from clients.sdk import LedgerClient
+from clients.simulator import line
+from ledger.v1 import storefront_pb2
 from tests.conftest import POSTGRES_URL, Keys
 
 LEDGER = str(Path(sys.executable).parent / "ledger")
@@ -154,3 +164,101 @@ def connections_of(app_name: str) -> int:
         row = conn.execute("SELECT count(*) FROM pg_stat_activity WHERE application_name = %s",
                            (app_name,)).fetchone()
     return int(row[0]) if row else 0
+
+
+# --- a server killed and started again (the crash tests) -------------------------------------
+
+TIMEZONE = "Asia/Shanghai"
+START_TIMEOUT = 90.0  # four engineers' suites share two cores: a start can take a while
+
+
+def serving(address: str) -> bool:
+    with grpc.insecure_channel(address) as channel:
+        try:
+            return health_pb2_grpc.HealthStub(channel).Check(
+                health_pb2.HealthCheckRequest(), timeout=2
+            ).status == health_pb2.HealthCheckResponse.SERVING
+        except grpc.RpcError:
+            return False
+
+
+class Served:
+    """`ledger serve` over one store, which a test kills (or makes die at a failpoint) and
+    starts again: the same store and keys, on a free port each time."""
+
+    def __init__(self, tmp_path: Path, database_url: str, keys: Keys) -> None:
+        self.tmp_path = tmp_path
+        self.database_url = database_url
+        self.keys = keys
+        self.process: LedgerProcess | None = None
+        self.address = ""
+
+    def start(self, failpoints: str = "", **env: str) -> Served:
+        """Starts serving; on another port if another process took the one chosen before
+        the server bound it (the machine is shared)."""
+        assert self.process is None or not self.process.alive()
+        for _ in range(5):
+            self.process, self.address = serve(
+                self.tmp_path, self.database_url, self.keys, LEDGER_FAILPOINTS=failpoints,
+                LEDGER_LOG_LEVEL="warning", **env)
+            if self._up():
+                return self
+            assert "Failed to bind" in self.process.output, self.process.output
+        raise AssertionError("no free port to serve on")
+
+    def _up(self) -> bool:
+        """Waits until it serves (True) or exits (False)."""
+        assert self.process is not None
+        wait_until(lambda: serving(self.address) or not self.process.alive(),
+                   "the server to serve", START_TIMEOUT)
+        return self.process.alive()
+
+    def kill(self) -> None:
+        """kill -9, and waits until it is gone."""
+        assert self.process is not None and self.process.popen is not None
+        self.process.kill()
+        assert self.process.popen.returncode == -signal.SIGKILL
+
+    def died_at_failpoint(self, name: str) -> None:
+        """The process killed itself at the failpoint ``name`` (as kill -9 would)."""
+        assert self.process is not None and self.process.popen is not None
+        assert self.process.popen.wait(timeout=60) == -signal.SIGKILL, self.process.output
+        assert f"failpoint {name}: crashing" in self.process.output, self.process.output
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.alive():
+            self.process.stop()
+
+    def client(self, key: str) -> LedgerClient:
+        return LedgerClient(self.address, key)
+
+
+def today() -> date:
+    return datetime.now(ZoneInfo(TIMEZONE)).date()
+
+
+def days_ago(n: int) -> date:
+    return today() - timedelta(days=n)
+
+
+def local_noon(day: date) -> Timestamp:
+    """Noon of ``day`` in the platform's time zone: inside that day whatever the clock."""
+    stamp = Timestamp()
+    stamp.FromDatetime(datetime.combine(day, clock_time(12), ZoneInfo(TIMEZONE))
+                       .astimezone(UTC))
+    return stamp
+
+
+def backfill(shop: LedgerClient, order_ids: list[str], paid: date,
+             completed: date | None = None) -> storefront_pb2.ImportOrdersResponse:
+    """Orders paid at noon of a past day (and received at noon of another): 10.00 each,
+    6.00 of it owed to supplier S1, no reseller, so the margin is the platform's."""
+    reply = shop.storefront.ImportOrders(iter([storefront_pb2.ImportOrdersRequest(orders=[
+        storefront_pb2.ImportedOrder(
+            order_id=order_id, customer_id=f"c-{order_id}", currency="CNY",
+            lines=[line("tea", 1, 1000, 600)], payment_id=f"pay-{order_id}",
+            paid_at=local_noon(paid), completed=completed is not None,
+            completed_at=local_noon(completed) if completed else None)
+        for order_id in order_ids])]), timeout=60)
+    assert reply.imported == len(order_ids), reply.failures
+    return reply
