@@ -5,13 +5,18 @@ are in test_crash_recovery.py)."""
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from datetime import UTC, datetime
+from typing import Any
 
 import pytest
 
 from ledger import failpoints
 from ledger.application import commands as c
+from ledger.application import handlers
 from ledger.application.ledger_app import LedgerApplication, Outcome
+from ledger.application.unit_of_work import UnitOfWork
+from ledger.bootstrap import build_application
 from ledger.domain.errors import AlreadyExists, LedgerError, RuleViolation
 from ledger.domain.periods import DayStatement, PeriodBook
 from tests.conftest import Clock
@@ -148,3 +153,54 @@ def test_failpoints_are_armed_only_by_their_setting() -> None:
     finally:
         failpoints.arm("")
     assert not failpoints.armed()
+
+
+class Interleaved(LedgerApplication):
+    """Runs ``between`` once, after the next batch was decided and before it is saved: there
+    another server's write can commit, as it may on a live system."""
+
+    name = "Ledger"  # the same event table as the other server's
+    between: Callable[[], None] | None = None
+
+    def save_staged(self, *args: Any, **kwargs: Any) -> Any:
+        hook, self.between = self.between, None
+        if hook is not None:
+            hook()
+        return super().save_staged(*args, **kwargs)
+
+
+@pytest.mark.postgres
+def test_a_backfill_decided_before_another_server_shut_the_day_does_not_land_in_it(
+        postgres_url: str, clock: Clock) -> None:
+    """Server A decides a backfill dated into 11-05 while the day is open; server B shuts the
+    day before A saves. A's version check of what it read ran before B's write, so A would
+    land in the day after B drew its statement, and the statement would miss it. The day's
+    book is checked again under the log's insert lock: A is decided again and refused."""
+    a = build_application(postgres_url, clock, app_class=Interleaved)
+    b = build_application(postgres_url, clock)
+    try:
+        assert isinstance(backfill(a, "H1", 4), Outcome)  # the book exists, and A has read it
+        assert isinstance(a, Interleaved)
+        a.between = lambda: b.run_batch([(FINANCE, c.BeginClosingDay.first_step_of(
+            c.CloseDay("close", "2026-11-05")))])
+        late = backfill(a, "H2", 5)
+        assert isinstance(late, RuleViolation) and late.reason == "PERIOD_CLOSED"
+        assert a.between is None  # B did shut the day in between
+        assert isinstance(backfill(a, "H3", 6), Outcome)  # a later day still takes it
+    finally:
+        a.close()
+        b.close()
+
+
+def test_a_write_relies_on_the_book_only_when_dated_into_a_day_that_may_be_over(
+        app: LedgerApplication) -> None:
+    """The check under the insert lock costs a query, so only a write that another server
+    could be closing the day of asks for it: a backfill, or a write in the last minutes of
+    the day (another server's clock may be ahead)."""
+    assert isinstance(backfill(app, "H1", 4), Outcome)  # the book exists
+    before_midnight = datetime(2026, 11, 10, 15, 57, tzinfo=UTC)  # 23:57 in Shanghai
+    for now, clock, relied_on in ((NOW, NOW, False), (before_midnight, before_midnight, True),
+                                  (noon(5), NOW, True)):
+        uow = UnitOfWork(app.repository)
+        handlers.check_open(handlers.Context(uow, SHOP, now, "Asia/Shanghai", clock))
+        assert bool(uow.kept_unchanged()) == relied_on, now

@@ -272,12 +272,12 @@ def test_concurrent_writer_on_another_server_is_retried(store_url: str, clock: C
 
         name = "Ledger"  # the same application, hence the same tables
 
-        def save_staged(self, aggregates: Any) -> Any:
+        def save_staged(self, aggregates: Any, *rest: Any) -> Any:
             if interfere["times"] > 0:
                 interfere["times"] -= 1
                 n = next(keys)
                 run(other, c.RefundOrder(f"o{n}", "O1", f"o{n}", (c.RefundLineRequest(1, 1),), ""))
-            return super().save_staged(aggregates)
+            return super().save_staged(aggregates, *rest)
 
     app = build_application(store_url, clock, app_class=Overtaken)
     try:

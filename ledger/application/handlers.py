@@ -9,7 +9,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 from uuid import UUID
 
@@ -26,7 +26,7 @@ from ledger.domain.errors import (
 from ledger.domain.money import AVAILABLE, Posting
 from ledger.domain.order import Order, OrderKey, RefundLine
 from ledger.domain.payout import Payout, payout_number
-from ledger.domain.periods import PeriodBook
+from ledger.domain.periods import PeriodBook, local_day
 from ledger.domain.plan import CommissionPlan
 from ledger.domain.plan_book import PlanBook
 from ledger.domain.settlement import SettlementRun
@@ -46,14 +46,24 @@ WALLET_KINDS = ("reseller", "supplier")
 MAX_SETTLEMENT_BATCH = 500  # orders one settlement command may settle
 
 
+# How far two servers' clocks may be apart: one may take a day for over (and close it) this
+# long before another stops writing into it.
+CLOCK_SKEW = timedelta(minutes=5)
+
+
 @dataclass(frozen=True)
 class Context:
     """What every handler works with: the batch's unit of work, who asks, and when."""
 
     uow: UnitOfWork
     caller: c.Caller
-    now: datetime
+    now: datetime  # when the command happens: set back for a backfill's dated steps
     timezone: str
+    clock: datetime | None = None  # when it runs: ``now`` before any setting back
+
+    def __post_init__(self) -> None:
+        if self.clock is None:
+            object.__setattr__(self, "clock", self.now)
 
 
 def ref(kind: str, aggregate: Any, detail: str = "") -> ResultRef:
@@ -131,6 +141,18 @@ def periods(ctx: Context) -> PeriodBook:
     return book
 
 
+def check_open(ctx: Context) -> None:
+    """Refuses a write dated into a closed day, or one being closed. A write dated into a
+    day that may be over (a backfill, or the last minutes of today on a clock behind another
+    server's) commits only if the book is unchanged by then: a close begun after this read
+    would draw the day's statement without it, and the write would land in the day after."""
+    book = periods(ctx)
+    book.check_open(ctx.now)
+    assert ctx.clock is not None
+    if local_day(ctx.now, book.timezone) < local_day(ctx.clock + CLOCK_SKEW, book.timezone):
+        ctx.uow.keep_unchanged(book)
+
+
 def wallet(ctx: Context, account: str, currency: str) -> Wallet:
     platform = ctx.caller.platform_id
     found = ctx.uow.find(Wallet, Wallet.create_id(platform, account, currency))
@@ -199,7 +221,7 @@ def pay_order(ctx: Context, cmd: c.PayOrder, *, backdated: bool = False) -> Resu
     seller_customer = (
         reseller(ctx.uow, platform, order.seller_id).customer_id if order.seller_id else ""
     )
-    periods(ctx).check_open(ctx.now)
+    check_open(ctx)
     order.pay(
         payment_id=cmd.payment_id,
         amount=cmd.amount,
@@ -251,7 +273,7 @@ def refund_order(ctx: Context, cmd: c.RefundOrder) -> ResultRef:
     """A refund after settlement takes the money back from available balances (clawback),
     which may leave a debt."""
     order = own_order(ctx.uow, ctx.caller, cmd.order_id)
-    periods(ctx).check_open(ctx.now)
+    check_open(ctx)
     record = order.refund(
         refund_id=cmd.refund_id,
         lines=[RefundLine(line.line_no, line.amount) for line in cmd.lines],
@@ -363,7 +385,7 @@ def rebind_customer(ctx: Context, cmd: c.RebindCustomer) -> ResultRef:
 def run_settlement(ctx: Context, cmd: c.RunSettlement) -> ResultRef:
     """Settles each candidate that is due; one not due (yet) is left as it is. Running it
     twice moves nothing twice: a settled order is never settled again."""
-    periods(ctx).check_open(ctx.now)
+    check_open(ctx)
     settled: list[OrderKey] = []
     for key in cmd.orders[:MAX_SETTLEMENT_BATCH]:
         order = find_order(ctx.uow, ctx.caller.platform_id, key.storefront_id, key.order_id)
@@ -385,7 +407,7 @@ def request_payout(ctx: Context, cmd: c.RequestPayout) -> ResultRef:
         reseller(ctx.uow, ctx.caller.platform_id, owner)
     elif ctx.caller.role == STOREFRONT_ROLE:
         raise AccessDenied("a storefront may request payouts for resellers only")
-    periods(ctx).check_open(ctx.now)
+    check_open(ctx)
     minimum = plan_book(ctx.uow, ctx.caller.platform_id).in_force_at(ctx.now).min_payout
     payout_id = payout_number(ctx.caller.platform_id, ctx.caller.principal, cmd.idempotency_key)
     wallet(ctx, cmd.account, cmd.currency).reserve(payout_id=payout_id, amount=cmd.amount,
@@ -410,7 +432,7 @@ def end_payout(ctx: Context, payout_id: str, step: Callable[[Payout], bool], *,
     """A payout ends (rejected, paid or failed): its wallet lets go of the amount in flight,
     for good when paid, back to available otherwise. A repeated step changes nothing."""
     payout = own_payout(ctx, payout_id)
-    periods(ctx).check_open(ctx.now)
+    check_open(ctx)
     if step(payout):
         wallet(ctx, payout.account, payout.currency).release(
             payout_id=payout.payout_id, amount=payout.amount, paid=paid, at=ctx.now)

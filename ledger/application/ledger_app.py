@@ -8,7 +8,7 @@ group_commit.py); a single request is simply a batch of one.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from contextlib import suppress
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -126,7 +126,7 @@ class LedgerApplication(Application[UUID]):
                 continue
             try:
                 with failpoints.committing(command for _, command in items):
-                    recordings = self.save_staged(uow.staged())
+                    recordings = self.save_staged(uow.staged(), uow.kept_unchanged())
             except RecordConflictError:
                 self.cache.evict(uow.involved())
                 if len(items) > 1:
@@ -144,13 +144,17 @@ class LedgerApplication(Application[UUID]):
         return [Conflict("another write changed the same records at the same time; retry")
                 for _ in items]
 
-    def save_staged(self, aggregates: Sequence[Any]) -> list[Recording[UUID]]:
-        """Puts the aggregates' new events in the event store in one transaction.
+    def save_staged(self, aggregates: Sequence[Any], unchanged: Mapping[UUID, int] | None = None
+                    ) -> list[Recording[UUID]]:
+        """Puts the aggregates' new events in the event store in one transaction, if the
+        aggregates in ``unchanged`` are still at those versions (PostgreSQL checks it under
+        its insert lock; else RecordConflictError).
 
         Application.save() would do the same after checking every object against runtime
         Protocols, a few percent of the writer's time for nothing (all are our aggregates)."""
         return self.events.put(
-            [event for aggregate in aggregates for event in aggregate.collect_events()])
+            [event for aggregate in aggregates for event in aggregate.collect_events()],
+            unchanged=unchanged or {})
 
     def _receipt_positions(self, key_ids: Sequence[UUID], recordings: Sequence[Recording[UUID]]
                            ) -> dict[UUID, int]:

@@ -10,16 +10,18 @@ are assigned in commit order), its NOTIFY and its ``RETURNING notification_id``.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
+from uuid import UUID
 
-from eventsourcing.persistence import StoredEvent
+from eventsourcing.persistence import RecordConflictError, StoredEvent
 from eventsourcing.postgres import PostgresApplicationRecorder, PostgresDatastore
 from psycopg import Cursor
 from psycopg.rows import DictRow
 from psycopg.sql import SQL, Identifier
 
 from ledger import failpoints
+from ledger.application.store_reads import CURRENT_VERSIONS_POSTGRES
 
 
 class LedgerPostgresRecorder(PostgresApplicationRecorder):
@@ -32,12 +34,17 @@ class LedgerPostgresRecorder(PostgresApplicationRecorder):
             "SELECT * FROM unnest(%b::uuid[], %b::bigint[], %b::text[], %b::bytea[]) "
             "RETURNING notification_id"
         ).format(Identifier(datastore.schema), Identifier(events_table_name))
+        self.current_versions_statement = SQL(CURRENT_VERSIONS_POSTGRES).format(
+            table=Identifier(datastore.schema, events_table_name))
 
     def _insert_stored_events(
-        self, curs: Cursor[DictRow], stored_events: Sequence[StoredEvent], **_: Any
+        self, curs: Cursor[DictRow], stored_events: Sequence[StoredEvent], *,
+        unchanged: Mapping[UUID, int] | None = None, **_: Any
     ) -> None:
         self._lock_table(curs)
         self._notify_channel(curs)
+        if unchanged:
+            self._check_unchanged(curs, unchanged)
         curs.execute(
             self.insert_events_statement,
             (
@@ -47,6 +54,16 @@ class LedgerPostgresRecorder(PostgresApplicationRecorder):
                 [e.state for e in stored_events],
             ),
         )
+
+    def _check_unchanged(self, curs: Cursor[DictRow], unchanged: Mapping[UUID, int]) -> None:
+        """Under the table lock nothing else commits: an aggregate still at the version the
+        batch read stays so until this transaction ends (see UnitOfWork.keep_unchanged)."""
+        with curs.connection.cursor() as check:
+            check.execute(self.current_versions_statement, (list(unchanged),))
+            now = dict(tuple(row.values()) for row in check.fetchall())
+        moved = [i for i, version in unchanged.items() if now.get(i) != version]
+        if moved:
+            raise RecordConflictError(f"changed since the batch read them: {moved}")
 
     def _fetch_ids_after_insert_events(
         self, curs: Cursor[DictRow], stored_events: Sequence[StoredEvent], **kwargs: Any

@@ -65,6 +65,7 @@ class UnitOfWork:
         self._touched: dict[UUID, Aggregate] = {}
         self._fresh: set[UUID] = set()  # loaded from the store during this batch
         self._trusted: dict[UUID, int | None] = {}  # taken from the cache: version seen
+        self._kept: dict[UUID, int] = {}  # read, and relied on until the commit: version
 
     def prefetch(self, ids: Sequence[UUID],
                  events_after: Callable[[Mapping[UUID, int]], Mapping[UUID, list[Any]]]
@@ -136,6 +137,19 @@ class UnitOfWork:
             return []
         now = current_versions(list(self._trusted))
         return [i for i, seen in self._trusted.items() if now.get(i) != seen]
+
+    def keep_unchanged(self, aggregate: Aggregate) -> None:
+        """The batch commits only if ``aggregate`` is still at the version read then: for a
+        read a command's decision rests on that another server may change meanwhile. The
+        store checks it under its insert lock (pg_recorder.py), after ``stale``'s check,
+        which runs before the lock and so leaves a moment in between."""
+        self._kept.setdefault(aggregate.id, aggregate.version)
+
+    def kept_unchanged(self) -> dict[UUID, int]:
+        """What must be unchanged at the commit, but for what the batch changes itself (its
+        new events' versions make the same check)."""
+        return {i: v for i, v in self._kept.items()
+                if i not in self._staged or not self._staged[i].pending_events}
 
     def staged_aggregate(self, aggregate_id: UUID) -> Aggregate | None:
         """A committed command's aggregate; later commands work on copies, never on it."""
