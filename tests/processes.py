@@ -184,7 +184,8 @@ def serving(address: str) -> bool:
 
 class Served:
     """`ledger serve` over one store, which a test kills (or makes die at a failpoint) and
-    starts again: the same store and keys, on a free port each time."""
+    starts again: the same store and keys, on a free port each time, and at most four
+    event-store connections (the eventsourcing library's pool overflow, capped)."""
 
     def __init__(self, tmp_path: Path, database_url: str, keys: Keys) -> None:
         self.tmp_path = tmp_path
@@ -200,7 +201,7 @@ class Served:
         for _ in range(5):
             self.process, self.address = serve(
                 self.tmp_path, self.database_url, self.keys, LEDGER_FAILPOINTS=failpoints,
-                LEDGER_LOG_LEVEL="warning", **env)
+                LEDGER_LOG_LEVEL="warning", POSTGRES_MAX_OVERFLOW="2", **env)
             if self._up():
                 return self
             assert "Failed to bind" in self.process.output, self.process.output
