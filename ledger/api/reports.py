@@ -10,8 +10,8 @@ from typing import TypeVar
 from ledger.api import convert
 from ledger.api.auth import ADMIN, FINANCE, STOREFRONT
 from ledger.api.servicers import Base, rpc
-from ledger.application.commands import MONTH
-from ledger.domain.errors import InvalidInput, NotFound
+from ledger.application.commands import check_month
+from ledger.domain.errors import InvalidInput, NotFound, check
 from ledger.v1 import report_pb2, report_pb2_grpc
 from projections.balances import KINDS, Balance, sort_value
 from projections.clock import END_OF_TIME, from_micros, micros
@@ -174,8 +174,9 @@ class ReportService(Base, report_pb2_grpc.ReportServiceServicer):
 
     @rpc(*ANY_KEY)
     async def GetTeamStats(self, request, context, caller):  # type: ignore[no-untyped-def]
-        if not MONTH.match(request.month):
-            raise InvalidInput([("month", "must be a calendar month as YYYY-MM")])
+        violations: list[tuple[str, str]] = []
+        check_month(violations, "month", request.month)
+        check(violations)
         position = await self.caught_up(request.min_log_position, context)
         stats = await self.read(self.models.team_stats, caller.platform_id,
                                 request.reseller_id, request.month,

@@ -10,14 +10,15 @@ from datetime import datetime
 
 import grpc
 import structlog
-from grpc_health.v1 import health, health_pb2, health_pb2_grpc
-from grpc_reflection.v1alpha import reflection
+from grpc_health.v1 import health, health_pb2
+from grpc_reflection.v1alpha import reflection, reflection_pb2
 
 from ledger.api.auth import KeyRing
 from ledger.api.closing import ClosingFinisher
 from ledger.api.finance import FinanceService
 from ledger.api.health import HealthWatch
 from ledger.api.reports import ReportService
+from ledger.api.requests import add_service
 from ledger.api.servicers import AdminService, StorefrontService
 from ledger.application.commands import Caller, RunSettlement
 from ledger.application.group_commit import GroupCommitter
@@ -26,28 +27,22 @@ from ledger.application.ledger_app import LedgerApplication, utc_now
 from ledger.bootstrap import build_application
 from ledger.config import Settings
 from ledger.outages import Outage
-from ledger.v1 import (
-    admin_pb2,
-    admin_pb2_grpc,
-    finance_pb2,
-    finance_pb2_grpc,
-    report_pb2,
-    report_pb2_grpc,
-    storefront_pb2,
-    storefront_pb2_grpc,
-)
+from ledger.v1 import admin_pb2, finance_pb2, report_pb2, storefront_pb2
 from projections.clock import Calendar, micros
 from projections.reader import ReadModels
 from projections.runner import ProjectionRunner
 
 log = structlog.get_logger(__name__)
 
-SERVICE_NAMES = (
-    storefront_pb2.DESCRIPTOR.services_by_name["StorefrontService"].full_name,
-    admin_pb2.DESCRIPTOR.services_by_name["AdminService"].full_name,
-    report_pb2.DESCRIPTOR.services_by_name["ReportService"].full_name,
-    finance_pb2.DESCRIPTOR.services_by_name["FinanceService"].full_name,
+SERVICES = (
+    storefront_pb2.DESCRIPTOR.services_by_name["StorefrontService"],
+    admin_pb2.DESCRIPTOR.services_by_name["AdminService"],
+    report_pb2.DESCRIPTOR.services_by_name["ReportService"],
+    finance_pb2.DESCRIPTOR.services_by_name["FinanceService"],
 )
+SERVICE_NAMES = tuple(service.full_name for service in SERVICES)
+HEALTH = health_pb2.DESCRIPTOR.services_by_name["Health"]
+REFLECTION = reflection_pb2.DESCRIPTOR.services_by_name["ServerReflection"]
 
 
 class PositionWatcher:
@@ -134,19 +129,13 @@ class LedgerServer:
             interval=self.settings.health_interval, max_stall=self.settings.health_max_stall)
         parts = (self.app, self.writer, self.keys, self.models, self.processed_position)
         gate = {"store_down": self.health_watch.store_down}
-        storefront_pb2_grpc.add_StorefrontServiceServicer_to_server(
-            StorefrontService(*parts, **gate), self.server)
-        admin_pb2_grpc.add_AdminServiceServicer_to_server(AdminService(*parts, **gate),
-                                                          self.server)
-        report_pb2_grpc.add_ReportServiceServicer_to_server(ReportService(*parts, **gate),
-                                                            self.server)
-        finance_pb2_grpc.add_FinanceServiceServicer_to_server(FinanceService(*parts, **gate),
-                                                              self.server)
+        servicers = (StorefrontService(*parts, **gate), AdminService(*parts, **gate),
+                     ReportService(*parts, **gate), FinanceService(*parts, **gate),
+                     self.health, reflection.aio.ReflectionServicer(
+                         (*SERVICE_NAMES, health.SERVICE_NAME, reflection.SERVICE_NAME)))
+        for service, servicer in zip((*SERVICES, HEALTH, REFLECTION), servicers, strict=True):
+            add_service(self.server, service, servicer)  # see requests.py
         self._scheduled = asyncio.create_task(self._on_schedule())
-        health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
-        reflection.enable_server_reflection(
-            (*SERVICE_NAMES, health.SERVICE_NAME, reflection.SERVICE_NAME), self.server
-        )
         self.port = self.server.add_insecure_port(self.settings.listen)
         if not self.port:
             raise RuntimeError(f"cannot listen on {self.settings.listen}")

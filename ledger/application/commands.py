@@ -17,7 +17,7 @@ from typing import Any, ClassVar
 
 from ledger.domain.money import MAX_AMOUNT, is_currency
 from ledger.domain.order import OrderKey
-from ledger.domain.periods import DayStatement
+from ledger.domain.periods import FIRST_YEAR, LAST_YEAR, DayStatement
 from ledger.domain.plan import RateOverride
 
 MAX_ID_LENGTH = 128
@@ -54,14 +54,28 @@ def check_text(v: Violations, field: str, value: str) -> None:
         v.append((field, f"must be at most {MAX_TEXT_LENGTH} characters"))
 
 
+IN_CALENDAR = f"must be in the years {FIRST_YEAR} to {LAST_YEAR}"
+
+
 def check_day(v: Violations, field: str, value: str) -> None:
     """A calendar day written as YYYY-MM-DD."""
     try:
         if len(value) != 10:
             raise ValueError(value)
-        date.fromisoformat(value)
+        day = date.fromisoformat(value)
     except ValueError:
         v.append((field, "must be a calendar day as YYYY-MM-DD"))
+        return
+    if not FIRST_YEAR <= day.year <= LAST_YEAR:
+        v.append((field, IN_CALENDAR))
+
+
+def check_month(v: Violations, field: str, value: str) -> None:
+    """A calendar month written as YYYY-MM."""
+    if not MONTH.match(value):
+        v.append((field, "must be a calendar month as YYYY-MM"))
+    elif not FIRST_YEAR <= int(value[:4]) <= LAST_YEAR:
+        v.append((field, IN_CALENDAR))
 
 
 def check_amount(v: Violations, field: str, value: int, *, positive: bool = False) -> None:
@@ -198,6 +212,8 @@ class ImportOrder(PlaceOrder):
             # would run from before the money came in.
             v.append(("completed_at", "needs paid_at (or placed_at): a backfilled completion "
                                       "dates its payment too"))
+        v.extend((name, IN_CALENDAR) for name, at in self.dated()
+                 if not FIRST_YEAR <= at.year <= LAST_YEAR)
         for (before, earlier), (name, later) in pairwise(self.dated()):
             if later < earlier:
                 v.append((name, f"must not be before {before}"))
@@ -396,8 +412,7 @@ class SetTeamTarget(Command):
     def violations(self) -> Violations:
         v = super().violations()
         check_id(v, "reseller_id", self.reseller_id)
-        if not MONTH.match(self.month):
-            v.append(("month", "must be a calendar month as YYYY-MM"))
+        check_month(v, "month", self.month)
         if not is_currency(self.currency):
             v.append(("currency", "must be an ISO 4217 code such as CNY"))
         check_amount(v, "amount", self.amount)

@@ -20,9 +20,10 @@ class InvalidInput(LedgerError):
 
     reason = "INVALID_INPUT"
 
-    def __init__(self, violations: list[tuple[str, str]]) -> None:
+    def __init__(self, violations: list[tuple[str, str]], *, reason: str | None = None) -> None:
         self.violations = violations
-        super().__init__("; ".join(f"{field}: {why}" for field, why in violations))
+        super().__init__("; ".join(f"{field}: {why}" if field else why
+                                   for field, why in violations), reason=reason)
 
 
 class RuleViolation(LedgerError):

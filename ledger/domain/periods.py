@@ -34,6 +34,12 @@ from ledger.domain.copying import CheapCopy
 from ledger.domain.errors import AlreadyExists, RuleViolation
 from ledger.domain.ids import stable_id
 
+# The ledger's calendar: days, months and backfilled business times lie in these years. Far
+# from any real date on either side, and far inside the years in which every time zone's
+# days and months can be computed (Python's datetime holds 0001 to 9999 in UTC only; the
+# first day of 0001 in Asia/Shanghai began in year 0).
+FIRST_YEAR = 1900
+LAST_YEAR = 9998
 
 @dataclass(frozen=True)
 class StatementLine:
