@@ -35,7 +35,7 @@ from bench.cpu import Meter, Split, measured
 from bench.loadgen import Result, import_orders, run_flows
 from bench.workload import build
 from ledger.api.auth import hash_key
-from ledger.config import event_store_env
+from ledger.config import event_store_env, postgres_connection, redact
 from ledger.v1 import report_pb2, report_pb2_grpc
 
 BIN = Path(sys.executable).parent
@@ -99,10 +99,12 @@ class Schemas:
     def url(self, name: str) -> str:
         schema = f"bench_{name}_{uuid.uuid4().hex[:8]}"
         self.made.append(schema)
-        return f"{self.base_url}?schema={schema}"
+        return f"{self.base_url}{'&' if '?' in self.base_url else '?'}schema={schema}"
 
     def drop(self) -> None:
-        with psycopg.connect(self.base_url, autocommit=True) as conn:
+        # Connected as the ledger connects (sslmode and the URL's other libpq parameters).
+        with psycopg.connect(**postgres_connection(event_store_env(self.base_url)),
+                             autocommit=True) as conn:
             for schema in self.made:
                 conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE")
                              .format(sql.Identifier(schema)))
@@ -353,7 +355,7 @@ def main() -> int:
     started = time.monotonic()
     rows: list[dict[str, Any]] = []
     print(f"# ledger benchmark, {mode} mode, {os.cpu_count()} cores, PostgreSQL at "
-          f"{args.database_url}", flush=True)
+          f"{redact(args.database_url)}", flush=True)
     try:
         # The ledger over gRPC.
         url = schemas.url("ledger")

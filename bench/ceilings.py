@@ -18,7 +18,7 @@ import psycopg
 from psycopg import sql
 
 from bench.cpu import one_process_cpu
-from ledger.config import event_store_env
+from ledger.config import event_store_env, postgres_connection
 
 EVENTS_TABLE = "ledger_events"  # the eventsourcing library's name for application "Ledger"
 
@@ -44,11 +44,10 @@ def event_inserts(url: str, first: int, last: int, per_transaction: int) -> Ceil
     as the ledger's recorder does: lock, one INSERT of typed arrays, RETURNING the ids."""
     env = event_store_env(url)
     schema = env["POSTGRES_SCHEMA"]
-    base = url.split("?", 1)[0]
     events = sql.Identifier(schema, EVENTS_TABLE)
     scratch = sql.Identifier(schema, "ceiling_events")
     sequence = sql.Identifier(schema, "ceiling_events_seq")
-    with psycopg.connect(base, autocommit=True) as conn:
+    with psycopg.connect(**postgres_connection(env), autocommit=True) as conn:
         rows = conn.execute(
             sql.SQL("SELECT originator_version, topic, state FROM {} WHERE notification_id "
                     "BETWEEN %s AND %s ORDER BY notification_id").format(events),

@@ -5,9 +5,20 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime
+from typing import Any
 
 from ledger.application.ledger_app import LedgerApplication, utc_now
-from ledger.config import event_store_env
+from ledger.config import (
+    ConfigError,
+    event_store_env,
+    is_postgres,
+    postgres_address,
+    postgres_connection,
+)
+
+
+class StoreUnreachable(ConfigError):
+    """The PostgreSQL store LEDGER_DATABASE_URL names does not answer, or refuses us."""
 
 
 @contextmanager
@@ -18,24 +29,51 @@ def postgres_setup_lock(env: dict[str, str]) -> Iterator[None]:
     projector), and PostgreSQL's CREATE … IF NOT EXISTS is not safe against a concurrent
     one: they failed with "duplicate key value violates unique constraint" or "tuple
     concurrently updated". A session advisory lock, keyed by the schema, makes them take
-    turns; the first creates, the others find everything made."""
+    turns; the first creates, the others find everything made.
+
+    This is the first connection a process makes to the store: one that cannot be made,
+    or a schema that cannot be created, is refused here in one line naming the store
+    (StoreUnreachable), where the library's pool would have retried for half a minute and
+    then failed in a traceback."""
     import psycopg
     from psycopg import sql
 
     schema = env.get("POSTGRES_SCHEMA") or "public"
-    with psycopg.connect(
-        dbname=env["POSTGRES_DBNAME"], host=env["POSTGRES_HOST"], port=env["POSTGRES_PORT"],
-        user=env["POSTGRES_USER"], password=env["POSTGRES_PASSWORD"] or None, autocommit=True,
-        connect_timeout=int(env.get("POSTGRES_CONNECT_TIMEOUT") or 5),
-    ) as conn:
-        conn.execute("SELECT pg_advisory_lock(hashtext(%s))", (f"ledger-setup:{schema}",))
+    lock = (f"ledger-setup:{schema}",)
+    with _refused_clearly(env):
+        conn = psycopg.connect(**postgres_connection(env), autocommit=True)
+    with conn:
+        conn.execute("SELECT pg_advisory_lock(hashtext(%s))", lock)
         try:
             if env.get("POSTGRES_SCHEMA"):
-                conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(
-                    sql.Identifier(schema)))
+                with _refused_clearly(env):
+                    conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(
+                        sql.Identifier(schema)))
             yield
         finally:
-            conn.execute("SELECT pg_advisory_unlock(hashtext(%s))", (f"ledger-setup:{schema}",))
+            conn.execute("SELECT pg_advisory_unlock(hashtext(%s))", lock)
+
+
+@contextmanager
+def _refused_clearly(env: dict[str, str]) -> Iterator[None]:
+    import psycopg
+
+    try:
+        yield
+    except psycopg.Error as error:
+        raise StoreUnreachable(
+            f"cannot use PostgreSQL at {postgres_address(env)} (database "
+            f"{env['POSTGRES_DBNAME']}, user {env['POSTGRES_USER']}; LEDGER_DATABASE_URL): "
+            f"{why(error, env['POSTGRES_PASSWORD'])}") from None
+
+
+def why(error: Exception, password: str) -> str:
+    """libpq's reason, on one line, without its preamble or the password."""
+    text = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+    text = text.removeprefix("connection failed: ").removeprefix("connection is bad: ")
+    if " failed: " in text and text.startswith("connection to server"):
+        text = text.split(" failed: ", 1)[1]
+    return text.replace(password, "***") if password else text
 
 
 def build_application(
@@ -46,9 +84,9 @@ def build_application(
     cache_size: int = 20_000,
 ) -> LedgerApplication:
     """``cache_size``: aggregates the writer keeps between batches (LEDGER_AGGREGATE_CACHE)."""
-    env = event_store_env(database_url)
+    env: dict[str, Any] = event_store_env(database_url)
     env["CREATE_TABLE"] = "y"
-    if env["PERSISTENCE_MODULE"] != "eventsourcing.postgres":
+    if not is_postgres(env):
         return app_class(env=env, clock=clock, timezone=timezone, cache_size=cache_size)
     with postgres_setup_lock(env):
         return app_class(env=env, clock=clock, timezone=timezone, cache_size=cache_size)

@@ -26,7 +26,7 @@ from ledger.api.auth import (
     KeyRing,
     add_key_to_file,
 )
-from ledger.config import ConfigError, Settings
+from ledger.config import ConfigError, Settings, redact
 from ledger.logs import configure_logging
 from ledger.runtime import tune_gc
 
@@ -39,18 +39,24 @@ def serve(settings: Settings) -> int:
     """Serves until SIGINT/SIGTERM, then drains in-flight calls and queued writes.
 
     With LEDGER_WORKERS=N (PostgreSQL only) it starts N-1 more server processes on the same
-    address: the kernel spreads connections over them (SO_REUSEPORT, on by default in gRPC),
+    address: the kernel spreads connections over them (SO_REUSEPORT, set for them alone),
     so a host's cores all serve. They are independent, stateless servers over one database,
-    exactly as on several hosts."""
+    exactly as on several hosts. A port another process holds is refused before anything
+    starts (see ledger/api/listen.py)."""
+    from ledger.api.listen import check_free
     from ledger.api.server import LedgerServer
 
     failpoints.arm_from_env()  # a crash test's way in (see failpoints.py); unset: none
     keys = KeyRing.load(file=settings.api_keys_file, inline=settings.api_keys_json)
-    workers = start_workers(settings)
+    # Set for the workers start_workers starts: they join the port their first process
+    # found free, and tell it when they serve.
     ready_fd = os.environ.pop(READY_FD, "")
+    if not ready_fd:
+        check_free(settings.listen)
+    workers = start_workers(settings)
 
     async def run() -> None:
-        server = LedgerServer(settings, keys)
+        server = LedgerServer(settings, keys, share_port=bool(ready_fd) or settings.workers > 1)
         await server.start()
         tune_gc()
         if ready_fd:  # a worker tells the first process it serves (see start_workers)
@@ -126,7 +132,7 @@ def demo(settings: Settings, keep_serving: bool) -> int:
     if not keep_serving:
         settings = Settings(**{**settings.__dict__, "listen": "127.0.0.1:0"})
     with ServerThread(LedgerServer(settings, keys)) as running:
-        print(f"ledger serving on {running.target}, events in {settings.database_url}")
+        print(f"ledger serving on {running.target}, events in {redact(settings.database_url)}")
         with LedgerClient(running.target, shop_key) as shop, \
                 LedgerClient(running.target, admin_key) as admin, \
                 LedgerClient(running.target, finance_key) as finance:

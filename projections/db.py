@@ -16,7 +16,7 @@ from typing import Any, Protocol
 
 import psycopg
 
-from ledger.config import event_store_env
+from ledger.config import event_store_env, is_postgres, postgres_connection
 
 # Raised whenever what the read models hold changes meaning; older read models are rebuilt.
 # 3: active members count only for teams the member was in when the month began.
@@ -171,11 +171,6 @@ class _SQLiteCursor:
         return self._cursor.fetchall()
 
 
-# Seconds to wait for a new connection before calling the database unreachable (libpq's own
-# default waits for ever on a host that does not answer).
-CONNECT_TIMEOUT = 5
-
-
 class StoreUnavailable(Exception):
     """The read models' database cannot be reached now: the connection was lost (a restart,
     a failover, a terminated backend) or cannot be made. Retryable: the next use connects
@@ -246,18 +241,17 @@ class ProjectionDB:
 
     def __init__(self, database_url: str) -> None:
         self.env = event_store_env(database_url)
-        self.is_postgres = self.env["PERSISTENCE_MODULE"] == "eventsourcing.postgres"
+        self.is_postgres = is_postgres(self.env)
 
     def connect(self) -> Any:
         if self.is_postgres:
-            env = self.env
-            options = f"-c search_path={env['POSTGRES_SCHEMA']}" if "POSTGRES_SCHEMA" in env else ""
-            return psycopg.connect(
-                dbname=env["POSTGRES_DBNAME"], host=env["POSTGRES_HOST"],
-                port=env["POSTGRES_PORT"], user=env["POSTGRES_USER"],
-                password=env["POSTGRES_PASSWORD"] or None, options=options, autocommit=True,
-                connect_timeout=CONNECT_TIMEOUT,
-            )
+            # The URL's libpq parameters (sslmode, connect_timeout…) too, and its options
+            # before the schema's.
+            kwargs = postgres_connection(self.env)
+            if "POSTGRES_SCHEMA" in self.env:
+                kwargs["options"] = " ".join(filter(None, (
+                    kwargs.get("options"), f"-c search_path={self.env['POSTGRES_SCHEMA']}")))
+            return psycopg.connect(**kwargs, autocommit=True)
         conn = sqlite3.connect(self.env["SQLITE_DBNAME"], timeout=30, isolation_level=None,
                                check_same_thread=False)
         conn.execute("PRAGMA journal_mode=WAL")

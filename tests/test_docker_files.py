@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from ledger.config import event_store_env
+from ledger.config import event_store_env, is_postgres
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCKER = ROOT / "docker"
@@ -202,7 +202,7 @@ def test_ledger_service_environment(compose: dict) -> None:
 
     postgres_env = compose["services"]["postgres"]["environment"]
     store = event_store_env(_interpolate(env["LEDGER_DATABASE_URL"]))
-    assert store["PERSISTENCE_MODULE"] == "eventsourcing.postgres"
+    assert is_postgres(store)
     assert store["POSTGRES_HOST"] == "postgres" and store["POSTGRES_PORT"] == "5432"
     assert store["POSTGRES_USER"] == postgres_env["POSTGRES_USER"]
     assert store["POSTGRES_PASSWORD"] == _interpolate(postgres_env["POSTGRES_PASSWORD"])

@@ -70,7 +70,10 @@ class KeyRing:
             keys = [
                 ApiKey(e["name"], e["role"], e["platform"], e["sha256"].lower()) for e in entries
             ]
-        except (ValueError, KeyError, TypeError) as error:
+        except KeyError as error:
+            raise KeyConfigError(f"every key needs name, role, platform and sha256; one has "
+                                 f"no {error}") from None
+        except (ValueError, TypeError, AttributeError) as error:
             raise KeyConfigError(f"API keys are not JSON of the expected form: {error}") from None
         for k in keys:
             if k.role not in ROLES:
@@ -85,20 +88,45 @@ class KeyRing:
         """Keys from LEDGER_API_KEYS_FILE and/or LEDGER_API_KEYS (both may be set)."""
         keys: list[ApiKey] = []
         if file:
-            keys += list(cls.from_json(Path(file).read_text())._by_hash.values())
+            keys += list(_from_setting("LEDGER_API_KEYS_FILE", file, read(Path(file)))
+                         ._by_hash.values())
         if inline:
-            keys += list(cls.from_json(inline)._by_hash.values())
+            keys += list(_from_setting("LEDGER_API_KEYS", "…", inline)._by_hash.values())
         return cls(keys)
+
+
+def read(path: Path, setting: str = "LEDGER_API_KEYS_FILE") -> str:
+    """The keys file's text; a file that cannot be read is a KeyConfigError naming it."""
+    try:
+        return path.read_text()
+    except (OSError, UnicodeDecodeError) as error:
+        why = error.strerror if isinstance(error, OSError) else "not UTF-8 text"
+        raise KeyConfigError(f"{setting}={path}: {why}") from None
+
+
+def _from_setting(setting: str, shown: str, text: str) -> KeyRing:
+    try:
+        return KeyRing.from_json(text)
+    except KeyConfigError as error:
+        raise KeyConfigError(f"{setting}={shown}: {error}") from None
 
 
 def add_key_to_file(path: Path, *, name: str, role: str, platform: str) -> str:
     """Creates a key, stores its hash in ``path`` and returns the key (shown only once)."""
     if role not in ROLES:
         raise KeyConfigError(f"role must be one of {', '.join(ROLES)}")
-    data = json.loads(path.read_text()) if path.exists() else {"keys": []}
+    try:
+        data = json.loads(read(path, "--file")) if path.exists() else {"keys": []}
+    except json.JSONDecodeError:
+        data = None
+    if not isinstance(data, dict) or not isinstance(data.get("keys"), list):
+        raise KeyConfigError(f"--file={path}: not a keys file (JSON with a \"keys\" list)")
     key = new_key()
     data["keys"].append({"name": name, "role": role, "platform": platform, "sha256": hash_key(key)})
     KeyRing.from_json(json.dumps(data))  # refuse to write a file that would not load
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(data, indent=2) + "\n")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(data, indent=2) + "\n")
+    except OSError as error:
+        raise KeyConfigError(f"--file={path}: {error.strerror}") from None
     return key

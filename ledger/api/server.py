@@ -17,6 +17,7 @@ from ledger.api.auth import KeyRing
 from ledger.api.closing import ClosingFinisher
 from ledger.api.finance import FinanceService
 from ledger.api.health import HealthWatch
+from ledger.api.listen import server_options
 from ledger.api.reports import ReportService
 from ledger.api.requests import add_service
 from ledger.api.servicers import AdminService, StorefrontService
@@ -25,7 +26,7 @@ from ledger.application.group_commit import GroupCommitter
 from ledger.application.handlers import MAX_SETTLEMENT_BATCH
 from ledger.application.ledger_app import LedgerApplication, utc_now
 from ledger.bootstrap import build_application
-from ledger.config import Settings
+from ledger.config import ConfigError, Settings, redact
 from ledger.outages import Outage
 from ledger.v1 import admin_pb2, finance_pb2, report_pb2, storefront_pb2
 from projections.clock import Calendar, micros
@@ -88,8 +89,10 @@ class LedgerServer:
         *,
         clock: Callable[[], datetime] = utc_now,
         app: LedgerApplication | None = None,
+        share_port: bool = False,
     ) -> None:
         self.settings = settings
+        self.share_port = share_port  # one of several worker processes (see listen.py)
         self.app = app or build_application(settings.database_url, clock,
                                             timezone=settings.timezone,
                                             cache_size=settings.aggregate_cache)
@@ -117,7 +120,15 @@ class LedgerServer:
     async def start(self) -> int:
         """Starts serving; returns the bound port (useful when listening on port 0)."""
         # Created here, not in __init__: an aio server belongs to the loop that runs it.
-        self.server = grpc.aio.server()
+        self.server = grpc.aio.server(options=server_options(self.share_port))
+        # Bound before anything starts, so that a refused address leaves nothing running.
+        try:
+            self.port = self.server.add_insecure_port(self.settings.listen)
+        except RuntimeError:
+            self.port = 0
+        if not self.port:
+            raise ConfigError(f"LEDGER_LISTEN={self.settings.listen}: cannot listen there "
+                              "(in use, or not an address of this host)")
         self.health = health.aio.HealthServicer()
         if self.runner is not None:
             self.runner.start()
@@ -136,9 +147,6 @@ class LedgerServer:
         for service, servicer in zip((*SERVICES, HEALTH, REFLECTION), servicers, strict=True):
             add_service(self.server, service, servicer)  # see requests.py
         self._scheduled = asyncio.create_task(self._on_schedule())
-        self.port = self.server.add_insecure_port(self.settings.listen)
-        if not self.port:
-            raise RuntimeError(f"cannot listen on {self.settings.listen}")
         await self.server.start()
         for name in ("", *SERVICE_NAMES):
             await self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
@@ -147,7 +155,7 @@ class LedgerServer:
             log.warning("no API keys configured: every call will be UNAUTHENTICATED; "
                         "create one with `ledger keys add` and set LEDGER_API_KEYS_FILE")
         log.info("ledger serving", listen=self.settings.listen, port=self.port,
-                 store=self.app.env.get("PERSISTENCE_MODULE"), keys=len(self.keys))
+                 store=redact(self.settings.database_url), keys=len(self.keys))
         return self.port
 
     def probe(self) -> tuple[int, int]:
