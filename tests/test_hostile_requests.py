@@ -214,7 +214,9 @@ def test_no_request_whatever_its_bytes_gets_internal_or_unknown(target: Target) 
             code = target.send(method, requests)
             sent.append((method.full_name, code))
             assert code not in CLEAR, (method.full_name, requests, code)
-            if code != grpc.StatusCode.OK:
+            # (A stream refused at its second message keeps what its first imported, as
+            # documented: each message's orders are written as it arrives.)
+            if code != grpc.StatusCode.OK and len(requests) == 1:
                 assert target.server.app.log_position() == head, (method.full_name, requests)
 
     every_method_once()

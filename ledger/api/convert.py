@@ -45,6 +45,7 @@ def timestamp(at: datetime | None) -> Timestamp | None:
 
 
 def from_timestamp(ts: Timestamp, present: bool) -> datetime | None:
+    """Never raises: a timestamp out of range was refused with the request (requests.py)."""
     return ts.ToDatetime(tzinfo=UTC) if present else None
 
 
