@@ -224,8 +224,9 @@ def test_no_request_whatever_its_bytes_gets_internal_or_unknown(target: Target) 
     assert {name for name, _ in sent} == {m.full_name for m in METHODS}
     assert grpc.StatusCode.INVALID_ARGUMENT in {code for _, code in sent}
     with LedgerClient(target.address, target.keys.shop_a) as shop:
+        # (The generated requests may have completed or refunded O1: they are real calls.)
         got = shop.storefront.GetOrder(storefront_pb2.GetOrderRequest(order_id="O1"))
-        assert got.order.status == common_pb2.ORDER_STATUS_PAID
+        assert got.order.order_id == "O1" and got.order.total == 9999
 
 
 # --- each kind of bad request, named to the field --------------------------------------------
