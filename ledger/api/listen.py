@@ -45,19 +45,20 @@ def check_free(listen: str) -> None:
                           f"({error.strerror})") from None
     failures = []
     for family, kind, proto, _, sockaddr in candidates:
-        with socket.socket(family, kind, proto) as probe:
-            # A closed server's connections in TIME_WAIT do not hold the port; a listener does.
-            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            if family == socket.AF_INET6:  # as grpc binds [::]: IPv4 too
-                probe.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
-            try:
+        try:
+            with socket.socket(family, kind, proto) as probe:
+                # A closed server's connections in TIME_WAIT do not hold the port; a
+                # listener does.
+                probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                if family == socket.AF_INET6:  # as grpc binds [::]: IPv4 too
+                    probe.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
                 probe.bind(sockaddr)
-            except OSError as error:
-                if error.errno == errno.EADDRINUSE:
-                    raise ConfigError(
-                        f"LEDGER_LISTEN={listen}: the port is already in use by another "
-                        f"process (another ledger serve, or another program)") from None
-                failures.append(error)
+        except OSError as error:  # also a family this host does not have (IPv6 off)
+            if error.errno == errno.EADDRINUSE:
+                raise ConfigError(
+                    f"LEDGER_LISTEN={listen}: the port is already in use by another "
+                    f"process (another ledger serve, or another program)") from None
+            failures.append(error)
     if failures and len(failures) == len(candidates):
         raise ConfigError(f"LEDGER_LISTEN={listen}: cannot listen there "
                           f"({failures[0].strerror})")
