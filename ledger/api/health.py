@@ -73,8 +73,9 @@ class HealthWatch:
         self._pending: Future[tuple[int, int]] | None = None
 
     def store_down(self) -> bool:
-        """Whether the last probe found the store unreachable (not merely the read models
-        behind)."""
+        """Whether the last probe found the store unreachable: it refused the connection or
+        lost it. A probe that was merely slow (a busy machine) does not count: turning every
+        call away on a false alarm would be worse than letting them wait."""
         return self.unreachable
 
     async def run(self) -> None:
@@ -89,8 +90,11 @@ class HealthWatch:
         try:
             head, processed = await asyncio.wait_for(asyncio.wrap_future(self._pending),
                                                      timeout=PROBE_TIMEOUT)
-        except Exception as error:  # unreachable, or no answer in time
-            self.outage.failed(error if str(error) else TimeoutError("no answer in time"))
+        except TimeoutError:  # slow, not refused: calls may still get through
+            self.outage.failed(TimeoutError(f"no answer in {PROBE_TIMEOUT:g} s"))
+            return await self._set(NOT_SERVING, "the store does not answer in time")
+        except Exception as error:  # refused, or the connection lost: unreachable
+            self.outage.failed(error)
             self.unreachable = True
             return await self._set(NOT_SERVING, "the store cannot be reached")
         self.unreachable = False
