@@ -1,0 +1,116 @@
+"""Signed tree heads: Ed25519 over (platform, tree size, root, time, key id), as
+docs/audit-format.md ("Signed tree heads") fixes the bytes.
+
+The signing key lives in a file (PEM, PKCS#8) that `ledger audit keygen` writes; its public
+half is what the platform publishes, and all an auditor needs to trust. The key id names a
+public key by its hash, so a head says which key signed it and keys can be rotated (every
+key that ever signed stays published).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import struct
+from dataclasses import dataclass
+from pathlib import Path
+
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+
+HEAD_DOMAIN = b"s2b2c-ledger-tree-head/v1\x00"
+
+
+class KeyFileError(ValueError):
+    """The signing key file cannot be used."""
+
+
+def key_id(public_key: bytes) -> str:
+    """The first 16 hex digits of SHA-256 of the raw 32-byte public key."""
+    return hashlib.sha256(public_key).hexdigest()[:16]
+
+
+@dataclass(frozen=True)
+class TreeHead:
+    platform: str
+    tree_size: int
+    root: bytes
+    timestamp_us: int
+    key_id: str
+    signature: bytes = b""
+    reason: str = ""  # why it was signed: "close 2026-11-21", "on demand"
+
+    def message(self) -> bytes:
+        """The bytes the signature covers."""
+        platform = self.platform.encode()
+        kid = self.key_id.encode("ascii")
+        return b"".join((
+            HEAD_DOMAIN,
+            struct.pack(">H", len(platform)), platform,
+            struct.pack(">Q", self.tree_size),
+            self.root,
+            struct.pack(">q", self.timestamp_us),
+            struct.pack(">H", len(kid)), kid,
+        ))
+
+
+def verify_head(head: TreeHead, public_keys: dict[str, bytes]) -> bool:
+    """Whether ``head`` carries a valid signature by the key it names, among ``public_keys``
+    (key id → raw public key)."""
+    raw = public_keys.get(head.key_id)
+    if raw is None or key_id(raw) != head.key_id or len(head.root) != 32:
+        return False
+    try:
+        Ed25519PublicKey.from_public_bytes(raw).verify(head.signature, head.message())
+    except (InvalidSignature, ValueError):
+        return False
+    return True
+
+
+class Signer:
+    """Signs tree heads with one Ed25519 key."""
+
+    def __init__(self, private_key: Ed25519PrivateKey) -> None:
+        self._key = private_key
+        self.public_key = private_key.public_key().public_bytes(
+            serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+        self.key_id = key_id(self.public_key)
+
+    def sign(self, platform: str, tree_size: int, root: bytes, timestamp_us: int,
+             reason: str = "") -> TreeHead:
+        unsigned = TreeHead(platform, tree_size, root, timestamp_us, self.key_id, b"", reason)
+        return TreeHead(platform, tree_size, root, timestamp_us, self.key_id,
+                        self._key.sign(unsigned.message()), reason)
+
+    @classmethod
+    def generate(cls) -> Signer:
+        return cls(Ed25519PrivateKey.generate())
+
+    @classmethod
+    def load(cls, path: Path) -> Signer:
+        try:
+            data = path.read_bytes()
+        except OSError as error:
+            raise KeyFileError(f"{path}: {error.strerror or error}") from None
+        try:
+            key = serialization.load_pem_private_key(data, password=None)
+        except (ValueError, TypeError) as error:
+            raise KeyFileError(f"{path}: not a PEM private key ({error})") from None
+        if not isinstance(key, Ed25519PrivateKey):
+            raise KeyFileError(f"{path}: not an Ed25519 key")
+        return cls(key)
+
+    def save(self, path: Path) -> None:
+        """Writes the private key (PEM, PKCS#8), readable by its owner only; never
+        overwrites an existing file (a lost signing key cannot be made again)."""
+        pem = self._key.private_bytes(serialization.Encoding.PEM,
+                                      serialization.PrivateFormat.PKCS8,
+                                      serialization.NoEncryption())
+        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:
+            raise KeyFileError(f"{path} exists already; it is never overwritten") from None
+        with os.fdopen(fd, "wb") as out:
+            out.write(pem)
