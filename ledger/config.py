@@ -45,6 +45,7 @@ class Settings:
     timezone: str = "Asia/Shanghai"
     health_interval: float = 1.0
     aggregate_cache: int = 20_000
+    audit_key_file: str = "ledger-data/audit-signing-key.pem"
     projection_cache: int = 50_000
     health_max_stall: float = 30.0
 
@@ -90,6 +91,7 @@ class Settings:
             settlement_interval=number("LEDGER_SETTLEMENT_INTERVAL", 60.0),
             workers=whole("LEDGER_WORKERS", 1),
             aggregate_cache=whole("LEDGER_AGGREGATE_CACHE", 20_000),
+            audit_key_file=env.get("LEDGER_AUDIT_KEY_FILE") or Settings.audit_key_file,
             projection_cache=whole("LEDGER_PROJECTION_CACHE", 50_000),
             health_interval=positive("LEDGER_HEALTH_INTERVAL", 1.0),
             health_max_stall=positive("LEDGER_HEALTH_MAX_STALL", 30.0),
@@ -162,7 +164,10 @@ def event_store_env(database_url: str, *, create: bool = True) -> dict[str, str]
         if path != ":memory:" and create:
             Path(path).parent.mkdir(parents=True, exist_ok=True)
         return {"PERSISTENCE_MODULE": "eventsourcing.sqlite", "SQLITE_DBNAME": path,
-                "SQLITE_LOCK_TIMEOUT": "30"}
+                "SQLITE_LOCK_TIMEOUT": "30",
+                # The library's recorder, writing the audit trees beside the log.
+                "APPLICATION_RECORDER_TOPIC":
+                    "ledger.application.sqlite_recorder:LedgerSQLiteRecorder"}
     if url.scheme in ("postgres", "postgresql"):
         return postgres_env(database_url)
     raise ConfigError(f"LEDGER_DATABASE_URL={redact(database_url)}: the scheme {url.scheme!r} "
@@ -219,11 +224,12 @@ def postgres_env(database_url: str) -> dict[str, str]:
         # 30 s, for which every call hung while the database was away).
         "POSTGRES_CONNECT_TIMEOUT": "5",
         "POSTGRES_POOL_SIZE": pool_size,
-        # Inserts take the library's table lock (not its lock-free database function), so
-        # log positions become visible in commit order and the projection runner can
-        # never read past an event that has yet to commit.
+        # Inserts take a lock (not the library's lock-free database function), so log
+        # positions become visible in commit order and the projection runner can never
+        # read past an event that has yet to commit.
         "POSTGRES_ENABLE_DB_FUNCTIONS": "n",
-        # The library's recorder with a cheaper batch insert (see pg_recorder.py).
+        # The library's recorder with a cheaper batch insert and the audit trees (see
+        # pg_recorder.py).
         "APPLICATION_RECORDER_TOPIC": "ledger.application.pg_recorder:LedgerPostgresRecorder",
     }
     if "schema" in query:

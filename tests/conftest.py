@@ -125,10 +125,11 @@ class Running:
 
 
 @pytest.fixture
-def running(store_url: str, clock: Clock) -> Iterator[Running]:
+def running(store_url: str, clock: Clock, tmp_path: Path) -> Iterator[Running]:
     """A real gRPC server on a free loopback port, over the store under test."""
     keys = Keys()
-    settings = Settings(database_url=store_url, listen="127.0.0.1:0")
+    settings = Settings(database_url=store_url, listen="127.0.0.1:0",
+                        audit_key_file=str(tmp_path / "audit-signing-key.pem"))
     server = LedgerServer(settings, keys.ring(), clock=clock)
     with ServerThread(server) as thread:
         yield Running(thread.target, keys, server)

@@ -34,7 +34,9 @@ from tests.conftest import Clock, Keys, Running
 from tests.helpers import Refusal, pay, place, refused, team
 
 ROLE_OF = {"StorefrontService": STOREFRONT, "AdminService": ADMIN, "FinanceService": FINANCE,
-           "ReportService": ADMIN}
+           "ReportService": ADMIN, "AuditService": FINANCE}
+# A server stream that follows the log (StreamEvents with follow) ends only at its deadline.
+STREAM_TIMEOUT = 2.0
 METHODS = [method for service in SERVICES for method in service.methods]
 CLEAR = (grpc.StatusCode.UNKNOWN, grpc.StatusCode.INTERNAL)
 CALL_TIMEOUT = 20.0
@@ -64,6 +66,15 @@ class Target:
                 self.channel.stream_unary(path, request_serializer=None,
                                           response_deserializer=None)(
                     iter(bodies), metadata=metadata, timeout=CALL_TIMEOUT)
+            elif method.server_streaming:
+                try:
+                    for _ in self.channel.unary_stream(path, request_serializer=None,
+                                                       response_deserializer=None)(
+                            bodies[0], metadata=metadata, timeout=STREAM_TIMEOUT):
+                        pass
+                except grpc.RpcError as error:
+                    if error.code() != grpc.StatusCode.DEADLINE_EXCEEDED:  # type: ignore[attr-defined]
+                        raise
             else:
                 self.channel.unary_unary(path, request_serializer=None,
                                          response_deserializer=None)(

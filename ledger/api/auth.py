@@ -16,7 +16,8 @@ from pathlib import Path
 STOREFRONT = "storefront"
 ADMIN = "admin"
 FINANCE = "finance"
-ROLES = (STOREFRONT, ADMIN, FINANCE)
+AUDITOR = "auditor"  # reads everything of its platform (audit, reports, finance), writes nothing
+ROLES = (STOREFRONT, ADMIN, FINANCE, AUDITOR)
 
 
 class KeyConfigError(ValueError):

@@ -22,6 +22,7 @@ first apply the log up to the write that shut the day. So the middle is made saf
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
@@ -29,6 +30,7 @@ from typing import Any
 import structlog
 
 from ledger.application import commands as c
+from ledger.application.audit_trail import AuditTrail
 from ledger.application.group_commit import GroupCommitter
 from ledger.application.ledger_app import LedgerApplication
 from ledger.domain.periods import DayStatement, PeriodBook
@@ -41,12 +43,24 @@ CATCH_UP_TIMEOUT = 60.0
 
 
 async def drawn_statement(app: LedgerApplication, models: ReadModels, platform: str,
-                          day: str, caught_up: Callable[[int], Awaitable[Any]]
-                          ) -> DayStatement:
+                          day: str, caught_up: Callable[[int], Awaitable[Any]],
+                          audit: AuditTrail | None = None) -> DayStatement:
     """The day's statement from the read models, once they hold the log as it stands now.
-    Drawn after the day was shut, so it is the day's last word whoever draws it."""
-    await caught_up(await asyncio.to_thread(app.log_position))
-    return await asyncio.to_thread(models.day_statement, platform, day, app.timezone)
+    Drawn after the day was shut, so it is the day's last word whoever draws it.
+
+    With ``audit``, the statement names the platform's tree head signed over the log up to
+    that same position: every entry the statement can depend on (the day is shut, the days
+    before it closed), so the statement is bound to the exact history it was drawn from."""
+    position = await asyncio.to_thread(app.log_position)
+    await caught_up(position)
+    statement = await asyncio.to_thread(models.day_statement, platform, day, app.timezone)
+    if audit is None:
+        return statement
+    head = await asyncio.to_thread(audit.sign_at_position, platform, position, f"close {day}")
+    return dataclasses.replace(
+        statement, tree_size=head.tree_size, tree_root=head.root.hex(),
+        head_signed_at_us=head.timestamp_us, head_key_id=head.key_id,
+        head_signature=head.signature.hex())
 
 
 class ClosingFinisher:
@@ -55,7 +69,8 @@ class ClosingFinisher:
     day's, so the second replays the first)."""
 
     def __init__(self, app: LedgerApplication, writer: GroupCommitter, models: ReadModels,
-                 processed: Callable[[], int]) -> None:
+                 processed: Callable[[], int], audit: AuditTrail | None = None) -> None:
+        self.audit = audit
         self.app = app
         self.writer = writer
         self.models = models
@@ -71,7 +86,7 @@ class ClosingFinisher:
             if not day:
                 continue
             statement = await drawn_statement(self.app, self.models, platform, day,
-                                              self._caught_up)
+                                              self._caught_up, self.audit)
             caller = c.Caller(platform, FINISHER, "system")
             await self.writer.submit_async(caller, c.CloseDay(f"finish:{day}", day, statement))
             log.warning("finished a close whose server stopped before recording it",

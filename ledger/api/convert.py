@@ -9,6 +9,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 
 from ledger.application import commands as c
 from ledger.application.ledger_app import Outcome
+from ledger.audit.signing import TreeHead
 from ledger.domain import payout as payouts
 from ledger.domain.errors import InvalidInput
 from ledger.domain.money import Posting
@@ -16,7 +17,7 @@ from ledger.domain.order import CANCELLED, COMPLETED, PAID, PLACED, Order, Order
 from ledger.domain.periods import DayStatement, StatementLine
 from ledger.domain.plan import CATEGORY, PRODUCT, RANK, CommissionPlan, RateOverride
 from ledger.domain.team import CustomerBinding, Reseller
-from ledger.v1 import admin_pb2, common_pb2, finance_pb2, storefront_pb2
+from ledger.v1 import admin_pb2, audit_pb2, common_pb2, finance_pb2, storefront_pb2
 
 STATUSES = {
     PLACED: common_pb2.ORDER_STATUS_PLACED,
@@ -230,9 +231,21 @@ def statement_line(line: StatementLine) -> finance_pb2.StatementLine:
     )
 
 
-def day_statement(s: DayStatement, closed: bool) -> finance_pb2.DayStatement:
+def day_statement(s: DayStatement, closed: bool, platform: str = ""
+                  ) -> finance_pb2.DayStatement:
     return finance_pb2.DayStatement(
         day=s.day, timezone=s.timezone, closed=closed,
         lines=[statement_line(line) for line in s.lines], movements=s.events,
         first_position=s.first_position, last_position=s.last_position, digest=s.digest,
+        head=audit_pb2.SignedTreeHead(
+            platform=platform, tree_size=s.tree_size, root=bytes.fromhex(s.tree_root),
+            timestamp_us=s.head_signed_at_us, key_id=s.head_key_id,
+            signature=bytes.fromhex(s.head_signature), reason=f"close {s.day}",
+        ) if s.head_key_id else None,
     )
+
+
+def tree_head(h: TreeHead) -> audit_pb2.SignedTreeHead:
+    return audit_pb2.SignedTreeHead(platform=h.platform, tree_size=h.tree_size, root=h.root,
+                                    timestamp_us=h.timestamp_us, key_id=h.key_id,
+                                    signature=h.signature, reason=h.reason)

@@ -6,7 +6,7 @@ import dataclasses
 
 from ledger import failpoints
 from ledger.api import convert
-from ledger.api.auth import FINANCE
+from ledger.api.auth import AUDITOR, FINANCE
 from ledger.api.closing import drawn_statement
 from ledger.api.reports import page
 from ledger.api.servicers import Base, rpc
@@ -37,7 +37,7 @@ def check_days(*fields: tuple[str, str]) -> None:
 
 
 class FinanceService(Base, finance_pb2_grpc.FinanceServiceServicer):
-    @rpc(FINANCE)
+    @rpc(FINANCE, AUDITOR)
     async def ListPayable(self, request, context, caller):  # type: ignore[no-untyped-def]
         """Continues after the last payout's request time and id (see reports.Page): finance
         approves and pays what it has just listed, and those payouts leave the list."""
@@ -80,7 +80,7 @@ class FinanceService(Base, finance_pb2_grpc.FinanceServiceServicer):
         return await self.reply(caller, command, finance_pb2.MarkPayoutFailedResponse,
                                 payout=convert.payout)
 
-    @rpc(FINANCE)
+    @rpc(FINANCE, AUDITOR)
     async def GetPayout(self, request, context, caller):  # type: ignore[no-untyped-def]
         payout = await self.read(self.app.find, Payout.create_id(caller.platform_id,
                                                                  request.payout_id))
@@ -102,26 +102,29 @@ class FinanceService(Base, finance_pb2_grpc.FinanceServiceServicer):
         await self.write(caller, c.BeginClosingDay.first_step_of(close))
         await failpoints.reached_async("close_day.after_begin")
         statement = await drawn_statement(self.app, self.models, caller.platform_id,
-                                          request.day, lambda at: self.caught_up(at, context))
+                                          request.day, lambda at: self.caught_up(at, context),
+                                          self.audit)
         outcome, book = await self.write(caller, dataclasses.replace(close, statement=statement))
         return finance_pb2.CloseDayResponse(
-            statement=convert.day_statement(book.closed[request.day], closed=True),
+            statement=convert.day_statement(book.closed[request.day], closed=True,
+                                            platform=caller.platform_id),
             receipt=convert.receipt(outcome))
 
-    @rpc(FINANCE)
+    @rpc(FINANCE, AUDITOR)
     async def GetDayStatement(self, request, context, caller):  # type: ignore[no-untyped-def]
         check_days(("day", request.day))
         book = await self.read(self.app.find, PeriodBook.create_id(caller.platform_id))
         if book is not None and request.day in book.closed:
             return finance_pb2.GetDayStatementResponse(
-                statement=convert.day_statement(book.closed[request.day], closed=True))
+                statement=convert.day_statement(book.closed[request.day], closed=True,
+                                                platform=caller.platform_id))
         await self.caught_up(request.min_log_position, context)
         statement = await self.read(self.models.day_statement, caller.platform_id, request.day,
                                     self.app.timezone)
         return finance_pb2.GetDayStatementResponse(
             statement=convert.day_statement(statement, closed=False))
 
-    @rpc(FINANCE)
+    @rpc(FINANCE, AUDITOR)
     async def GetAccountStatement(self, request, context, caller):  # type: ignore[no-untyped-def]
         check_days(("from_day", request.from_day), ("to_day", request.to_day))
         if request.to_day < request.from_day:

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import TypeVar
 
 from ledger.api import convert
-from ledger.api.auth import ADMIN, FINANCE, STOREFRONT
+from ledger.api.auth import ADMIN, AUDITOR, FINANCE, STOREFRONT
 from ledger.api.servicers import Base, rpc
 from ledger.application.commands import check_month
 from ledger.domain.errors import InvalidInput, NotFound, check
@@ -17,7 +17,7 @@ from projections.balances import KINDS, Balance, sort_value
 from projections.clock import END_OF_TIME, from_micros, micros
 from projections.team import Node
 
-ANY_KEY = (STOREFRONT, ADMIN, FINANCE)
+ANY_KEY = (STOREFRONT, ADMIN, FINANCE, AUDITOR)
 MAX_PAGE = 1000
 DEFAULT_PAGE = 100
 MAX_SUBTREE_DEPTH = 100

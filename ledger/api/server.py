@@ -7,12 +7,14 @@ import threading
 import uuid
 from collections.abc import Callable
 from datetime import datetime
+from pathlib import Path
 
 import grpc
 import structlog
 from grpc_health.v1 import health, health_pb2
 from grpc_reflection.v1alpha import reflection, reflection_pb2
 
+from ledger.api.audit import AuditService
 from ledger.api.auth import KeyRing
 from ledger.api.closing import ClosingFinisher
 from ledger.api.finance import FinanceService
@@ -21,6 +23,8 @@ from ledger.api.listen import server_options
 from ledger.api.reports import ReportService
 from ledger.api.requests import add_service
 from ledger.api.servicers import AdminService, StorefrontService
+from ledger.application.audit_store import AuditLog
+from ledger.application.audit_trail import AuditTrail, load_or_create_signer
 from ledger.application.commands import Caller, RunSettlement
 from ledger.application.group_commit import GroupCommitter
 from ledger.application.handlers import MAX_SETTLEMENT_BATCH
@@ -28,7 +32,7 @@ from ledger.application.ledger_app import LedgerApplication, utc_now
 from ledger.bootstrap import build_application
 from ledger.config import ConfigError, Settings, redact
 from ledger.outages import Outage
-from ledger.v1 import admin_pb2, finance_pb2, report_pb2, storefront_pb2
+from ledger.v1 import admin_pb2, audit_pb2, finance_pb2, report_pb2, storefront_pb2
 from projections.clock import Calendar, micros
 from projections.reader import ReadModels
 from projections.runner import ProjectionRunner
@@ -40,6 +44,7 @@ SERVICES = (
     admin_pb2.DESCRIPTOR.services_by_name["AdminService"],
     report_pb2.DESCRIPTOR.services_by_name["ReportService"],
     finance_pb2.DESCRIPTOR.services_by_name["FinanceService"],
+    audit_pb2.DESCRIPTOR.services_by_name["AuditService"],
 )
 SERVICE_NAMES = tuple(service.full_name for service in SERVICES)
 HEALTH = health_pb2.DESCRIPTOR.services_by_name["Health"]
@@ -111,8 +116,10 @@ class LedgerServer:
             on_commit=self.runner.wake if self.runner else None,
         )
         self.keys = keys
+        self.audit = AuditTrail(AuditLog(self.app),
+                                load_or_create_signer(Path(settings.audit_key_file)))
         self.finisher = ClosingFinisher(self.app, self.writer, self.models,
-                                        self.processed_position)
+                                        self.processed_position, self.audit)
         self.port = 0
         self._scheduled: asyncio.Task[None] | None = None
         self._watching: asyncio.Task[None] | None = None
@@ -135,14 +142,15 @@ class LedgerServer:
         if self.watcher is not None:
             self.watcher.start()
         self.writer.start()
+        self.audit.publish_key()
         self.health_watch = HealthWatch(
             self.health, ("", *SERVICE_NAMES), self.probe,
             interval=self.settings.health_interval, max_stall=self.settings.health_max_stall)
         parts = (self.app, self.writer, self.keys, self.models, self.processed_position)
-        gate = {"store_down": self.health_watch.store_down}
+        gate = {"store_down": self.health_watch.store_down, "audit": self.audit}
         servicers = (StorefrontService(*parts, **gate), AdminService(*parts, **gate),
                      ReportService(*parts, **gate), FinanceService(*parts, **gate),
-                     self.health, reflection.aio.ReflectionServicer(
+                     AuditService(*parts, **gate), self.health, reflection.aio.ReflectionServicer(
                          (*SERVICE_NAMES, health.SERVICE_NAME, reflection.SERVICE_NAME)))
         for service, servicer in zip((*SERVICES, HEALTH, REFLECTION), servicers, strict=True):
             add_service(self.server, service, servicer)  # see requests.py

@@ -16,6 +16,7 @@ from ledger.api import convert
 from ledger.api.auth import ADMIN, STOREFRONT, KeyRing
 from ledger.api.errors import abort, abort_code, status_for
 from ledger.application import commands as c
+from ledger.application.audit_trail import AuditTrail
 from ledger.application.group_commit import GroupCommitter
 from ledger.application.handlers import MAX_SETTLEMENT_BATCH
 from ledger.application.ledger_app import LedgerApplication, Outcome
@@ -58,11 +59,13 @@ def rpc(*roles: str) -> Callable[[Method], Callable[..., Awaitable[Any]]]:
 class Base:
     def __init__(self, app: LedgerApplication, writer: GroupCommitter, keys: KeyRing,
                  models: ReadModels, processed: Callable[[], int], *,
-                 store_down: Callable[[], bool] = lambda: False) -> None:
+                 store_down: Callable[[], bool] = lambda: False,
+                 audit: AuditTrail | None = None) -> None:
         """``store_down``: whether the health probe last found the store unreachable; calls
         are then answered UNAVAILABLE at once, rather than each waiting on a connection
         that cannot be made until its deadline."""
         self.store_down = store_down
+        self.audit = audit  # signs heads (CloseDay) and answers proofs (AuditService)
         self.app = app
         self.writer = writer
         self.keys = keys

@@ -152,9 +152,13 @@ class LedgerApplication(Application[UUID]):
 
         Application.save() would do the same after checking every object against runtime
         Protocols, a few percent of the writer's time for nothing (all are our aggregates)."""
-        return self.events.put(
-            [event for aggregate in aggregates for event in aggregate.collect_events()],
-            unchanged=unchanged or {})
+        events: list[Any] = []
+        platforms: list[str] = []  # each event's platform, for its audit tree
+        for aggregate in aggregates:
+            new = aggregate.collect_events()
+            events += new
+            platforms += [aggregate.platform_id] * len(new)
+        return self.events.put(events, unchanged=unchanged or {}, platforms=platforms)
 
     def _receipt_positions(self, key_ids: Sequence[UUID], recordings: Sequence[Recording[UUID]]
                            ) -> dict[UUID, int]:

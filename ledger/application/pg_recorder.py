@@ -21,6 +21,7 @@ from psycopg.rows import DictRow
 from psycopg.sql import SQL, Identifier
 
 from ledger import failpoints
+from ledger.application.audit_store import POSTGRES_DDL, TreeAppender
 from ledger.application.store_reads import CURRENT_VERSIONS_POSTGRES
 
 
@@ -36,12 +37,15 @@ class LedgerPostgresRecorder(PostgresApplicationRecorder):
         ).format(Identifier(datastore.schema), Identifier(events_table_name))
         self.current_versions_statement = SQL(CURRENT_VERSIONS_POSTGRES).format(
             table=Identifier(datastore.schema, events_table_name))
+        self.lock_statement = SQL("SELECT pg_advisory_xact_lock(hashtext({}))").format(
+            f"ledger-log:{datastore.schema}.{events_table_name}")
+        self.trees = TreeAppender(postgres=True, schema=datastore.schema)
 
     def _insert_stored_events(
         self, curs: Cursor[DictRow], stored_events: Sequence[StoredEvent], *,
         unchanged: Mapping[UUID, int] | None = None, **_: Any
     ) -> None:
-        self._lock_table(curs)
+        self._lock_log(curs)
         self._notify_channel(curs)
         if unchanged:
             self._check_unchanged(curs, unchanged)
@@ -54,6 +58,25 @@ class LedgerPostgresRecorder(PostgresApplicationRecorder):
                 [e.state for e in stored_events],
             ),
         )
+
+    def _lock_log(self, curs: Cursor[DictRow]) -> None:
+        """Serialises the transactions that append to the log, so that positions become
+        visible in commit order (a reader never passes a position that commits later) and
+        each platform's tree is extended by one writer at a time.
+
+        A transaction-level advisory lock, where the library takes LOCK TABLE … EXCLUSIVE:
+        that needs UPDATE or DELETE rights on the log, which the service's role must not
+        have (the log is append-only). Every writer of the log is this recorder, so all of
+        them take it; readers take nothing and are never blocked."""
+        curs.execute(self.lock_statement, prepare=True)
+
+    def create_table(self) -> None:
+        """The library's events table, then the audit trees' tables beside it."""
+        super().create_table()
+        with self.datastore.transaction(commit=True) as curs:
+            for statement in POSTGRES_DDL:
+                curs.execute(statement.format(schema=Identifier(self.datastore.schema)
+                                              .as_string(curs)))
 
     def _check_unchanged(self, curs: Cursor[DictRow], unchanged: Mapping[UUID, int]) -> None:
         """Under the table lock nothing else commits: an aggregate still at the version the
@@ -69,5 +92,7 @@ class LedgerPostgresRecorder(PostgresApplicationRecorder):
         self, curs: Cursor[DictRow], stored_events: Sequence[StoredEvent], **kwargs: Any
     ) -> Sequence[int] | None:
         ids = super()._fetch_ids_after_insert_events(curs, stored_events, **kwargs)
+        assert ids is not None
+        self.trees.append(curs, kwargs["platforms"], ids, stored_events)
         failpoints.inside_commit()  # a crash test's way in: inserted, not committed
         return ids

@@ -103,14 +103,20 @@ class Signer:
 
     def save(self, path: Path) -> None:
         """Writes the private key (PEM, PKCS#8), readable by its owner only; never
-        overwrites an existing file (a lost signing key cannot be made again)."""
+        overwrites an existing file (a lost signing key cannot be made again). The file
+        appears whole or not at all (written aside, then linked into place), so a process
+        starting at the same moment never reads half a key."""
         pem = self._key.private_bytes(serialization.Encoding.PEM,
                                       serialization.PrivateFormat.PKCS8,
                                       serialization.NoEncryption())
         path.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        except FileExistsError:
-            raise KeyFileError(f"{path} exists already; it is never overwritten") from None
+        aside = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        fd = os.open(aside, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "wb") as out:
             out.write(pem)
+        try:
+            os.link(aside, path)
+        except FileExistsError:
+            raise KeyFileError(f"{path} exists already; it is never overwritten") from None
+        finally:
+            aside.unlink()

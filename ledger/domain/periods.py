@@ -66,6 +66,13 @@ class DayStatement:
     first_position: int
     last_position: int
     digest: str  # sha256 over the day's movements, in log order
+    # The platform's audit tree head signed when the statement was drawn: the statement
+    # covers exactly that history (docs/audit-format.md). Empty for days closed before.
+    tree_size: int = 0
+    tree_root: str = ""  # hex
+    head_signed_at_us: int = 0
+    head_key_id: str = ""
+    head_signature: str = ""  # hex
 
 
 def local_day(at: datetime, timezone: str) -> str:

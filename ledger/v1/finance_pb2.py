@@ -23,68 +23,69 @@ _sym_db = _symbol_database.Default()
 
 
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
+from ledger.v1 import audit_pb2 as ledger_dot_v1_dot_audit__pb2
 from ledger.v1 import common_pb2 as ledger_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17ledger/v1/finance.proto\x12\tledger.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x16ledger/v1/common.proto\"\x92\x02\n\x06Payout\x12\x11\n\tpayout_id\x18\x01 \x01(\t\x12\x0f\n\x07\x61\x63\x63ount\x18\x02 \x01(\t\x12\x10\n\x08\x63urrency\x18\x03 \x01(\t\x12\x0e\n\x06\x61mount\x18\x04 \x01(\x03\x12\'\n\x06status\x18\x05 \x01(\x0e\x32\x17.ledger.v1.PayoutStatus\x12\x14\n\x0crequested_by\x18\x06 \x01(\t\x12\x30\n\x0crequested_at\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nupdated_at\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x11\n\treference\x18\t \x01(\t\x12\x0e\n\x06reason\x18\n \x01(\t\"U\n\x12ListPayableRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\x12\x18\n\x10min_log_position\x18\x03 \x01(\x03\"h\n\x13ListPayableResponse\x12\"\n\x07payouts\x18\x01 \x03(\x0b\x32\x11.ledger.v1.Payout\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\x12\x14\n\x0clog_position\x18\x03 \x01(\x03\"b\n\x14RequestPayoutRequest\x12\x17\n\x0fidempotency_key\x18\x01 \x01(\t\x12\x0f\n\x07\x61\x63\x63ount\x18\x02 \x01(\t\x12\x10\n\x08\x63urrency\x18\x03 \x01(\t\x12\x0e\n\x06\x61mount\x18\x04 \x01(\x03\"d\n\x15RequestPayoutResponse\x12!\n\x06payout\x18\x01 \x01(\x0b\x32\x11.ledger.v1.Payout\x12(\n\x07receipt\x18\x02 \x01(\x0b\x32\x17.ledger.v1.WriteReceipt\"B\n\x14\x41pprovePayoutRequest\x12\x17\n\x0fidempotency_key\x18\x01 \x01(\t\x12\x11\n\tpayout_id\x18\x02 \x01(\t\"d\n\x15\x41pprovePayoutResponse\x12!\n\x06payout\x18\x01 \x01(\x0b\x32\x11.ledger.v1.Payout\x12(\n\x07receipt\x18\x02 \x01(\x0b\x32\x17.ledger.v1.WriteReceipt\"Q\n\x13RejectPayoutRequest\x12\x17\n\x0fidempotency_key\x18\x01 \x01(\t\x12\x11\n\tpayout_id\x18\x02 \x01(\t\x12\x0e\n\x06reason\x18\x03 \x01(\t\"c\n\x14RejectPayoutResponse\x12!\n\x06payout\x18\x01 \x01(\x0b\x32\x11.ledger.v1.Payout\x12(\n\x07receipt\x18\x02 \x01(\x0b\x32\x17.ledger.v1.WriteReceipt\"V\n\x15MarkPayoutPaidRequest\x12\x17\n\x0fidempotency_key\x18\x01 \x01(\t\x12\x11\n\tpayout_id\x18\x02 \x01(\t\x12\x11\n\treference\x18\x03 \x01(\t\"e\n\x16MarkPayoutPaidResponse\x12!\n\x06payout\x18\x01 \x01(\x0b\x32\x11.ledger.v1.Payout\x12(\n\x07receipt\x18\x02 \x01(\x0b\x32\x17.ledger.v1.WriteReceipt\"U\n\x17MarkPayoutFailedRequest\x12\x17\n\x0fidempotency_key\x18\x01 \x01(\t\x12\x11\n\tpayout_id\x18\x02 \x01(\t\x12\x0e\n\x06reason\x18\x03 \x01(\t\"g\n\x18MarkPayoutFailedResponse\x12!\n\x06payout\x18\x01 \x01(\x0b\x32\x11.ledger.v1.Payout\x12(\n\x07receipt\x18\x02 \x01(\x0b\x32\x17.ledger.v1.WriteReceipt\"%\n\x10GetPayoutRequest\x12\x11\n\tpayout_id\x18\x01 \x01(\t\"6\n\x11GetPayoutResponse\x12!\n\x06payout\x18\x01 \x01(\x0b\x32\x11.ledger.v1.Payout\"7\n\x0f\x43loseDayRequest\x12\x17\n\x0fidempotency_key\x18\x01 \x01(\t\x12\x0b\n\x03\x64\x61y\x18\x02 \x01(\t\"h\n\x10\x43loseDayResponse\x12*\n\tstatement\x18\x01 \x01(\x0b\x32\x17.ledger.v1.DayStatement\x12(\n\x07receipt\x18\x02 \x01(\x0b\x32\x17.ledger.v1.WriteReceipt\"?\n\x16GetDayStatementRequest\x12\x0b\n\x03\x64\x61y\x18\x01 \x01(\t\x12\x18\n\x10min_log_position\x18\x02 \x01(\x03\"E\n\x17GetDayStatementResponse\x12*\n\tstatement\x18\x01 \x01(\x0b\x32\x17.ledger.v1.DayStatement\"-\n\rMovementTotal\x12\x0c\n\x04kind\x18\x01 \x01(\t\x12\x0e\n\x06\x61mount\x18\x02 \x01(\x03\"\x91\x01\n\rStatementLine\x12\x0f\n\x07\x61\x63\x63ount\x18\x01 \x01(\t\x12\x10\n\x08\x63urrency\x18\x02 \x01(\t\x12\x0f\n\x07opening\x18\x03 \x01(\x03\x12+\n\tmovements\x18\x04 \x03(\x0b\x32\x18.ledger.v1.MovementTotal\x12\x0f\n\x07\x63losing\x18\x05 \x01(\x03\x12\x0e\n\x06\x62ucket\x18\x06 \x01(\t\"\xb8\x01\n\x0c\x44\x61yStatement\x12\x0b\n\x03\x64\x61y\x18\x01 \x01(\t\x12\x10\n\x08timezone\x18\x02 \x01(\t\x12\x0e\n\x06\x63losed\x18\x03 \x01(\x08\x12\'\n\x05lines\x18\x04 \x03(\x0b\x32\x18.ledger.v1.StatementLine\x12\x11\n\tmovements\x18\x05 \x01(\x03\x12\x16\n\x0e\x66irst_position\x18\x06 \x01(\x03\x12\x15\n\rlast_position\x18\x07 \x01(\x03\x12\x0e\n\x06\x64igest\x18\x08 \x01(\t\"i\n\x1aGetAccountStatementRequest\x12\x0f\n\x07\x61\x63\x63ount\x18\x01 \x01(\t\x12\x10\n\x08\x66rom_day\x18\x02 \x01(\t\x12\x0e\n\x06to_day\x18\x03 \x01(\t\x12\x18\n\x10min_log_position\x18\x04 \x01(\x03\"\x9b\x01\n\x0f\x41\x63\x63ountMovement\x12\x10\n\x08position\x18\x01 \x01(\x03\x12&\n\x02\x61t\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x10\n\x08\x63urrency\x18\x03 \x01(\t\x12\x0e\n\x06\x62ucket\x18\x04 \x01(\t\x12\x0e\n\x06\x61mount\x18\x05 \x01(\x03\x12\x0c\n\x04kind\x18\x06 \x01(\t\x12\x0e\n\x06source\x18\x07 \x01(\t\"\x9d\x01\n\x1bGetAccountStatementResponse\x12\x0f\n\x07\x61\x63\x63ount\x18\x01 \x01(\t\x12-\n\tmovements\x18\x02 \x03(\x0b\x32\x1a.ledger.v1.AccountMovement\x12(\n\x06totals\x18\x03 \x03(\x0b\x32\x18.ledger.v1.StatementLine\x12\x14\n\x0clog_position\x18\x04 \x01(\x03*\xb4\x01\n\x0cPayoutStatus\x12\x1d\n\x19PAYOUT_STATUS_UNSPECIFIED\x10\x00\x12\x1b\n\x17PAYOUT_STATUS_REQUESTED\x10\x01\x12\x1a\n\x16PAYOUT_STATUS_APPROVED\x10\x02\x12\x1a\n\x16PAYOUT_STATUS_REJECTED\x10\x03\x12\x16\n\x12PAYOUT_STATUS_PAID\x10\x04\x12\x18\n\x14PAYOUT_STATUS_FAILED\x10\x05\x32\xd8\x06\n\x0e\x46inanceService\x12L\n\x0bListPayable\x12\x1d.ledger.v1.ListPayableRequest\x1a\x1e.ledger.v1.ListPayableResponse\x12R\n\rRequestPayout\x12\x1f.ledger.v1.RequestPayoutRequest\x1a .ledger.v1.RequestPayoutResponse\x12R\n\rApprovePayout\x12\x1f.ledger.v1.ApprovePayoutRequest\x1a .ledger.v1.ApprovePayoutResponse\x12O\n\x0cRejectPayout\x12\x1e.ledger.v1.RejectPayoutRequest\x1a\x1f.ledger.v1.RejectPayoutResponse\x12U\n\x0eMarkPayoutPaid\x12 .ledger.v1.MarkPayoutPaidRequest\x1a!.ledger.v1.MarkPayoutPaidResponse\x12[\n\x10MarkPayoutFailed\x12\".ledger.v1.MarkPayoutFailedRequest\x1a#.ledger.v1.MarkPayoutFailedResponse\x12\x46\n\tGetPayout\x12\x1b.ledger.v1.GetPayoutRequest\x1a\x1c.ledger.v1.GetPayoutResponse\x12\x43\n\x08\x43loseDay\x12\x1a.ledger.v1.CloseDayRequest\x1a\x1b.ledger.v1.CloseDayResponse\x12X\n\x0fGetDayStatement\x12!.ledger.v1.GetDayStatementRequest\x1a\".ledger.v1.GetDayStatementResponse\x12\x64\n\x13GetAccountStatement\x12%.ledger.v1.GetAccountStatementRequest\x1a&.ledger.v1.GetAccountStatementResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17ledger/v1/finance.proto\x12\tledger.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x15ledger/v1/audit.proto\x1a\x16ledger/v1/common.proto\"\x92\x02\n\x06Payout\x12\x11\n\tpayout_id\x18\x01 \x01(\t\x12\x0f\n\x07\x61\x63\x63ount\x18\x02 \x01(\t\x12\x10\n\x08\x63urrency\x18\x03 \x01(\t\x12\x0e\n\x06\x61mount\x18\x04 \x01(\x03\x12\'\n\x06status\x18\x05 \x01(\x0e\x32\x17.ledger.v1.PayoutStatus\x12\x14\n\x0crequested_by\x18\x06 \x01(\t\x12\x30\n\x0crequested_at\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nupdated_at\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x11\n\treference\x18\t \x01(\t\x12\x0e\n\x06reason\x18\n \x01(\t\"U\n\x12ListPayableRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\x12\x18\n\x10min_log_position\x18\x03 \x01(\x03\"h\n\x13ListPayableResponse\x12\"\n\x07payouts\x18\x01 \x03(\x0b\x32\x11.ledger.v1.Payout\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\x12\x14\n\x0clog_position\x18\x03 \x01(\x03\"b\n\x14RequestPayoutRequest\x12\x17\n\x0fidempotency_key\x18\x01 \x01(\t\x12\x0f\n\x07\x61\x63\x63ount\x18\x02 \x01(\t\x12\x10\n\x08\x63urrency\x18\x03 \x01(\t\x12\x0e\n\x06\x61mount\x18\x04 \x01(\x03\"d\n\x15RequestPayoutResponse\x12!\n\x06payout\x18\x01 \x01(\x0b\x32\x11.ledger.v1.Payout\x12(\n\x07receipt\x18\x02 \x01(\x0b\x32\x17.ledger.v1.WriteReceipt\"B\n\x14\x41pprovePayoutRequest\x12\x17\n\x0fidempotency_key\x18\x01 \x01(\t\x12\x11\n\tpayout_id\x18\x02 \x01(\t\"d\n\x15\x41pprovePayoutResponse\x12!\n\x06payout\x18\x01 \x01(\x0b\x32\x11.ledger.v1.Payout\x12(\n\x07receipt\x18\x02 \x01(\x0b\x32\x17.ledger.v1.WriteReceipt\"Q\n\x13RejectPayoutRequest\x12\x17\n\x0fidempotency_key\x18\x01 \x01(\t\x12\x11\n\tpayout_id\x18\x02 \x01(\t\x12\x0e\n\x06reason\x18\x03 \x01(\t\"c\n\x14RejectPayoutResponse\x12!\n\x06payout\x18\x01 \x01(\x0b\x32\x11.ledger.v1.Payout\x12(\n\x07receipt\x18\x02 \x01(\x0b\x32\x17.ledger.v1.WriteReceipt\"V\n\x15MarkPayoutPaidRequest\x12\x17\n\x0fidempotency_key\x18\x01 \x01(\t\x12\x11\n\tpayout_id\x18\x02 \x01(\t\x12\x11\n\treference\x18\x03 \x01(\t\"e\n\x16MarkPayoutPaidResponse\x12!\n\x06payout\x18\x01 \x01(\x0b\x32\x11.ledger.v1.Payout\x12(\n\x07receipt\x18\x02 \x01(\x0b\x32\x17.ledger.v1.WriteReceipt\"U\n\x17MarkPayoutFailedRequest\x12\x17\n\x0fidempotency_key\x18\x01 \x01(\t\x12\x11\n\tpayout_id\x18\x02 \x01(\t\x12\x0e\n\x06reason\x18\x03 \x01(\t\"g\n\x18MarkPayoutFailedResponse\x12!\n\x06payout\x18\x01 \x01(\x0b\x32\x11.ledger.v1.Payout\x12(\n\x07receipt\x18\x02 \x01(\x0b\x32\x17.ledger.v1.WriteReceipt\"%\n\x10GetPayoutRequest\x12\x11\n\tpayout_id\x18\x01 \x01(\t\"6\n\x11GetPayoutResponse\x12!\n\x06payout\x18\x01 \x01(\x0b\x32\x11.ledger.v1.Payout\"7\n\x0f\x43loseDayRequest\x12\x17\n\x0fidempotency_key\x18\x01 \x01(\t\x12\x0b\n\x03\x64\x61y\x18\x02 \x01(\t\"h\n\x10\x43loseDayResponse\x12*\n\tstatement\x18\x01 \x01(\x0b\x32\x17.ledger.v1.DayStatement\x12(\n\x07receipt\x18\x02 \x01(\x0b\x32\x17.ledger.v1.WriteReceipt\"?\n\x16GetDayStatementRequest\x12\x0b\n\x03\x64\x61y\x18\x01 \x01(\t\x12\x18\n\x10min_log_position\x18\x02 \x01(\x03\"E\n\x17GetDayStatementResponse\x12*\n\tstatement\x18\x01 \x01(\x0b\x32\x17.ledger.v1.DayStatement\"-\n\rMovementTotal\x12\x0c\n\x04kind\x18\x01 \x01(\t\x12\x0e\n\x06\x61mount\x18\x02 \x01(\x03\"\x91\x01\n\rStatementLine\x12\x0f\n\x07\x61\x63\x63ount\x18\x01 \x01(\t\x12\x10\n\x08\x63urrency\x18\x02 \x01(\t\x12\x0f\n\x07opening\x18\x03 \x01(\x03\x12+\n\tmovements\x18\x04 \x03(\x0b\x32\x18.ledger.v1.MovementTotal\x12\x0f\n\x07\x63losing\x18\x05 \x01(\x03\x12\x0e\n\x06\x62ucket\x18\x06 \x01(\t\"\xe1\x01\n\x0c\x44\x61yStatement\x12\x0b\n\x03\x64\x61y\x18\x01 \x01(\t\x12\x10\n\x08timezone\x18\x02 \x01(\t\x12\x0e\n\x06\x63losed\x18\x03 \x01(\x08\x12\'\n\x05lines\x18\x04 \x03(\x0b\x32\x18.ledger.v1.StatementLine\x12\x11\n\tmovements\x18\x05 \x01(\x03\x12\x16\n\x0e\x66irst_position\x18\x06 \x01(\x03\x12\x15\n\rlast_position\x18\x07 \x01(\x03\x12\x0e\n\x06\x64igest\x18\x08 \x01(\t\x12\'\n\x04head\x18\t \x01(\x0b\x32\x19.ledger.v1.SignedTreeHead\"i\n\x1aGetAccountStatementRequest\x12\x0f\n\x07\x61\x63\x63ount\x18\x01 \x01(\t\x12\x10\n\x08\x66rom_day\x18\x02 \x01(\t\x12\x0e\n\x06to_day\x18\x03 \x01(\t\x12\x18\n\x10min_log_position\x18\x04 \x01(\x03\"\x9b\x01\n\x0f\x41\x63\x63ountMovement\x12\x10\n\x08position\x18\x01 \x01(\x03\x12&\n\x02\x61t\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x10\n\x08\x63urrency\x18\x03 \x01(\t\x12\x0e\n\x06\x62ucket\x18\x04 \x01(\t\x12\x0e\n\x06\x61mount\x18\x05 \x01(\x03\x12\x0c\n\x04kind\x18\x06 \x01(\t\x12\x0e\n\x06source\x18\x07 \x01(\t\"\x9d\x01\n\x1bGetAccountStatementResponse\x12\x0f\n\x07\x61\x63\x63ount\x18\x01 \x01(\t\x12-\n\tmovements\x18\x02 \x03(\x0b\x32\x1a.ledger.v1.AccountMovement\x12(\n\x06totals\x18\x03 \x03(\x0b\x32\x18.ledger.v1.StatementLine\x12\x14\n\x0clog_position\x18\x04 \x01(\x03*\xb4\x01\n\x0cPayoutStatus\x12\x1d\n\x19PAYOUT_STATUS_UNSPECIFIED\x10\x00\x12\x1b\n\x17PAYOUT_STATUS_REQUESTED\x10\x01\x12\x1a\n\x16PAYOUT_STATUS_APPROVED\x10\x02\x12\x1a\n\x16PAYOUT_STATUS_REJECTED\x10\x03\x12\x16\n\x12PAYOUT_STATUS_PAID\x10\x04\x12\x18\n\x14PAYOUT_STATUS_FAILED\x10\x05\x32\xd8\x06\n\x0e\x46inanceService\x12L\n\x0bListPayable\x12\x1d.ledger.v1.ListPayableRequest\x1a\x1e.ledger.v1.ListPayableResponse\x12R\n\rRequestPayout\x12\x1f.ledger.v1.RequestPayoutRequest\x1a .ledger.v1.RequestPayoutResponse\x12R\n\rApprovePayout\x12\x1f.ledger.v1.ApprovePayoutRequest\x1a .ledger.v1.ApprovePayoutResponse\x12O\n\x0cRejectPayout\x12\x1e.ledger.v1.RejectPayoutRequest\x1a\x1f.ledger.v1.RejectPayoutResponse\x12U\n\x0eMarkPayoutPaid\x12 .ledger.v1.MarkPayoutPaidRequest\x1a!.ledger.v1.MarkPayoutPaidResponse\x12[\n\x10MarkPayoutFailed\x12\".ledger.v1.MarkPayoutFailedRequest\x1a#.ledger.v1.MarkPayoutFailedResponse\x12\x46\n\tGetPayout\x12\x1b.ledger.v1.GetPayoutRequest\x1a\x1c.ledger.v1.GetPayoutResponse\x12\x43\n\x08\x43loseDay\x12\x1a.ledger.v1.CloseDayRequest\x1a\x1b.ledger.v1.CloseDayResponse\x12X\n\x0fGetDayStatement\x12!.ledger.v1.GetDayStatementRequest\x1a\".ledger.v1.GetDayStatementResponse\x12\x64\n\x13GetAccountStatement\x12%.ledger.v1.GetAccountStatementRequest\x1a&.ledger.v1.GetAccountStatementResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'ledger.v1.finance_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_PAYOUTSTATUS']._serialized_start=2706
-  _globals['_PAYOUTSTATUS']._serialized_end=2886
-  _globals['_PAYOUT']._serialized_start=96
-  _globals['_PAYOUT']._serialized_end=370
-  _globals['_LISTPAYABLEREQUEST']._serialized_start=372
-  _globals['_LISTPAYABLEREQUEST']._serialized_end=457
-  _globals['_LISTPAYABLERESPONSE']._serialized_start=459
-  _globals['_LISTPAYABLERESPONSE']._serialized_end=563
-  _globals['_REQUESTPAYOUTREQUEST']._serialized_start=565
-  _globals['_REQUESTPAYOUTREQUEST']._serialized_end=663
-  _globals['_REQUESTPAYOUTRESPONSE']._serialized_start=665
-  _globals['_REQUESTPAYOUTRESPONSE']._serialized_end=765
-  _globals['_APPROVEPAYOUTREQUEST']._serialized_start=767
-  _globals['_APPROVEPAYOUTREQUEST']._serialized_end=833
-  _globals['_APPROVEPAYOUTRESPONSE']._serialized_start=835
-  _globals['_APPROVEPAYOUTRESPONSE']._serialized_end=935
-  _globals['_REJECTPAYOUTREQUEST']._serialized_start=937
-  _globals['_REJECTPAYOUTREQUEST']._serialized_end=1018
-  _globals['_REJECTPAYOUTRESPONSE']._serialized_start=1020
-  _globals['_REJECTPAYOUTRESPONSE']._serialized_end=1119
-  _globals['_MARKPAYOUTPAIDREQUEST']._serialized_start=1121
-  _globals['_MARKPAYOUTPAIDREQUEST']._serialized_end=1207
-  _globals['_MARKPAYOUTPAIDRESPONSE']._serialized_start=1209
-  _globals['_MARKPAYOUTPAIDRESPONSE']._serialized_end=1310
-  _globals['_MARKPAYOUTFAILEDREQUEST']._serialized_start=1312
-  _globals['_MARKPAYOUTFAILEDREQUEST']._serialized_end=1397
-  _globals['_MARKPAYOUTFAILEDRESPONSE']._serialized_start=1399
-  _globals['_MARKPAYOUTFAILEDRESPONSE']._serialized_end=1502
-  _globals['_GETPAYOUTREQUEST']._serialized_start=1504
-  _globals['_GETPAYOUTREQUEST']._serialized_end=1541
-  _globals['_GETPAYOUTRESPONSE']._serialized_start=1543
-  _globals['_GETPAYOUTRESPONSE']._serialized_end=1597
-  _globals['_CLOSEDAYREQUEST']._serialized_start=1599
-  _globals['_CLOSEDAYREQUEST']._serialized_end=1654
-  _globals['_CLOSEDAYRESPONSE']._serialized_start=1656
-  _globals['_CLOSEDAYRESPONSE']._serialized_end=1760
-  _globals['_GETDAYSTATEMENTREQUEST']._serialized_start=1762
-  _globals['_GETDAYSTATEMENTREQUEST']._serialized_end=1825
-  _globals['_GETDAYSTATEMENTRESPONSE']._serialized_start=1827
-  _globals['_GETDAYSTATEMENTRESPONSE']._serialized_end=1896
-  _globals['_MOVEMENTTOTAL']._serialized_start=1898
-  _globals['_MOVEMENTTOTAL']._serialized_end=1943
-  _globals['_STATEMENTLINE']._serialized_start=1946
-  _globals['_STATEMENTLINE']._serialized_end=2091
-  _globals['_DAYSTATEMENT']._serialized_start=2094
-  _globals['_DAYSTATEMENT']._serialized_end=2278
-  _globals['_GETACCOUNTSTATEMENTREQUEST']._serialized_start=2280
-  _globals['_GETACCOUNTSTATEMENTREQUEST']._serialized_end=2385
-  _globals['_ACCOUNTMOVEMENT']._serialized_start=2388
-  _globals['_ACCOUNTMOVEMENT']._serialized_end=2543
-  _globals['_GETACCOUNTSTATEMENTRESPONSE']._serialized_start=2546
-  _globals['_GETACCOUNTSTATEMENTRESPONSE']._serialized_end=2703
-  _globals['_FINANCESERVICE']._serialized_start=2889
-  _globals['_FINANCESERVICE']._serialized_end=3745
+  _globals['_PAYOUTSTATUS']._serialized_start=2770
+  _globals['_PAYOUTSTATUS']._serialized_end=2950
+  _globals['_PAYOUT']._serialized_start=119
+  _globals['_PAYOUT']._serialized_end=393
+  _globals['_LISTPAYABLEREQUEST']._serialized_start=395
+  _globals['_LISTPAYABLEREQUEST']._serialized_end=480
+  _globals['_LISTPAYABLERESPONSE']._serialized_start=482
+  _globals['_LISTPAYABLERESPONSE']._serialized_end=586
+  _globals['_REQUESTPAYOUTREQUEST']._serialized_start=588
+  _globals['_REQUESTPAYOUTREQUEST']._serialized_end=686
+  _globals['_REQUESTPAYOUTRESPONSE']._serialized_start=688
+  _globals['_REQUESTPAYOUTRESPONSE']._serialized_end=788
+  _globals['_APPROVEPAYOUTREQUEST']._serialized_start=790
+  _globals['_APPROVEPAYOUTREQUEST']._serialized_end=856
+  _globals['_APPROVEPAYOUTRESPONSE']._serialized_start=858
+  _globals['_APPROVEPAYOUTRESPONSE']._serialized_end=958
+  _globals['_REJECTPAYOUTREQUEST']._serialized_start=960
+  _globals['_REJECTPAYOUTREQUEST']._serialized_end=1041
+  _globals['_REJECTPAYOUTRESPONSE']._serialized_start=1043
+  _globals['_REJECTPAYOUTRESPONSE']._serialized_end=1142
+  _globals['_MARKPAYOUTPAIDREQUEST']._serialized_start=1144
+  _globals['_MARKPAYOUTPAIDREQUEST']._serialized_end=1230
+  _globals['_MARKPAYOUTPAIDRESPONSE']._serialized_start=1232
+  _globals['_MARKPAYOUTPAIDRESPONSE']._serialized_end=1333
+  _globals['_MARKPAYOUTFAILEDREQUEST']._serialized_start=1335
+  _globals['_MARKPAYOUTFAILEDREQUEST']._serialized_end=1420
+  _globals['_MARKPAYOUTFAILEDRESPONSE']._serialized_start=1422
+  _globals['_MARKPAYOUTFAILEDRESPONSE']._serialized_end=1525
+  _globals['_GETPAYOUTREQUEST']._serialized_start=1527
+  _globals['_GETPAYOUTREQUEST']._serialized_end=1564
+  _globals['_GETPAYOUTRESPONSE']._serialized_start=1566
+  _globals['_GETPAYOUTRESPONSE']._serialized_end=1620
+  _globals['_CLOSEDAYREQUEST']._serialized_start=1622
+  _globals['_CLOSEDAYREQUEST']._serialized_end=1677
+  _globals['_CLOSEDAYRESPONSE']._serialized_start=1679
+  _globals['_CLOSEDAYRESPONSE']._serialized_end=1783
+  _globals['_GETDAYSTATEMENTREQUEST']._serialized_start=1785
+  _globals['_GETDAYSTATEMENTREQUEST']._serialized_end=1848
+  _globals['_GETDAYSTATEMENTRESPONSE']._serialized_start=1850
+  _globals['_GETDAYSTATEMENTRESPONSE']._serialized_end=1919
+  _globals['_MOVEMENTTOTAL']._serialized_start=1921
+  _globals['_MOVEMENTTOTAL']._serialized_end=1966
+  _globals['_STATEMENTLINE']._serialized_start=1969
+  _globals['_STATEMENTLINE']._serialized_end=2114
+  _globals['_DAYSTATEMENT']._serialized_start=2117
+  _globals['_DAYSTATEMENT']._serialized_end=2342
+  _globals['_GETACCOUNTSTATEMENTREQUEST']._serialized_start=2344
+  _globals['_GETACCOUNTSTATEMENTREQUEST']._serialized_end=2449
+  _globals['_ACCOUNTMOVEMENT']._serialized_start=2452
+  _globals['_ACCOUNTMOVEMENT']._serialized_end=2607
+  _globals['_GETACCOUNTSTATEMENTRESPONSE']._serialized_start=2610
+  _globals['_GETACCOUNTSTATEMENTRESPONSE']._serialized_end=2767
+  _globals['_FINANCESERVICE']._serialized_start=2953
+  _globals['_FINANCESERVICE']._serialized_end=3809
 # @@protoc_insertion_point(module_scope)

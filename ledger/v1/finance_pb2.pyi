@@ -9,6 +9,7 @@ from google.protobuf import message as _message
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
+from ledger.v1 import audit_pb2 as _audit_pb2
 from ledger.v1 import common_pb2 as _common_pb2
 import builtins as _builtins
 import sys
@@ -598,6 +599,7 @@ class DayStatement(_message.Message):
     FIRST_POSITION_FIELD_NUMBER: _builtins.int
     LAST_POSITION_FIELD_NUMBER: _builtins.int
     DIGEST_FIELD_NUMBER: _builtins.int
+    HEAD_FIELD_NUMBER: _builtins.int
     day: _builtins.str
     timezone: _builtins.str
     closed: _builtins.bool
@@ -610,6 +612,13 @@ class DayStatement(_message.Message):
     digest: _builtins.str
     @_builtins.property
     def lines(self) -> _containers.RepeatedCompositeFieldContainer[Global___StatementLine]: ...
+    @_builtins.property
+    def head(self) -> _audit_pb2.SignedTreeHead:
+        """For a closed day: the platform's audit tree head signed when its statement was drawn,
+        over exactly the history the statement was drawn from (AuditService). Unset for days
+        closed before heads were signed.
+        """
+
     def __init__(
         self,
         *,
@@ -621,10 +630,11 @@ class DayStatement(_message.Message):
         first_position: _builtins.int = ...,
         last_position: _builtins.int = ...,
         digest: _builtins.str = ...,
+        head: _audit_pb2.SignedTreeHead | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["head", b"head"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["closed", b"closed", "day", b"day", "digest", b"digest", "first_position", b"first_position", "last_position", b"last_position", "lines", b"lines", "movements", b"movements", "timezone", b"timezone"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["closed", b"closed", "day", b"day", "digest", b"digest", "first_position", b"first_position", "head", b"head", "last_position", b"last_position", "lines", b"lines", "movements", b"movements", "timezone", b"timezone"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
