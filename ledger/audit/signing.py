@@ -9,7 +9,10 @@ key that ever signed stays published).
 
 from __future__ import annotations
 
+import base64
+import binascii
 import hashlib
+import json
 import os
 import struct
 from dataclasses import dataclass
@@ -29,6 +32,44 @@ class KeyFileError(ValueError):
 def key_id(public_key: bytes) -> str:
     """The first 16 hex digits of SHA-256 of the raw 32-byte public key."""
     return hashlib.sha256(public_key).hexdigest()[:16]
+
+
+def parse_public_key(text: str) -> bytes:
+    """A published Ed25519 public key as people pass it on: base64 or hex of its raw 32
+    bytes, a PEM public key, or the JSON `ledger audit keygen` / `public-key` print. Raises
+    ``KeyFileError`` naming what it is not (never echoing a private key it was given)."""
+    text = text.strip()
+    if "PRIVATE KEY" in text:
+        raise KeyFileError("that is a private key; give its public key "
+                           "(`ledger audit public-key --file …` prints it)")
+    if text.startswith("-----BEGIN"):
+        try:
+            key = serialization.load_pem_public_key(text.encode())
+        except ValueError as error:
+            raise KeyFileError(f"not a PEM public key ({error})") from None
+        if not isinstance(key, Ed25519PublicKey):
+            raise KeyFileError("not an Ed25519 public key")
+        return key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+    if text.startswith("{"):
+        try:
+            text = str(json.loads(text)["public_key"])
+        except (ValueError, KeyError, TypeError):
+            raise KeyFileError("JSON without a \"public_key\"") from None
+    raw: bytes | None = None
+    if len(text) == 64:
+        try:
+            raw = bytes.fromhex(text)
+        except ValueError:
+            raw = None
+    if raw is None:
+        try:
+            raw = base64.b64decode(text, validate=True)
+        except (binascii.Error, ValueError):
+            raise KeyFileError(f"{text[:60]!r} is neither base64 nor hex of an Ed25519 "
+                               "public key") from None
+    if len(raw) != 32:
+        raise KeyFileError(f"an Ed25519 public key is 32 bytes, not {len(raw)}")
+    return raw
 
 
 @dataclass(frozen=True)
