@@ -285,10 +285,16 @@ def main(argv: list[str] | None = None) -> int:
 
     finance_cli.add_arguments(sub.add_parser(
         "finance", help="finance: payable payouts and statements (CSV), account history"))
+    from clients import audit_cli
+
+    audit_cli.add_arguments(sub.add_parser(
+        "audit", help="auditors: signing keys; verify and replay an export, offline"))
     h = sub.add_parser("health", help="exit 0 when a server answers SERVING")
     h.add_argument("--address", default="127.0.0.1:50051")
     h.add_argument("--timeout", type=float, default=3.0)
     args = parser.parse_args(argv)
+    if args.command == "audit":  # needs no settings: a file and keys only
+        return audit_cli.run(args)
 
     try:
         settings = Settings.from_env()
