@@ -14,14 +14,13 @@ from pathlib import Path
 import orjson
 import pytest
 
-from ledger.application import commands as c
 from ledger.audit.signing import Signer
 from ledger.bootstrap import build_application
 from projections.reader import ReadModels
 from projections.runner import ProjectionRunner
 from tests.audit_export import export_store
 from tests.conftest import Clock
-from tests.test_audit_replay import ADMIN, SHOP, TEA, close_day, do
+from tests.test_audit_replay import close_day, settle_worked_example
 from tests.test_cli import LEDGER
 
 
@@ -42,15 +41,7 @@ def exported(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, P
     runner.setup()
     models = ReadModels(url)
     try:
-        for command in (c.EnrollReseller("e1", "alice", "", "", True),
-                        c.EnrollReseller("e2", "bob", "alice", "", False),
-                        c.EnrollReseller("e3", "carol", "bob", "", False),
-                        c.PlaceOrder("p1", "O1", "c1", "carol", "CNY", TEA),
-                        c.PayOrder("y1", "O1", "w1", 9999), c.CompleteOrder("d1", "O1")):
-            do(app, SHOP, command)
-        clock.advance(days=8)
-        runner.catch_up()
-        do(app, ADMIN, c.RunSettlement("s1", tuple(models.due_orders("acme", 2**62, 10))))
+        settle_worked_example(app, clock, runner, models)
         clock.advance(days=1)
         close_day(app, runner, models, "2026-11-09")
         key = folder / "keys" / "audit.pem"

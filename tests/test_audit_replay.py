@@ -36,6 +36,26 @@ def do(app: LedgerApplication, caller: c.Caller, command: c.Command) -> Outcome:
     return result
 
 
+# DOMAIN.md's worked example up to the payment of O1.
+PAID = (c.EnrollReseller("e1", "alice", "", "", True),
+        c.EnrollReseller("e2", "bob", "alice", "", False),
+        c.EnrollReseller("e3", "carol", "bob", "", False),
+        c.PlaceOrder("p1", "O1", "c1", "carol", "CNY", TEA),
+        c.PayOrder("y1", "O1", "w1", 9999))
+
+
+def settle_worked_example(app: LedgerApplication, clock: Clock, runner: ProjectionRunner,
+                          models: ReadModels) -> None:
+    """O1 paid, received at once, and settled once its window has passed: 2026-11-09,
+    10:00 in Shanghai."""
+    for command in (*PAID, c.CompleteOrder("d1", "O1")):
+        do(app, SHOP, command)
+    clock.advance(days=8)
+    runner.catch_up()
+    do(app, ADMIN, c.RunSettlement("s1", tuple(models.due_orders("acme", micros(clock()),
+                                                                 100))))
+
+
 def close_day(app: LedgerApplication, runner: ProjectionRunner, models: ReadModels,
               day: str) -> None:
     """As FinanceService.CloseDay does it: shut the day, draw its statement from the read
@@ -56,11 +76,7 @@ def replayed(app: LedgerApplication, path: Path) -> dict[tuple[str, str, str], i
 
 def test_replay_gives_the_worked_examples_figures_from_the_postings_alone(
         app: LedgerApplication, tmp_path: Path) -> None:
-    for command in (c.EnrollReseller("e1", "alice", "", "", True),
-                    c.EnrollReseller("e2", "bob", "alice", "", False),
-                    c.EnrollReseller("e3", "carol", "bob", "", False),
-                    c.PlaceOrder("p1", "O1", "c1", "carol", "CNY", TEA),
-                    c.PayOrder("y1", "O1", "w1", 9999)):
+    for command in PAID:
         do(app, SHOP, command)
     assert replayed(app, tmp_path / "paid.jsonl") == {
         ("clearing:customer-funds", "CNY", "clearing"): -9999,
@@ -93,17 +109,7 @@ def test_a_closed_days_statement_equals_its_replay(app: LedgerApplication, store
     runner.setup()
     models = ReadModels(store_url)
     try:
-        for command in (c.EnrollReseller("e1", "alice", "", "", True),
-                        c.EnrollReseller("e2", "bob", "alice", "", False),
-                        c.EnrollReseller("e3", "carol", "bob", "", False),
-                        c.PlaceOrder("p1", "O1", "c1", "carol", "CNY", TEA),
-                        c.PayOrder("y1", "O1", "w1", 9999),
-                        c.CompleteOrder("d1", "O1")):
-            do(app, SHOP, command)
-        clock.advance(days=8)  # 2026-11-09, 10:00 in Shanghai
-        runner.catch_up()
-        due = tuple(models.due_orders("acme", micros(clock()), 100))
-        do(app, ADMIN, c.RunSettlement("s1", due))
+        settle_worked_example(app, clock, runner, models)
         payout = app.answer(do(app, SHOP, c.RequestPayout(
             "w1", "reseller:carol", "CNY", 1000)).ref).payout_id
         do(app, FINANCE, c.ApprovePayout("a1", payout))
