@@ -18,6 +18,7 @@ from hypothesis import strategies as st
 from ledger.audit.merkle import (
     EMPTY_ROOT,
     Frontier,
+    Tree,
     consistency_proof,
     inclusion_proof,
     leaf_hash,
@@ -127,6 +128,16 @@ def test_the_frontier_completes_the_published_subtrees_and_roots() -> None:
         assert frontier.root() == ROOTS[index + 1]
     again = Frontier.of(8, stored)
     assert again.root() == ROOTS[8] and again.nodes == [NODES[3][0]]
+
+
+def test_a_tree_keeps_every_published_subtree_and_gives_every_root() -> None:
+    tree = Tree()
+    for data in LEAVES:
+        tree.append(leaf_hash(data))
+    assert [[tree.node(level, index) for index in range(len(NODES[level]))]
+            for level in range(4)] == NODES
+    assert [tree.root_at(size) for size in range(9)] == ROOTS
+    assert consistency_proof(6, 8, tree.node) == [h(p) for p in CONSISTENCY[2][2]]
 
 
 @pytest.mark.parametrize(("index", "size", "proof"), INCLUSION)

@@ -157,7 +157,7 @@ def test_a_line_that_is_not_a_record_is_named_with_its_line_number() -> None:
         "without state": lambda: orjson.dumps({k: v for k, v in record.items()
                                                if k != "state"}),
         "seq is -1": lambda: orjson.dumps({**record, "seq": -1}),
-        "stream_id is not a UUID": lambda: orjson.dumps({**record, "stream_id": "x"}),
+        "not a UUID": lambda: orjson.dumps({**record, "stream_id": "x"}),
         "state is not base64": lambda: orjson.dumps({**record, "state": "!!"}),
         "leaf_hash is": lambda: orjson.dumps({**record, "leaf_hash": "00"}),
         "a key record after the entries": lambda: lines[1],

@@ -74,6 +74,37 @@ class Frontier:
         return Frontier(self.size, self.nodes)
 
 
+class Tree(Frontier):
+    """A tree built leaf by leaf that keeps every complete subtree: one bytearray per level,
+    32 bytes a node (about 64 bytes a leaf in all, and no object per node), so that any
+    root or proof over it can be had (``node`` is a ``NodeSource``). For a verifier that
+    rebuilds a whole log and then checks heads and proofs against it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.levels = [bytearray()]  # level 0: the leaves
+
+    def append(self, leaf: bytes) -> list[bytes]:
+        levels = self.levels
+        levels[0] += leaf
+        completed = super().append(leaf)
+        for level, node in enumerate(completed, 1):
+            if level == len(levels):
+                levels.append(bytearray())
+            levels[level] += node
+        return completed
+
+    def node(self, level: int, index: int) -> bytes:
+        start = index * HASH_SIZE
+        found = bytes(self.levels[level][start:start + HASH_SIZE])
+        assert len(found) == HASH_SIZE, f"node ({level}, {index}) is not complete"
+        return found
+
+    def root_at(self, size: int) -> bytes:
+        """MTH of the first ``size`` leaves."""
+        return range_hash(0, size, self.node)
+
+
 def root_of(leaves: Sequence[bytes]) -> bytes:
     """MTH over the given leaf hashes."""
     frontier = Frontier()

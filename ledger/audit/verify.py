@@ -33,8 +33,8 @@ from ledger.audit.export_file import (
 from ledger.audit.merkle import (
     HASH_SIZE,
     Frontier,
+    Tree,
     consistency_proof,
-    range_hash,
     verify_consistency,
 )
 from ledger.audit.signing import key_id, verify_head
@@ -100,8 +100,7 @@ class Verifier:
         self._malformed: list[Malformed] = []
         self._seqs = array("Q")
         self._lines = array("Q")
-        self._frontier = Frontier()
-        self._levels: list[bytearray] = [bytearray()]  # level 0: the recomputed leaves
+        self._tree = Tree()  # over the recomputed leaves
         self._recorded = bytearray()  # the leaf hashes as recorded in the file
         self._differing: list[_Differing] = []
         self._differing_count = 0
@@ -147,12 +146,7 @@ class Verifier:
             if len(self._differing) < KEPT_DIFFERENCES:
                 self._differing.append(_Differing(index, e.seq, e.line, e.stream_id,
                                                   e.version, e.topic))
-        levels = self._levels
-        levels[0] += leaf
-        for level, node in enumerate(self._frontier.append(leaf), 1):
-            if level == len(levels):
-                levels.append(bytearray())
-            levels[level] += node
+        self._tree.append(leaf)
 
     def head(self, record: HeadRecord) -> None:
         self._heads.append(record)
@@ -259,13 +253,9 @@ class Verifier:
             problems.append(Problem(2, "the file has no signed head: nothing in it is signed"))
         return signed, problems
 
-    def _node(self, level: int, index: int) -> bytes:
-        start = index * HASH_SIZE
-        return bytes(self._levels[level][start:start + HASH_SIZE])
-
     def _root_holds(self, head: HeadRecord) -> bool:
         return (head.tree_size <= len(self._seqs)
-                and range_hash(0, head.tree_size, self._node) == head.root)
+                and self._tree.root_at(head.tree_size) == head.root)
 
     def _consistency(self, signed: list[HeadRecord], holds: dict[int, bool]
                      ) -> list[Problem]:
@@ -282,7 +272,7 @@ class Verifier:
             if after.tree_size < before.tree_size:
                 failing.append((before, after, "the tree shrank"))
             elif after.tree_size <= len(self._seqs):
-                proof = consistency_proof(before.tree_size, after.tree_size, self._node)
+                proof = consistency_proof(before.tree_size, after.tree_size, self._tree.node)
                 if not verify_consistency(before.tree_size, after.tree_size, before.root,
                                           after.root, proof) and holds[id(after)]:
                     failing.append((before, after, "no RFC 9162 consistency proof from the "
