@@ -30,7 +30,7 @@ import grpc
 import psycopg
 from psycopg import sql
 
-from bench import baseline_es, ceilings
+from bench import audit_verify, baseline_es, ceilings
 from bench.cpu import Meter, Split, measured
 from bench.loadgen import Result, import_orders, run_flows
 from bench.workload import build
@@ -42,9 +42,11 @@ BIN = Path(sys.executable).parent
 KEY = "bench-storefront-key"
 LEVELS = (1, 16, 64)
 MODES = {
-    # orders per in-flight level, baseline B orders, bulk-imported orders, paired rounds
-    "short": {"orders": 120, "plain": 150, "bulk": 2_000, "rounds": 1},
-    "full": {"orders": 1_500, "plain": 1_500, "bulk": 40_000, "rounds": 3},
+    # orders per in-flight level, baseline B orders, bulk-imported orders, paired rounds,
+    # entries of the synthetic export `ledger audit verify` checks
+    "short": {"orders": 120, "plain": 150, "bulk": 2_000, "rounds": 1, "verify": 20_000},
+    "full": {"orders": 1_500, "plain": 1_500, "bulk": 40_000, "rounds": 3,
+             "verify": 200_000},
 }
 
 
@@ -458,6 +460,11 @@ def main() -> int:
           f"{', '.join(f'{r[0]:,.0f}' for r in rounds)}, A "
           f"{', '.join(f'{r[1]:,.0f}' for r in rounds)}, B "
           f"{', '.join(f'{r[2]:,.0f}' for r in rounds)}")
+    # Offline: no database, no server, one process (bench/audit_verify.py).
+    seconds, rate, file_size = audit_verify.measure(size["verify"])
+    print(f"audit verify (a synthetic export of {size['verify']:,} entries, "
+          f"{file_size / 2**20:,.0f} MiB, a signed head every {audit_verify.HEAD_EVERY:,}): "
+          f"{rate:,.0f} entries/s ({seconds:.2f}s)")
     print(f"took {time.monotonic() - started:.0f}s")
     failed = [r for r in rows if r["errors"]]
     for r in failed:
