@@ -72,7 +72,8 @@ def run(args: argparse.Namespace) -> int:
             print_replay(replayed)
         return 0 if replayed.ok else 1
     except NotAnExport as error:
-        print(f"ledger audit: {args.file} is not an export: {error}", file=sys.stderr)
+        said = f"{args.file} is not an export: {error}" if error.line else str(error)
+        print(f"ledger audit: {said}", file=sys.stderr)
     except NotReplayable as error:
         print(f"ledger audit: {args.file}: {error} (run `ledger audit verify` on it)",
               file=sys.stderr)

@@ -139,6 +139,8 @@ def test_a_file_that_is_not_an_export_or_a_key_that_is_not_one_exits_2(
         done = ledger(command, other)
         assert done.returncode == 2
         assert f"{other} is not an export: line 1: not an export header" in done.stderr
+    missing = ledger("verify", tmp_path / "none.jsonl")
+    assert missing.returncode == 2 and "none.jsonl: No such file" in missing.stderr
     bad_key = ledger("verify", export, "--key", "not-a-key")
     assert bad_key.returncode == 2 and "neither base64 nor hex" in bad_key.stderr
     private = ledger("verify", export, "--key", key)

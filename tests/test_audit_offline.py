@@ -262,6 +262,12 @@ def test_an_export_without_heads_or_with_entries_after_the_last_proves_only_what
     assert tail.ok and tail.verified_size == 3
     assert tail.notes == ["entries 3..4 come after the last signed head that holds: no "
                           "signature covers them"]
+    # A head taken out of the file (the one covering everything) is missed by the header.
+    last = signer.sign("acme", 5, root_of([e.leaf_hash() for e in entries]), 2_000)
+    lines = export_bytes(entries, [head, last], [signer.public_key])
+    assert lines_of(lines).ok
+    report = lines_of(lines[:-1])
+    assert [p.message for p in report.problems] == ["the header counts 2 heads; the file has 1"]
 
 
 def test_an_entry_altered_with_its_recorded_hash_is_found_between_two_heads() -> None:

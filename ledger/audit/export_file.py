@@ -46,7 +46,8 @@ class NotAnExport(ValueError):
     """The file does not start with an export's header (or cannot be read at all)."""
 
     def __init__(self, line: int, message: str) -> None:
-        super().__init__(f"line {line}: {message}")
+        """``line`` 0: the file could not be read at all."""
+        super().__init__(f"line {line}: {message}" if line else message)
         self.line = line
 
 

@@ -168,6 +168,9 @@ class Verifier:
         order = self._order_problem(header.entries)
         if order is not None:
             first.append(order)
+        if len(self._heads) != header.heads:
+            first.append(Problem(1, f"the header counts {header.heads} heads; the file has "
+                                    f"{len(self._heads)}"))
         signed, second = self._signatures(trusted)
         second += self._key_problems
         if order is None:
