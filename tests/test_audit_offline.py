@@ -270,6 +270,20 @@ def test_an_export_without_heads_or_with_entries_after_the_last_proves_only_what
     assert [p.message for p in report.problems] == ["the header counts 2 heads; the file has 1"]
 
 
+def test_the_last_entry_dropped_is_named_by_the_header_and_by_the_head_over_it() -> None:
+    signer = Signer.generate()
+    entries = [entry(n) for n in range(6)]
+    lines = export_bytes(entries, signed_heads(entries, signer, (3,)), [signer.public_key])
+    del lines[2 + 5]
+    report = lines_of(lines)
+    assert [(p.check, p.entries) for p in report.problems] == [(1, (5,)), (4, (5,))]
+    assert report.problems[0].message == ("entry 5 missing: the file ends at entry 4, its "
+                                          "header counts 6 entries")
+    assert report.problems[1].message.startswith("entry 5 missing: head (size 6, line 9) "
+                                                 "covers entries up to 5")
+    assert report.verified_size == 3  # the rest is still checked: the entries are in order
+
+
 def test_an_entry_altered_with_its_recorded_hash_is_found_between_two_heads() -> None:
     """A careful forger rewrites an entry and its leaf_hash: no recorded hash gives it away,
     so the entries between the last head that holds and the first that fails are named."""

@@ -165,7 +165,8 @@ class Verifier:
                         tuple(sorted(trusted)), self._given is not None)
         first = [Problem(1, f"line {m.line} is not a valid record: {m.message}",
                          (m.seq,) if m.seq is not None else ()) for m in self._malformed]
-        order = self._order_problem(header.entries)
+        in_order = self._seqs == array("Q", range(len(self._seqs)))
+        order = self._order_problem(header.entries, in_order)
         if order is not None:
             first.append(order)
         if len(self._heads) != header.heads:
@@ -173,7 +174,7 @@ class Verifier:
                                     f"{len(self._heads)}"))
         signed, second = self._signatures(trusted)
         second += self._key_problems
-        if order is None:
+        if in_order:
             holds = {id(h): self._root_holds(h) for h in signed}
             third = self._consistency(signed, holds)
             fourth = self._roots(signed, holds)
@@ -188,19 +189,19 @@ class Verifier:
         # The first problem is the most exact one: an entry named beats a head named.
         report.problems = (first + second + [p for p in fourth if p.entries] + third
                            + [p for p in fourth if not p.entries])
-        if order is None and report.verified_size < len(self._seqs):
+        if in_order and report.verified_size < len(self._seqs):
             report.notes.append(
                 f"entries {report.verified_size}..{len(self._seqs) - 1} come after the last "
                 "signed head that holds: no signature covers them")
         return report
 
-    def _order_problem(self, announced: int) -> Problem | None:
+    def _order_problem(self, announced: int, in_order: bool) -> Problem | None:
         """Check 1: seq runs 0, 1, 2, … and the file holds as many entries as its header
         says. The first place it does not is told as what it most simply is: an entry
         missing, one appearing twice, two swapped, one out of place, or one whose own seq
         was altered (the run goes on after it as if it were in its place)."""
         seqs, lines, count = self._seqs, self._lines, len(self._seqs)
-        if seqs == array("Q", range(count)):
+        if in_order:
             if count < announced:
                 return Problem(1, f"entry {count} missing: the file ends "
                                   f"{f'at entry {count - 1}' if count else 'before any entry'}"
