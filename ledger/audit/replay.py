@@ -139,7 +139,7 @@ class Reducer:
                 self._day_closed(seq, _field(event, "statement"))
             else:
                 self._apply(seq, position, name, event)
-        except (Unreadable, orjson.JSONDecodeError) as error:
+        except (Unreadable, orjson.JSONDecodeError, OverflowError) as error:
             self.differences.append(Difference(seq, f"entry {seq} ({name}) cannot be read as "
                                                     f"docs/audit-format.md says: {error}"))
 
