@@ -130,6 +130,8 @@ def test_an_export_reads_back_as_it_was_written(tmp_path: Path) -> None:
     assert [r.line for r in read] == list(range(3, 10))
     assert [r.head("acme") for r in rest if isinstance(r, HeadRecord)] == heads
     assert verify(read_export(path)).ok
+    path.write_bytes(path.read_bytes() + b"\n")  # an editor's blank last line
+    assert verify(read_export(path)).ok
 
 
 def test_a_file_that_is_not_an_export_is_named_by_its_first_line(tmp_path: Path) -> None:

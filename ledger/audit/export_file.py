@@ -133,7 +133,8 @@ def read_export(path: Path) -> Iterator[Record]:
 
 def read_lines(lines: Iterable[bytes]) -> Iterator[Record]:
     """Records from the lines of an export. Raises ``NotAnExport`` unless the first line is
-    an export header; every later line is a record or ``Malformed``."""
+    an export header; every later line is a record or ``Malformed`` (blank lines are passed
+    over)."""
     numbered = enumerate(lines, 1)
     first = next(numbered, None)
     if first is None:
@@ -144,6 +145,8 @@ def read_lines(lines: Iterable[bytes]) -> Iterator[Record]:
         raise NotAnExport(1, f"not an export header ({error})") from None
     section = 0
     for number, raw in numbered:
+        if raw.isspace():  # a blank line (an editor's last newline) holds nothing to check
+            continue
         try:
             record = parse_record(raw, number)
         except RecordError as error:
