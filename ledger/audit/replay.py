@@ -45,7 +45,8 @@ BOOK_OPENED = "PeriodBook.Opened"
 POSTING = ("account", "bucket", "currency", "amount")
 REFUND = ("refund_id", "lines", "postings", "refunded_at", "reason")
 DAY_STATEMENT = ("day", "timezone", "lines", "events", "first_position", "last_position",
-                 "digest")
+                 "digest", "tree_size", "tree_root", "head_signed_at_us", "head_key_id",
+                 "head_signature")
 STATEMENT_LINE = ("account", "currency", "opening", "movements", "closing", "bucket")
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
