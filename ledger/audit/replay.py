@@ -210,7 +210,7 @@ class Reducer:
     # --- closed days ------------------------------------------------------------------------
 
     def _day_closed(self, seq: int, statement: Any) -> None:
-        day, timezone, lines, events, first, last, _digest = _values(
+        day, timezone, lines, events, first, last, *_digest_and_head = _values(
             statement, "day_statement", DAY_STATEMENT)
         if type(day) is not str or type(lines) is not list:
             raise Unreadable("its statement has no day or no lines")
