@@ -7,6 +7,7 @@ from contextlib import contextmanager
 from datetime import datetime
 from typing import Any
 
+from ledger.application.append_only import existing_tables, guard_new_tables
 from ledger.application.ledger_app import LedgerApplication, utc_now
 from ledger.config import (
     ConfigError,
@@ -22,14 +23,19 @@ class StoreUnreachable(ConfigError):
 
 
 @contextmanager
-def postgres_setup_lock(env: dict[str, str]) -> Iterator[None]:
-    """Creates the schema and holds a lock on it while the caller creates its tables.
+def postgres_setup_lock(env: dict[str, str]) -> Iterator[Any]:
+    """Creates the schema and holds a lock on it while the caller creates its tables;
+    yields the lock's connection (autocommit).
 
     Several processes start together over one fresh database (LEDGER_WORKERS servers, a
     projector), and PostgreSQL's CREATE … IF NOT EXISTS is not safe against a concurrent
     one: they failed with "duplicate key value violates unique constraint" or "tuple
     concurrently updated". A session advisory lock, keyed by the schema, makes them take
     turns; the first creates, the others find everything made.
+
+    The schema is created only if missing: PostgreSQL checks CREATE SCHEMA IF NOT EXISTS
+    against the right to create schemas before it looks, and the service role `ledger db
+    init` makes has no such right.
 
     This is the first connection a process makes to the store: one that cannot be made,
     or a schema that cannot be created, is refused here in one line naming the store
@@ -45,13 +51,26 @@ def postgres_setup_lock(env: dict[str, str]) -> Iterator[None]:
     with conn:
         conn.execute("SELECT pg_advisory_lock(hashtext(%s))", lock)
         try:
-            if env.get("POSTGRES_SCHEMA"):
+            found = conn.execute("SELECT 1 FROM pg_namespace WHERE nspname = %s",
+                                 (schema,)).fetchone()
+            if not found:
                 with _refused_clearly(env):
-                    conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(
-                        sql.Identifier(schema)))
-            yield
+                    conn.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(schema)))
+            yield conn
         finally:
             conn.execute("SELECT pg_advisory_unlock(hashtext(%s))", lock)
+
+
+def may_create_tables(conn: Any, env: dict[str, str]) -> bool:
+    """Whether this role owns (or may act as the owner of) the store's schema: the owner
+    creates and migrates the tables; any other role (the service role of `ledger db init`)
+    finds them made. The library's CREATE TABLE IF NOT EXISTS, CREATE INDEX IF NOT EXISTS
+    and CREATE OR REPLACE FUNCTION are checked by PostgreSQL for ownership before it looks
+    whether the thing exists, so a role that does not own them must not run them at all."""
+    row = conn.execute("SELECT pg_has_role(nspowner, 'USAGE') FROM pg_namespace "
+                       "WHERE nspname = %s", (env.get("POSTGRES_SCHEMA") or "public",)
+                       ).fetchone()
+    return row is None or bool(row[0])
 
 
 @contextmanager
@@ -83,10 +102,27 @@ def build_application(
     timezone: str = "Asia/Shanghai",
     cache_size: int = 20_000,
 ) -> LedgerApplication:
-    """``cache_size``: aggregates the writer keeps between batches (LEDGER_AGGREGATE_CACHE)."""
+    """``cache_size``: aggregates the writer keeps between batches (LEDGER_AGGREGATE_CACHE).
+
+    The history tables this start creates get their append-only guards in the same start,
+    before anything is written (see append_only.py)."""
     env: dict[str, Any] = event_store_env(database_url)
-    env["CREATE_TABLE"] = "y"
     if not is_postgres(env):
-        return app_class(env=env, clock=clock, timezone=timezone, cache_size=cache_size)
-    with postgres_setup_lock(env):
-        return app_class(env=env, clock=clock, timezone=timezone, cache_size=cache_size)
+        env["CREATE_TABLE"] = "y"
+        before = existing_tables(env)
+        return _guarded(app_class(env=env, clock=clock, timezone=timezone,
+                                  cache_size=cache_size), before)
+    with postgres_setup_lock(env) as conn:
+        env["CREATE_TABLE"] = "y" if may_create_tables(conn, env) else "n"
+        before = existing_tables(env, conn)
+        return _guarded(app_class(env=env, clock=clock, timezone=timezone,
+                                  cache_size=cache_size), before)
+
+
+def _guarded(app: LedgerApplication, before: set[str]) -> LedgerApplication:
+    try:
+        guard_new_tables(app, before)
+    except BaseException:
+        app.close()
+        raise
+    return app

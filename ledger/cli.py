@@ -1,4 +1,4 @@
-"""The ``ledger`` command: serve, demo, keys, health."""
+"""The ``ledger`` command: serve, demo, keys, health, project, projections, db, finance."""
 
 from __future__ import annotations
 
@@ -167,7 +167,14 @@ def project(settings: Settings) -> int:
     """Keeps the read models current from its own process (LEDGER_PROJECTIONS=external on
     the servers), until SIGINT/SIGTERM. A lost database is waited out (the runner retries
     with a bounded backoff and logs the outage once), never a reason to exit."""
+    from ledger.application.append_only import require_guards
+
     app, runner = projection_runner(settings)
+    try:
+        require_guards(app)  # the read models of a history that can be rewritten are no use
+    except ConfigError:
+        app.close()
+        raise
     signal.signal(signal.SIGTERM, lambda *_: runner.interrupt())
     signal.signal(signal.SIGINT, lambda *_: runner.interrupt())
     runner.setup()
@@ -244,6 +251,22 @@ def status(settings: Settings) -> int:
     return 0
 
 
+def db_init(settings: Settings, args: argparse.Namespace) -> int:
+    """Makes the store ready as its owner, and the role the service runs as (db_init.py)."""
+    from ledger.config import database_url
+    from ledger.db_init import ServiceRole, init_store
+
+    owner_url = database_url(args.owner_url) if args.owner_url else settings.database_url
+    # Typed on the command line, a password is shown back in the URL to configure; from the
+    # environment (a secret store's), it stays hidden.
+    password = args.service_password or os.environ.get("LEDGER_SERVICE_PASSWORD", "")
+    role = (ServiceRole(args.service_role or "", password, bool(args.service_password))
+            if args.service_role or password else None)
+    for line in init_store(owner_url, role):
+        print(line)
+    return 0
+
+
 def health(address: str, timeout: float) -> int:
     import grpc
     from grpc_health.v1 import health_pb2, health_pb2_grpc
@@ -281,6 +304,18 @@ def main(argv: list[str] | None = None) -> int:
     psub = p.add_subparsers(dest="projections_command", required=True)
     psub.add_parser("rebuild", help="drop and rebuild every read model from the log")
     psub.add_parser("status", help="log head, processed position and lag")
+    db = sub.add_parser("db", help="the store, as its owner")
+    dsub = db.add_subparsers(dest="db_command", required=True)
+    init = dsub.add_parser(
+        "init", help="create the schema, tables and append-only guards, and (PostgreSQL) the "
+                     "role the service connects as; prints the URL to serve with")
+    init.add_argument("--owner-url", help="the owner's (or a superuser's) URL "
+                                          "(default: LEDGER_DATABASE_URL)")
+    init.add_argument("--service-role", help="PostgreSQL role the service connects as "
+                                             "(default: ledger_service)")
+    init.add_argument("--service-password",
+                      help="its password, shown back in the printed URL (or set "
+                           "LEDGER_SERVICE_PASSWORD: then it is shown as ***)")
     from clients import finance_cli
 
     finance_cli.add_arguments(sub.add_parser(
@@ -310,6 +345,8 @@ def main(argv: list[str] | None = None) -> int:
             return project(settings)
         if args.command == "projections":
             return rebuild(settings) if args.projections_command == "rebuild" else status(settings)
+        if args.command == "db":
+            return db_init(settings, args)
         if args.command == "finance":
             return finance_cli.run(args)
         if args.command == "keys":

@@ -201,12 +201,30 @@ def test_ledger_service_environment(compose: dict) -> None:
     assert env["LEDGER_LISTEN"] == "0.0.0.0:50051"
 
     postgres_env = compose["services"]["postgres"]["environment"]
+    init = compose["services"]["db-init"]
+    owner = event_store_env(_interpolate(init["environment"]["LEDGER_DATABASE_URL"]))
     store = event_store_env(_interpolate(env["LEDGER_DATABASE_URL"]))
-    assert is_postgres(store)
-    assert store["POSTGRES_HOST"] == "postgres" and store["POSTGRES_PORT"] == "5432"
-    assert store["POSTGRES_USER"] == postgres_env["POSTGRES_USER"]
-    assert store["POSTGRES_PASSWORD"] == _interpolate(postgres_env["POSTGRES_PASSWORD"])
-    assert store["POSTGRES_DBNAME"] == postgres_env["POSTGRES_DB"]
+    for url in (owner, store):
+        assert is_postgres(url)
+        assert url["POSTGRES_HOST"] == "postgres" and url["POSTGRES_PORT"] == "5432"
+        assert url["POSTGRES_DBNAME"] == postgres_env["POSTGRES_DB"]
+    assert owner["POSTGRES_USER"] == postgres_env["POSTGRES_USER"]
+    assert owner["POSTGRES_PASSWORD"] == _interpolate(postgres_env["POSTGRES_PASSWORD"])
+
+
+def test_servers_connect_as_the_service_role_db_init_makes(compose: dict) -> None:
+    """The owner's URL is db-init's alone: the servers and the projector connect as the
+    role `ledger db init` makes (SELECT and INSERT only on the history), once it is made."""
+    init = compose["services"]["db-init"]
+    assert init["image"] == compose["services"]["ledger"]["image"]
+    assert init["command"][:2] == ["db", "init"]
+    role = init["command"][init["command"].index("--service-role") + 1]
+    password = _interpolate(init["environment"]["LEDGER_SERVICE_PASSWORD"])
+    for name in ("ledger", "projector"):
+        service = compose["services"][name]
+        store = event_store_env(_interpolate(service["environment"]["LEDGER_DATABASE_URL"]))
+        assert (store["POSTGRES_USER"], store["POSTGRES_PASSWORD"]) == (role, password), name
+        assert service["depends_on"]["db-init"]["condition"] == "service_completed_successfully"
 
 
 def test_read_models_are_kept_by_a_projector_service(compose: dict) -> None:

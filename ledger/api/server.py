@@ -23,6 +23,7 @@ from ledger.api.listen import server_options
 from ledger.api.reports import ReportService
 from ledger.api.requests import add_service
 from ledger.api.servicers import AdminService, StorefrontService
+from ledger.application.append_only import require_guards
 from ledger.application.audit_store import AuditLog
 from ledger.application.audit_trail import AuditTrail, load_or_create_signer
 from ledger.application.commands import Caller, RunSettlement
@@ -101,6 +102,12 @@ class LedgerServer:
         self.app = app or build_application(settings.database_url, clock,
                                             timezone=settings.timezone,
                                             cache_size=settings.aggregate_cache)
+        try:
+            require_guards(self.app)  # never serve a history that can be rewritten
+        except ConfigError:
+            if app is None:
+                self.app.close()
+            raise
         self.calendar = Calendar(settings.timezone)
         self.runner: ProjectionRunner | None = None
         self.watcher: PositionWatcher | None = None
