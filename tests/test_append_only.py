@@ -105,7 +105,9 @@ def test_a_guard_removed_disabled_or_hollowed_out_is_found_missing(
     try:
         with owner_sql(postgres_url) as conn:
             conn.execute(statement)
-        with pytest.raises(GuardsMissing, match="ledger_events has no append-only guard"):
+        # The function is every table's guard: replaced, every table is named.
+        with pytest.raises(GuardsMissing,
+                           match=r": ledger_events(, \w+)* ha(s|ve) no append-only guard"):
             require_guards(app)
     finally:
         app.close()
@@ -177,17 +179,25 @@ AUDIT_COLUMNS = {
 }
 
 
+# A row each, for the attacks to have something to rewrite.
+AUDIT_ROWS = {
+    "audit_entries": ("acme", 10**9, 10**9, 0, b"\x00" * 32),
+    "audit_heads": ("acme", 1, b"\x00" * 32, 0, "k", b"s", "test"),
+    "audit_keys": ("k-test", b"\x00" * 32, 0),
+}
+
+
 def audit_tables_as_documented(owner_url: str) -> None:
-    """The audit tables, each with a row, where the ledger has not made them yet (so this
-    test holds before and after it does)."""
+    """The audit tables (made here if the ledger has not made them), each with a row."""
     schema = schema_of(owner_url)
     with owner_sql(owner_url) as conn:
         for table, columns in AUDIT_COLUMNS.items():
             name = sql.Identifier(schema, table)
-            if conn.execute("SELECT to_regclass(%s)", (f"{schema}.{table}",)).fetchone()[0]:
-                continue
-            conn.execute(sql.SQL("CREATE TABLE {} ({})").format(name, sql.SQL(columns)))
-            conn.execute(sql.SQL("INSERT INTO {} DEFAULT VALUES").format(name))
+            if not conn.execute("SELECT to_regclass(%s)", (f"{schema}.{table}",)).fetchone()[0]:
+                conn.execute(sql.SQL("CREATE TABLE {} ({})").format(name, sql.SQL(columns)))
+            marks = sql.SQL(", ").join([sql.Placeholder()] * len(AUDIT_ROWS[table]))
+            conn.execute(sql.SQL("INSERT INTO {} VALUES ({})").format(name, marks),
+                         AUDIT_ROWS[table])
 
 
 @pytest.mark.postgres
