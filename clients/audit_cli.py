@@ -6,6 +6,15 @@ published public key(s): no database, no server.
     ledger audit verify acme.audit.jsonl --key <published public key>
     ledger audit replay acme.audit.jsonl [--json]
 
+and, against a running server with an auditor key (--address/--api-key, or LEDGER_ADDRESS
+and LEDGER_AUDITOR_KEY):
+
+    ledger audit export acme.audit.jsonl        # the platform's history, heads and keys
+    ledger audit verify --live --key <published public key>
+    ledger audit replay --live                  # and compared with ReportService's balances
+    ledger audit prove --seq 41                 # an entry is in the signed tree
+    ledger audit prove --since 1200:<root hex>  # the signed tree extends one you kept
+
 Exit codes: 0 everything holds; 1 verify found a problem or replay a difference (the first
 is named: its entry's seq and what differs); 2 the file is not an export, or an argument or
 key file cannot be used.
@@ -16,10 +25,14 @@ from __future__ import annotations
 import argparse
 import base64
 import json
+import os
 import sys
 from collections import defaultdict
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
+
+import grpc
 
 from ledger.audit.export_file import NotAnExport, read_export
 from ledger.audit.replay import NotReplayable, ReplayReport, replay
@@ -40,14 +53,44 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     public.add_argument("--file", required=True, type=Path)
     check = sub.add_parser("verify", help="check an export: every leaf, root, signature and "
                                           "consistency; names the first entry that differs")
-    check.add_argument("file", type=Path, help="the export (JSON Lines)")
+    check.add_argument("file", type=Path, nargs="?", help="the export (JSON Lines)")
+    live_options(check)
     check.add_argument("--key", action="append", default=[], metavar="KEY",
                        help="a published public key (base64 or hex, or a file holding it); "
                             "repeat for several. Without: the file's own keys")
     again = sub.add_parser("replay", help="recompute every balance from the postings and "
                                           "compare every closed day's statement")
-    again.add_argument("file", type=Path, help="the export (JSON Lines)")
+    again.add_argument("file", type=Path, nargs="?", help="the export (JSON Lines)")
     again.add_argument("--json", action="store_true", help="machine-readable output")
+    live_options(again)
+    export = sub.add_parser("export", help="write a running server's history of the key's "
+                                           "platform to a file, under a head signed now")
+    export.add_argument("file", type=Path, help="where to write it (JSON Lines)")
+    server_options(export)
+    prove = sub.add_parser("prove", help="check a proof against a head signed now: an entry "
+                                         "is in the tree, or the tree extends one you kept")
+    which = prove.add_mutually_exclusive_group(required=True)
+    which.add_argument("--seq", type=int, help="the entry to prove included")
+    which.add_argument("--since", metavar="SIZE:ROOT",
+                       help="a tree you kept (its size and root in hex) to prove extended")
+    prove.add_argument("--key", action="append", default=[], metavar="KEY",
+                       help="a published public key (base64 or hex, or a file); repeat for "
+                            "several. Without: the server's own, which proves less")
+    server_options(prove)
+
+
+def server_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--address", default=os.environ.get("LEDGER_ADDRESS",
+                                                            "127.0.0.1:50051"),
+                        help="the server (or LEDGER_ADDRESS)")
+    parser.add_argument("--api-key", default=os.environ.get("LEDGER_AUDITOR_KEY", ""),
+                        help="an auditor (or finance) API key (or LEDGER_AUDITOR_KEY)")
+
+
+def live_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--live", action="store_true",
+                        help="read the history from a running server instead of a file")
+    server_options(parser)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -60,17 +103,18 @@ def run(args: argparse.Namespace) -> int:
         if args.audit_command == "public-key":
             print_key(Signer.load(args.file).public_key, file=str(args.file))
             return 0
+        if args.audit_command in ("export", "prove") or getattr(args, "live", False):
+            return run_live(args)
+        if args.file is None:
+            print(f"ledger audit {args.audit_command}: give an export file, or --live",
+                  file=sys.stderr)
+            return 2
         if args.audit_command == "verify":
             trusted = trusted_keys(args.key) if args.key else None
             report = verify(read_export(args.file), trusted)
             print_report(report)
             return 0 if report.ok else 1
-        replayed = replay(read_export(args.file))
-        if args.json:
-            print(json.dumps(replay_json(replayed), indent=1, ensure_ascii=False))
-        else:
-            print_replay(replayed)
-        return 0 if replayed.ok else 1
+        return show_replay(replay(read_export(args.file)), args.json)
     except NotAnExport as error:
         said = f"{args.file} is not an export: {error}" if error.line else str(error)
         print(f"ledger audit: {said}", file=sys.stderr)
@@ -80,6 +124,96 @@ def run(args: argparse.Namespace) -> int:
     except KeyFileError as error:
         print(f"ledger audit: {error}", file=sys.stderr)
     return 2
+
+
+def show_replay(replayed: ReplayReport, as_json: bool, live: list[str] | None = None) -> int:
+    if as_json:
+        print(json.dumps({**replay_json(replayed), "live_differences": live or []}, indent=1,
+                         ensure_ascii=False))
+    else:
+        print_replay(replayed)
+        for line in live or ():
+            print(f"  {line}")
+    return 0 if replayed.ok and not live else 1
+
+
+def run_live(args: argparse.Namespace) -> int:
+    """The commands that talk to a running server."""
+    from clients.audit_live import AuditClient, ProofFailed, rpc_problem
+    from clients.sdk import LedgerClient
+
+    if not args.api_key:
+        print("ledger audit: an auditor key is needed (--api-key or LEDGER_AUDITOR_KEY)",
+              file=sys.stderr)
+        return 2
+    with LedgerClient(args.address, args.api_key) as client:
+        audit = AuditClient(client)
+        try:
+            if args.audit_command == "export":
+                snap = audit.export(args.file)
+                print(f"{snap.platform}: {snap.head.tree_size} entries and {len(snap.heads)} "
+                      f"signed heads written to {args.file}, under the head signed now (root "
+                      f"{snap.head.root.hex()}, key {snap.head.key_id})")
+                return 0
+            given = getattr(args, "key", [])  # replay takes no public keys
+            keys = trusted_keys(given) if given else None
+            if args.audit_command == "prove":
+                return prove(audit, args, keys)
+            if args.audit_command == "verify":
+                report = verify(audit.records(), keys)
+                print_report(report)
+                return 0 if report.ok else 1
+            replayed = replay(audit.records())
+            return show_replay(replayed, args.json, compare_live(client, replayed))
+        except ProofFailed as error:
+            print(f"FAILED: {error}")
+            return 1
+        except grpc.RpcError as error:
+            print(f"ledger audit: the server at {args.address} answered {rpc_problem(error)}",
+                  file=sys.stderr)
+            return 2
+
+
+def prove(audit: Any, args: argparse.Namespace, keys: dict[str, bytes] | None) -> int:
+    trusted = keys if keys is not None else audit.snapshot().keys
+    if args.seq is not None:
+        print(f"proved: {audit.prove_inclusion(args.seq, trusted)}")
+        return 0
+    size, _, root = args.since.partition(":")
+    try:
+        first_size, first_root = int(size), bytes.fromhex(root)
+    except ValueError:
+        print("ledger audit prove: --since takes SIZE:ROOT (the root in hex)", file=sys.stderr)
+        return 2
+    print(f"proved: {audit.prove_consistency(first_size, first_root, trusted)}")
+    return 0
+
+
+def compare_live(client: Any, replayed: ReplayReport) -> list[str]:
+    """Every difference between the replay's balances and ReportService's (read once the
+    read models hold every replayed entry)."""
+    from ledger.v1 import report_pb2
+
+    served: dict[tuple[str, str, str], int] = {}
+    token = ""
+    while True:
+        page = client.report.ListBalances(report_pb2.ListBalancesRequest(
+            page_size=1000, page_token=token, min_log_position=replayed.last_position),
+            timeout=60)
+        for b in page.balances:
+            for bucket, amount in (("frozen", b.frozen), ("available", b.available - b.debt),
+                                   ("in_flight", b.in_flight), ("paid_out", b.paid_out),
+                                   ("clearing", b.clearing)):
+                if amount:
+                    served[(b.account, b.currency, bucket)] = amount
+        token = page.next_page_token
+        if not token:
+            break
+    mine = {k: v for k, v in replayed.balances.items() if v}
+    return [f"{account} {currency} {bucket}: replay {mine.get(key, 0)}, ReportService "
+            f"{served.get(key, 0)}"
+            for key in sorted(set(mine) | set(served)) if mine.get(key, 0) != served.get(key, 0)
+            for account, currency, bucket in (key,)]
 
 
 def print_key(public_key: bytes, **extra: str) -> None:

@@ -12,11 +12,19 @@ from typing import Any
 
 import grpc
 
-from ledger.v1 import admin_pb2_grpc, finance_pb2_grpc, report_pb2_grpc, storefront_pb2_grpc
+from ledger.v1 import (
+    admin_pb2_grpc,
+    audit_pb2_grpc,
+    finance_pb2_grpc,
+    report_pb2_grpc,
+    storefront_pb2_grpc,
+)
 
 
-class _BearerAuth(grpc.UnaryUnaryClientInterceptor, grpc.StreamUnaryClientInterceptor):
-    """Adds the API key to every call, unary or client-streaming (ImportOrders)."""
+class _BearerAuth(grpc.UnaryUnaryClientInterceptor, grpc.StreamUnaryClientInterceptor,
+                  grpc.UnaryStreamClientInterceptor):
+    """Adds the API key to every call: unary, client-streaming (ImportOrders) and
+    server-streaming (StreamEvents)."""
 
     def __init__(self, api_key: str) -> None:
         self._metadata = (("authorization", f"Bearer {api_key}"),)
@@ -27,6 +35,11 @@ class _BearerAuth(grpc.UnaryUnaryClientInterceptor, grpc.StreamUnaryClientInterc
         )
 
     def intercept_unary_unary(
+        self, continuation: Callable[..., Any], client_call_details: Any, request: Any
+    ) -> Any:
+        return continuation(self._details(client_call_details), request)
+
+    def intercept_unary_stream(
         self, continuation: Callable[..., Any], client_call_details: Any, request: Any
     ) -> Any:
         return continuation(self._details(client_call_details), request)
@@ -51,6 +64,7 @@ class LedgerClient:
         self.admin = admin_pb2_grpc.AdminServiceStub(self._channel)
         self.report = report_pb2_grpc.ReportServiceStub(self._channel)
         self.finance = finance_pb2_grpc.FinanceServiceStub(self._channel)
+        self.audit = audit_pb2_grpc.AuditServiceStub(self._channel)
 
     def close(self) -> None:
         self._channel.close()

@@ -21,7 +21,7 @@ import pytest
 from psycopg import sql
 
 from clients.sdk import LedgerClient
-from ledger.api.auth import ADMIN, FINANCE, STOREFRONT, ApiKey, KeyRing, hash_key
+from ledger.api.auth import ADMIN, AUDITOR, FINANCE, STOREFRONT, ApiKey, KeyRing, hash_key
 from ledger.api.server import LedgerServer, ServerThread
 from ledger.application.ledger_app import LedgerApplication
 from ledger.bootstrap import build_application
@@ -103,6 +103,8 @@ class Keys:
     admin: str = "key-admin"
     other_platform_shop: str = "key-other-platform"
     finance: str = "key-finance"
+    auditor: str = "key-auditor"
+    other_platform_auditor: str = "key-auditor-globex"
 
     def ring(self) -> KeyRing:
         return KeyRing([
@@ -111,6 +113,8 @@ class Keys:
             ApiKey("ops", ADMIN, "acme", hash_key(self.admin)),
             ApiKey("shop-a", STOREFRONT, "globex", hash_key(self.other_platform_shop)),
             ApiKey("fin", FINANCE, "acme", hash_key(self.finance)),
+            ApiKey("books", AUDITOR, "acme", hash_key(self.auditor)),
+            ApiKey("books", AUDITOR, "globex", hash_key(self.other_platform_auditor)),
         ])
 
 

@@ -24,12 +24,14 @@ from ledger.api.reports import ReportService
 from ledger.api.requests import add_service
 from ledger.api.servicers import AdminService, StorefrontService
 from ledger.application.append_only import require_guards
+from ledger.application.audit_check import check_history
 from ledger.application.audit_store import AuditLog
 from ledger.application.audit_trail import AuditTrail, load_or_create_signer
 from ledger.application.commands import Caller, RunSettlement
 from ledger.application.group_commit import GroupCommitter
 from ledger.application.handlers import MAX_SETTLEMENT_BATCH
 from ledger.application.ledger_app import LedgerApplication, utc_now
+from ledger.audit.signing import KeyFileError, Signer
 from ledger.bootstrap import build_application
 from ledger.config import ConfigError, Settings, redact
 from ledger.outages import Outage
@@ -85,6 +87,13 @@ class PositionWatcher:
         self._thread.join(timeout=10)
 
 
+def signer(path: str) -> Signer:
+    try:
+        return load_or_create_signer(Path(path))
+    except KeyFileError as error:
+        raise ConfigError(f"LEDGER_AUDIT_KEY_FILE={path}: {error}") from None
+
+
 class LedgerServer:
     """One stateless server process: any number of them can share one PostgreSQL store."""
 
@@ -104,10 +113,14 @@ class LedgerServer:
                                             cache_size=settings.aggregate_cache)
         try:
             require_guards(self.app)  # never serve a history that can be rewritten
+            self.audit = AuditTrail(AuditLog(self.app), signer(settings.audit_key_file))
+            checked = check_history(self.audit.log, self.audit.keys())  # nor a rewritten one
         except ConfigError:
             if app is None:
                 self.app.close()
             raise
+        log.info("history checked against its signed heads", platforms=checked.platforms,
+                 entries=checked.entries, heads=checked.heads_verified)
         self.calendar = Calendar(settings.timezone)
         self.runner: ProjectionRunner | None = None
         self.watcher: PositionWatcher | None = None
@@ -123,8 +136,6 @@ class LedgerServer:
             on_commit=self.runner.wake if self.runner else None,
         )
         self.keys = keys
-        self.audit = AuditTrail(AuditLog(self.app),
-                                load_or_create_signer(Path(settings.audit_key_file)))
         self.finisher = ClosingFinisher(self.app, self.writer, self.models,
                                         self.processed_position, self.audit)
         self.port = 0

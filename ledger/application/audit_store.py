@@ -336,3 +336,34 @@ class AuditLog:
             cur.execute(f"INSERT INTO {self.trees.table(KEYS)} (key_id, public_key, "
                         f"first_used_at) VALUES ({m}, {m}, {m}) ON CONFLICT (key_id) DO NOTHING",
                         (key_id, public_key, now_us()))
+
+    def platforms(self) -> list[str]:
+        with self._cursor() as cur:
+            cur.execute(f"SELECT DISTINCT platform FROM {self.trees.table(ENTRIES)}")
+            return sorted(r[0] for r in cur.fetchall())
+
+    def entries_with_events(self, platform: str, from_seq: int, limit: int
+                            ) -> list[tuple[Any, ...]]:
+        """(seq, position, recorded_at, hashes, stream id, version, topic, state) by seq;
+        the event's columns None where its entry's event is gone from the log."""
+        m = self.m
+        with self._cursor() as cur:
+            cur.execute(
+                f"SELECT a.seq, a.position, a.recorded_at, a.hashes, e.originator_id, "
+                f"e.originator_version, e.topic, e.state FROM {self.trees.table(ENTRIES)} a "
+                f"LEFT JOIN {self.events_table} e ON "
+                f"e.{'notification_id' if self.postgres else 'rowid'} = a.position "
+                f"WHERE a.platform = {m} AND a.seq >= {m} ORDER BY a.seq LIMIT {m}",
+                (platform, from_seq, limit))
+            return cur.fetchall()
+
+    def events_outside_trees(self, limit: int = 10) -> list[tuple[int, str]]:
+        """(position, topic) of events in the log that no tree holds: written around the
+        ledger, not by it."""
+        position = "notification_id" if self.postgres else "rowid"
+        with self._cursor() as cur:
+            cur.execute(
+                f"SELECT e.{position}, e.topic FROM {self.events_table} e LEFT JOIN "
+                f"{self.trees.table(ENTRIES)} a ON a.position = e.{position} "
+                f"WHERE a.position IS NULL ORDER BY e.{position} LIMIT {self.m}", (limit,))
+            return [(int(r[0]), r[1]) for r in cur.fetchall()]

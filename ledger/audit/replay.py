@@ -100,6 +100,7 @@ class ReplayReport:
     balances: dict[Key, int] = field(default_factory=dict)
     days: list[DayCheck] = field(default_factory=list)
     differences: list[Difference] = field(default_factory=list)
+    last_position: int = 0  # the log position of the last entry replayed
 
     @property
     def ok(self) -> bool:
@@ -114,6 +115,7 @@ class Reducer:
         self.balances: dict[Key, int] = defaultdict(int)
         self.entries = 0
         self.money_events = 0
+        self.last_position = 0
         self.days: list[DayCheck] = []
         self.differences: list[Difference] = []
         self._timezone: ZoneInfo | None = None  # the PeriodBook's, once it opened
@@ -127,6 +129,7 @@ class Reducer:
 
     def entry(self, seq: int, position: int, topic: str, state: bytes) -> None:
         self.entries += 1
+        self.last_position = max(self.last_position, position)
         name = topic.rpartition(":")[2]
         if name not in BOOKINGS and name not in (REFUNDED, DAY_CLOSED, BOOK_OPENED):
             return
@@ -263,7 +266,7 @@ class Reducer:
     def report(self) -> ReplayReport:
         return ReplayReport(self.platform, self.entries, self.money_events,
                             {k: v for k, v in sorted(self.balances.items())},
-                            self.days, self.differences)
+                            self.days, self.differences, self.last_position)
 
 
 def statement_lines(opening: dict[Key, int], moved: dict[Key, dict[str, int]]
