@@ -280,18 +280,11 @@ class AuditLog:
         return 0 if row is None or row[0] is None else int(row[0]) + 1
 
     def entries(self, platform: str, from_seq: int, limit: int) -> list[StoredEntry]:
-        m = self.m
-        with self._cursor() as cur:
-            cur.execute(
-                f"SELECT a.seq, a.position, a.recorded_at, e.originator_id, "
-                f"e.originator_version, e.topic, e.state, a.hashes FROM "
-                f"{self.trees.table(ENTRIES)} a JOIN {self.events_table} e ON "
-                f"e.{'notification_id' if self.postgres else 'rowid'} = a.position "
-                f"WHERE a.platform = {m} AND a.seq >= {m} ORDER BY a.seq LIMIT {m}",
-                (platform, from_seq, limit))
-            rows = cur.fetchall()
-        return [StoredEntry(int(r[0]), int(r[1]), int(r[2]), _uuid(r[3]), int(r[4]), r[5],
-                            bytes(r[6]), bytes(r[7])[:HASH_SIZE]) for r in rows]
+        """The platform's entries from ``from_seq``, with their events (an entry whose event
+        is gone from the log is left out: the gap shows in the seqs)."""
+        return [StoredEntry(int(r[0]), int(r[1]), int(r[2]), _uuid(r[4]), int(r[5]), r[6],
+                            bytes(r[7]), bytes(r[3])[:HASH_SIZE])
+                for r in self._entry_rows(platform, from_seq, limit, "JOIN")]
 
     def root(self, platform: str, size: int) -> bytes:
         with self._cursor() as cur:
@@ -346,12 +339,16 @@ class AuditLog:
                             ) -> list[tuple[Any, ...]]:
         """(seq, position, recorded_at, hashes, stream id, version, topic, state) by seq;
         the event's columns None where its entry's event is gone from the log."""
+        return self._entry_rows(platform, from_seq, limit, "LEFT JOIN")
+
+    def _entry_rows(self, platform: str, from_seq: int, limit: int, join: str
+                    ) -> list[tuple[Any, ...]]:
         m = self.m
         with self._cursor() as cur:
             cur.execute(
                 f"SELECT a.seq, a.position, a.recorded_at, a.hashes, e.originator_id, "
                 f"e.originator_version, e.topic, e.state FROM {self.trees.table(ENTRIES)} a "
-                f"LEFT JOIN {self.events_table} e ON "
+                f"{join} {self.events_table} e ON "
                 f"e.{'notification_id' if self.postgres else 'rowid'} = a.position "
                 f"WHERE a.platform = {m} AND a.seq >= {m} ORDER BY a.seq LIMIT {m}",
                 (platform, from_seq, limit))
