@@ -20,6 +20,7 @@ import resource
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -30,7 +31,7 @@ import grpc
 import psycopg
 from psycopg import sql
 
-from bench import audit_verify, baseline_es, ceilings
+from bench import audit_rates, audit_verify, baseline_es, ceilings
 from bench.cpu import Meter, Split, measured
 from bench.loadgen import Result, import_orders, run_flows
 from bench.workload import build
@@ -40,6 +41,8 @@ from ledger.v1 import report_pb2, report_pb2_grpc
 
 BIN = Path(sys.executable).parent
 KEY = "bench-storefront-key"
+# The bench's servers sign their audit heads with one key, made on the first run.
+AUDIT_KEY_FILE = Path(tempfile.gettempdir()) / "ledger-bench-audit-signing-key.pem"
 LEVELS = (1, 16, 64)
 MODES = {
     # orders per in-flight level, baseline B orders, bulk-imported orders, paired rounds,
@@ -208,9 +211,13 @@ def start_ledger(url: str, extra: dict[str, str] | None = None
                  ) -> tuple[subprocess.Popen[bytes], str]:
     address = f"127.0.0.1:{free_port()}"
     keys = json.dumps({"keys": [{"name": "bench-shop", "role": "storefront",
-                                 "platform": "bench", "sha256": hash_key(KEY)}]})
+                                 "platform": "bench", "sha256": hash_key(KEY)},
+                                {"name": "bench-auditor", "role": "auditor",
+                                 "platform": "bench",
+                                 "sha256": hash_key(audit_rates.AUDITOR_KEY)}]})
     env = {**os.environ, "LEDGER_DATABASE_URL": url, "LEDGER_LISTEN": address,
            "LEDGER_API_KEYS": keys, "LEDGER_LOG_LEVEL": "warning",
+           "LEDGER_AUDIT_KEY_FILE": str(AUDIT_KEY_FILE),
            "LEDGER_SETTLEMENT_INTERVAL": "0", **(extra or {})}
     process = subprocess.Popen([str(BIN / "ledger"), "serve"], env=env,
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -366,9 +373,11 @@ def main() -> int:
             rows += asyncio.run(measure_ledger(address, size["orders"], "g", server.pid))
             one_bulk = bulk(address, size["bulk"], "bulk", (server.pid,), url=url)
             rss = peak_rss_mb(server.pid)
+            streamed, stream_rate = audit_rates.stream_rate(address)
         finally:
             stop(server)
         rebuild, log_size, rebuild_split = rebuild_rate(url)
+        checked, check_rate = audit_rates.check_rate(url, AUDIT_KEY_FILE)
 
         # As deployed (docker/compose.yaml): two server processes sharing the port
         # (LEDGER_WORKERS=2) and the read models kept by a separate `ledger project` process.
@@ -460,6 +469,16 @@ def main() -> int:
           f"{', '.join(f'{r[0]:,.0f}' for r in rounds)}, A "
           f"{', '.join(f'{r[1]:,.0f}' for r in rounds)}, B "
           f"{', '.join(f'{r[2]:,.0f}' for r in rounds)}")
+    hashing = audit_rates.hashing_us_per_entry()
+    tested_ms = ledger64["split"].per(ledger64["calls"])[0]
+    entries_per_command = ledger64["events"] / ledger64["commands"]
+    print(f"audit StreamEvents: {streamed:,} entries at {stream_rate:,.0f} entries/s; the "
+          f"start-up check over the same log: {checked:,} entries at {check_rate:,.0f} "
+          "entries/s")
+    print(f"audit tree hashing on the write path: {hashing:.1f} µs per entry, "
+          f"{entries_per_command:.1f} entries per command: "
+          f"{hashing * entries_per_command / 10 / tested_ms:.1f}% of the server's "
+          f"{tested_ms:.2f} ms of CPU per command at 64 in flight")
     # Offline: no database, no server, one process (bench/audit_verify.py).
     seconds, rate, file_size = audit_verify.measure(size["verify"])
     print(f"audit verify (a synthetic export of {size['verify']:,} entries, "

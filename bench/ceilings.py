@@ -2,8 +2,10 @@
 deciding anything: the most any ledger written over this database could reach.
 
 The bulk target is counted in log entries written per second, and each entry is one row of
-the events table, inserted the way the ledger's recorder inserts them: under the table lock
-that keeps positions in commit order, so one transaction at a time. Inserting the bulk
+the events table, inserted the way the ledger's recorder inserts them: under the lock that
+keeps positions in commit order, so one transaction at a time. (The recorder also writes
+one audit-tree row per entry in the same transaction; the ceiling leaves them out, so it
+stays the log's own ceiling.) Inserting the bulk
 import's very rows again, in transactions of the import's size, into a scratch table shaped
 like the log (its indexes, its sequence) measures that ceiling in the same run as the import.
 """
@@ -62,7 +64,8 @@ def event_inserts(url: str, first: int, last: int, per_transaction: int) -> Ceil
             "INSERT INTO {} (originator_id, originator_version, topic, state) "
             "SELECT * FROM unnest(%b::uuid[], %b::bigint[], %b::text[], %b::bytea[]) "
             "RETURNING notification_id").format(scratch)
-        lock = sql.SQL("LOCK TABLE {} IN EXCLUSIVE MODE").format(scratch)
+        lock = sql.SQL("SELECT pg_advisory_xact_lock(hashtext({}))").format(
+            sql.Literal(f"ledger-ceiling:{schema}"))
         batches = [[(uuid.uuid4(), *row) for row in rows[n:n + per_transaction]]
                    for n in range(0, len(rows), per_transaction)]
         pid = conn.info.backend_pid
