@@ -20,7 +20,9 @@ from ledger.config import event_store_env, is_postgres, postgres_connection
 
 # Raised whenever what the read models hold changes meaning; older read models are rebuilt.
 # 3: active members count only for teams the member was in when the month began.
-SCHEMA_VERSION = 3
+# 4: team numbers as DOMAIN.md "Team numbers" defines them, as of a time or a log position:
+#    targets and paid orders kept with when and where in the log they were recorded.
+SCHEMA_VERSION = 4
 
 TABLES = {
     "proj_meta": """
@@ -65,14 +67,15 @@ TABLES = {
         PRIMARY KEY (platform, reseller_id, month, metric, currency)""",
     "proj_team_stat_changes": """
         platform TEXT NOT NULL, reseller_id TEXT NOT NULL, month TEXT NOT NULL,
-        metric TEXT NOT NULL, currency TEXT NOT NULL, at BIGINT NOT NULL, delta BIGINT NOT NULL""",
-    "proj_active_members": """
-        platform TEXT NOT NULL, reseller_id TEXT NOT NULL, month TEXT NOT NULL,
-        PRIMARY KEY (platform, reseller_id, month)""",
+        metric TEXT NOT NULL, currency TEXT NOT NULL, at BIGINT NOT NULL, delta BIGINT NOT NULL,
+        position BIGINT NOT NULL""",
     "proj_team_targets": """
         platform TEXT NOT NULL, reseller_id TEXT NOT NULL, month TEXT NOT NULL,
-        currency TEXT NOT NULL, amount BIGINT NOT NULL,
-        PRIMARY KEY (platform, reseller_id, month, currency)""",
+        currency TEXT NOT NULL, amount BIGINT NOT NULL, at BIGINT NOT NULL,
+        position BIGINT NOT NULL""",
+    "proj_paid_orders": """
+        platform TEXT NOT NULL, seller_id TEXT NOT NULL, month TEXT NOT NULL,
+        at BIGINT NOT NULL, position BIGINT NOT NULL""",
 }
 
 # name: (table, columns). The read models' writers look rows up through the first two while
@@ -88,6 +91,8 @@ INDEXES = {
     "proj_balances_kind": ("proj_balances", "platform, kind, account"),
     "proj_team_sizes_reseller": ("proj_team_sizes", "platform, reseller_id, at"),
     "proj_team_stat_changes_key": ("proj_team_stat_changes", "platform, reseller_id, month, at"),
+    "proj_team_targets_key": ("proj_team_targets", "platform, reseller_id, month, currency"),
+    "proj_paid_orders_month": ("proj_paid_orders", "platform, month, seller_id"),
 }
 WRITER_INDEXES = ("proj_resellers_sponsor", "proj_links_reseller")
 

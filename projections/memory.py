@@ -28,7 +28,6 @@ class Memory:
 
     nodes: dict[tuple[str, str], Node | None] = field(default_factory=dict)
     orders: dict[str, OrderRow] = field(default_factory=dict)
-    active: set[tuple[str, str, str]] = field(default_factory=set)
     owners: dict[str, tuple[str, str]] = field(default_factory=dict)
     position: int = -1  # the log position the contents are as of; -1: none
     limit: int = DEFAULT_LIMIT
@@ -36,13 +35,12 @@ class Memory:
     def forget(self) -> None:
         self.nodes.clear()
         self.orders.clear()
-        self.active.clear()
         self.owners.clear()
         self.position = -1
 
     @property
     def size(self) -> int:
-        return len(self.nodes) + len(self.orders) + len(self.active) + len(self.owners)
+        return len(self.nodes) + len(self.orders) + len(self.owners)
 
     def begin(self, position: int) -> None:
         """A batch starts after ``position``: what is held is forgotten unless it is as of
@@ -62,8 +60,6 @@ class Memory:
         for held in (self.nodes, self.orders, self.owners):
             for key in list(islice(held, len(held) - len(held) * keep // size)):
                 del held[key]
-        for _ in range(len(self.active) - len(self.active) * keep // size):
-            self.active.pop()  # a set has no order; any marker may go
 
     def committed(self, position: int) -> None:
         """The batch's writes are in the database: what is held is as of ``position``."""

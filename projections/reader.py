@@ -93,8 +93,9 @@ class ReadModels:
         return self._query(t.subtree, platform, reseller_id, **query)
 
     def team_stats(self, platform: str, reseller_id: str, month: str,
-                   at: int = END_OF_TIME) -> t.TeamStats:
-        return self._query(t.team_stats, self.calendar, platform, reseller_id, month, at)
+                   at: int = END_OF_TIME, position: int = END_OF_TIME) -> t.TeamStats:
+        return self._query(t.team_stats, self.calendar, platform, reseller_id, month, at,
+                           position)
 
     def due_orders(self, platform: str, now: int, limit: int) -> list[OrderKey]:
         return self._query(f.due_orders, platform, now, limit)

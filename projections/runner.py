@@ -108,7 +108,7 @@ class Batch:
                                PAYMENT, ref)
             total = -sum(p.amount for p in event.postings if p.bucket == "clearing")
             if event.postings:
-                team.paid(uid, event.postings[0].currency, total, event.paid_at,
+                team.paid(uid, event.postings[0].currency, total, event.paid_at, position,
                           backdated=getattr(event, "backdated", False))
             team.order_life(uid, freeze_days=event.freeze_days)
         elif name == qualname(Order.Refunded):
@@ -117,7 +117,7 @@ class Batch:
                                REFUND, f"{ref}/refund:{refund.refund_id}")
             if refund.postings:
                 team.refunded(uid, refund.postings[0].currency, refund.amount,
-                              refund.refunded_at)
+                              refund.refunded_at, position)
         elif name == qualname(Order.Completed):
             team.completed(uid, event.completed_at)
         elif name == qualname(Order.Settled):
@@ -168,7 +168,8 @@ class Batch:
         elif name == qualname(Reseller.RankSet):
             team.rank_set(platform, reseller_id, event.rank)
         elif name == qualname(Reseller.TeamTargetSet):
-            team.target_set(platform, reseller_id, event.month, event.currency, event.amount)
+            team.target_set(platform, reseller_id, event.month, event.currency, event.amount,
+                            event.set_at, position)
 
     def _own(self, uid: str, platform: str, key: str) -> None:
         """Later events of an aggregate do not repeat its platform and id: remember them."""

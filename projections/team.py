@@ -4,11 +4,14 @@ Tree: each reseller's sponsor, depth, direct downline count and team size (every
 Every sponsor link and every team size is also kept with the time it began, so the tree can
 be read as it stood at a past moment.
 
-Numbers, per reseller and calendar month (platform time zone): own sales and team GMV (paid
-minus refunded, booked in the month the money moved), new members, active members (members
-present at the month's start who sold that month), retention, and progress against the
-team's target. An order counts for the team its seller belonged to when it was paid; a
-refund reverses it from that same team, even if the tree has changed since.
+Numbers, per reseller and calendar month (platform time zone), as DOMAIN.md "Team numbers"
+defines them: own sales and team GMV are kept as changes (paid, and refunded in the month
+the refund is recorded), each with its business time and log position; an order counts for
+the team its seller belonged to when it was paid, and a refund reverses it from that same
+team. Targets and paid orders are kept with their times and positions too, so that new
+members, members at the start, active members and progress are computed when read
+(team_queries.py), from the tree and the sales as they stood at the moment or log position
+asked for.
 """
 
 from __future__ import annotations
@@ -27,8 +30,6 @@ from projections.memory import Memory
 
 OWN_SALES = "own_sales"
 TEAM_GMV = "team_gmv"
-NEW_MEMBERS = "new_members"
-ACTIVE_MEMBERS = "active_members"
 
 
 DAY = 86_400_000_000  # microseconds
@@ -93,8 +94,9 @@ class TeamWriter:
         memory = memory or Memory()
         self._nodes = memory.nodes
         self._stats: dict[tuple[str, str, str, str, str], int] = defaultdict(int)
-        self._changes: list[tuple[str, str, str, str, str, int, int]] = []
-        self._active = memory.active
+        self._changes: list[tuple[str, str, str, str, str, int, int, int]] = []
+        self._paid: list[tuple[str, str, str, int, int]] = []
+        self._targets: list[tuple[str, str, str, str, int, int, int]] = []
         self._orders = memory.orders
         self._dirty_orders: set[str] = set()
         self._dirty_nodes: dict[tuple[str, str], Node] = {}
@@ -166,11 +168,7 @@ class TeamWriter:
         if sponsor is not None:
             sponsor.direct_count += 1
             self._save(platform, sponsor)
-        upline = self.ancestors(platform, reseller_id)
-        self._resize(platform, upline, +1, at, position)
-        month = self.calendar.month(at_dt)
-        for leader in upline:
-            self._count(platform, leader, month, NEW_MEMBERS, "", 1, at)
+        self._resize(platform, self.ancestors(platform, reseller_id), +1, at, position)
 
     def moved(self, platform: str, reseller_id: str, to_sponsor: str, at_dt: datetime,
               position: int) -> None:
@@ -210,12 +208,10 @@ class TeamWriter:
         self._save(platform, node)
 
     def target_set(self, platform: str, reseller_id: str, month: str, currency: str,
-                   amount: int) -> None:
-        self.cur.execute(
-            "INSERT INTO proj_team_targets (platform, reseller_id, month, currency, amount) "
-            "VALUES (%s, %s, %s, %s, %s) ON CONFLICT (platform, reseller_id, month, currency) "
-            "DO UPDATE SET amount = excluded.amount",
-            (platform, reseller_id, month, currency, amount))
+                   amount: int, at_dt: datetime, position: int) -> None:
+        """Every target is kept: the one in force at a moment is the last set by then."""
+        self._targets.append((platform, reseller_id, month, currency, amount, micros(at_dt),
+                              position))
 
     def descendants(self, platform: str, reseller_id: str) -> list[str]:
         self._write_tree()
@@ -268,7 +264,7 @@ class TeamWriter:
         self._dirty_orders.add(order_uid)
 
     def paid(self, order_uid: str, currency: str, total: int, at_dt: datetime,
-             backdated: bool = False) -> None:
+             position: int, backdated: bool = False) -> None:
         """The sale counts for the seller's teams as the tree stands in log order, or, for a
         backdated payment (a backfill), as it stood when paid, as its split did."""
         row = self.order(order_uid)
@@ -279,45 +275,25 @@ class TeamWriter:
                          else self.ancestors(row.platform, row.seller_id))
         self._dirty_orders.add(order_uid)
         month = self.calendar.month(at_dt)
-        self._sale(row.platform, row.seller_id, row.ancestors, month, currency, total, at)
-        self._mark_active(row.platform, row.seller_id, row.ancestors, month, at)
+        self._sale(row.platform, row.seller_id, row.ancestors, month, currency, total, at,
+                   position)
+        self._paid.append((row.platform, row.seller_id, month, at, position))
 
-    def refunded(self, order_uid: str, currency: str, amount: int, at_dt: datetime) -> None:
+    def refunded(self, order_uid: str, currency: str, amount: int, at_dt: datetime,
+                 position: int) -> None:
+        """A refund lands in the month it is recorded, like every correction, and on the
+        teams its order counted for."""
         row = self.order(order_uid)
         if row.seller_id:
             month = self.calendar.month(at_dt)
             self._sale(row.platform, row.seller_id, row.ancestors, month, currency, -amount,
-                       micros(at_dt))
+                       micros(at_dt), position)
 
     def _sale(self, platform: str, seller: str, upline: list[str], month: str, currency: str,
-              amount: int, at: int) -> None:
-        self._count(platform, seller, month, OWN_SALES, currency, amount, at)
+              amount: int, at: int, position: int) -> None:
+        self._count(platform, seller, month, OWN_SALES, currency, amount, at, position)
         for leader in (seller, *upline):
-            self._count(platform, leader, month, TEAM_GMV, currency, amount, at)
-
-    def _mark_active(self, platform: str, seller: str, upline: list[str], month: str,
-                     at: int) -> None:
-        """A member's first sale of the month makes them active for every team above them
-        that they were already in when the month began."""
-        key = (platform, seller, month)
-        if key in self._active:
-            return
-        self.cur.execute("SELECT 1 FROM proj_active_members WHERE platform = %s AND "
-                         "reseller_id = %s AND month = %s", key)
-        self._active.add(key)
-        if self.cur.fetchone():
-            return
-        self.cur.execute("INSERT INTO proj_active_members (platform, reseller_id, month) "
-                         "VALUES (%s, %s, %s)", key)
-        at_start = self.ancestors_at(platform, seller,
-                                     micros(self.calendar.month_start(month)) - 1)
-        if at_start is None:
-            return  # not yet a member when the month began
-        # Active for the teams the member was in when the month began and still is in: not
-        # for a team they moved into since (they were not among its members at the start).
-        for leader in upline:
-            if leader in at_start:
-                self._count(platform, leader, month, ACTIVE_MEMBERS, "", 1, at)
+            self._count(platform, leader, month, TEAM_GMV, currency, amount, at, position)
 
     def sponsor_at(self, platform: str, reseller_id: str, at: int) -> str | None:
         """``sponsor_as_of``, looking first at this batch's links, which come after the
@@ -351,18 +327,11 @@ class TeamWriter:
 
         return chain_above(sponsor_then(reseller_id) or "", sponsor_then, reseller_id)
 
-    def ancestors_at(self, platform: str, reseller_id: str, at: int) -> set[str] | None:
-        """Everyone above the reseller as the tree stood at ``at``; None if not yet enrolled."""
-        sponsor = self.sponsor_at(platform, reseller_id, at)
-        if sponsor is None:
-            return None
-        return set(chain_above(sponsor, lambda rid: self.sponsor_at(platform, rid, at),
-                               reseller_id))
-
     def _count(self, platform: str, reseller_id: str, month: str, metric: str, currency: str,
-               delta: int, at: int) -> None:
+               delta: int, at: int, position: int) -> None:
         self._stats[(platform, reseller_id, month, metric, currency)] += delta
-        self._changes.append((platform, reseller_id, month, metric, currency, at, delta))
+        self._changes.append((platform, reseller_id, month, metric, currency, at, delta,
+                              position))
 
     def flush(self) -> None:
         self._write_tree()
@@ -387,7 +356,14 @@ class TeamWriter:
                 "value = proj_team_stats.value + excluded.value",
                 [(*key, value) for key, value in self._stats.items()])
             append_rows(self.cur, "proj_team_stat_changes",
-                        ("platform", "reseller_id", "month", "metric", "currency", "at", "delta"),
-                        self._changes)
+                        ("platform", "reseller_id", "month", "metric", "currency", "at", "delta",
+                         "position"), self._changes)
+        append_rows(self.cur, "proj_paid_orders",
+                    ("platform", "seller_id", "month", "at", "position"), self._paid)
+        append_rows(self.cur, "proj_team_targets",
+                    ("platform", "reseller_id", "month", "currency", "amount", "at", "position"),
+                    self._targets)
         self._stats.clear()
         self._changes.clear()
+        self._paid.clear()
+        self._targets.clear()

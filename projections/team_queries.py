@@ -4,17 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from ledger.domain.team import MAX_TREE_DEPTH
 from projections.clock import END_OF_TIME, Calendar, micros
 from projections.db import Cursor
-from projections.team import (
-    ACTIVE_MEMBERS,
-    NEW_MEMBERS,
-    OWN_SALES,
-    TEAM_GMV,
-    Node,
-    chain_above,
-    sponsor_as_of,
-)
+from projections.team import OWN_SALES, Node, chain_above, sponsor_as_of
 
 # The sponsor links in force at a moment: each reseller's latest link at or before it.
 LINKS_AS_OF = (
@@ -67,6 +60,8 @@ def team_size_as_of(cur: Cursor, platform: str, reseller_id: str, at: int) -> in
 
 @dataclass
 class TeamStats:
+    """DOMAIN.md "Team numbers", for one reseller R and one month."""
+
     new_members: int = 0
     members_at_start: int = 0
     active_members: int = 0
@@ -82,38 +77,68 @@ class TeamStats:
 
     def progress_bps(self, currency: str) -> int:
         target = self.targets.get(currency, 0)
-        return self.team_gmv.get(currency, 0) * 10_000 // target if target > 0 else 0
+        gmv = self.team_gmv.get(currency, 0)
+        return gmv * 10_000 // target if target > 0 and gmv > 0 else 0
 
     @property
     def currencies(self) -> list[str]:
         return sorted({*self.own_sales, *self.team_gmv, *self.targets})
 
 
+# R's team (everyone below R, any depth) as the tree stood at a time, as recorded by a log
+# position: each member's latest link made at or before the time, among those recorded by
+# the position.
+TEAM_AS_OF = (
+    "WITH RECURSIVE links AS (SELECT l.reseller_id AS id, l.sponsor_id AS sponsor "
+    "FROM proj_links l WHERE l.platform = %s AND l.position = (SELECT MAX(l2.position) "
+    "FROM proj_links l2 WHERE l2.platform = l.platform AND l2.reseller_id = l.reseller_id "
+    "AND l2.at <= %s AND l2.position <= %s)), "
+    "team(id, lvl) AS (SELECT id, 1 FROM links WHERE sponsor = %s UNION ALL "
+    "SELECT links.id, team.lvl + 1 FROM links JOIN team ON links.sponsor = team.id "
+    f"WHERE team.lvl < {MAX_TREE_DEPTH}) ")
+
+
 def team_stats(
     cur: Cursor, calendar: Calendar, platform: str, reseller_id: str, month: str,
-    at: int = END_OF_TIME,
+    at: int = END_OF_TIME, position: int = END_OF_TIME,
 ) -> TeamStats:
-    if at >= END_OF_TIME:
+    """R's numbers for ``month`` as they stood at time ``at`` (business time: a backfilled
+    order counts from when it was paid, a backdated member from when they joined) as
+    recorded by log ``position``; now, when neither is given."""
+    start = micros(calendar.month_start(month))
+    end = micros(calendar.month_end(month))
+    stats = TeamStats()
+    if at >= END_OF_TIME and position >= END_OF_TIME:
         cur.execute("SELECT metric, currency, value FROM proj_team_stats WHERE platform = %s "
                     "AND reseller_id = %s AND month = %s", (platform, reseller_id, month))
     else:
         cur.execute("SELECT metric, currency, SUM(delta) FROM proj_team_stat_changes WHERE "
-                    "platform = %s AND reseller_id = %s AND month = %s AND at <= %s "
-                    "GROUP BY metric, currency", (platform, reseller_id, month, at))
-    stats = TeamStats()
+                    "platform = %s AND reseller_id = %s AND month = %s AND at <= %s AND "
+                    "position <= %s GROUP BY metric, currency",
+                    (platform, reseller_id, month, at, position))
     for metric, currency, value in cur.fetchall():
-        value = int(value)
-        if metric == NEW_MEMBERS:
-            stats.new_members = value
-        elif metric == ACTIVE_MEMBERS:
-            stats.active_members = value
-        elif metric == OWN_SALES:
-            stats.own_sales[currency] = value
-        elif metric == TEAM_GMV:
-            stats.team_gmv[currency] = value
-    start = micros(calendar.month_start(month))
-    stats.members_at_start = team_size_as_of(cur, platform, reseller_id, start - 1)
-    cur.execute("SELECT currency, amount FROM proj_team_targets WHERE platform = %s AND "
-                "reseller_id = %s AND month = %s", (platform, reseller_id, month))
+        (stats.own_sales if metric == OWN_SALES else stats.team_gmv)[currency] = int(value)
+    # Targets: the last set for the month and currency, at or before the moment read.
+    cur.execute(
+        "SELECT currency, amount FROM proj_team_targets t WHERE platform = %s AND "
+        "reseller_id = %s AND month = %s AND at <= %s AND position = (SELECT MAX(position) "
+        "FROM proj_team_targets t2 WHERE t2.platform = t.platform AND t2.reseller_id = "
+        "t.reseller_id AND t2.month = t.month AND t2.currency = t.currency AND t2.at <= %s "
+        "AND t2.position <= %s)", (platform, reseller_id, month, at, at, position))
     stats.targets = {currency: int(amount) for currency, amount in cur.fetchall()}
+    # New members: joined in the month, and in R's team at the moment read.
+    cur.execute(
+        TEAM_AS_OF + "SELECT COUNT(*) FROM team JOIN proj_resellers r ON r.platform = %s AND "
+        "r.reseller_id = team.id WHERE r.enrolled_at >= %s AND r.enrolled_at < %s",
+        (platform, at, position, reseller_id, platform, start, end))
+    stats.new_members = int(cur.fetchone()[0])
+    # Members at the start: R's team when the month began (who joined before it); active:
+    # those of them with an own order paid in the month, by the moment read.
+    cur.execute(
+        TEAM_AS_OF + "SELECT COUNT(*), COUNT(p.seller_id) FROM team LEFT JOIN "
+        "(SELECT DISTINCT seller_id FROM proj_paid_orders WHERE platform = %s AND month = %s "
+        "AND at <= %s AND position <= %s) p ON p.seller_id = team.id",
+        (platform, min(at, start - 1), position, reseller_id, platform, month, at, position))
+    total, active = cur.fetchone()
+    stats.members_at_start, stats.active_members = int(total), int(active)
     return stats

@@ -215,7 +215,7 @@ def test_the_writers_memory_lets_go_of_the_oldest_between_batches_and_stays_boun
         memory.begin(n)
         memory.orders[f"o{n}"] = None  # type: ignore[assignment]
         memory.owners[f"u{n}"] = ("acme", f"k{n}")
-        memory.active.add(("acme", f"r{n}", "2026-11"))
+        memory.nodes[("acme", f"r{n}")] = None
         memory.committed(n + 1)
         assert memory.size <= 100 + 3  # a batch may add to it; trimmed before the next
     assert "o999" in memory.orders and "o0" not in memory.orders

@@ -246,10 +246,11 @@ def test_team_stats_for_a_month(shop: LedgerClient, admin: LedgerClient, clock: 
     assert "month" in bad.fields
 
 
-def test_a_member_moved_in_mid_month_is_not_active_for_the_team_it_joined(
+def test_a_member_moved_mid_month_is_active_for_the_team_they_were_in_when_it_began(
         shop: LedgerClient, admin: LedgerClient, clock: Clock) -> None:
     """Active members are members present at the month's start who sold that month: one
-    who moved in mid-month was not among the new team's members when the month began."""
+    who moved in mid-month counts for the team they were in when the month began, not for
+    the team they joined (whose members at the start they were not among)."""
     team(shop)  # alice ← bob ← carol
     enroll(shop, "erin", "bob")
     enroll(shop, "zed", without_sponsor=True)
@@ -270,8 +271,8 @@ def test_a_member_moved_in_mid_month_is_not_active_for_the_team_it_joined(
         return got.members_at_start, got.active_members
 
     assert stats("zed") == (0, 0)  # carol joined zed's team in December
-    assert stats("bob") == (2, 1)  # carol and erin at the start; erin sold for bob's team
-    assert stats("alice") == (3, 1)
+    assert stats("bob") == (2, 2)  # carol and erin at the start, and both sold in December
+    assert stats("alice") == (3, 2)
 
 
 def test_read_waits_for_its_position_within_the_deadline(store_url: str, clock: Clock) -> None:

@@ -177,10 +177,18 @@ class ReportService(Base, report_pb2_grpc.ReportServiceServicer):
         violations: list[tuple[str, str]] = []
         check_month(violations, "month", request.month)
         check(violations)
-        position = await self.caught_up(request.min_log_position, context)
+        as_of_position = request.as_of_log_position
+        if as_of_position < 0:
+            raise InvalidInput([("as_of_log_position", "must be 0 (all recorded) or a "
+                                                       "receipt's log_position")])
+        if as_of_position and as_of_position > await self.read(self.app.log_position):
+            raise InvalidInput([("as_of_log_position", "the log has not reached it")])
+        position = await self.caught_up(max(request.min_log_position, as_of_position),
+                                        context)
         stats = await self.read(self.models.team_stats, caller.platform_id,
                                 request.reseller_id, request.month,
-                                as_of_micros(request.as_of, request.HasField("as_of")))
+                                as_of_micros(request.as_of, request.HasField("as_of")),
+                                as_of_position or END_OF_TIME)
         return report_pb2.GetTeamStatsResponse(
             reseller_id=request.reseller_id, month=request.month,
             sales=[report_pb2.CurrencyStats(

@@ -458,16 +458,27 @@ Global___ListSubtreeResponse: _TypeAlias = ListSubtreeResponse  # noqa: Y015
 
 @_typing.final
 class GetTeamStatsRequest(_message.Message):
+    """R's team is everyone below R at any depth (R not included). As of a time: the tree, the
+    targets and the sales as they stood then, by business time (a backfilled order counts
+    from when it was paid, a member brought in with a past date from when they joined). As of
+    a log position: exactly what had been recorded by then. Both may be given; both bound.
+    """
+
     DESCRIPTOR: _descriptor.Descriptor
 
     RESELLER_ID_FIELD_NUMBER: _builtins.int
     MONTH_FIELD_NUMBER: _builtins.int
     AS_OF_FIELD_NUMBER: _builtins.int
     MIN_LOG_POSITION_FIELD_NUMBER: _builtins.int
+    AS_OF_LOG_POSITION_FIELD_NUMBER: _builtins.int
     reseller_id: _builtins.str
     month: _builtins.str
-    """"YYYY-MM"."""
+    """"YYYY-MM", a calendar month in the platform's time zone."""
     min_log_position: _builtins.int
+    as_of_log_position: _builtins.int
+    """The numbers as recorded by this log position (a receipt's); all recorded when 0. The
+    call waits for the read models to reach it, as for min_log_position.
+    """
     @_builtins.property
     def as_of(self) -> _timestamp_pb2.Timestamp:
         """The numbers as they stood at this time; now when unset."""
@@ -479,10 +490,11 @@ class GetTeamStatsRequest(_message.Message):
         month: _builtins.str = ...,
         as_of: _timestamp_pb2.Timestamp | None = ...,
         min_log_position: _builtins.int = ...,
+        as_of_log_position: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["as_of", b"as_of"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["as_of", b"as_of", "min_log_position", b"min_log_position", "month", b"month", "reseller_id", b"reseller_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["as_of", b"as_of", "as_of_log_position", b"as_of_log_position", "min_log_position", b"min_log_position", "month", b"month", "reseller_id", b"reseller_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -499,13 +511,23 @@ class CurrencyStats(_message.Message):
     PROGRESS_BPS_FIELD_NUMBER: _builtins.int
     currency: _builtins.str
     own_sales: _builtins.int
-    """The reseller's own sales: paid minus refunded."""
+    """R's own sales: the paid amounts of R's own orders paid in the month, minus the refunds
+    on R's orders recorded in the month (a refund lands in the month it is recorded, like
+    every correction, so a month can be negative).
+    """
     team_gmv: _builtins.int
-    """Sales of the reseller and everyone below: paid minus refunded."""
+    """R's own sales plus the same over every seller who was in R's team when the order was
+    paid (the tree at payment, any depth, not only the commission levels); a refund
+    follows its order's teams.
+    """
     target: _builtins.int
-    """0 when no target was set."""
+    """The last target set for the month and currency at or before the moment read; 0 when
+    none had been set by then.
+    """
     progress_bps: _builtins.int
-    """team_gmv / target in basis points (10000 = target met); 0 without a target."""
+    """floor(team_gmv × 10,000 / target) in basis points (10,000 = target met); 0 without a
+    target or when team_gmv ≤ 0.
+    """
     def __init__(
         self,
         *,
@@ -538,12 +560,19 @@ class GetTeamStatsResponse(_message.Message):
     reseller_id: _builtins.str
     month: _builtins.str
     new_members: _builtins.int
+    """Resellers who joined in the month and are in R's team at the moment read (so never more
+    than the team's size: one moved out since is not counted).
+    """
     members_at_start: _builtins.int
-    """Team members present at the month's start."""
+    """R's team when the month began: the members who had joined before its first instant."""
     active_members: _builtins.int
-    """Of those, how many sold this month."""
+    """Of the members at the start, those with at least one own order paid in the month (by
+    the moment read), whichever team they are in now.
+    """
     retention_bps: _builtins.int
-    """active_members / members_at_start in basis points."""
+    """floor(active_members × 10,000 / members_at_start) in basis points; 0 when nobody was
+    in the team at the start.
+    """
     log_position: _builtins.int
     @_builtins.property
     def sales(self) -> _containers.RepeatedCompositeFieldContainer[Global___CurrencyStats]: ...

@@ -126,7 +126,9 @@ class ReportServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def GetTeamStats(self, request, context):
-        """A reseller's team numbers for a calendar month (platform time zone).
+        """A reseller's team numbers for a calendar month (platform time zone), now, as of a time
+        or as of a log position (DOMAIN.md "Team numbers"; each figure's definition is on its
+        field in GetTeamStatsResponse).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -52,7 +52,10 @@ class ReportServiceStub:
     ListSubtree: _grpc.UnaryUnaryMultiCallable[_report_pb2.ListSubtreeRequest, _report_pb2.ListSubtreeResponse]
     """Everyone below a reseller, to a depth limit, a page at a time."""
     GetTeamStats: _grpc.UnaryUnaryMultiCallable[_report_pb2.GetTeamStatsRequest, _report_pb2.GetTeamStatsResponse]
-    """A reseller's team numbers for a calendar month (platform time zone)."""
+    """A reseller's team numbers for a calendar month (platform time zone), now, as of a time
+    or as of a log position (DOMAIN.md "Team numbers"; each figure's definition is on its
+    field in GetTeamStatsResponse).
+    """
     GetProjectionStatus: _grpc.UnaryUnaryMultiCallable[_report_pb2.GetProjectionStatusRequest, _report_pb2.GetProjectionStatusResponse]
     """How far the read models are behind the log."""
 
@@ -80,7 +83,10 @@ class ReportServiceAsyncStub(ReportServiceStub):
     ListSubtree: _aio.UnaryUnaryMultiCallable[_report_pb2.ListSubtreeRequest, _report_pb2.ListSubtreeResponse]  # type: ignore[assignment]
     """Everyone below a reseller, to a depth limit, a page at a time."""
     GetTeamStats: _aio.UnaryUnaryMultiCallable[_report_pb2.GetTeamStatsRequest, _report_pb2.GetTeamStatsResponse]  # type: ignore[assignment]
-    """A reseller's team numbers for a calendar month (platform time zone)."""
+    """A reseller's team numbers for a calendar month (platform time zone), now, as of a time
+    or as of a log position (DOMAIN.md "Team numbers"; each figure's definition is on its
+    field in GetTeamStatsResponse).
+    """
     GetProjectionStatus: _aio.UnaryUnaryMultiCallable[_report_pb2.GetProjectionStatusRequest, _report_pb2.GetProjectionStatusResponse]  # type: ignore[assignment]
     """How far the read models are behind the log."""
 
@@ -141,7 +147,10 @@ class ReportServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _report_pb2.GetTeamStatsRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_report_pb2.GetTeamStatsResponse, _abc.Awaitable[_report_pb2.GetTeamStatsResponse]]:
-        """A reseller's team numbers for a calendar month (platform time zone)."""
+        """A reseller's team numbers for a calendar month (platform time zone), now, as of a time
+        or as of a log position (DOMAIN.md "Team numbers"; each figure's definition is on its
+        field in GetTeamStatsResponse).
+        """
 
     @_abc_1.abstractmethod
     def GetProjectionStatus(
