@@ -1,4 +1,5 @@
-"""The ``ledger`` command: serve, demo, keys, health, project, projections, db, finance."""
+"""The ``ledger`` command: serve, demo, keys, health, project, projections, db, finance,
+team, audit."""
 
 from __future__ import annotations
 
@@ -320,6 +321,10 @@ def main(argv: list[str] | None = None) -> int:
 
     finance_cli.add_arguments(sub.add_parser(
         "finance", help="finance: payable payouts and statements (CSV), account history"))
+    from clients import team_cli
+
+    team_cli.add_arguments(sub.add_parser(
+        "team", help="a platform's team tree: import it with the dates its people joined"))
     from clients import audit_cli
 
     audit_cli.add_arguments(sub.add_parser(
@@ -349,6 +354,8 @@ def main(argv: list[str] | None = None) -> int:
             return db_init(settings, args)
         if args.command == "finance":
             return finance_cli.run(args)
+        if args.command == "team":
+            return team_cli.run(args, settings.timezone)
         if args.command == "keys":
             key = add_key_to_file(args.file, name=args.name, role=args.role,
                                   platform=args.platform)

@@ -186,7 +186,7 @@ def test_a_backfill_splits_along_the_chain_and_ranks_of_its_payment_time(
         shop: LedgerClient, admin: LedgerClient, clock: Clock) -> None:
     """A move or a rank set after an order was paid does not change who earned on it, nor
     whose team sold it, even when the order is imported afterwards with its payment time;
-    one paid before the seller was enrolled takes the first chain known."""
+    one paid before the seller was enrolled is refused (tests/test_team_backfill.py)."""
     admin.admin.PublishPlan(admin_pb2.PublishPlanRequest(
         idempotency_key=idempotency_key(), plan=admin_pb2.CommissionPlan(
             level_rates_bps=[4000, 1000], freeze_days=7, min_payout=1000,
@@ -220,26 +220,28 @@ def test_a_backfill_splits_along_the_chain_and_ranks_of_its_payment_time(
         imported("BEFORE-ENROLMENT", paid_at=stamp(enrolled - timedelta(minutes=1))),
         imported("NOW"),
     ])]))
-    assert reply.imported == 4, reply.failures
+    assert reply.imported == 3, reply.failures
+    assert [(f.order_id, f.code) for f in reply.failures] == [
+        ("BEFORE-ENROLMENT", "FAILED_PRECONDITION")]
 
     def order(order_id: str) -> common_pb2.Order:
         return shop.storefront.GetOrder(storefront_pb2.GetOrderRequest(order_id=order_id)).order
 
-    for old in ("BEFORE-MOVE", "PLACED-BEFORE", "BEFORE-ENROLMENT"):
+    for old in ("BEFORE-MOVE", "PLACED-BEFORE"):
         assert list(order(old).upline_chain) == ["carol", "bob"], old
         assert shares(order(old))["reseller:carol"] == 1599, old
         assert shares(order(old))["reseller:bob"] == 399, old
     now = order("NOW")
     assert list(now.upline_chain) == ["carol", "zed"]
     assert (shares(now)["reseller:carol"], shares(now)["reseller:zed"]) == (1999, 399)
-    # The team numbers follow the same tree: the three old sales were in Bob's (and Alice's)
+    # The team numbers follow the same tree: the two old sales were in Bob's (and Alice's)
     # team, the new one in Zed's.
     gmv = {}
     for leader in ("alice", "bob", "zed"):
         stats = shop.report.GetTeamStats(report_pb2.GetTeamStatsRequest(
             reseller_id=leader, month="2026-11", min_log_position=reply.receipt.log_position))
         gmv[leader] = stats.sales[0].team_gmv if stats.sales else 0
-    assert gmv == {"alice": 3 * 9999, "bob": 3 * 9999, "zed": 9999}
+    assert gmv == {"alice": 2 * 9999, "bob": 2 * 9999, "zed": 9999}
 
 
 def test_cycles_are_refused(shop: LedgerClient, admin: LedgerClient) -> None:

@@ -314,7 +314,7 @@ def test_every_rpc_with_a_timestamp_is_covered() -> None:
     """The issue's list, as the descriptors give it (a new timestamp joins it by itself)."""
     assert {m.name for m, _ in TIMESTAMP_FIELDS} == {
         "ImportOrders", "PublishPlan", "GetPlan", "GetBalance", "GetUpline", "ListSubtree",
-        "GetTeamStats"}
+        "GetTeamStats", "EnrollReseller", "ImportResellers"}
     assert ("ImportOrders", "orders[0].paid_at") in {(m.name, p) for m, p in TIMESTAMP_FIELDS}
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Sequence
 from datetime import UTC, datetime
 
@@ -171,6 +172,23 @@ def imported_order(o: storefront_pb2.ImportedOrder) -> c.ImportOrder:
                          from_timestamp(o.placed_at, o.HasField("placed_at")),
                          from_timestamp(o.paid_at, o.HasField("paid_at")),
                          from_timestamp(o.completed_at, o.HasField("completed_at")))
+
+
+def enroll_reseller(r: storefront_pb2.EnrollResellerRequest) -> c.EnrollReseller:
+    return c.EnrollReseller(r.idempotency_key, r.reseller_id, r.sponsor_id, r.customer_id,
+                            r.without_sponsor,
+                            from_timestamp(r.enrolled_at, r.HasField("enrolled_at")))
+
+
+def imported_reseller(m: storefront_pb2.ImportedReseller) -> c.ImportReseller:
+    """An imported member as one command keyed by its reseller id, so a resent import
+    writes nothing twice. An id too long (or too odd) to stand in a key is hashed there."""
+    key = f"reseller:{m.reseller_id}"
+    if len(key) > c.MAX_ID_LENGTH or not key.isprintable() or key != key.strip():
+        key = f"reseller-sha256:{hashlib.sha256(m.reseller_id.encode()).hexdigest()}"
+    return c.ImportReseller(key, m.reseller_id, m.sponsor_id, m.customer_id,
+                            not m.sponsor_id,
+                            from_timestamp(m.enrolled_at, m.HasField("enrolled_at")), m.rank)
 
 
 def place_order(r: storefront_pb2.PlaceOrderRequest) -> c.PlaceOrder:

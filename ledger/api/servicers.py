@@ -20,7 +20,8 @@ from ledger.application.audit_trail import AuditTrail
 from ledger.application.group_commit import GroupCommitter
 from ledger.application.handlers import MAX_SETTLEMENT_BATCH
 from ledger.application.ledger_app import LedgerApplication, Outcome
-from ledger.domain.errors import InvalidInput
+from ledger.domain.errors import InvalidInput, LedgerError
+from ledger.domain.team import Listed, sponsor_loop, sponsors_first
 from ledger.v1 import admin_pb2, admin_pb2_grpc, common_pb2, storefront_pb2, storefront_pb2_grpc
 from projections.clock import micros
 from projections.db import StoreUnavailable
@@ -206,10 +207,8 @@ class StorefrontService(Base, storefront_pb2_grpc.StorefrontServiceServicer):
 
     @rpc(STOREFRONT)
     async def EnrollReseller(self, request, context, caller):  # type: ignore[no-untyped-def]
-        command = c.EnrollReseller(request.idempotency_key, request.reseller_id,
-                                   request.sponsor_id, request.customer_id,
-                                   request.without_sponsor)
-        return await self.reply(caller, command, storefront_pb2.EnrollResellerResponse,
+        return await self.reply(caller, convert.enroll_reseller(request),
+                                storefront_pb2.EnrollResellerResponse,
                                 reseller=convert.reseller)
 
     @rpc(STOREFRONT)
@@ -256,6 +255,48 @@ class StorefrontService(Base, storefront_pb2_grpc.StorefrontServiceServicer):
                     position = max(position, outcome.log_position)
         return storefront_pb2.ImportOrdersResponse(
             orders=orders, imported=imported, failures=failures[:MAX_REPORTED_FAILURES],
+            receipt=common_pb2.WriteReceipt(log_position=position))
+
+
+    @rpc(STOREFRONT)
+    async def ImportResellers(self, request_iterator, context, caller):  # type: ignore[no-untyped-def]
+        """Each message's members are queued at once, sponsors first (earliest joined first
+        where that leaves a choice): the writer runs commands in the order queued, so a
+        sponsor is enrolled (in the same batch or an earlier one) before its members are.
+        Members whose sponsors loop are refused without being queued."""
+        members = imported = already = position = 0
+        failures: list[storefront_pb2.ImportResellerFailure] = []
+
+        def failed(reseller_id: str, error: BaseException) -> None:
+            status = status_for(error)
+            failures.append(storefront_pb2.ImportResellerFailure(
+                reseller_id=reseller_id, code=code_pb2.Code.Name(status.code),
+                reason=error.reason if isinstance(error, LedgerError) else "",
+                message=status.message))
+
+        async for batch in request_iterator:
+            if len(batch.members) > MAX_IMPORT_BATCH:
+                raise InvalidInput([("members", f"at most {MAX_IMPORT_BATCH} per message")])
+            commands = [convert.imported_reseller(m) for m in batch.members]
+            tree = [Listed(x.reseller_id, x.sponsor_id, x.enrolled_at) for x in commands]
+            ordered, looped = sponsors_first(tree)
+            queued = [(tree[i].reseller_id, self.writer.submit_async(caller, commands[i]))
+                      for i in ordered]
+            members += len(tree)
+            for i in looped:
+                failed(tree[i].reseller_id, sponsor_loop(tree, i))
+            for reseller_id, write in queued:
+                try:
+                    outcome = await write
+                except Exception as error:  # reported per member, as the single call would
+                    failed(reseller_id, error)
+                else:
+                    imported += 1
+                    already += outcome.replayed
+                    position = max(position, outcome.log_position)
+        return storefront_pb2.ImportResellersResponse(
+            members=members, imported=imported, already_imported=already,
+            failures=failures[:MAX_REPORTED_FAILURES],
             receipt=common_pb2.WriteReceipt(log_position=position))
 
 

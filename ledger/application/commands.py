@@ -320,6 +320,10 @@ class EnrollReseller(Command):
     sponsor_id: str
     customer_id: str
     without_sponsor: bool
+    # For a platform bringing its tree: when the reseller joined. None: now. Checked against
+    # the clock (not in the future) and the sponsor's enrolment by the domain.
+    enrolled_at: datetime | None = None
+    added_later: ClassVar[tuple[str, ...]] = ("enrolled_at",)
 
     def violations(self) -> Violations:
         v = super().violations()
@@ -330,6 +334,22 @@ class EnrollReseller(Command):
             v.append(("without_sponsor", "cannot be set together with sponsor_id"))
         if self.sponsor_id and self.sponsor_id == self.reseller_id:
             v.append(("sponsor_id", "a reseller cannot sponsor itself"))
+        if self.enrolled_at is not None and not FIRST_YEAR <= self.enrolled_at.year <= LAST_YEAR:
+            v.append(("enrolled_at", IN_CALENDAR))
+        return v
+
+
+@dataclass(frozen=True)
+class ImportReseller(EnrollReseller):
+    """A member of a tree a platform brings with it (bulk import): enrolled under the sponsor
+    named (none when empty: the tree is given whole, no binding is looked up), at the date
+    given, holding ``rank`` from then on."""
+
+    rank: str = ""
+
+    def violations(self) -> Violations:
+        v = super().violations()
+        check_id(v, "rank", self.rank, required=False)
         return v
 
 

@@ -31,7 +31,7 @@ from ledger.domain.plan import CommissionPlan
 from ledger.domain.plan_book import PlanBook
 from ledger.domain.settlement import SettlementRun
 from ledger.domain.split import LineItem, UplineMember
-from ledger.domain.team import CustomerBinding, Reseller, check_no_cycle
+from ledger.domain.team import CustomerBinding, Reseller, check_no_cycle, enroll
 from ledger.domain.wallet import Wallet
 
 ORDER = "order"
@@ -218,9 +218,12 @@ def pay_order(ctx: Context, cmd: c.PayOrder, *, backdated: bool = False) -> Resu
     chain = upline(ctx.uow, ctx.caller.platform_id, order.seller_id, plan.levels,
                    at=ctx.now if backdated else None)
     platform = ctx.caller.platform_id
-    seller_customer = (
-        reseller(ctx.uow, platform, order.seller_id).customer_id if order.seller_id else ""
-    )
+    seller = reseller(ctx.uow, platform, order.seller_id) if order.seller_id else None
+    if seller is not None and backdated:
+        # A payment recorded now comes after the seller's enrolment in the log (the seller
+        # existed when the order was placed), whatever the servers' clocks say.
+        seller.check_enrolled_by(ctx.now)
+    seller_customer = seller.customer_id if seller is not None else ""
     check_open(ctx)
     order.pay(
         payment_id=cmd.payment_id,
@@ -303,12 +306,17 @@ def enroll_reseller(ctx: Context, cmd: c.EnrollReseller) -> ResultRef:
     if ctx.uow.find(Reseller, Reseller.create_id(platform, cmd.reseller_id)) is not None:
         raise AlreadyExists(f"reseller {cmd.reseller_id} already exists")
     sponsor_id = cmd.sponsor_id
-    if sponsor_id:
-        reseller(ctx.uow, platform, sponsor_id)
-    elif cmd.customer_id and not cmd.without_sponsor:
+    if not sponsor_id and cmd.customer_id and not cmd.without_sponsor:
         bound = binding(ctx.uow, platform, cmd.customer_id)
         sponsor_id = bound.reseller_id if bound is not None else ""
-    new = Reseller(platform, cmd.reseller_id, sponsor_id, cmd.customer_id, ctx.now)
+    sponsor = None
+    if sponsor_id:
+        sponsor = ctx.uow.find(Reseller, Reseller.create_id(platform, sponsor_id))
+        if sponsor is None:
+            raise NotFound(f"sponsor {sponsor_id} does not exist", reason="SPONSOR_NOT_FOUND")
+    new = enroll(platform, cmd.reseller_id, sponsor=sponsor, customer_id=cmd.customer_id,
+                 asked=cmd.enrolled_at, now=ctx.now,
+                 rank=cmd.rank if isinstance(cmd, c.ImportReseller) else "")
     ctx.uow.add(new)
     return ref(RESELLER, new)
 
@@ -489,6 +497,7 @@ HANDLERS: dict[type[c.Command], Callable[[Context, Any], ResultRef]] = {
     c.OpenAfterSale: open_after_sale,
     c.CloseAfterSale: close_after_sale,
     c.EnrollReseller: enroll_reseller,
+    c.ImportReseller: enroll_reseller,
     c.BindCustomer: bind_customer,
     c.PublishPlan: publish_plan,
     c.MoveReseller: move_reseller,

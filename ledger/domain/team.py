@@ -6,12 +6,19 @@ chain as it stood then. There is no sign-up bonus: commission is earned on sales
 
 A reseller remembers when each sponsor and rank began, so an order backfilled with the time
 it was paid is split along the chain, and at the ranks, of that time, not of its import.
+
+A platform moving onto the ledger brings its tree with the dates its people joined: an
+enrolment may carry a past date (a business date, like a backfilled payment's), never in
+the future and never before the sponsor's own, and an order cannot be paid before its
+seller enrolled. So a member of the tree at a time was enrolled by then, and so was
+everyone above them.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from datetime import datetime
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+from typing import NamedTuple
 from uuid import UUID
 
 from eventsourcing.domain import Aggregate, event
@@ -23,6 +30,7 @@ from ledger.domain.ids import stable_id
 # A bound on every walk up the tree: deeper than any real team, and a guard against a loop
 # should the recorded tree ever be corrupt.
 MAX_TREE_DEPTH = 100_000
+END_OF_TIME = datetime.max.replace(tzinfo=UTC)  # an undated enrolment's place: after all
 
 
 class Reseller(CheapCopy, Aggregate):
@@ -51,10 +59,25 @@ class Reseller(CheapCopy, Aggregate):
         self.ranks: list[tuple[datetime, str]] = [(enrolled_at, "")]
 
     def sponsor_at(self, at: datetime) -> str:
-        """The sponsor as it stood at ``at``; before enrolment, the first one known (a
-        storefront enrolling its existing teams and then backfilling their orders knows no
-        earlier tree)."""
+        """The sponsor as it stood at ``at``.
+
+        The chain of a payment is never asked for before its seller enrolled (refused:
+        ``check_enrolled_by``), nor above a member before their sponsor did (refused:
+        ``enrolment_date``). A time before enrolment is still possible where the servers'
+        clocks disagree (a sponsor enrolled, undated, on a server whose clock is ahead) and
+        in trees recorded before these rules: the reseller was then in the tree by log
+        order, so the first sponsor known is the answer."""
         return as_of(self.sponsors, at)
+
+    def check_enrolled_by(self, at: datetime) -> None:
+        """An order cannot be paid before its seller enrolled: the seller was in no team
+        then, and the chain of that time would be made up."""
+        if at < self.enrolled_at:
+            raise RuleViolation(
+                f"the order is paid at {at.isoformat()}, before its seller {self.reseller_id} "
+                f"enrolled at {self.enrolled_at.isoformat()}",
+                reason="PAID_BEFORE_SELLER_ENROLLED",
+            )
 
     def rank_at(self, at: datetime) -> str:
         return as_of(self.ranks, at)
@@ -91,6 +114,102 @@ class Reseller(CheapCopy, Aggregate):
     @event("TeamTargetSet")
     def _team_target_set(self, month: str, currency: str, amount: int, set_at: datetime) -> None:
         self.team_targets[f"{month}/{currency}"] = amount
+
+
+def enrolment_date(reseller_id: str, asked: datetime | None, *, now: datetime,
+                   sponsor: Reseller | None) -> datetime:
+    """When a new reseller joins the tree: the date asked for (a platform bringing its tree
+    with the dates its people joined), or now.
+
+    A date is never in the future and never before the sponsor's own enrolment. Undated,
+    the reseller joins now, or at the sponsor's enrolment if that is later: an undated
+    sponsor enrolled by a server whose clock is ahead of this one's, a moment ago."""
+    if asked is None:
+        return max(now, sponsor.enrolled_at) if sponsor is not None else now
+    if asked > now:
+        raise InvalidInput([("enrolled_at", f"must not be in the future (it is "
+                                            f"{asked.isoformat()}, now is {now.isoformat()})")])
+    if sponsor is not None and asked < sponsor.enrolled_at:
+        raise RuleViolation(
+            f"{reseller_id} cannot enrol at {asked.isoformat()}, before its sponsor "
+            f"{sponsor.reseller_id} enrolled at {sponsor.enrolled_at.isoformat()}",
+            reason="ENROLLED_BEFORE_SPONSOR",
+        )
+    return asked
+
+
+def enroll(platform_id: str, reseller_id: str, *, sponsor: Reseller | None, customer_id: str,
+           asked: datetime | None, now: datetime, rank: str = "") -> Reseller:
+    """A new reseller under ``sponsor`` (None: at the top of a tree), enrolled at the date
+    asked for or now (``enrolment_date``), at ``rank`` from that moment: a member brought in
+    with their tree holds their rank since they joined, for the orders backfilled after."""
+    at = enrolment_date(reseller_id, asked, now=now, sponsor=sponsor)
+    new = Reseller(platform_id, reseller_id, sponsor.reseller_id if sponsor else "",
+                   customer_id, at)
+    if rank:
+        new.set_rank(rank=rank, at=at)
+    return new
+
+
+class Listed(NamedTuple):
+    """A member of a tree being brought in, as listed: who, under whom, since when (None:
+    now)."""
+
+    reseller_id: str
+    sponsor_id: str
+    enrolled_at: datetime | None = None
+
+
+def sponsors_first(members: Sequence[Listed]) -> tuple[list[int], list[int]]:
+    """The order to enrol ``members`` in: each after its sponsor where the sponsor is among
+    them, and otherwise earliest joined first, so the log records the tree in the order it
+    grew (a member dated before its sponsor comes right after the sponsor, to be refused for
+    that). Returns the positions in that order, and apart, as listed, those that cannot be
+    ordered: sponsors of each other in a loop, and everyone below them. A reseller listed
+    twice is placed at its first listing; the later ones follow it."""
+    first: dict[str, int] = {}
+    for i, listed in enumerate(members):
+        first.setdefault(listed.reseller_id, i)
+    # Each position's parent: its first listing for a later one, else its sponsor's listing.
+    parent: dict[int, int] = {}
+    below: dict[int, list[int]] = {}
+    for i, (reseller_id, sponsor_id, _) in enumerate(members):
+        if first[reseller_id] != i:
+            parent[i] = first[reseller_id]
+        elif sponsor_id and sponsor_id != reseller_id and sponsor_id in first:
+            parent[i] = first[sponsor_id]
+        if i in parent:
+            below.setdefault(parent[i], []).append(i)
+    # Down the tree from those without a parent, each position once (it has one parent),
+    # carrying the latest date on the way down: no member is placed before its parent.
+    key: dict[int, tuple[datetime, int, int]] = {}
+    level = [i for i in range(len(members)) if i not in parent]
+    depth = 0
+    while level:
+        for i in level:
+            since = members[i].enrolled_at or END_OF_TIME
+            key[i] = (max(since, key[parent[i]][0]) if i in parent else since, depth, i)
+        level = [j for i in level for j in below.get(i, ())]
+        depth += 1
+    return sorted(key, key=key.__getitem__), [i for i in range(len(members)) if i not in key]
+
+
+def sponsor_loop(members: Sequence[Listed], position: int) -> RuleViolation:
+    """Why the member at ``position``, one ``sponsors_first`` could not order, is refused:
+    the loop its sponsors make among ``members`` (each reseller at its first listing)."""
+    sponsor_of: dict[str, str] = {}
+    for reseller_id, sponsor_id, _ in members:
+        sponsor_of.setdefault(reseller_id, sponsor_id)
+    reseller_id = members[position][0]
+    path = [reseller_id]
+    while len(path) <= len(sponsor_of):  # bounded: a walk longer than the list repeats
+        path.append(sponsor_of.get(path[-1], ""))
+        if path[-1] in path[:-1]:
+            break
+    assert path[-1] in path[:-1], f"{reseller_id} is below no loop of sponsors: {path}"
+    loop = path[path.index(path[-1]):]
+    return RuleViolation(f"the sponsors above {reseller_id} in this import loop: "
+                         f"{' → '.join(loop)}", reason="SPONSOR_CYCLE")
 
 
 def as_of(history: list[tuple[datetime, str]], at: datetime) -> str:

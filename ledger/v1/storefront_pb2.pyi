@@ -438,6 +438,7 @@ class EnrollResellerRequest(_message.Message):
     SPONSOR_ID_FIELD_NUMBER: _builtins.int
     CUSTOMER_ID_FIELD_NUMBER: _builtins.int
     WITHOUT_SPONSOR_FIELD_NUMBER: _builtins.int
+    ENROLLED_AT_FIELD_NUMBER: _builtins.int
     idempotency_key: _builtins.str
     reseller_id: _builtins.str
     sponsor_id: _builtins.str
@@ -447,6 +448,14 @@ class EnrollResellerRequest(_message.Message):
     customer_id: _builtins.str
     """The customer becoming a reseller, if any."""
     without_sponsor: _builtins.bool
+    @_builtins.property
+    def enrolled_at(self) -> _timestamp_pb2.Timestamp:
+        """When the reseller joined, for a platform bringing its tree with the dates its people
+        joined: not in the future (INVALID_ARGUMENT) and not before the sponsor's own
+        enrolment (FAILED_PRECONDITION, reason ENROLLED_BEFORE_SPONSOR, naming both dates).
+        Unset: now. Orders of this reseller cannot be backfilled as paid before it.
+        """
+
     def __init__(
         self,
         *,
@@ -455,10 +464,11 @@ class EnrollResellerRequest(_message.Message):
         sponsor_id: _builtins.str = ...,
         customer_id: _builtins.str = ...,
         without_sponsor: _builtins.bool = ...,
+        enrolled_at: _timestamp_pb2.Timestamp | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["enrolled_at", b"enrolled_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["customer_id", b"customer_id", "idempotency_key", b"idempotency_key", "reseller_id", b"reseller_id", "sponsor_id", b"sponsor_id", "without_sponsor", b"without_sponsor"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["customer_id", b"customer_id", "enrolled_at", b"enrolled_at", "idempotency_key", b"idempotency_key", "reseller_id", b"reseller_id", "sponsor_id", b"sponsor_id", "without_sponsor", b"without_sponsor"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -764,3 +774,136 @@ class ImportOrdersResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___ImportOrdersResponse: _TypeAlias = ImportOrdersResponse  # noqa: Y015
+
+@_typing.final
+class ImportedReseller(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RESELLER_ID_FIELD_NUMBER: _builtins.int
+    SPONSOR_ID_FIELD_NUMBER: _builtins.int
+    RANK_FIELD_NUMBER: _builtins.int
+    ENROLLED_AT_FIELD_NUMBER: _builtins.int
+    CUSTOMER_ID_FIELD_NUMBER: _builtins.int
+    reseller_id: _builtins.str
+    sponsor_id: _builtins.str
+    """The sponsor (上级); empty for a member at the top of the tree (no customer binding is
+    looked up: the tree is given whole).
+    """
+    rank: _builtins.str
+    """The rank held since enrolment (empty: none)."""
+    customer_id: _builtins.str
+    """The customer this member was before enrolling, if any."""
+    @_builtins.property
+    def enrolled_at(self) -> _timestamp_pb2.Timestamp:
+        """When the member joined: not in the future, not before the sponsor's enrolment. Unset:
+        now.
+        """
+
+    def __init__(
+        self,
+        *,
+        reseller_id: _builtins.str = ...,
+        sponsor_id: _builtins.str = ...,
+        rank: _builtins.str = ...,
+        enrolled_at: _timestamp_pb2.Timestamp | None = ...,
+        customer_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["enrolled_at", b"enrolled_at"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["customer_id", b"customer_id", "enrolled_at", b"enrolled_at", "rank", b"rank", "reseller_id", b"reseller_id", "sponsor_id", b"sponsor_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ImportedReseller: _TypeAlias = ImportedReseller  # noqa: Y015
+
+@_typing.final
+class ImportResellersRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    MEMBERS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def members(self) -> _containers.RepeatedCompositeFieldContainer[Global___ImportedReseller]:
+        """At most 1000 members per message."""
+
+    def __init__(
+        self,
+        *,
+        members: _abc.Iterable[Global___ImportedReseller] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["members", b"members"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ImportResellersRequest: _TypeAlias = ImportResellersRequest  # noqa: Y015
+
+@_typing.final
+class ImportResellerFailure(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RESELLER_ID_FIELD_NUMBER: _builtins.int
+    CODE_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    MESSAGE_FIELD_NUMBER: _builtins.int
+    reseller_id: _builtins.str
+    code: _builtins.str
+    """The gRPC status code name the single call would have returned, e.g. NOT_FOUND."""
+    reason: _builtins.str
+    """The google.rpc.ErrorInfo reason the single call would have carried, e.g.
+    ENROLLED_BEFORE_SPONSOR, SPONSOR_NOT_FOUND, SPONSOR_CYCLE.
+    """
+    message: _builtins.str
+    def __init__(
+        self,
+        *,
+        reseller_id: _builtins.str = ...,
+        code: _builtins.str = ...,
+        reason: _builtins.str = ...,
+        message: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["code", b"code", "message", b"message", "reason", b"reason", "reseller_id", b"reseller_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ImportResellerFailure: _TypeAlias = ImportResellerFailure  # noqa: Y015
+
+@_typing.final
+class ImportResellersResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    MEMBERS_FIELD_NUMBER: _builtins.int
+    IMPORTED_FIELD_NUMBER: _builtins.int
+    ALREADY_IMPORTED_FIELD_NUMBER: _builtins.int
+    FAILURES_FIELD_NUMBER: _builtins.int
+    RECEIPT_FIELD_NUMBER: _builtins.int
+    members: _builtins.int
+    """Members sent."""
+    imported: _builtins.int
+    """Members now in the ledger as sent, those already imported before included."""
+    already_imported: _builtins.int
+    """Of those, members a previous import had already brought in (nothing written again)."""
+    @_builtins.property
+    def failures(self) -> _containers.RepeatedCompositeFieldContainer[Global___ImportResellerFailure]:
+        """The first 1000 failures."""
+
+    @_builtins.property
+    def receipt(self) -> _common_pb2.WriteReceipt: ...
+    def __init__(
+        self,
+        *,
+        members: _builtins.int = ...,
+        imported: _builtins.int = ...,
+        already_imported: _builtins.int = ...,
+        failures: _abc.Iterable[Global___ImportResellerFailure] | None = ...,
+        receipt: _common_pb2.WriteReceipt | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["receipt", b"receipt"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["already_imported", b"already_imported", "failures", b"failures", "imported", b"imported", "members", b"members", "receipt", b"receipt"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ImportResellersResponse: _TypeAlias = ImportResellersResponse  # noqa: Y015

@@ -103,6 +103,11 @@ class StorefrontServiceStub:
                 request_serializer=ledger_dot_v1_dot_storefront__pb2.ImportOrdersRequest.SerializeToString,
                 response_deserializer=ledger_dot_v1_dot_storefront__pb2.ImportOrdersResponse.FromString,
                 _registered_method=True)
+        self.ImportResellers = channel.stream_unary(
+                '/ledger.v1.StorefrontService/ImportResellers',
+                request_serializer=ledger_dot_v1_dot_storefront__pb2.ImportResellersRequest.SerializeToString,
+                response_deserializer=ledger_dot_v1_dot_storefront__pb2.ImportResellersResponse.FromString,
+                _registered_method=True)
 
 
 class StorefrontServiceServicer:
@@ -167,7 +172,8 @@ class StorefrontServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def EnrollReseller(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """A new reseller, now or (enrolled_at) at a past date: see EnrollResellerRequest.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
@@ -197,6 +203,20 @@ class StorefrontServiceServicer:
         """Bulk import / backfill: a stream of batches of orders, each placed, paid and (if so
         marked) completed, exactly as the single calls would. Safe to resend: each order's
         writes are keyed by its order id. Failures are reported per order; the rest land.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ImportResellers(self, request_iterator, context):
+        """A platform moving onto the ledger brings its team tree: a stream of batches of
+        members, each enrolled under its sponsor at the date it joined, with its rank, as
+        EnrollReseller would. Within a message, sponsors are enrolled before their members
+        whatever the order listed; a member whose sponsor is neither in the ledger, nor in an
+        earlier message, nor in the same one is refused (NOT_FOUND, reason SPONSOR_NOT_FOUND),
+        and members that sponsor each other in a loop (FAILED_PRECONDITION, SPONSOR_CYCLE).
+        Safe to resend: each member's write is keyed by its reseller id. Failures are reported
+        per member; the rest land.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -264,6 +284,11 @@ def add_StorefrontServiceServicer_to_server(servicer, server):
                     servicer.ImportOrders,
                     request_deserializer=ledger_dot_v1_dot_storefront__pb2.ImportOrdersRequest.FromString,
                     response_serializer=ledger_dot_v1_dot_storefront__pb2.ImportOrdersResponse.SerializeToString,
+            ),
+            'ImportResellers': grpc.stream_unary_rpc_method_handler(
+                    servicer.ImportResellers,
+                    request_deserializer=ledger_dot_v1_dot_storefront__pb2.ImportResellersRequest.FromString,
+                    response_serializer=ledger_dot_v1_dot_storefront__pb2.ImportResellersResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -599,6 +624,33 @@ class StorefrontService:
             '/ledger.v1.StorefrontService/ImportOrders',
             ledger_dot_v1_dot_storefront__pb2.ImportOrdersRequest.SerializeToString,
             ledger_dot_v1_dot_storefront__pb2.ImportOrdersResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ImportResellers(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_unary(
+            request_iterator,
+            target,
+            '/ledger.v1.StorefrontService/ImportResellers',
+            ledger_dot_v1_dot_storefront__pb2.ImportResellersRequest.SerializeToString,
+            ledger_dot_v1_dot_storefront__pb2.ImportResellersResponse.FromString,
             options,
             channel_credentials,
             insecure,

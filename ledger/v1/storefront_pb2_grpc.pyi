@@ -59,6 +59,7 @@ class StorefrontServiceStub:
     OpenAfterSale: _grpc.UnaryUnaryMultiCallable[_storefront_pb2.OpenAfterSaleRequest, _storefront_pb2.OpenAfterSaleResponse]
     CloseAfterSale: _grpc.UnaryUnaryMultiCallable[_storefront_pb2.CloseAfterSaleRequest, _storefront_pb2.CloseAfterSaleResponse]
     EnrollReseller: _grpc.UnaryUnaryMultiCallable[_storefront_pb2.EnrollResellerRequest, _storefront_pb2.EnrollResellerResponse]
+    """A new reseller, now or (enrolled_at) at a past date: see EnrollResellerRequest."""
     BindCustomer: _grpc.UnaryUnaryMultiCallable[_storefront_pb2.BindCustomerRequest, _storefront_pb2.BindCustomerResponse]
     """Binds a customer to a reseller; the first binding stands (an admin rebinds)."""
     GetOrder: _grpc.UnaryUnaryMultiCallable[_storefront_pb2.GetOrderRequest, _storefront_pb2.GetOrderResponse]
@@ -70,6 +71,16 @@ class StorefrontServiceStub:
     """Bulk import / backfill: a stream of batches of orders, each placed, paid and (if so
     marked) completed, exactly as the single calls would. Safe to resend: each order's
     writes are keyed by its order id. Failures are reported per order; the rest land.
+    """
+    ImportResellers: _grpc.StreamUnaryMultiCallable[_storefront_pb2.ImportResellersRequest, _storefront_pb2.ImportResellersResponse]
+    """A platform moving onto the ledger brings its team tree: a stream of batches of
+    members, each enrolled under its sponsor at the date it joined, with its rank, as
+    EnrollReseller would. Within a message, sponsors are enrolled before their members
+    whatever the order listed; a member whose sponsor is neither in the ledger, nor in an
+    earlier message, nor in the same one is refused (NOT_FOUND, reason SPONSOR_NOT_FOUND),
+    and members that sponsor each other in a loop (FAILED_PRECONDITION, SPONSOR_CYCLE).
+    Safe to resend: each member's write is keyed by its reseller id. Failures are reported
+    per member; the rest land.
     """
 
 @_typing.type_check_only
@@ -103,6 +114,7 @@ class StorefrontServiceAsyncStub(StorefrontServiceStub):
     OpenAfterSale: _aio.UnaryUnaryMultiCallable[_storefront_pb2.OpenAfterSaleRequest, _storefront_pb2.OpenAfterSaleResponse]  # type: ignore[assignment]
     CloseAfterSale: _aio.UnaryUnaryMultiCallable[_storefront_pb2.CloseAfterSaleRequest, _storefront_pb2.CloseAfterSaleResponse]  # type: ignore[assignment]
     EnrollReseller: _aio.UnaryUnaryMultiCallable[_storefront_pb2.EnrollResellerRequest, _storefront_pb2.EnrollResellerResponse]  # type: ignore[assignment]
+    """A new reseller, now or (enrolled_at) at a past date: see EnrollResellerRequest."""
     BindCustomer: _aio.UnaryUnaryMultiCallable[_storefront_pb2.BindCustomerRequest, _storefront_pb2.BindCustomerResponse]  # type: ignore[assignment]
     """Binds a customer to a reseller; the first binding stands (an admin rebinds)."""
     GetOrder: _aio.UnaryUnaryMultiCallable[_storefront_pb2.GetOrderRequest, _storefront_pb2.GetOrderResponse]  # type: ignore[assignment]
@@ -114,6 +126,16 @@ class StorefrontServiceAsyncStub(StorefrontServiceStub):
     """Bulk import / backfill: a stream of batches of orders, each placed, paid and (if so
     marked) completed, exactly as the single calls would. Safe to resend: each order's
     writes are keyed by its order id. Failures are reported per order; the rest land.
+    """
+    ImportResellers: _aio.StreamUnaryMultiCallable[_storefront_pb2.ImportResellersRequest, _storefront_pb2.ImportResellersResponse]  # type: ignore[assignment]
+    """A platform moving onto the ledger brings its team tree: a stream of batches of
+    members, each enrolled under its sponsor at the date it joined, with its rank, as
+    EnrollReseller would. Within a message, sponsors are enrolled before their members
+    whatever the order listed; a member whose sponsor is neither in the ledger, nor in an
+    earlier message, nor in the same one is refused (NOT_FOUND, reason SPONSOR_NOT_FOUND),
+    and members that sponsor each other in a loop (FAILED_PRECONDITION, SPONSOR_CYCLE).
+    Safe to resend: each member's write is keyed by its reseller id. Failures are reported
+    per member; the rest land.
     """
 
 class StorefrontServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -191,7 +213,8 @@ class StorefrontServiceServicer(metaclass=_abc_1.ABCMeta):
         self,
         request: _storefront_pb2.EnrollResellerRequest,
         context: _ServicerContext,
-    ) -> _typing.Union[_storefront_pb2.EnrollResellerResponse, _abc.Awaitable[_storefront_pb2.EnrollResellerResponse]]: ...
+    ) -> _typing.Union[_storefront_pb2.EnrollResellerResponse, _abc.Awaitable[_storefront_pb2.EnrollResellerResponse]]:
+        """A new reseller, now or (enrolled_at) at a past date: see EnrollResellerRequest."""
 
     @_abc_1.abstractmethod
     def BindCustomer(
@@ -227,6 +250,22 @@ class StorefrontServiceServicer(metaclass=_abc_1.ABCMeta):
         """Bulk import / backfill: a stream of batches of orders, each placed, paid and (if so
         marked) completed, exactly as the single calls would. Safe to resend: each order's
         writes are keyed by its order id. Failures are reported per order; the rest land.
+        """
+
+    @_abc_1.abstractmethod
+    def ImportResellers(
+        self,
+        request_iterator: _MaybeAsyncIterator[_storefront_pb2.ImportResellersRequest],
+        context: _ServicerContext,
+    ) -> _typing.Union[_storefront_pb2.ImportResellersResponse, _abc.Awaitable[_storefront_pb2.ImportResellersResponse]]:
+        """A platform moving onto the ledger brings its team tree: a stream of batches of
+        members, each enrolled under its sponsor at the date it joined, with its rank, as
+        EnrollReseller would. Within a message, sponsors are enrolled before their members
+        whatever the order listed; a member whose sponsor is neither in the ledger, nor in an
+        earlier message, nor in the same one is refused (NOT_FOUND, reason SPONSOR_NOT_FOUND),
+        and members that sponsor each other in a loop (FAILED_PRECONDITION, SPONSOR_CYCLE).
+        Safe to resend: each member's write is keyed by its reseller id. Failures are reported
+        per member; the rest land.
         """
 
 def add_StorefrontServiceServicer_to_server(servicer: StorefrontServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
