@@ -22,7 +22,11 @@ from ledger.config import event_store_env, is_postgres, postgres_connection
 # 3: active members count only for teams the member was in when the month began.
 # 4: team numbers as DOMAIN.md "Team numbers" defines them, as of a time or a log position:
 #    targets and paid orders kept with when and where in the log they were recorded.
-SCHEMA_VERSION = 4
+# 5: the tree as spans (every ancestor of every member, with when it began and ended), and
+#    team counts summed per day, so reads cost what they return, not the team's size.
+# 6: team counts summed per minute, hour, day, 30 and 360 days, so an as-of read costs a
+#    few dozen rows however long the history.
+SCHEMA_VERSION = 6
 
 TABLES = {
     "proj_meta": """
@@ -58,24 +62,31 @@ TABLES = {
     "proj_links": """
         platform TEXT NOT NULL, reseller_id TEXT NOT NULL, sponsor_id TEXT NOT NULL,
         at BIGINT NOT NULL, position BIGINT NOT NULL""",
-    "proj_team_sizes": """
-        platform TEXT NOT NULL, reseller_id TEXT NOT NULL, at BIGINT NOT NULL,
-        position BIGINT NOT NULL, team_size INTEGER NOT NULL""",
+    "proj_team_spans": """
+        platform TEXT NOT NULL, ancestor TEXT NOT NULL, member TEXT NOT NULL,
+        distance INTEGER NOT NULL, from_at BIGINT NOT NULL, from_pos BIGINT NOT NULL,
+        to_at BIGINT NOT NULL, to_pos BIGINT NOT NULL""",
+    "proj_team_counts": """
+        platform TEXT NOT NULL, leader TEXT NOT NULL, metric TEXT NOT NULL,
+        bucket TEXT NOT NULL, level INTEGER NOT NULL, slot BIGINT NOT NULL,
+        delta BIGINT NOT NULL,
+        PRIMARY KEY (platform, leader, metric, bucket, level, slot)""",
+    "proj_team_count_changes": """
+        platform TEXT NOT NULL, leader TEXT NOT NULL, metric TEXT NOT NULL,
+        bucket TEXT NOT NULL, at BIGINT NOT NULL, position BIGINT NOT NULL,
+        delta BIGINT NOT NULL""",
+    "proj_active_first": """
+        platform TEXT NOT NULL, member TEXT NOT NULL, month TEXT NOT NULL, at BIGINT NOT NULL,
+        PRIMARY KEY (platform, member, month)""",
     "proj_team_stats": """
         platform TEXT NOT NULL, reseller_id TEXT NOT NULL, month TEXT NOT NULL,
         metric TEXT NOT NULL, currency TEXT NOT NULL, value BIGINT NOT NULL,
         PRIMARY KEY (platform, reseller_id, month, metric, currency)""",
-    "proj_team_stat_changes": """
-        platform TEXT NOT NULL, reseller_id TEXT NOT NULL, month TEXT NOT NULL,
-        metric TEXT NOT NULL, currency TEXT NOT NULL, at BIGINT NOT NULL, delta BIGINT NOT NULL,
-        position BIGINT NOT NULL""",
     "proj_team_targets": """
         platform TEXT NOT NULL, reseller_id TEXT NOT NULL, month TEXT NOT NULL,
         currency TEXT NOT NULL, amount BIGINT NOT NULL, at BIGINT NOT NULL,
         position BIGINT NOT NULL""",
-    "proj_paid_orders": """
-        platform TEXT NOT NULL, seller_id TEXT NOT NULL, month TEXT NOT NULL,
-        at BIGINT NOT NULL, position BIGINT NOT NULL""",
+
 }
 
 # name: (table, columns). The read models' writers look rows up through the first two while
@@ -89,12 +100,16 @@ INDEXES = {
     "proj_orders_due": ("proj_orders", "platform, settled, due_at"),
     "proj_payouts_status": ("proj_payouts", "platform, status, payout_id"),
     "proj_balances_kind": ("proj_balances", "platform, kind, account"),
-    "proj_team_sizes_reseller": ("proj_team_sizes", "platform, reseller_id, at"),
-    "proj_team_stat_changes_key": ("proj_team_stat_changes", "platform, reseller_id, month, at"),
+    "proj_team_spans_down": ("proj_team_spans", "platform, ancestor, distance, member"),
+    "proj_team_spans_up": ("proj_team_spans", "platform, member, distance"),
+    "proj_team_count_changes_key": ("proj_team_count_changes",
+                                    "platform, leader, metric, bucket, at"),
+    "proj_team_count_changes_recorded": ("proj_team_count_changes",
+                                         "platform, leader, metric, bucket, position"),
     "proj_team_targets_key": ("proj_team_targets", "platform, reseller_id, month, currency"),
-    "proj_paid_orders_month": ("proj_paid_orders", "platform, month, seller_id"),
 }
-WRITER_INDEXES = ("proj_resellers_sponsor", "proj_links_reseller")
+WRITER_INDEXES = ("proj_resellers_sponsor", "proj_links_reseller", "proj_team_spans_down",
+                  "proj_team_spans_up")
 
 
 class Cursor(Protocol):

@@ -29,6 +29,8 @@ class Memory:
     nodes: dict[tuple[str, str], Node | None] = field(default_factory=dict)
     orders: dict[str, OrderRow] = field(default_factory=dict)
     owners: dict[str, tuple[str, str]] = field(default_factory=dict)
+    # (platform, member, month) -> when the member's first payment of the month was made
+    starts: dict[tuple[str, str, str], int | None] = field(default_factory=dict)
     position: int = -1  # the log position the contents are as of; -1: none
     limit: int = DEFAULT_LIMIT
 
@@ -36,11 +38,12 @@ class Memory:
         self.nodes.clear()
         self.orders.clear()
         self.owners.clear()
+        self.starts.clear()
         self.position = -1
 
     @property
     def size(self) -> int:
-        return len(self.nodes) + len(self.orders) + len(self.owners)
+        return len(self.nodes) + len(self.orders) + len(self.owners) + len(self.starts)
 
     def begin(self, position: int) -> None:
         """A batch starts after ``position``: what is held is forgotten unless it is as of
@@ -57,7 +60,7 @@ class Memory:
         each kind in proportion to what it holds, the earliest remembered first."""
         keep = self.limit * 9 // 10
         size = self.size
-        for held in (self.nodes, self.orders, self.owners):
+        for held in (self.nodes, self.orders, self.owners, self.starts):
             for key in list(islice(held, len(held) - len(held) * keep // size)):
                 del held[key]
 

@@ -24,12 +24,18 @@ from datetime import datetime
 import orjson
 
 from ledger.domain.team import MAX_TREE_DEPTH
-from projections.clock import Calendar, micros
+from projections.clock import END_OF_TIME, Calendar, from_micros, micros
 from projections.db import Cursor, append_rows, upsert_rows
 from projections.memory import Memory
+from projections.team_counts import ACTIVE, JOINED, TEAM_SIZE, CountWriter
 
 OWN_SALES = "own_sales"
 TEAM_GMV = "team_gmv"
+
+
+def sales_bucket(month: str, currency: str) -> str:
+    """Own sales and team GMV are counted per month and currency."""
+    return f"{month} {currency}"
 
 
 DAY = 86_400_000_000  # microseconds
@@ -94,14 +100,17 @@ class TeamWriter:
         memory = memory or Memory()
         self._nodes = memory.nodes
         self._stats: dict[tuple[str, str, str, str, str], int] = defaultdict(int)
-        self._changes: list[tuple[str, str, str, str, str, int, int, int]] = []
-        self._paid: list[tuple[str, str, str, int, int]] = []
+        self._first_paid: dict[tuple[str, str, str], int] = {}
         self._targets: list[tuple[str, str, str, str, int, int, int]] = []
         self._orders = memory.orders
         self._dirty_orders: set[str] = set()
         self._dirty_nodes: dict[tuple[str, str], Node] = {}
-        self._sizes: list[tuple[str, str, int, int, int]] = []
         self._links: list[tuple[str, str, str, int, int]] = []
+        # New spans (ancestor, member, distance, since, position) not written yet: a member
+        # enrolled in this batch, under every ancestor it has; or a subtree moved.
+        self._spans: list[tuple[str, str, str, int, int, int]] = []
+        self.counts = CountWriter()
+        self._starts = memory.starts  # (platform, member, month) -> first paid at
 
     # --- the tree --------------------------------------------------------------------------
 
@@ -133,9 +142,11 @@ class TeamWriter:
                 [(platform, n.reseller_id, n.sponsor_id, n.depth, n.direct_count, n.team_size,
                   n.rank, n.enrolled_at) for (platform, _), n in self._dirty_nodes.items()])
             self._dirty_nodes.clear()
-        append_rows(self.cur, "proj_team_sizes",
-                    ("platform", "reseller_id", "at", "position", "team_size"), self._sizes)
-        self._sizes.clear()
+        append_rows(self.cur, "proj_team_spans",
+                    ("platform", "ancestor", "member", "distance", "from_at", "from_pos",
+                     "to_at", "to_pos"),
+                    [(*span, END_OF_TIME, END_OF_TIME) for span in self._spans])
+        self._spans.clear()
         append_rows(self.cur, "proj_links",
                     ("platform", "reseller_id", "sponsor_id", "at", "position"), self._links)
         self._links.clear()
@@ -149,13 +160,21 @@ class TeamWriter:
 
         return chain_above(sponsor_of(reseller_id) or "", sponsor_of, reseller_id)
 
-    def _resize(self, platform: str, ids: list[str], delta: int, at: int, position: int) -> None:
+    def _resize(self, platform: str, ids: list[str], delta: int) -> None:
         for rid in ids:
             n = self.node(platform, rid)
             assert n is not None, rid
             n.team_size += delta
             self._save(platform, n)
-            self._sizes.append((platform, rid, at, position, n.team_size))
+
+    def _membership(self, platform: str, leaders: list[str], size: int,
+                    joined: dict[str, int], at: int, position: int, sign: int) -> None:
+        """``size`` members (``joined``: how many of them joined in each month) come into
+        (sign +1) or leave (-1) the teams of ``leaders`` at ``at``."""
+        for leader in leaders:
+            self.counts.add(platform, leader, TEAM_SIZE, "", at, position, sign * size)
+            for month, n in joined.items():
+                self.counts.add(platform, leader, JOINED, month, at, position, sign * n)
 
     def enrolled(self, platform: str, reseller_id: str, sponsor_id: str, at_dt: datetime,
                  position: int) -> None:
@@ -164,25 +183,34 @@ class TeamWriter:
         self._save(platform, Node(reseller_id, sponsor_id, sponsor.depth + 1 if sponsor else 0,
                                   0, 0, "", at))
         self._link(platform, reseller_id, sponsor_id, at, position)
-        self._sizes.append((platform, reseller_id, at, position, 0))
         if sponsor is not None:
             sponsor.direct_count += 1
             self._save(platform, sponsor)
-        self._resize(platform, self.ancestors(platform, reseller_id), +1, at, position)
+        upline = self.ancestors(platform, reseller_id)
+        self._resize(platform, upline, +1)
+        for distance, leader in enumerate(upline, start=1):
+            self._spans.append((platform, leader, reseller_id, distance, at, position))
+        self._membership(platform, upline, 1, {self.calendar.month(at_dt): 1}, at, position,
+                         +1)
 
     def moved(self, platform: str, reseller_id: str, to_sponsor: str, at_dt: datetime,
               position: int) -> None:
         at = micros(at_dt)
         node = self.node(platform, reseller_id)
         assert node is not None
-        size = node.team_size + 1
+        below = self.descendants(platform, reseller_id)  # (member, distance); tree written
+        moving = [(reseller_id, 0), *below]
+        size = len(moving)
+        joined = self._joined_months(platform, [m for m, _ in moving])
         old_upline = self.ancestors(platform, reseller_id)
         if node.sponsor_id:
             old = self.node(platform, node.sponsor_id)
             assert old is not None
             old.direct_count -= 1
             self._save(platform, old)
-        self._resize(platform, old_upline, -size, at, position)
+        self._resize(platform, old_upline, -size)
+        self._membership(platform, old_upline, size, joined, at, position, -1)
+        self._close_spans(platform, old_upline, [m for m, _ in moving], at, position)
         new_sponsor = self.node(platform, to_sponsor) if to_sponsor else None
         new_depth = new_sponsor.depth + 1 if new_sponsor else 0
         shift = new_depth - node.depth
@@ -192,10 +220,15 @@ class TeamWriter:
         if new_sponsor is not None:
             new_sponsor.direct_count += 1
             self._save(platform, new_sponsor)
-        self._resize(platform, self.ancestors(platform, reseller_id), +size, at, position)
+        new_upline = self.ancestors(platform, reseller_id)
+        self._resize(platform, new_upline, +size)
+        self._membership(platform, new_upline, size, joined, at, position, +1)
+        self._spans += [(platform, leader, member, distance + below_distance, at, position)
+                        for distance, leader in enumerate(new_upline, start=1)
+                        for member, below_distance in moving]
         self._link(platform, reseller_id, to_sponsor, at, position)
         if shift:
-            for rid in self.descendants(platform, reseller_id):
+            for rid, _ in below:
                 n = self.node(platform, rid)
                 assert n is not None
                 n.depth += shift
@@ -213,15 +246,49 @@ class TeamWriter:
         self._targets.append((platform, reseller_id, month, currency, amount, micros(at_dt),
                               position))
 
-    def descendants(self, platform: str, reseller_id: str) -> list[str]:
+    def descendants(self, platform: str, reseller_id: str) -> list[tuple[str, int]]:
+        """Everyone below the reseller now, with how many levels below: its open spans
+        (the tree is written first)."""
         self._write_tree()
         self.cur.execute(
-            "WITH RECURSIVE down(id, lvl) AS (SELECT reseller_id, 1 FROM proj_resellers "
-            "WHERE platform = %s AND sponsor_id = %s UNION ALL SELECT r.reseller_id, down.lvl + 1"
-            " FROM proj_resellers r JOIN down ON r.sponsor_id = down.id WHERE r.platform = %s "
-            "AND down.lvl < %s) SELECT id FROM down",
-            (platform, reseller_id, platform, MAX_TREE_DEPTH))
-        return [row[0] for row in self.cur.fetchall()]
+            "SELECT member, distance FROM proj_team_spans WHERE platform = %s AND "
+            "ancestor = %s AND to_pos = %s", (platform, reseller_id, END_OF_TIME))
+        return [(row[0], int(row[1])) for row in self.cur.fetchall()]
+
+    def _joined_months(self, platform: str, members: list[str]) -> dict[str, int]:
+        """How many of ``members`` joined in each month."""
+        joined: dict[str, int] = defaultdict(int)
+        for member in members:
+            n = self.node(platform, member)
+            assert n is not None, member
+            joined[self.calendar.month(from_micros(n.enrolled_at))] += 1
+        return joined
+
+    def _close_spans(self, platform: str, leaders: list[str], members: list[str], at: int,
+                     position: int) -> None:
+        """The spans between ``leaders`` and ``members`` end at ``at``: written at once (the
+        tree was written just before, and moves are rare)."""
+        if not leaders:
+            return
+        leader_marks = ", ".join(["%s"] * len(leaders))
+        for start in range(0, len(members), 500):
+            chunk = members[start:start + 500]
+            member_marks = ", ".join(["%s"] * len(chunk))
+            self.cur.execute(
+                "UPDATE proj_team_spans SET to_at = %s, to_pos = %s WHERE platform = %s AND "
+                f"to_pos = %s AND ancestor IN ({leader_marks}) AND member IN ({member_marks})",
+                (at, position, platform, END_OF_TIME, *leaders, *chunk))
+
+    def ancestors_at(self, platform: str, member: str, at: int) -> list[str]:
+        """Everyone above ``member`` at business time ``at``: its spans then (with this
+        batch's new ones)."""
+        self.cur.execute(
+            "SELECT ancestor FROM proj_team_spans WHERE platform = %s AND member = %s AND "
+            "from_at <= %s AND to_at > %s", (platform, member, at, at))
+        found = [row[0] for row in self.cur.fetchall()]
+        found += [leader for p, leader, m, _, since, _ in self._spans
+                  if p == platform and m == member and since <= at]
+        return found
 
     def _link(self, platform: str, reseller_id: str, sponsor_id: str, at: int,
               position: int) -> None:
@@ -277,7 +344,7 @@ class TeamWriter:
         month = self.calendar.month(at_dt)
         self._sale(row.platform, row.seller_id, row.ancestors, month, currency, total, at,
                    position)
-        self._paid.append((row.platform, row.seller_id, month, at, position))
+        self._activate(row.platform, row.seller_id, month, at, position)
 
     def refunded(self, order_uid: str, currency: str, amount: int, at_dt: datetime,
                  position: int) -> None:
@@ -288,6 +355,28 @@ class TeamWriter:
             month = self.calendar.month(at_dt)
             self._sale(row.platform, row.seller_id, row.ancestors, month, currency, -amount,
                        micros(at_dt), position)
+
+    def _activate(self, platform: str, seller: str, month: str, at: int, position: int
+                  ) -> None:
+        """A member's first payment in a month makes them active for every team they were in
+        when the month began. A payment backfilled with an earlier time than the first one
+        recorded moves the activation back to it."""
+        key = (platform, seller, month)
+        if key not in self._starts:
+            self.cur.execute("SELECT at FROM proj_active_first WHERE platform = %s AND "
+                             "member = %s AND month = %s", key)
+            row = self.cur.fetchone()
+            self._starts[key] = int(row[0]) if row else None
+        first = self._starts[key]
+        if first is not None and first <= at:
+            return
+        start = micros(self.calendar.month_start(month))
+        for leader in self.ancestors_at(platform, seller, start - 1):
+            if first is not None:
+                self.counts.add(platform, leader, ACTIVE, month, first, position, -1)
+            self.counts.add(platform, leader, ACTIVE, month, at, position, +1)
+        self._starts[key] = at
+        self._first_paid[key] = at
 
     def _sale(self, platform: str, seller: str, upline: list[str], month: str, currency: str,
               amount: int, at: int, position: int) -> None:
@@ -330,8 +419,8 @@ class TeamWriter:
     def _count(self, platform: str, reseller_id: str, month: str, metric: str, currency: str,
                delta: int, at: int, position: int) -> None:
         self._stats[(platform, reseller_id, month, metric, currency)] += delta
-        self._changes.append((platform, reseller_id, month, metric, currency, at, delta,
-                              position))
+        self.counts.add(platform, reseller_id, metric, sales_bucket(month, currency), at,
+                        position, delta)
 
     def flush(self) -> None:
         self._write_tree()
@@ -355,15 +444,13 @@ class TeamWriter:
                 ("platform", "reseller_id", "month", "metric", "currency"),
                 "value = proj_team_stats.value + excluded.value",
                 [(*key, value) for key, value in self._stats.items()])
-            append_rows(self.cur, "proj_team_stat_changes",
-                        ("platform", "reseller_id", "month", "metric", "currency", "at", "delta",
-                         "position"), self._changes)
-        append_rows(self.cur, "proj_paid_orders",
-                    ("platform", "seller_id", "month", "at", "position"), self._paid)
+        upsert_rows(self.cur, "proj_active_first", ("platform", "member", "month", "at"),
+                    ("platform", "member", "month"), "at = excluded.at",
+                    [(*key, at) for key, at in self._first_paid.items()])
+        self.counts.flush(self.cur)
         append_rows(self.cur, "proj_team_targets",
                     ("platform", "reseller_id", "month", "currency", "amount", "at", "position"),
                     self._targets)
         self._stats.clear()
-        self._changes.clear()
-        self._paid.clear()
+        self._first_paid.clear()
         self._targets.clear()

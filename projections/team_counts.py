@@ -1,0 +1,110 @@
+"""Team counters whose reads stay cheap however large the team and however long its history.
+
+A count that changes over time (a leader's team size, the members who joined in a month and
+are still in the team, the members active in a month, a month's own sales and team GMV) is
+kept twice: as its changes, each with its business time and log position, and as those
+changes summed per slot of business time at five nested widths (a minute, an hour, a day,
+thirty days, 360 days), like a Fenwick tree over time.
+
+A read as of time T adds the whole wide slots before T, then the narrower ones inside the
+wide slot T falls in, down to the changes of T's own minute: at most a few dozen slot rows
+and a minute's changes, whatever the team's size and however long the history. A read as
+of a log position P takes the read as of T and subtracts the changes recorded after P: it
+costs what was recorded since P, never all of history.
+
+Slots are UTC-based fixed widths of the changes' business time: they only partition the
+sums, so any nesting partition serves, and none needs a time zone.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+
+from projections.clock import END_OF_TIME
+from projections.db import Cursor, append_rows, upsert_rows
+
+DAY = 86_400_000_000  # microseconds
+# Slot widths in microseconds, narrowest first; each divides the next.
+WIDTHS = (60_000_000, 3_600_000_000, DAY, 30 * DAY, 360 * DAY)
+
+# Metrics, each kept per (leader, bucket): the bucket is a month for those counted per month.
+TEAM_SIZE = "size"  # members in the leader's team (bucket "")
+JOINED = "joined"  # members in the team who joined in the bucket's month
+ACTIVE = "active"  # members in the team at the month's start who sold in the month
+
+
+class CountWriter:
+    """Buffers one batch's changes; ``flush`` writes the changes and adds them to the slot
+    sums."""
+
+    def __init__(self) -> None:
+        self._changes: list[tuple[str, str, str, str, int, int, int]] = []
+        self._slots: dict[tuple[str, str, str, str, int, int], int] = defaultdict(int)
+
+    def add(self, platform: str, leader: str, metric: str, bucket: str, at: int,
+            position: int, delta: int) -> None:
+        if not delta:
+            return
+        self._changes.append((platform, leader, metric, bucket, at, position, delta))
+        for level, width in enumerate(WIDTHS):
+            self._slots[(platform, leader, metric, bucket, level, at // width)] += delta
+
+    def flush(self, cur: Cursor) -> None:
+        append_rows(cur, "proj_team_count_changes",
+                    ("platform", "leader", "metric", "bucket", "at", "position", "delta"),
+                    self._changes)
+        upsert_rows(cur, "proj_team_counts",
+                    ("platform", "leader", "metric", "bucket", "level", "slot", "delta"),
+                    ("platform", "leader", "metric", "bucket", "level", "slot"),
+                    "delta = proj_team_counts.delta + excluded.delta",
+                    # Written even when a batch's changes net to nothing, so the rows are
+                    # the same however the log was cut into batches (a rebuild equals the
+                    # live read models).
+                    [(*key, delta) for key, delta in self._slots.items()])
+        self._changes.clear()
+        self._slots.clear()
+
+
+def count(cur: Cursor, platform: str, leader: str, metric: str, bucket: str,
+          at: int = END_OF_TIME, position: int = END_OF_TIME) -> int:
+    """The count as of business time ``at`` (inclusive) as recorded by log ``position``."""
+    key = (platform, leader, metric, bucket)
+    top = len(WIDTHS) - 1
+    if at >= END_OF_TIME:
+        ranges = [(top, None, None)]
+        total = 0
+    else:
+        # The wide slots wholly before ``at``, then within the slot ``at`` falls in, the
+        # narrower ones before it, down to the minute; then that minute's changes to ``at``.
+        ranges = [(top, None, at // WIDTHS[top])]
+        for level in range(top - 1, -1, -1):
+            ratio = WIDTHS[level + 1] // WIDTHS[level]
+            ranges.append((level, at // WIDTHS[level + 1] * ratio, at // WIDTHS[level]))
+        cur.execute(
+            "SELECT COALESCE(SUM(delta), 0) FROM proj_team_count_changes WHERE platform = %s "
+            "AND leader = %s AND metric = %s AND bucket = %s AND at >= %s AND at <= %s",
+            (*key, at // WIDTHS[0] * WIDTHS[0], at))
+        total = int(cur.fetchone()[0])
+    where, params = [], []
+    for level, low, high in ranges:
+        clause = "level = %s"
+        params.append(level)
+        if low is not None:
+            clause += " AND slot >= %s"
+            params.append(low)
+        if high is not None:
+            clause += " AND slot < %s"
+            params.append(high)
+        where.append(f"({clause})")
+    cur.execute(
+        "SELECT COALESCE(SUM(delta), 0) FROM proj_team_counts WHERE platform = %s AND "
+        f"leader = %s AND metric = %s AND bucket = %s AND ({' OR '.join(where)})",
+        (*key, *params))
+    total += int(cur.fetchone()[0])
+    if position < END_OF_TIME:  # less what was recorded after the position
+        cur.execute(
+            "SELECT COALESCE(SUM(delta), 0) FROM proj_team_count_changes WHERE platform = %s "
+            "AND leader = %s AND metric = %s AND bucket = %s AND position > %s AND at <= %s",
+            (*key, position, at))
+        total -= int(cur.fetchone()[0])
+    return total
