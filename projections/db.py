@@ -24,8 +24,8 @@ from ledger.config import event_store_env, is_postgres, postgres_connection
 #    targets and paid orders kept with when and where in the log they were recorded.
 # 5: the tree as spans (every ancestor of every member, with when it began and ended), and
 #    team counts summed per day, so reads cost what they return, not the team's size.
-# 6: team counts summed per minute, hour, day, 30 and 360 days, so an as-of read costs a
-#    few dozen rows however long the history.
+# 6: team counts summed per hour and per six weeks, so an as-of read costs a bounded number
+#    of rows however long the history.
 SCHEMA_VERSION = 6
 
 TABLES = {

@@ -3,14 +3,17 @@
 A count that changes over time (a leader's team size, the members who joined in a month and
 are still in the team, the members active in a month, a month's own sales and team GMV) is
 kept twice: as its changes, each with its business time and log position, and as those
-changes summed per slot of business time at five nested widths (a minute, an hour, a day,
-thirty days, 360 days), like a Fenwick tree over time.
+changes summed per hour and per six weeks of business time.
 
-A read as of time T adds the whole wide slots before T, then the narrower ones inside the
-wide slot T falls in, down to the changes of T's own minute: at most a few dozen slot rows
-and a minute's changes, whatever the team's size and however long the history. A read as
-of a log position P takes the read as of T and subtracts the changes recorded after P: it
-costs what was recorded since P, never all of history.
+A read as of time T adds the six-week slots before T, the hours of T's six weeks before T's
+hour, and the changes of T's own hour up to T: at most a thousand small index entries plus an
+hour's changes, whatever the team's size and however long the history. A read as of a log
+position P takes the read as of T and subtracts the changes recorded after P: it costs what
+was recorded since P, never all of history.
+
+Two widths, not more: every change is added to a slot of each width for each leader above the
+member (the depth of the tree times the metrics), and those upserts are most of what bringing
+a large tree in costs in PostgreSQL; each narrower width read costs at most a thousand rows.
 
 Slots are UTC-based fixed widths of the changes' business time: they only partition the
 sums, so any nesting partition serves, and none needs a time zone.
@@ -24,8 +27,9 @@ from projections.clock import END_OF_TIME
 from projections.db import Cursor, append_rows, upsert_rows
 
 DAY = 86_400_000_000  # microseconds
+HOUR = 3_600_000_000
 # Slot widths in microseconds, narrowest first; each divides the next.
-WIDTHS = (60_000_000, 3_600_000_000, DAY, 30 * DAY, 360 * DAY)
+WIDTHS = (HOUR, 1008 * HOUR)
 
 # Metrics, each kept per (leader, bucket): the bucket is a month for those counted per month.
 TEAM_SIZE = "size"  # members in the leader's team (bucket "")
@@ -75,7 +79,7 @@ def count(cur: Cursor, platform: str, leader: str, metric: str, bucket: str,
         total = 0
     else:
         # The wide slots wholly before ``at``, then within the slot ``at`` falls in, the
-        # narrower ones before it, down to the minute; then that minute's changes to ``at``.
+        # narrower ones before it, down to the hour; then that hour's changes to ``at``.
         ranges = [(top, None, at // WIDTHS[top])]
         for level in range(top - 1, -1, -1):
             ratio = WIDTHS[level + 1] // WIDTHS[level]
