@@ -280,15 +280,15 @@ class TeamWriter:
                 (at, position, platform, END_OF_TIME, *leaders, *chunk))
 
     def ancestors_at(self, platform: str, member: str, at: int) -> list[str]:
-        """Everyone above ``member`` at business time ``at``: its spans then (with this
-        batch's new ones)."""
+        """Everyone above ``member`` at business time ``at``, nearest first: its spans then
+        (with this batch's new ones), one query whatever the depth."""
         self.cur.execute(
-            "SELECT ancestor FROM proj_team_spans WHERE platform = %s AND member = %s AND "
-            "from_at <= %s AND to_at > %s", (platform, member, at, at))
-        found = [row[0] for row in self.cur.fetchall()]
-        found += [leader for p, leader, m, _, since, _ in self._spans
+            "SELECT ancestor, distance FROM proj_team_spans WHERE platform = %s AND "
+            "member = %s AND from_at <= %s AND to_at > %s", (platform, member, at, at))
+        found = [(int(distance), ancestor) for ancestor, distance in self.cur.fetchall()]
+        found += [(distance, leader) for p, leader, m, distance, since, _ in self._spans
                   if p == platform and m == member and since <= at]
-        return found
+        return [ancestor for _, ancestor in sorted(found)]
 
     def _link(self, platform: str, reseller_id: str, sponsor_id: str, at: int,
               position: int) -> None:
@@ -338,8 +338,13 @@ class TeamWriter:
         if not row.seller_id:
             return
         at = micros(at_dt)
-        row.ancestors = (self.ancestors_then(row.platform, row.seller_id, at) if backdated
-                         else self.ancestors(row.platform, row.seller_id))
+        if not backdated:
+            row.ancestors = self.ancestors(row.platform, row.seller_id)
+        else:
+            seller = self.node(row.platform, row.seller_id)
+            row.ancestors = (self.ancestors_at(row.platform, row.seller_id, at)
+                             if seller is not None and seller.enrolled_at <= at
+                             else self.ancestors_then(row.platform, row.seller_id, at))
         self._dirty_orders.add(order_uid)
         month = self.calendar.month(at_dt)
         self._sale(row.platform, row.seller_id, row.ancestors, month, currency, total, at,
@@ -408,7 +413,10 @@ class TeamWriter:
 
     def ancestors_then(self, platform: str, reseller_id: str, at: int) -> list[str]:
         """Everyone above the reseller as the tree stood at ``at``, each member taken as
-        first enrolled where ``at`` is before their enrolment (as the split does)."""
+        first enrolled where ``at`` is before their enrolment (as the split does). Only for
+        a payment recorded before its seller's enrolment (logs from before backfills were
+        checked): otherwise the spans at ``at`` say the same in one query
+        (``ancestors_at``), since every sponsor joined before the member under them."""
 
         def sponsor_then(rid: str) -> str | None:
             sponsor = self.sponsor_at(platform, rid, at)
