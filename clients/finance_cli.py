@@ -50,17 +50,24 @@ def payable_rows(client: LedgerClient) -> Iterator[list[str]]:
 
 
 def statement_rows(client: LedgerClient, day: str) -> Iterator[list[str]]:
-    statement = client.finance.GetDayStatement(
-        finance_pb2.GetDayStatementRequest(day=day)).statement
+    """Every line of the day's statement, a page at a time."""
     yield ["day", "closed", "account", "currency", "bucket", "opening", *MOVEMENT_KINDS,
            "closing"]
-    for line in statement.lines:
-        moved = {m.kind: m.amount for m in line.movements}
-        yield [statement.day, "yes" if statement.closed else "no", line.account, line.currency,
-               line.bucket or "all",
-               decimal_amount(line.opening, line.currency),
-               *(decimal_amount(moved.get(k, 0), line.currency) for k in MOVEMENT_KINDS),
-               decimal_amount(line.closing, line.currency)]
+    token = ""
+    while True:
+        reply = client.finance.GetDayStatement(finance_pb2.GetDayStatementRequest(
+            day=day, page_size=1000, page_token=token))
+        statement = reply.statement
+        for line in statement.lines:
+            moved = {m.kind: m.amount for m in line.movements}
+            yield [statement.day, "yes" if statement.closed else "no", line.account,
+                   line.currency, line.bucket or "all",
+                   decimal_amount(line.opening, line.currency),
+                   *(decimal_amount(moved.get(k, 0), line.currency) for k in MOVEMENT_KINDS),
+                   decimal_amount(line.closing, line.currency)]
+        token = reply.next_page_token
+        if not token:
+            return
 
 
 def write_csv(rows: Iterator[list[str]], target: str) -> None:
@@ -73,13 +80,19 @@ def write_csv(rows: Iterator[list[str]], target: str) -> None:
 
 
 def show_account(client: LedgerClient, account: str, from_day: str, to_day: str) -> None:
-    reply = client.finance.GetAccountStatement(finance_pb2.GetAccountStatementRequest(
-        account=account, from_day=from_day, to_day=to_day))
     print(f"{account}  {from_day} … {to_day}")
     print(f"{'when (UTC)':20} {'kind':18} {'bucket':10} {'amount':>14}  source")
-    for m in reply.movements:
-        print(f"{m.at.ToDatetime():%Y-%m-%d %H:%M:%S} {m.kind:18} {m.bucket:10} "
-              f"{decimal_amount(m.amount, m.currency):>10} {m.currency}  {m.source}")
+    token = ""
+    while True:
+        reply = client.finance.GetAccountStatement(finance_pb2.GetAccountStatementRequest(
+            account=account, from_day=from_day, to_day=to_day, page_size=1000,
+            page_token=token))
+        for m in reply.movements:
+            print(f"{m.at.ToDatetime():%Y-%m-%d %H:%M:%S} {m.kind:18} {m.bucket:10} "
+                  f"{decimal_amount(m.amount, m.currency):>10} {m.currency}  {m.source}")
+        token = reply.next_page_token
+        if not token:
+            break
     for t in reply.totals:
         print(f"{t.currency}: opening {decimal_amount(t.opening, t.currency)}, "
               f"closing {decimal_amount(t.closing, t.currency)}")

@@ -3,7 +3,8 @@
 Each posting moves one bucket of one account: frozen, available, in flight, paid out (and
 ``clearing`` for the customer-funds clearing account). A balance's debt is what its available
 bucket is below zero. Every movement is also kept with its log position and time, so any
-account can be read as of a past position or moment.
+account can be read as of a past position or moment, and every day's movements are summed
+for the statements (projections/statements.py).
 """
 
 from __future__ import annotations
@@ -13,7 +14,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from ledger.domain.money import Posting
+from projections.clock import Calendar
 from projections.db import Cursor, append_rows, upsert_rows
+from projections.statements import StatementWriter
 
 BUCKETS = ("frozen", "available", "in_flight", "paid_out", "clearing")
 KINDS = ("reseller", "supplier", "platform", "clearing")
@@ -60,7 +63,8 @@ class Balance:
 class BalanceWriter:
     """Accumulates one batch's postings, then writes them with a few statements."""
 
-    def __init__(self) -> None:
+    def __init__(self, calendar: Calendar) -> None:
+        self.days = StatementWriter(calendar)
         self._deltas: dict[tuple[str, str, str], dict[str, int]] = defaultdict(
             lambda: dict.fromkeys(BUCKETS, 0)
         )
@@ -72,6 +76,7 @@ class BalanceWriter:
         """``kind`` names what moved the money (payment, refund, settlement, payout_…) and
         ``ref`` where it came from (order:shop-a/O1, order:shop-a/O1/refund:r1, payout:PO…;
         an order placed before ids were scoped to storefronts: order:O1)."""
+        postings = tuple(postings)
         for p in postings:
             assert p.bucket in BUCKETS, f"unknown bucket {p.bucket}"
             key = (platform, p.account, p.currency)
@@ -80,6 +85,7 @@ class BalanceWriter:
             self._movements.append(
                 (platform, p.account, p.currency, p.bucket, position, at, p.amount, kind, ref)
             )
+        self.days.post(platform, postings, at, kind)
 
     def flush(self, cur: Cursor) -> None:
         if not self._deltas:
@@ -104,6 +110,7 @@ class BalanceWriter:
         self._deltas.clear()
         self._last.clear()
         self._movements.clear()
+        self.days.flush(cur)
 
 
 # --- queries -------------------------------------------------------------------------------

@@ -26,6 +26,22 @@ class Calendar:
     def __init__(self, timezone: str = "Asia/Shanghai") -> None:
         self.zone = ZoneInfo(timezone)
         self._last: tuple[datetime, datetime, str] = (EPOCH, EPOCH, "")
+        self._last_day: tuple[int, int, str] = (0, 0, "")
+
+    @property
+    def timezone(self) -> str:
+        return self.zone.key
+
+    def day(self, at: int) -> str:
+        """The calendar day (YYYY-MM-DD) of a time in µs. Remembers the last day's bounds,
+        as ``month`` does: a movement is booked into its day for every posting."""
+        start, end, day = self._last_day
+        if start <= at < end:
+            return day
+        local = from_micros(at).astimezone(self.zone).date()
+        first = datetime.combine(local, datetime.min.time(), self.zone)
+        self._last_day = (micros(first), micros(first + timedelta(days=1)), local.isoformat())
+        return self._last_day[2]
 
     def month(self, at: datetime) -> str:
         """Remembers the last month's bounds: the log's times come in order, mostly within

@@ -26,7 +26,9 @@ from ledger.config import event_store_env, is_postgres, postgres_connection
 #    team counts summed per day, so reads cost what they return, not the team's size.
 # 6: team counts summed per hour and per six weeks, so an as-of read costs a bounded number
 #    of rows however long the history.
-SCHEMA_VERSION = 6
+# 7: day statements as a read model: each day's movements by account, currency, bucket and
+#    kind, the lines' keys, the closed days and their closing balances.
+SCHEMA_VERSION = 7
 
 TABLES = {
     "proj_meta": """
@@ -52,6 +54,21 @@ TABLES = {
         platform TEXT NOT NULL, account TEXT NOT NULL, currency TEXT NOT NULL,
         bucket TEXT NOT NULL, position BIGINT NOT NULL, at BIGINT NOT NULL,
         amount BIGINT NOT NULL, kind TEXT NOT NULL, ref TEXT NOT NULL""",
+    "proj_day_moves": """
+        platform TEXT NOT NULL, day TEXT NOT NULL, account TEXT NOT NULL,
+        currency TEXT NOT NULL, bucket TEXT NOT NULL, kind TEXT NOT NULL,
+        amount BIGINT NOT NULL,
+        PRIMARY KEY (platform, day, account, currency, bucket, kind)""",
+    "proj_line_keys": """
+        platform TEXT NOT NULL, account TEXT NOT NULL, currency TEXT NOT NULL,
+        bucket TEXT NOT NULL, first_day TEXT NOT NULL,
+        PRIMARY KEY (platform, account, currency, bucket)""",
+    "proj_closed_days": """
+        platform TEXT NOT NULL, day TEXT NOT NULL, PRIMARY KEY (platform, day)""",
+    "proj_day_closings": """
+        platform TEXT NOT NULL, account TEXT NOT NULL, currency TEXT NOT NULL,
+        bucket TEXT NOT NULL, day TEXT NOT NULL, closing BIGINT NOT NULL,
+        PRIMARY KEY (platform, account, currency, bucket, day)""",
     "proj_owners": """
         uid TEXT PRIMARY KEY, platform TEXT NOT NULL, key TEXT NOT NULL""",
     "proj_resellers": """
@@ -95,11 +112,12 @@ TABLES = {
 INDEXES = {
     "proj_resellers_sponsor": ("proj_resellers", "platform, sponsor_id"),
     "proj_links_reseller": ("proj_links", "platform, reseller_id, at"),
-    "proj_movements_account": ("proj_movements", "platform, account, currency, position"),
+    "proj_movements_account_at": ("proj_movements", "platform, account, at, position"),
     "proj_movements_time": ("proj_movements", "platform, at"),
     "proj_orders_due": ("proj_orders", "platform, settled, due_at"),
     "proj_payouts_status": ("proj_payouts", "platform, status, payout_id"),
     "proj_balances_kind": ("proj_balances", "platform, kind, account"),
+    "proj_day_moves_line": ("proj_day_moves", "platform, account, currency, bucket, day"),
     "proj_team_spans_down": ("proj_team_spans", "platform, ancestor, distance, member"),
     "proj_team_spans_up": ("proj_team_spans", "platform, member, distance"),
     "proj_team_count_changes_key": ("proj_team_count_changes",

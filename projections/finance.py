@@ -1,22 +1,22 @@
-"""Finance's read models: due orders, payable payouts, day and account statements.
+"""Finance's read models: due orders, payable payouts, account statements (day statements
+are projections/statements.py's).
 
-A statement line gives, for one account and currency, the opening balance (every bucket
-together), the day's movements by kind, and the closing balance; the day's digest is a
-SHA-256 over its movements in log order, so anyone replaying the log gets the same digest.
+A statement line gives, for one account, currency and bucket, the opening balance, the
+movements by kind, and the closing balance.
 """
 
 from __future__ import annotations
 
-import hashlib
 from collections import defaultdict
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from ledger.domain.order import OrderKey
-from ledger.domain.periods import DayStatement, StatementLine
+from ledger.domain.periods import StatementLine
 from projections.clock import micros
 from projections.db import Cursor
+from projections.statements import LineKey, account_openings, line
 
 
 def day_bounds(day: str, timezone: str) -> tuple[int, int]:
@@ -70,35 +70,6 @@ def payable(cur: Cursor, platform: str, offset: int, limit: int,
     return [PayoutRow(*row) for row in cur.fetchall()]
 
 
-# (account, currency, bucket): one line of a statement.
-LineKey = tuple[str, str, str]
-
-
-def day_statement(cur: Cursor, platform: str, day: str, timezone: str) -> DayStatement:
-    start, end = day_bounds(day, timezone)
-    cur.execute(
-        "SELECT account, currency, bucket, SUM(amount) FROM proj_movements WHERE platform = %s "
-        "AND at < %s GROUP BY account, currency, bucket", (platform, start))
-    opening = {(a, c, b): int(v) for a, c, b, v in cur.fetchall()}
-    cur.execute(
-        "SELECT position, account, currency, bucket, amount, kind, ref FROM proj_movements "
-        "WHERE platform = %s AND at >= %s AND at < %s ORDER BY position, account, bucket",
-        (platform, start, end))
-    rows = cur.fetchall()
-    digest = hashlib.sha256()
-    by_kind: dict[LineKey, dict[str, int]] = defaultdict(lambda: defaultdict(int))
-    for position, account, currency, bucket, amount, kind, ref in rows:
-        digest.update(f"{position}|{account}|{currency}|{bucket}|{amount}|{kind}|{ref}\n"
-                      .encode())
-        by_kind[(account, currency, bucket)][kind] += int(amount)
-    return DayStatement(
-        day=day, timezone=timezone, lines=tuple(statement_lines(opening, by_kind)),
-        events=len(rows),
-        first_position=int(rows[0][0]) if rows else 0,
-        last_position=int(rows[-1][0]) if rows else 0, digest=digest.hexdigest(),
-    )
-
-
 @dataclass(frozen=True)
 class Movement:
     position: int
@@ -109,26 +80,48 @@ class Movement:
     kind: str
     source: str
 
+    @property
+    def page_key(self) -> tuple[int, int, str, str]:
+        """Where a page of an account's movements ends: time, log position, currency and
+        bucket (one event moves one bucket of an account in a currency once)."""
+        return self.at, self.position, self.currency, self.bucket
 
-def account_statement(
-    cur: Cursor, platform: str, account: str, from_day: str, to_day: str, timezone: str
-) -> tuple[list[Movement], list[StatementLine]]:
+
+def account_movements(cur: Cursor, platform: str, account: str, from_day: str, to_day: str,
+                      timezone: str, limit: int,
+                      after: tuple[int, int, str, str] | None = None) -> list[Movement]:
+    """A page of the account's movements booked from ``from_day`` to ``to_day`` (both
+    included), in time order (log order within a moment), after ``after`` when given."""
     start, _ = day_bounds(from_day, timezone)
     _, end = day_bounds(to_day, timezone)
+    since, params = "", [platform, account, start, end]
+    if after is not None:
+        since = " AND (at, position, currency, bucket) > (%s, %s, %s, %s)"
+        params += after
     cur.execute(
         "SELECT position, at, currency, bucket, amount, kind, ref FROM proj_movements WHERE "
-        "platform = %s AND account = %s AND at >= %s AND at < %s ORDER BY position, bucket",
-        (platform, account, start, end))
-    movements = [Movement(int(p), int(a), c, b, int(v), k, r)
-                 for p, a, c, b, v, k, r in cur.fetchall()]
-    cur.execute("SELECT currency, bucket, SUM(amount) FROM proj_movements WHERE platform = %s "
-                "AND account = %s AND at < %s GROUP BY currency, bucket",
-                (platform, account, start))
-    opening = {(account, c, b): int(v) for c, b, v in cur.fetchall()}
+        f"platform = %s AND account = %s AND at >= %s AND at < %s{since} "
+        "ORDER BY at, position, currency, bucket LIMIT %s", (*params, limit))
+    return [Movement(int(p), int(a), c, b, int(v), k, r) for p, a, c, b, v, k, r in
+            cur.fetchall()]
+
+
+def account_totals(cur: Cursor, platform: str, account: str, from_day: str, to_day: str
+                   ) -> list[StatementLine]:
+    """Per currency and bucket: the balance before ``from_day``, the movements by kind to
+    ``to_day`` (both included), the balance after. From the day read model: what it reads
+    grows with the days in the range, not with the account's history."""
+    opening = account_openings(cur, platform, account, from_day)
+    cur.execute(
+        "SELECT m.currency, m.bucket, m.kind, SUM(m.amount) FROM proj_line_keys k JOIN "
+        "proj_day_moves m ON m.platform = k.platform AND m.account = k.account AND "
+        "m.currency = k.currency AND m.bucket = k.bucket AND m.day >= %s AND m.day <= %s "
+        "WHERE k.platform = %s AND k.account = %s GROUP BY m.currency, m.bucket, m.kind",
+        (from_day, to_day, platform, account))
     moved: dict[LineKey, dict[str, int]] = defaultdict(lambda: defaultdict(int))
-    for m in movements:
-        moved[(account, m.currency, m.bucket)][m.kind] += m.amount
-    return movements, statement_lines(opening, moved)
+    for currency, bucket, kind, amount in cur.fetchall():
+        moved[(account, currency, bucket)][kind] += int(amount)
+    return statement_lines(opening, moved)
 
 
 def statement_lines(opening: dict[LineKey, int], moved: dict[LineKey, dict[str, int]]
@@ -140,7 +133,5 @@ def statement_lines(opening: dict[LineKey, int], moved: dict[LineKey, dict[str, 
         kinds = {k: v for k, v in sorted(moved.get(key, {}).items()) if v}
         first = opening.get(key, 0)
         if first or kinds:
-            account, currency, bucket = key
-            lines.append(StatementLine(account, currency, first, tuple(kinds.items()),
-                                       first + sum(kinds.values()), bucket=bucket))
+            lines.append(line(key, first, kinds))
     return lines

@@ -10,6 +10,7 @@ from ledger.domain.order import OrderKey
 from ledger.domain.periods import DayStatement, StatementLine
 from projections import balances as b
 from projections import finance as f
+from projections import statements as s
 from projections import team_queries as t
 from projections.clock import END_OF_TIME, Calendar
 from projections.db import Cursor, Link, ProjectionDB, StoreUnavailable
@@ -108,11 +109,36 @@ class ReadModels:
         return self._query(f.payable, platform, offset, limit, after)
 
     def day_statement(self, platform: str, day: str, timezone: str) -> DayStatement:
-        return self._query(f.day_statement, platform, day, timezone)
+        """The day's statement without its lines, as a close records it (its lines are
+        ``statement_lines``' pages)."""
+        self._check_zone(timezone)
+        return self._query(s.day_summary, platform, day, timezone, f.day_bounds(day, timezone))
 
-    def account_statement(self, platform: str, account: str, from_day: str, to_day: str,
-                          timezone: str) -> tuple[list[f.Movement], list[StatementLine]]:
-        return self._query(f.account_statement, platform, account, from_day, to_day, timezone)
+    def statement_lines(self, platform: str, day: str, limit: int,
+                        after: s.LineKey | None = None) -> list[StatementLine]:
+        return self._query(s.page_of_lines, platform, day, limit, after)
+
+    def is_closed(self, platform: str, day: str) -> bool:
+        """Whether the read models hold the day's close (and so all it sums)."""
+        return self._query(s.is_closed, platform, day)
+
+    def account_movements(self, platform: str, account: str, from_day: str, to_day: str,
+                          timezone: str, limit: int,
+                          after: tuple[int, int, str, str] | None = None) -> list[f.Movement]:
+        return self._query(f.account_movements, platform, account, from_day, to_day, timezone,
+                           limit, after)
+
+    def account_totals(self, platform: str, account: str, from_day: str, to_day: str,
+                       timezone: str) -> list[StatementLine]:
+        self._check_zone(timezone)
+        return self._query(f.account_totals, platform, account, from_day, to_day)
+
+    def _check_zone(self, timezone: str) -> None:
+        """Days are summed in the calendar's time zone: a statement in another would not
+        be the sum of those days."""
+        if timezone != self.calendar.timezone:
+            raise ValueError(f"the read models' days are in {self.calendar.timezone}, "
+                             f"not {timezone}")
 
 
 def _position(cur: Cursor) -> int:

@@ -28,6 +28,7 @@ from eventsourcing.utils import get_topic
 from ledger.application.ledger_app import LedgerApplication
 from ledger.domain.order import Order, order_name
 from ledger.domain.payout import REQUESTED, Payout
+from ledger.domain.periods import PeriodBook
 from ledger.domain.team import Reseller
 from ledger.outages import Outage
 from projections.balances import BalanceWriter
@@ -36,6 +37,7 @@ from projections.db import SCHEMA_VERSION, Cursor, Link, ProjectionDB, StoreUnav
 from projections.decoding import event_reader
 from projections.log_pages import LogPages
 from projections.memory import DEFAULT_LIMIT, Memory
+from projections.statements import day_closed
 from projections.team import TeamWriter
 
 log = structlog.get_logger(__name__)
@@ -55,8 +57,9 @@ def event_topics(*aggregates: type) -> list[str]:
 # The events the read models are made of. Only these are read from the log: the rest
 # (idempotency records, customer bindings, plan books…) were two in five log entries, read,
 # transferred and passed over.
-PROJECTED_TOPICS = event_topics(Order, Payout, Reseller)
+PROJECTED_TOPICS = event_topics(Order, Payout, Reseller, PeriodBook)
 ORDER, PAYOUT, RESELLER = Order.__qualname__, Payout.__qualname__, Reseller.__qualname__
+PERIOD_BOOK = PeriodBook.__qualname__
 
 
 def qualname(cls: type) -> str:
@@ -78,7 +81,7 @@ class Batch:
     def __init__(self, cur: Cursor, calendar: Calendar, memory: Memory | None = None) -> None:
         memory = memory or Memory()
         self.cur = cur
-        self.balances = BalanceWriter()
+        self.balances = BalanceWriter(calendar)
         self.team = TeamWriter(cur, calendar, memory)
         self._owners = memory.owners
 
@@ -92,6 +95,8 @@ class Batch:
             self._payout(uid, name, event, position)
         elif kind == RESELLER:
             self._reseller(uid, name, event, position)
+        elif kind == PERIOD_BOOK:
+            self._period_book(uid, name, event)
 
     def _order(self, uid: str, name: str, event: Any, position: int) -> None:
         team = self.team
@@ -170,6 +175,15 @@ class Batch:
         elif name == qualname(Reseller.TeamTargetSet):
             team.target_set(platform, reseller_id, event.month, event.currency, event.amount,
                             event.set_at, position)
+
+    def _period_book(self, uid: str, name: str, event: Any) -> None:
+        """A closed day's closing balances, for the statements of the days after it; written
+        once the movements before it in the log are (they are all it sums)."""
+        if name == qualname(PeriodBook.Opened):
+            self._own(uid, event.platform_id, "")
+        elif name == qualname(PeriodBook.DayClosed):
+            self.balances.flush(self.cur)
+            day_closed(self.cur, self._owner(uid)[0], event.statement.day)
 
     def _own(self, uid: str, platform: str, key: str) -> None:
         """Later events of an aggregate do not repeat its platform and id: remember them."""

@@ -175,5 +175,5 @@ def test_replay_prints_the_balances_and_compares_the_closed_day(exported: tuple[
     done = ledger("replay", edited)
     assert done.returncode == 1
     assert "its postings sum to 1 CNY, not zero" in done.stdout
-    assert "2026-11-09 reseller:bob CNY available: settlement 399 in the statement, 400 " \
-           "replayed" in done.stdout
+    # The close recorded its lines that moved by their digest: the replay's differs.
+    assert "2026-11-09: the digest of the lines that moved is " in done.stdout

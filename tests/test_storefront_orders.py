@@ -149,8 +149,8 @@ def test_an_order_placed_before_ids_were_scoped_stays_its_storefronts(
         assert app.answer(again.ref).orders == ()  # type: ignore[attr-defined]
         runner.catch_up()
         day = "2026-11-01"
-        movements, _ = models.account_statement("acme", "reseller:carol", "2026-11-01",
-                                                "2026-11-09", "Asia/Shanghai")
+        movements = models.account_movements("acme", "reseller:carol", "2026-11-01",
+                                                  "2026-11-09", "Asia/Shanghai", 100)
         assert sorted({(m.kind, m.source) for m in movements}) == [
             ("payment", "order:O1"), ("payment", "order:shop-b/O1"),
             ("settlement", "order:O1"), ("settlement", "order:shop-b/O1")]

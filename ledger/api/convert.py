@@ -255,6 +255,7 @@ def day_statement(s: DayStatement, closed: bool, platform: str = ""
         day=s.day, timezone=s.timezone, closed=closed,
         lines=[statement_line(line) for line in s.lines], movements=s.events,
         first_position=s.first_position, last_position=s.last_position, digest=s.digest,
+        moved_lines=s.moved_lines, moved_lines_digest=s.moved_lines_digest,
         head=audit_pb2.SignedTreeHead(
             platform=platform, tree_size=s.tree_size, root=bytes.fromhex(s.tree_root),
             timestamp_us=s.head_signed_at_us, key_id=s.head_key_id,

@@ -8,12 +8,12 @@ from ledger import failpoints
 from ledger.api import convert
 from ledger.api.auth import AUDITOR, FINANCE
 from ledger.api.closing import drawn_statement
-from ledger.api.reports import page
+from ledger.api.reports import KEY_SEPARATOR, Page, page
 from ledger.api.servicers import Base, rpc
 from ledger.application import commands as c
 from ledger.domain.errors import InvalidInput, NotFound, check
 from ledger.domain.payout import Payout
-from ledger.domain.periods import PeriodBook
+from ledger.domain.periods import DayStatement, PeriodBook
 from ledger.v1 import finance_pb2, finance_pb2_grpc
 from projections.clock import from_micros
 from projections.finance import PayoutRow
@@ -105,40 +105,102 @@ class FinanceService(Base, finance_pb2_grpc.FinanceServiceServicer):
                                           request.day, lambda at: self.caught_up(at, context),
                                           self.audit)
         outcome, book = await self.write(caller, dataclasses.replace(close, statement=statement))
+        closed = book.closed[request.day]
+        recorded, token = await self._with_lines(caller.platform_id, closed, page("", 0),
+                                                 from_event=closed.lines_recorded)
         return finance_pb2.CloseDayResponse(
-            statement=convert.day_statement(book.closed[request.day], closed=True,
-                                            platform=caller.platform_id),
-            receipt=convert.receipt(outcome))
+            statement=convert.day_statement(recorded, closed=True, platform=caller.platform_id),
+            receipt=convert.receipt(outcome), next_page_token=token)
 
     @rpc(FINANCE, AUDITOR)
     async def GetDayStatement(self, request, context, caller):  # type: ignore[no-untyped-def]
+        """A page of lines: a closed day's summary is its DayClosed event's, its lines the
+        read models' once they hold that close; an open day's summary is drawn with its
+        first page only (later pages carry lines alone), its lines as the log stands."""
         check_days(("day", request.day))
+        wanted = page(request.page_token, request.page_size)
+        line_after(wanted.after)
         book = await self.read(self.app.find, PeriodBook.create_id(caller.platform_id))
         if book is not None and request.day in book.closed:
+            recorded = book.closed[request.day]
+            if not recorded.lines_recorded and not await self.read(
+                    self.models.is_closed, caller.platform_id, request.day):
+                await self.caught_up(await self.read(self.app.log_position), context)
+            statement, token = await self._with_lines(caller.platform_id, recorded, wanted,
+                                                      from_event=recorded.lines_recorded)
             return finance_pb2.GetDayStatementResponse(
-                statement=convert.day_statement(book.closed[request.day], closed=True,
-                                                platform=caller.platform_id))
+                statement=convert.day_statement(statement, closed=True,
+                                                platform=caller.platform_id),
+                next_page_token=token)
         await self.caught_up(request.min_log_position, context)
-        statement = await self.read(self.models.day_statement, caller.platform_id, request.day,
-                                    self.app.timezone)
+        summary = (await self.read(self.models.day_statement, caller.platform_id, request.day,
+                                   self.app.timezone) if not request.page_token else
+                   DayStatement(request.day, self.app.timezone, (), 0, 0, 0, ""))
+        statement, token = await self._with_lines(caller.platform_id, summary, wanted,
+                                                  from_event=False)
         return finance_pb2.GetDayStatementResponse(
-            statement=convert.day_statement(statement, closed=False))
+            statement=convert.day_statement(statement, closed=False), next_page_token=token)
+
+    async def _with_lines(self, platform: str, statement: DayStatement, wanted: Page, *,
+                          from_event: bool) -> tuple[DayStatement, str]:
+        """``statement`` with the page of lines ``wanted`` asks for, and the next page's
+        token: ``from_event`` (a day closed before statements were paged) from its own
+        lines, else from the read models."""
+        after = line_after(wanted.after)
+        if from_event:
+            lines = [x for x in statement.lines
+                     if after is None or (x.account, x.currency, x.bucket) > after]
+            lines = lines[:wanted.limit]
+        else:
+            lines = await self.read(self.models.statement_lines, platform, statement.day,
+                                    wanted.limit, after)
+        token = wanted.next_token(lines, lambda x: (0, KEY_SEPARATOR.join(
+            (x.account, x.currency, x.bucket))))
+        return dataclasses.replace(statement, lines=tuple(lines)), token
 
     @rpc(FINANCE, AUDITOR)
     async def GetAccountStatement(self, request, context, caller):  # type: ignore[no-untyped-def]
+        """A page of movements, and the totals of the whole range on every page."""
         check_days(("from_day", request.from_day), ("to_day", request.to_day))
         if request.to_day < request.from_day:
             raise InvalidInput([("to_day", "must not be before from_day")])
         if not request.account:
             raise InvalidInput([("account", "is required, e.g. reseller:carol")])
+        wanted = page(request.page_token, request.page_size)
+        after = movement_after(wanted.after)
         position = await self.caught_up(request.min_log_position, context)
-        movements, totals = await self.read(
-            self.models.account_statement, caller.platform_id, request.account,
-            request.from_day, request.to_day, self.app.timezone)
+        movements = await self.read(
+            self.models.account_movements, caller.platform_id, request.account,
+            request.from_day, request.to_day, self.app.timezone, wanted.limit, after)
+        totals = await self.read(self.models.account_totals, caller.platform_id,
+                                 request.account, request.from_day, request.to_day,
+                                 self.app.timezone)
         return finance_pb2.GetAccountStatementResponse(
             account=request.account,
             movements=[finance_pb2.AccountMovement(
                 position=m.position, at=convert.timestamp(from_micros(m.at)),
                 currency=m.currency, bucket=m.bucket, amount=m.amount, kind=m.kind,
                 source=m.source) for m in movements],
-            totals=[convert.statement_line(line) for line in totals], log_position=position)
+            totals=[convert.statement_line(line) for line in totals], log_position=position,
+            next_page_token=wanted.next_token(movements, lambda m: (m.at, KEY_SEPARATOR.join(
+                (str(m.position), m.currency, m.bucket)))))
+
+
+def line_after(after: tuple[int, str] | None) -> tuple[str, str, str] | None:
+    """A statement page token's last line (account, currency, bucket)."""
+    if after is None:
+        return None
+    parts = after[1].split(KEY_SEPARATOR)
+    if len(parts) != 3:
+        raise InvalidInput([("page_token", "is not a token this service gave")])
+    return parts[0], parts[1], parts[2]
+
+
+def movement_after(after: tuple[int, str] | None) -> tuple[int, int, str, str] | None:
+    """An account statement page token's last movement (time, position, currency, bucket)."""
+    if after is None:
+        return None
+    parts = after[1].split(KEY_SEPARATOR)
+    if len(parts) != 3 or not parts[0].isdigit():
+        raise InvalidInput([("page_token", "is not a token this service gave")])
+    return after[0], int(parts[0]), parts[1], parts[2]

@@ -550,7 +550,7 @@ class BeginClosingDay(Command):
 @dataclass(frozen=True)
 class CloseDay(Command):
     """Closes a calendar day with its statement, computed from the read models once they
-    had caught up with the whole log (see projections/finance.py)."""
+    had caught up with the whole log (see projections/statements.py)."""
 
     day: str
     statement: DayStatement | None = None

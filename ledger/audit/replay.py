@@ -13,6 +13,7 @@ the accounts and the open days, not with the log.
 
 from __future__ import annotations
 
+import hashlib
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -46,7 +47,7 @@ POSTING = ("account", "bucket", "currency", "amount")
 REFUND = ("refund_id", "lines", "postings", "refunded_at", "reason")
 DAY_STATEMENT = ("day", "timezone", "lines", "events", "first_position", "last_position",
                  "digest", "tree_size", "tree_root", "head_signed_at_us", "head_key_id",
-                 "head_signature")
+                 "head_signature", "moved_lines", "moved_lines_digest")
 STATEMENT_LINE = ("account", "currency", "opening", "movements", "closing", "bucket")
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -213,10 +214,13 @@ class Reducer:
     # --- closed days ------------------------------------------------------------------------
 
     def _day_closed(self, seq: int, statement: Any) -> None:
-        day, timezone, lines, events, first, last, *_digest_and_head = _values(
-            statement, "day_statement", DAY_STATEMENT)
-        if type(day) is not str or type(lines) is not list:
+        day, timezone, lines, events, first, last, *_digest_and_head, moved, moved_digest = (
+            _values(statement, "day_statement", DAY_STATEMENT))
+        if type(day) is not str or type(lines) is not list or type(moved_digest) is not str:
             raise Unreadable("its statement has no day or no lines")
+        stated: list[tuple[Key, Line]] | tuple[int, str] = (
+            (moved, moved_digest) if moved_digest else
+            [_statement_line(line) for line in lines])
         found: list[str] = []
         if self._timezone is None or timezone != self._timezone_name:
             found.append(f"{day}: the statement's time zone {timezone!r} is not the "
@@ -225,18 +229,19 @@ class Reducer:
             found.append(f"{day} closed again, or before {self._last_closed}, the last day "
                          "closed")
         else:
-            found = self._compare(day, [_statement_line(line) for line in lines], events,
-                                  first, last)
+            found = self._compare(day, stated, events, first, last)
             self._last_closed, self._last_closed_seq = day, seq
         for message in found:
             self.differences.append(Difference(seq, f"entry {seq}: {message}", day))
-        self.days.append(DayCheck(day, seq, len(lines), len(found)))
+        self.days.append(DayCheck(day, seq, moved if moved_digest else len(lines),
+                                  len(found)))
 
-    def _compare(self, day: str, lines: list[tuple[Key, Line]], events: Any, first: Any,
-                 last: Any) -> list[str]:
+    def _compare(self, day: str, stated: list[tuple[Key, Line]] | tuple[int, str],
+                 events: Any, first: Any, last: Any) -> list[str]:
         """The day's statement against the replay: opening balances from everything booked
         before the day, its movements by kind, closing balances; then the day is folded into
-        the closed balances."""
+        the closed balances. ``stated``: the statement's lines (days closed before
+        statements were paged), or the count and digest of its lines that moved."""
         closed = self._closed_balances
         for earlier in sorted(d for d in self._open_days if d < day):
             for (key, _), amount in self._open_days.pop(earlier).moved.items():
@@ -248,6 +253,21 @@ class Reducer:
         replayed = statement_lines(closed, moved)
         for (key, _), amount in today.moved.items():
             closed[key] += amount
+        if type(stated) is tuple:
+            found = moved_differences(day, stated, replayed)
+        else:
+            found = self._line_differences(day, stated, replayed)
+        for what, said, counted in (("movements", events, today.count),
+                                    ("first position", first, today.first),
+                                    ("last position", last, today.last)):
+            if said != counted:
+                found.append(f"{day}: the statement's {what} is {said}, the replay's "
+                             f"{counted}")
+        return found
+
+    @staticmethod
+    def _line_differences(day: str, lines: list[tuple[Key, Line]],
+                          replayed: dict[Key, Line]) -> list[str]:
         if lines and all(key[2] == "" for key, _ in lines):
             # A statement closed before lines had buckets: one line per account.
             replayed = by_account(replayed)
@@ -255,12 +275,6 @@ class Reducer:
         found = []
         for key in sorted(stated.keys() | replayed.keys()):
             found += line_differences(day, key, stated.get(key), replayed.get(key))
-        for what, said, counted in (("movements", events, today.count),
-                                    ("first position", first, today.first),
-                                    ("last position", last, today.last)):
-            if said != counted:
-                found.append(f"{day}: the statement's {what} is {said}, the replay's "
-                             f"{counted}")
         return found
 
     def report(self) -> ReplayReport:
@@ -294,6 +308,31 @@ def by_account(lines: dict[Key, Line]) -> dict[Key, Line]:
         summed[key] = (was_opening + opening, merged, was_closing + closing)
     return {key: (o, {k: v for k, v in kinds.items() if v}, c)
             for key, (o, kinds, c) in summed.items() if o or any(kinds.values())}
+
+
+def moved_differences(day: str, stated: tuple[int, str], replayed: dict[Key, Line]
+                      ) -> list[str]:
+    """A paged statement's lines that moved (their count and digest) against the replay's."""
+    moved = {key: line for key, line in replayed.items() if line[1]}
+    count, digest = stated
+    found = []
+    if count != len(moved):
+        found.append(f"{day}: the statement has {count} lines that moved, the replay "
+                     f"{len(moved)}")
+    if digest != lines_digest(moved):
+        found.append(f"{day}: the digest of the lines that moved is {digest} in the "
+                     f"statement, {lines_digest(moved)} replayed")
+    return found
+
+
+def lines_digest(lines: dict[Key, Line]) -> str:
+    """SHA-256 over lines in key order, each ``account|currency|bucket|opening|
+    kind=amount,…|closing`` with kinds in order (docs/audit-format.md)."""
+    digest = hashlib.sha256()
+    for (account, currency, bucket), (opening, kinds, closing) in sorted(lines.items()):
+        moved = ",".join(f"{kind}={amount}" for kind, amount in sorted(kinds.items()))
+        digest.update(f"{account}|{currency}|{bucket}|{opening}|{moved}|{closing}\n".encode())
+    return digest.hexdigest()
 
 
 def line_differences(day: str, key: Key, stated: Line | None, replayed: Line | None

@@ -23,6 +23,8 @@ stands).
 
 from __future__ import annotations
 
+import hashlib
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from uuid import UUID
@@ -59,9 +61,17 @@ class StatementLine:
 
 @dataclass(frozen=True)
 class DayStatement:
+    """A day's statement. As a ``DayClosed`` event records it, it is the day's summary and
+    no lines: the lines (one per account, currency and bucket with a balance or a movement)
+    are a read model, read a page at a time, so no event grows with the accounts. What the
+    event binds them with is ``moved_lines_digest``: a SHA-256 over the lines that moved
+    that day (``moved_lines_digest`` below); the lines that did not move carry the closing
+    balances of the days before, which their own digests bound. Days closed before held
+    every line in the event (``lines``) and no such digest."""
+
     day: str  # YYYY-MM-DD
     timezone: str
-    lines: tuple[StatementLine, ...]
+    lines: tuple[StatementLine, ...]  # only in events of days closed before lines were paged
     events: int  # movements covered
     first_position: int
     last_position: int
@@ -73,6 +83,26 @@ class DayStatement:
     head_signed_at_us: int = 0
     head_key_id: str = ""
     head_signature: str = ""  # hex
+    # The lines with a movement that day, and their digest; '' for days closed before.
+    moved_lines: int = 0
+    moved_lines_digest: str = ""
+
+    @property
+    def lines_recorded(self) -> bool:
+        """Whether the event holds the statement's lines (days closed before paging)."""
+        return not self.moved_lines_digest
+
+
+def moved_lines_digest(lines: Iterable[StatementLine]) -> str:
+    """SHA-256 over the lines that moved, in (account, currency, bucket) order, each
+    ``account|currency|bucket|opening|kind=amount,…|closing``; docs/audit-format.md says the
+    same for an auditor, whose replay computes it on its own."""
+    digest = hashlib.sha256()
+    for line in sorted(lines, key=lambda x: (x.account, x.currency, x.bucket)):
+        kinds = ",".join(f"{kind}={amount}" for kind, amount in line.movements)
+        digest.update(f"{line.account}|{line.currency}|{line.bucket}|{line.opening}|{kinds}|"
+                      f"{line.closing}\n".encode())
+    return digest.hexdigest()
 
 
 def local_day(at: datetime, timezone: str) -> str:

@@ -461,8 +461,13 @@ class CloseDayResponse(_message.Message):
 
     STATEMENT_FIELD_NUMBER: _builtins.int
     RECEIPT_FIELD_NUMBER: _builtins.int
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    next_page_token: _builtins.str
+    """For GetDayStatement's page_token: the page after the first. Empty when that was all."""
     @_builtins.property
-    def statement(self) -> Global___DayStatement: ...
+    def statement(self) -> Global___DayStatement:
+        """The statement with its first page of lines (100); GetDayStatement gives the rest."""
+
     @_builtins.property
     def receipt(self) -> _common_pb2.WriteReceipt: ...
     def __init__(
@@ -470,10 +475,11 @@ class CloseDayResponse(_message.Message):
         *,
         statement: Global___DayStatement | None = ...,
         receipt: _common_pb2.WriteReceipt | None = ...,
+        next_page_token: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["receipt", b"receipt", "statement", b"statement"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["receipt", b"receipt", "statement", b"statement"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["next_page_token", b"next_page_token", "receipt", b"receipt", "statement", b"statement"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -485,17 +491,27 @@ class GetDayStatementRequest(_message.Message):
 
     DAY_FIELD_NUMBER: _builtins.int
     MIN_LOG_POSITION_FIELD_NUMBER: _builtins.int
+    PAGE_SIZE_FIELD_NUMBER: _builtins.int
+    PAGE_TOKEN_FIELD_NUMBER: _builtins.int
     day: _builtins.str
     min_log_position: _builtins.int
+    page_size: _builtins.int
+    """Lines per page: at most 1000; 100 when unset. A page continues after the last line of
+    the one before (account, currency, bucket), so a closed day's pages read back its whole
+    statement, whatever is written meanwhile.
+    """
+    page_token: _builtins.str
     def __init__(
         self,
         *,
         day: _builtins.str = ...,
         min_log_position: _builtins.int = ...,
+        page_size: _builtins.int = ...,
+        page_token: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["day", b"day", "min_log_position", b"min_log_position"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["day", b"day", "min_log_position", b"min_log_position", "page_size", b"page_size", "page_token", b"page_token"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -506,16 +522,22 @@ class GetDayStatementResponse(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     STATEMENT_FIELD_NUMBER: _builtins.int
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    next_page_token: _builtins.str
+    """Empty on the last page."""
     @_builtins.property
-    def statement(self) -> Global___DayStatement: ...
+    def statement(self) -> Global___DayStatement:
+        """The statement with one page of its lines."""
+
     def __init__(
         self,
         *,
         statement: Global___DayStatement | None = ...,
+        next_page_token: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["statement", b"statement"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["statement", b"statement"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["next_page_token", b"next_page_token", "statement", b"statement"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -600,6 +622,8 @@ class DayStatement(_message.Message):
     LAST_POSITION_FIELD_NUMBER: _builtins.int
     DIGEST_FIELD_NUMBER: _builtins.int
     HEAD_FIELD_NUMBER: _builtins.int
+    MOVED_LINES_FIELD_NUMBER: _builtins.int
+    MOVED_LINES_DIGEST_FIELD_NUMBER: _builtins.int
     day: _builtins.str
     timezone: _builtins.str
     closed: _builtins.bool
@@ -610,6 +634,12 @@ class DayStatement(_message.Message):
     first_position: _builtins.int
     last_position: _builtins.int
     digest: _builtins.str
+    moved_lines: _builtins.int
+    """The lines with a movement that day, and a SHA-256 over them (docs/audit-format.md): what
+    a close records of its lines, which an auditor's replay recomputes. Unset for days closed
+    before statements were paged (their lines are in their DayClosed event).
+    """
+    moved_lines_digest: _builtins.str
     @_builtins.property
     def lines(self) -> _containers.RepeatedCompositeFieldContainer[Global___StatementLine]: ...
     @_builtins.property
@@ -631,10 +661,12 @@ class DayStatement(_message.Message):
         last_position: _builtins.int = ...,
         digest: _builtins.str = ...,
         head: _audit_pb2.SignedTreeHead | None = ...,
+        moved_lines: _builtins.int = ...,
+        moved_lines_digest: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["head", b"head"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["closed", b"closed", "day", b"day", "digest", b"digest", "first_position", b"first_position", "head", b"head", "last_position", b"last_position", "lines", b"lines", "movements", b"movements", "timezone", b"timezone"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["closed", b"closed", "day", b"day", "digest", b"digest", "first_position", b"first_position", "head", b"head", "last_position", b"last_position", "lines", b"lines", "moved_lines", b"moved_lines", "moved_lines_digest", b"moved_lines_digest", "movements", b"movements", "timezone", b"timezone"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -648,11 +680,18 @@ class GetAccountStatementRequest(_message.Message):
     FROM_DAY_FIELD_NUMBER: _builtins.int
     TO_DAY_FIELD_NUMBER: _builtins.int
     MIN_LOG_POSITION_FIELD_NUMBER: _builtins.int
+    PAGE_SIZE_FIELD_NUMBER: _builtins.int
+    PAGE_TOKEN_FIELD_NUMBER: _builtins.int
     account: _builtins.str
     from_day: _builtins.str
     """"YYYY-MM-DD", both included."""
     to_day: _builtins.str
     min_log_position: _builtins.int
+    page_size: _builtins.int
+    """Movements per page: at most 1000; 100 when unset. A page continues after the last
+    movement of the one before (its time, log position, currency and bucket).
+    """
+    page_token: _builtins.str
     def __init__(
         self,
         *,
@@ -660,10 +699,12 @@ class GetAccountStatementRequest(_message.Message):
         from_day: _builtins.str = ...,
         to_day: _builtins.str = ...,
         min_log_position: _builtins.int = ...,
+        page_size: _builtins.int = ...,
+        page_token: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["account", b"account", "from_day", b"from_day", "min_log_position", b"min_log_position", "to_day", b"to_day"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["account", b"account", "from_day", b"from_day", "min_log_position", b"min_log_position", "page_size", b"page_size", "page_token", b"page_token", "to_day", b"to_day"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -719,13 +760,20 @@ class GetAccountStatementResponse(_message.Message):
     MOVEMENTS_FIELD_NUMBER: _builtins.int
     TOTALS_FIELD_NUMBER: _builtins.int
     LOG_POSITION_FIELD_NUMBER: _builtins.int
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _builtins.int
     account: _builtins.str
     log_position: _builtins.int
+    next_page_token: _builtins.str
+    """Empty on the last page."""
     @_builtins.property
-    def movements(self) -> _containers.RepeatedCompositeFieldContainer[Global___AccountMovement]: ...
+    def movements(self) -> _containers.RepeatedCompositeFieldContainer[Global___AccountMovement]:
+        """One page of the movements, in time order (log order within a moment)."""
+
     @_builtins.property
     def totals(self) -> _containers.RepeatedCompositeFieldContainer[Global___StatementLine]:
-        """Per currency: every bucket together, before the first day and after the last."""
+        """Per currency and bucket, on every page: before the first day, the movements by kind of
+        the whole range, and after the last day.
+        """
 
     def __init__(
         self,
@@ -734,10 +782,11 @@ class GetAccountStatementResponse(_message.Message):
         movements: _abc.Iterable[Global___AccountMovement] | None = ...,
         totals: _abc.Iterable[Global___StatementLine] | None = ...,
         log_position: _builtins.int = ...,
+        next_page_token: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["account", b"account", "log_position", b"log_position", "movements", b"movements", "totals", b"totals"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["account", b"account", "log_position", b"log_position", "movements", b"movements", "next_page_token", b"next_page_token", "totals", b"totals"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
