@@ -271,9 +271,11 @@ class ProjectionRunner:
         self.setup(query_indexes=not bulk)
 
     def finish_bulk(self) -> None:
-        """After a bulk rebuild: the queries' indexes, each built once from the whole table."""
+        """After a bulk rebuild: the queries' indexes, each built once from the whole table,
+        and the planner's statistics."""
         with self._link.connected() as conn:
             self.db.create_indexes(conn)
+            self.db.analyze(conn)
 
     # --- running ---------------------------------------------------------------------------
 

@@ -89,21 +89,20 @@ def count(cur: Cursor, platform: str, leader: str, metric: str, bucket: str,
             "AND leader = %s AND metric = %s AND bucket = %s AND at >= %s AND at <= %s",
             (*key, at // WIDTHS[0] * WIDTHS[0], at))
         total = int(cur.fetchone()[0])
-    where, params = [], []
+    # A range of slots per width, each read through the key on its own: as one query with
+    # the ranges OR'ed, PostgreSQL read every slot of the count and filtered them.
+    parts, params = [], []
     for level, low, high in ranges:
-        clause = "level = %s"
-        params.append(level)
-        if low is not None:
-            clause += " AND slot >= %s"
-            params.append(low)
-        if high is not None:
-            clause += " AND slot < %s"
-            params.append(high)
-        where.append(f"({clause})")
-    cur.execute(
-        "SELECT COALESCE(SUM(delta), 0) FROM proj_team_counts WHERE platform = %s AND "
-        f"leader = %s AND metric = %s AND bucket = %s AND ({' OR '.join(where)})",
-        (*key, *params))
+        bounds, values = "", [*key, level]
+        for bound, value in ((">=", low), ("<", high)):
+            if value is not None:
+                bounds += f" AND slot {bound} %s"
+                values.append(value)
+        params += values
+        parts.append("SELECT delta FROM proj_team_counts WHERE platform = %s AND leader = %s "
+                     f"AND metric = %s AND bucket = %s AND level = %s{bounds}")
+    cur.execute(f"SELECT COALESCE(SUM(delta), 0) FROM ({' UNION ALL '.join(parts)}) AS slots",
+                params)
     total += int(cur.fetchone()[0])
     if position < END_OF_TIME:  # less what was recorded after the position
         cur.execute(

@@ -37,8 +37,10 @@ def subtree(
     at = min(at, END_OF_TIME - 1)  # an open span ends at END_OF_TIME
     since, params = "", []
     if after is not None:
-        since = " AND (s.distance > %s OR (s.distance = %s AND s.member > %s))"
-        params = [after[0], after[0], after[1]]
+        # A row comparison, which both databases take as where to start in the index: the
+        # same condition spelt with OR made PostgreSQL read the walk from its beginning.
+        since = " AND (s.distance, s.member) > (%s, %s)"
+        params = [after[0], after[1]]
     cur.execute(
         "SELECT s.member, p.ancestor, s.distance FROM proj_team_spans s "
         "JOIN proj_team_spans p ON p.platform = s.platform AND p.member = s.member AND "
