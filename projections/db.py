@@ -27,7 +27,8 @@ from ledger.config import event_store_env, is_postgres, postgres_connection
 # 6: team counts summed per hour and per six weeks, so an as-of read costs a bounded number
 #    of rows however long the history.
 # 7: day statements as a read model: each day's movements by account, currency, bucket and
-#    kind, the lines' keys, the closed days and their closing balances.
+#    kind, the lines' keys, the closed days and their closing balances; the index of team
+#    count changes by log position on (platform, leader, position).
 SCHEMA_VERSION = 7
 
 TABLES = {
