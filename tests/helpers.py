@@ -22,6 +22,9 @@ class Refusal:
     message: str
     reason: str = ""
     fields: dict[str, str] = field(default_factory=dict)
+    # The server's id for the call, which ends its message ("… [request <id>]"); kept apart
+    # so that two refusals that differ only by it compare equal.
+    request_id: str = field(default="", compare=False)
 
 
 def refused(call: Callable[[], Any]) -> Refusal:
@@ -29,7 +32,10 @@ def refused(call: Callable[[], Any]) -> Refusal:
     with pytest.raises(grpc.RpcError) as raised:
         call()
     error = raised.value
-    out = Refusal(error.code(), error.details() or "")  # type: ignore[attr-defined]
+    message, _, request_id = (error.details() or "").rpartition(" [request ")  # type: ignore[attr-defined]
+    if not message:  # no request id: a status made by grpc itself
+        message, request_id = request_id, "]"
+    out = Refusal(error.code(), message, request_id=request_id[:-1])  # type: ignore[attr-defined]
     status = rpc_status.from_call(error)  # type: ignore[arg-type]
     for detail in status.details if status else []:
         if detail.Is(error_details_pb2.BadRequest.DESCRIPTOR):

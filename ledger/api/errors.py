@@ -16,6 +16,7 @@ from google.protobuf import any_pb2
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
+from ledger.api import calls
 from ledger.application.group_commit import Overloaded
 from ledger.domain import errors
 from projections.db import StoreUnavailable
@@ -40,8 +41,26 @@ def _pack(message: object) -> any_pb2.Any:
     return packed
 
 
-def status_for(error: BaseException) -> status_pb2.Status:
-    """The status a client sees for ``error``."""
+# ErrorInfo reasons of the statuses that are not a LedgerError's.
+WRITE_QUEUE_FULL = "WRITE_QUEUE_FULL"
+STORE_UNAVAILABLE = "STORE_UNAVAILABLE"
+READ_MODELS_UNAVAILABLE = "READ_MODELS_UNAVAILABLE"
+INTERNAL_ERROR = "INTERNAL_ERROR"
+
+
+def _status(code: int, message: str, reason: str) -> status_pb2.Status:
+    status = status_pb2.Status(code=code, message=message)
+    status.details.append(_pack(error_details_pb2.ErrorInfo(reason=reason, domain=DOMAIN)))
+    return status
+
+
+def status_for(error: BaseException, *, incident: str = "", log_it: bool = True
+               ) -> status_pb2.Status:
+    """The status a client sees for ``error``, always with an ErrorInfo.
+
+    ``log_it``: whether the store's and unexpected errors are logged here; a call's own
+    error is not (``abort``): its request line carries it. ``incident`` names an internal
+    error in the message (a call's request id; else one is made)."""
     if isinstance(error, errors.LedgerError):
         status = status_pb2.Status(code=CODES[type(error)], message=error.message)
         if isinstance(error, errors.InvalidInput):
@@ -56,33 +75,60 @@ def status_for(error: BaseException) -> status_pb2.Status:
         status.details.append(_pack(info))
         return status
     if isinstance(error, Overloaded):
-        return status_pb2.Status(code=code_pb2.RESOURCE_EXHAUSTED, message=str(error))
+        return _status(code_pb2.RESOURCE_EXHAUSTED, str(error), WRITE_QUEUE_FULL)
     if isinstance(error, PersistenceError):
-        log.error("event store unavailable", error=repr(error))
-        return status_pb2.Status(
-            code=code_pb2.UNAVAILABLE,
-            message="the event store is unavailable; nothing was written, retry later",
-        )
+        if log_it:
+            log.error("event store unavailable", error=repr(error))
+        return _status(code_pb2.UNAVAILABLE,
+                       "the event store is unavailable; nothing was written, retry later",
+                       STORE_UNAVAILABLE)
     if isinstance(error, StoreUnavailable):  # the outage itself is logged once, elsewhere
-        return status_pb2.Status(
-            code=code_pb2.UNAVAILABLE,
-            message="the read models' database is unavailable; retry later",
-        )
-    incident = uuid.uuid4().hex[:12]
-    log.error("internal error", incident=incident, exc_info=error)
-    return status_pb2.Status(
-        code=code_pb2.INTERNAL,
-        message=f"internal error {incident}; nothing was written (see server log)",
-    )
+        return _status(code_pb2.UNAVAILABLE,
+                       "the read models' database is unavailable; retry later",
+                       READ_MODELS_UNAVAILABLE)
+    incident = incident or uuid.uuid4().hex[:12]
+    if log_it:
+        log.error("internal error", incident=incident, exc_info=error)
+    return _status(code_pb2.INTERNAL,
+                   f"internal error {incident}; nothing was written (see server log)",
+                   INTERNAL_ERROR)
+
+
+def reason_of(status: status_pb2.Status) -> str:
+    """The ErrorInfo reason a status carries ("" if none)."""
+    for detail in status.details:
+        if detail.Is(error_details_pb2.ErrorInfo.DESCRIPTOR):
+            info = error_details_pb2.ErrorInfo()
+            detail.Unpack(info)
+            return info.reason
+    return ""
+
+
+async def _abort_with(context: grpc.aio.ServicerContext, status: status_pb2.Status,
+                      error: BaseException | None = None) -> NoReturn:
+    """Ends the call with ``status``: its request id is added to the message the client
+    sees and to the trailing metadata, and the call's log line is told how it ended."""
+    call = calls.current()
+    if call is not None:
+        status.message = f"{status.message} [request {call.request_id}]"
+        logged = status.code in (code_pb2.INTERNAL, code_pb2.UNAVAILABLE)  # the cause, too
+        call.ended_with(code_pb2.Code.Name(status.code), reason_of(status),
+                        error if logged else None)
+    grpc_status = rpc_status.to_status(status)
+    await context.abort(grpc_status.code, grpc_status.details,
+                        tuple(grpc_status.trailing_metadata) + calls.trailing(call))
+    raise AssertionError("abort returned")  # pragma: no cover
 
 
 async def abort(context: grpc.aio.ServicerContext, error: BaseException) -> NoReturn:
-    await context.abort_with_status(rpc_status.to_status(status_for(error)))
-    raise AssertionError("abort_with_status returned")  # pragma: no cover
+    call = calls.current()
+    status = status_for(error, incident=call.request_id if call else "",
+                        log_it=call is None)
+    await _abort_with(context, status, error)
 
 
-async def abort_code(context: grpc.aio.ServicerContext, code: int, message: str) -> NoReturn:
-    await context.abort_with_status(
-        rpc_status.to_status(status_pb2.Status(code=code, message=message))
-    )
-    raise AssertionError("abort_with_status returned")  # pragma: no cover
+async def abort_code(context: grpc.aio.ServicerContext, code: int, message: str,
+                     reason: str) -> NoReturn:
+    """Ends the call with a status of no LedgerError (authentication, deadlines), with an
+    ErrorInfo ``reason`` as every status has."""
+    await _abort_with(context, _status(code, message, reason))

@@ -23,6 +23,7 @@ from google.protobuf import message_factory
 from google.protobuf.descriptor import Descriptor, FieldDescriptor, ServiceDescriptor
 from google.protobuf.message import DecodeError, Message
 
+from ledger.api.calls import observed
 from ledger.api.errors import abort
 from ledger.domain.errors import InvalidInput
 
@@ -277,8 +278,9 @@ def add_service(server: grpc.aio.Server, service: ServiceDescriptor, servicer: o
         request = message_factory.GetMessageClass(method.input_type)
         response = message_factory.GetMessageClass(method.output_type)
         make = HANDLERS[(method.client_streaming, method.server_streaming)]
+        behavior = _guarded(getattr(servicer, method.name), method.client_streaming)
         handlers[method.name] = make(
-            _guarded(getattr(servicer, method.name), method.client_streaming),
+            observed(service.full_name, method.name, behavior),  # its log line: calls.py
             request_deserializer=decoder(request),
             response_serializer=response.SerializeToString,
         )

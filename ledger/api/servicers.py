@@ -12,7 +12,7 @@ import grpc
 from eventsourcing.persistence import InterfaceError, OperationalError
 from google.rpc import code_pb2
 
-from ledger.api import convert
+from ledger.api import calls, convert
 from ledger.api.auth import ADMIN, STOREFRONT, KeyRing
 from ledger.api.errors import abort, abort_code, status_for
 from ledger.application import commands as c
@@ -32,6 +32,11 @@ R = TypeVar("R")
 MAX_WAIT = 30.0
 MAX_IMPORT_BATCH = 1000
 MAX_REPORTED_FAILURES = 1000
+# ErrorInfo reasons of the refusals made here, before any command runs.
+API_KEY_MISSING = "API_KEY_MISSING"
+API_KEY_UNKNOWN = "API_KEY_UNKNOWN"
+WRONG_SERVICE_FOR_ROLE = "WRONG_SERVICE_FOR_ROLE"
+READ_MODELS_BEHIND = "READ_MODELS_BEHIND"
 Method = Callable[[Any, Any, grpc.aio.ServicerContext, c.Caller], Awaitable[Any]]
 
 
@@ -55,6 +60,11 @@ def rpc(*roles: str) -> Callable[[Method], Callable[..., Awaitable[Any]]]:
         return handler
 
     return wrap
+
+
+def with_article(word: str) -> str:
+    """"an admin", "a storefront": for messages naming roles."""
+    return f"{'an' if word[:1] in 'aeiou' else 'a'} {word}"
 
 
 class Base:
@@ -95,7 +105,8 @@ class Base:
         while current < position:
             if time.monotonic() >= deadline:
                 await abort_code(context, code_pb2.DEADLINE_EXCEEDED,
-                                 f"read models reached {current}, not {position}, in time")
+                                 f"read models reached {current}, not {position}, in time",
+                                 READ_MODELS_BEHIND)
             await asyncio.sleep(0.005)
             current = self.processed()
         return current
@@ -108,19 +119,26 @@ class Base:
         scheme, _, token = header.partition(" ")
         if scheme.lower() != "bearer" or not token:
             await abort_code(context, code_pb2.UNAUTHENTICATED,
-                             "missing API key: send metadata 'authorization: Bearer <key>'")
+                             "missing API key: send metadata 'authorization: Bearer <key>'",
+                             API_KEY_MISSING)
         key = self.keys.authenticate(token.strip())
         if key is None:
-            await abort_code(context, code_pb2.UNAUTHENTICATED, "unknown API key")
+            await abort_code(context, code_pb2.UNAUTHENTICATED, "unknown API key",
+                             API_KEY_UNKNOWN)
+        call = calls.current()
+        if call is not None:  # the key's platform and name (never the key) go on its line
+            call.platform, call.key = key.platform, key.name
         if key.role not in roles:
             await abort_code(context, code_pb2.PERMISSION_DENIED,
-                             f"a {key.role} key cannot call this service "
-                             f"(it needs a {' or '.join(roles)} key)")
+                             f"{with_article(key.role)} key cannot call this service "
+                             f"(it needs {' or '.join(with_article(r) for r in roles)} key)",
+                             WRONG_SERVICE_FOR_ROLE)
         return c.Caller(key.platform, key.name, key.role)
 
     async def write(self, caller: c.Caller, command: c.Command) -> tuple[Outcome, Any]:
         """Queues the command for the next group commit; returns its outcome and its answer."""
         outcome = await self.writer.submit_async(caller, command)
+        calls.wrote(outcome.log_position, outcome.replayed)
         if outcome.answer is not None:
             return outcome, outcome.answer
         return outcome, await self.read(self.app.answer, outcome.ref)
@@ -234,7 +252,7 @@ class StorefrontService(Base, storefront_pb2_grpc.StorefrontServiceServicer):
     @rpc(STOREFRONT)
     async def ImportOrders(self, request_iterator, context, caller):  # type: ignore[no-untyped-def]
         """Each message's orders are queued at once, so they share group commits."""
-        orders = imported = position = 0
+        orders = imported = already = position = 0
         failures: list[storefront_pb2.ImportFailure] = []
         async for batch in request_iterator:
             if len(batch.orders) > MAX_IMPORT_BATCH:
@@ -252,7 +270,9 @@ class StorefrontService(Base, storefront_pb2_grpc.StorefrontServiceServicer):
                         message=status.message))
                 else:
                     imported += 1
+                    already += outcome.replayed
                     position = max(position, outcome.log_position)
+        calls.wrote(position, imported > 0 and already == imported)
         return storefront_pb2.ImportOrdersResponse(
             orders=orders, imported=imported, failures=failures[:MAX_REPORTED_FAILURES],
             receipt=common_pb2.WriteReceipt(log_position=position))
@@ -294,6 +314,7 @@ class StorefrontService(Base, storefront_pb2_grpc.StorefrontServiceServicer):
                     imported += 1
                     already += outcome.replayed
                     position = max(position, outcome.log_position)
+        calls.wrote(position, imported > 0 and already == imported)
         return storefront_pb2.ImportResellersResponse(
             members=members, imported=imported, already_imported=already,
             failures=failures[:MAX_REPORTED_FAILURES],

@@ -37,7 +37,7 @@ from ledger.application.idempotency import IdempotencyRecord, ResultRef
 from ledger.application.store_reads import current_versions, events_after, first_positions
 from ledger.application.transcodings import LedgerTranscoder, register_value_objects
 from ledger.application.unit_of_work import AggregateCache, UnitOfWork
-from ledger.domain.errors import Conflict, LedgerError, NotFound, check
+from ledger.domain.errors import Conflict, NotFound, check
 from ledger.domain.order import Order
 from ledger.domain.plan import CommissionPlan
 from ledger.domain.team import CustomerBinding, Reseller
@@ -114,9 +114,8 @@ class LedgerApplication(Application[UUID]):
                     answer = None if replayed else uow.staged_aggregate(result.aggregate_id)
                     decided.append((key_id, result, replayed, answer))
                 except Exception as error:  # each command fails alone, whatever the cause
+                    # Not logged here: whoever waits for it does, once (a call's line).
                     uow.rollback_command()
-                    if not isinstance(error, LedgerError):
-                        log.exception("command failed", command=type(command).__name__)
                     decided.append(error)
             stale = uow.stale(lambda ids: current_versions(self, ids))
             if stale:
