@@ -80,11 +80,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def server_options(parser: argparse.ArgumentParser) -> None:
+    from clients.sdk import add_connection_options
+
     parser.add_argument("--address", default=os.environ.get("LEDGER_ADDRESS",
                                                             "127.0.0.1:50051"),
                         help="the server (or LEDGER_ADDRESS)")
     parser.add_argument("--api-key", default=os.environ.get("LEDGER_AUDITOR_KEY", ""),
                         help="an auditor (or finance) API key (or LEDGER_AUDITOR_KEY)")
+    add_connection_options(parser)
 
 
 def live_options(parser: argparse.ArgumentParser) -> None:
@@ -140,13 +143,13 @@ def show_replay(replayed: ReplayReport, as_json: bool, live: list[str] | None = 
 def run_live(args: argparse.Namespace) -> int:
     """The commands that talk to a running server."""
     from clients.audit_live import AuditClient, ProofFailed, rpc_problem
-    from clients.sdk import LedgerClient
+    from clients.sdk import LedgerClient, tls_from_args
 
     if not args.api_key:
         print("ledger audit: an auditor key is needed (--api-key or LEDGER_AUDITOR_KEY)",
               file=sys.stderr)
         return 2
-    with LedgerClient(args.address, args.api_key) as client:
+    with LedgerClient(args.address, args.api_key, tls=tls_from_args(args)) as client:
         audit = AuditClient(client)
         try:
             if args.audit_command == "export":

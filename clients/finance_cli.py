@@ -18,7 +18,7 @@ import sys
 from collections.abc import Iterator
 from decimal import Decimal
 
-from clients.sdk import LedgerClient
+from clients.sdk import LedgerClient, add_connection_options, tls_from_args
 from ledger.v1 import finance_pb2
 
 MOVEMENT_KINDS = ("payment", "refund", "settlement", "payout_requested", "payout_rejected",
@@ -103,6 +103,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                                                             "127.0.0.1:50051"))
     parser.add_argument("--key", default=os.environ.get("LEDGER_FINANCE_KEY", ""),
                         help="a finance API key (or LEDGER_FINANCE_KEY)")
+    add_connection_options(parser)
     sub = parser.add_subparsers(dest="finance_command", required=True)
     payable = sub.add_parser("payable", help="payouts waiting for finance, as CSV")
     payable.add_argument("--csv", default="-", help="file to write (default: stdout)")
@@ -122,7 +123,7 @@ def run(args: argparse.Namespace) -> int:
         return 2
     import grpc
 
-    with LedgerClient(args.address, args.key) as client:
+    with LedgerClient(args.address, args.key, tls=tls_from_args(args)) as client:
         try:
             if args.finance_command == "payable":
                 write_csv(payable_rows(client), args.csv)

@@ -2,12 +2,23 @@
 
     client = LedgerClient("127.0.0.1:50051", api_key)
     client.storefront.PlaceOrder(storefront_pb2.PlaceOrderRequest(...))
+
+Over TLS (the server's LEDGER_TLS_CERT), trusting the CA that signed the server's
+certificate, and with mutual TLS also presenting a client certificate:
+
+    tls = Tls.from_files(ca="ca.pem", cert="client.pem", key="client-key.pem")
+    client = LedgerClient("ledger.example:50051", api_key, tls=tls)
 """
 
 from __future__ import annotations
 
+import argparse
+import os
+import sys
 import uuid
 from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import grpc
@@ -55,11 +66,81 @@ def idempotency_key() -> str:
     return uuid.uuid4().hex
 
 
+@dataclass(frozen=True)
+class Tls:
+    """How a client reaches a server over TLS.
+
+    ``ca``: PEM certificates to trust for the server (None: the system's roots); ``cert`` and
+    ``key``: this client's certificate chain and private key, for a server that asks for
+    them (mutual TLS); ``server_name``: the name to check the server's certificate against
+    when it differs from the address's host (e.g. connecting by IP)."""
+
+    ca: bytes | None = None
+    cert: bytes | None = None
+    key: bytes | None = None
+    server_name: str = ""
+
+    @classmethod
+    def from_files(cls, ca: str | Path | None = None, cert: str | Path | None = None,
+                   key: str | Path | None = None, server_name: str = "") -> Tls:
+        def read(path: str | Path | None) -> bytes | None:
+            return Path(path).read_bytes() if path else None
+
+        return cls(read(ca), read(cert), read(key), server_name)
+
+    def credentials(self) -> grpc.ChannelCredentials:
+        return grpc.ssl_channel_credentials(root_certificates=self.ca, private_key=self.key,
+                                            certificate_chain=self.cert)
+
+    def options(self) -> list[tuple[str, str]]:
+        return [("grpc.ssl_target_name_override", self.server_name)] if self.server_name else []
+
+
+def open_channel(target: str, tls: Tls | None = None) -> grpc.Channel:
+    """A channel to ``target``: over TLS when ``tls`` is given, else plaintext."""
+    if tls is None:
+        return grpc.insecure_channel(target)
+    return grpc.secure_channel(target, tls.credentials(), options=tls.options())
+
+
+def add_connection_options(parser: argparse.ArgumentParser) -> None:
+    """The TLS options of every command that talks to a server (each also read from the
+    environment variable named in its help)."""
+    env = os.environ.get
+    parser.add_argument("--tls", action="store_true", default=bool(env("LEDGER_TLS")),
+                        help="connect over TLS, trusting the system's CAs (or LEDGER_TLS=1); "
+                             "implied by --tls-ca, --tls-cert")
+    parser.add_argument("--tls-ca", default=env("LEDGER_TLS_CA", ""),
+                        help="PEM file of the CA that signed the server's certificate "
+                             "(or LEDGER_TLS_CA)")
+    parser.add_argument("--tls-cert", default=env("LEDGER_TLS_CLIENT_CERT", ""),
+                        help="this client's PEM certificate, for a server that asks for one "
+                             "(mutual TLS; or LEDGER_TLS_CLIENT_CERT)")
+    parser.add_argument("--tls-key", default=env("LEDGER_TLS_CLIENT_KEY", ""),
+                        help="that certificate's PEM private key (or LEDGER_TLS_CLIENT_KEY)")
+    parser.add_argument("--tls-server-name", default=env("LEDGER_TLS_SERVER_NAME", ""),
+                        help="the name the server's certificate must carry, when not the "
+                             "address's host (or LEDGER_TLS_SERVER_NAME)")
+
+
+def tls_from_args(args: argparse.Namespace) -> Tls | None:
+    """The Tls that add_connection_options's options ask for; None: plaintext."""
+    if not (args.tls or args.tls_ca or args.tls_cert):
+        return None
+    if bool(args.tls_cert) != bool(args.tls_key):
+        sys.exit("ledger: --tls-cert and --tls-key go together (a client certificate and "
+                 "its key)")
+    try:
+        return Tls.from_files(args.tls_ca or None, args.tls_cert or None,
+                              args.tls_key or None, args.tls_server_name)
+    except OSError as error:
+        print(f"ledger: {error.filename}: {error.strerror}", file=sys.stderr)
+        sys.exit(2)
+
+
 class LedgerClient:
-    def __init__(self, target: str, api_key: str) -> None:
-        self._channel = grpc.intercept_channel(
-            grpc.insecure_channel(target), _BearerAuth(api_key)
-        )
+    def __init__(self, target: str, api_key: str, *, tls: Tls | None = None) -> None:
+        self._channel = grpc.intercept_channel(open_channel(target, tls), _BearerAuth(api_key))
         self.storefront = storefront_pb2_grpc.StorefrontServiceStub(self._channel)
         self.admin = admin_pb2_grpc.AdminServiceStub(self._channel)
         self.report = report_pb2_grpc.ReportServiceStub(self._channel)

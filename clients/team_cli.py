@@ -35,7 +35,7 @@ from zoneinfo import ZoneInfo
 
 from google.protobuf.timestamp_pb2 import Timestamp
 
-from clients.sdk import LedgerClient
+from clients.sdk import LedgerClient, add_connection_options, tls_from_args
 from ledger.domain.team import Listed, sponsor_loop, sponsors_first
 from ledger.v1 import storefront_pb2
 
@@ -279,6 +279,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                                                              "127.0.0.1:50051"))
     imports.add_argument("--key", default=os.environ.get("LEDGER_STOREFRONT_KEY", ""),
                          help="a storefront API key (or LEDGER_STOREFRONT_KEY)")
+    add_connection_options(imports)
     imports.add_argument("--refused", type=Path,
                          help="also write every refused member to this CSV file")
 
@@ -298,7 +299,7 @@ def run(args: argparse.Namespace, timezone: str) -> int:
     report = Report(members=len(rows) + len(repeats), refusals=list(repeats))
     progress = Progress(report.members, sys.stderr)
     failed = None
-    with LedgerClient(args.address, args.key) as client:
+    with LedgerClient(args.address, args.key, tls=tls_from_args(args)) as client:
         try:
             import_rows(client, rows, report, progress)
         except grpc.RpcError as error:

@@ -8,9 +8,11 @@ import asyncio
 import json
 import os
 import select
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -32,6 +34,7 @@ from ledger.logs import configure_logging
 from ledger.runtime import tune_gc
 
 if TYPE_CHECKING:
+    from clients.sdk import Tls
     from ledger.application.ledger_app import LedgerApplication
     from projections.runner import ProjectionRunner
 
@@ -44,20 +47,42 @@ def serve(settings: Settings) -> int:
     so a host's cores all serve. They are independent, stateless servers over one database,
     exactly as on several hosts. A port another process holds is refused before anything
     starts (see ledger/api/listen.py)."""
+    # Set for the workers start_workers starts: they join the port their first process
+    # found free, and tell it when they serve.
+    ready_fd = os.environ.pop(READY_FD, "")
+    metrics_dir = shared_metrics_dir(settings, is_worker=bool(ready_fd))
+    try:
+        return _serve(settings, ready_fd)
+    finally:
+        if metrics_dir:
+            shutil.rmtree(metrics_dir, ignore_errors=True)
+
+
+def shared_metrics_dir(settings: Settings, *, is_worker: bool) -> str:
+    """With metrics and LEDGER_WORKERS > 1, the first process makes a directory for this run
+    where every server process writes its metrics, and names it in PROMETHEUS_MULTIPROC_DIR
+    for itself and its workers (set before prometheus-client is imported: see metrics.py);
+    returns it, to be removed at the end. A worker inherits it; one process needs none."""
+    if is_worker or settings.workers <= 1 or not settings.metrics_listen:
+        return ""
+    path = tempfile.mkdtemp(prefix="ledger-metrics-")
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = path
+    return path
+
+
+def _serve(settings: Settings, ready_fd: str) -> int:
     from ledger.api.listen import check_free
     from ledger.api.server import LedgerServer
 
     failpoints.arm_from_env()  # a crash test's way in (see failpoints.py); unset: none
     keys = KeyRing.load(file=settings.api_keys_file, inline=settings.api_keys_json)
-    # Set for the workers start_workers starts: they join the port their first process
-    # found free, and tell it when they serve.
-    ready_fd = os.environ.pop(READY_FD, "")
     if not ready_fd:
         check_free(settings.listen)
     workers = start_workers(settings)
 
     async def run() -> None:
-        server = LedgerServer(settings, keys, share_port=bool(ready_fd) or settings.workers > 1)
+        server = LedgerServer(settings, keys, share_port=bool(ready_fd) or settings.workers > 1,
+                              serve_metrics=not ready_fd)
         await server.start()
         tune_gc()
         if ready_fd:  # a worker tells the first process it serves (see start_workers)
@@ -268,11 +293,13 @@ def db_init(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
-def health(address: str, timeout: float) -> int:
+def health(address: str, timeout: float, tls: Tls | None = None) -> int:
     import grpc
     from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-    with grpc.insecure_channel(address) as channel:
+    from clients.sdk import open_channel
+
+    with open_channel(address, tls) as channel:
         try:
             reply = health_pb2_grpc.HealthStub(channel).Check(
                 health_pb2.HealthCheckRequest(), timeout=timeout
@@ -318,6 +345,7 @@ def main(argv: list[str] | None = None) -> int:
                       help="its password, shown back in the printed URL (or set "
                            "LEDGER_SERVICE_PASSWORD: then it is shown as ***)")
     from clients import finance_cli
+    from clients.sdk import add_connection_options, tls_from_args
 
     finance_cli.add_arguments(sub.add_parser(
         "finance", help="finance: payable payouts and statements (CSV), account history"))
@@ -332,13 +360,17 @@ def main(argv: list[str] | None = None) -> int:
     h = sub.add_parser("health", help="exit 0 when a server answers SERVING")
     h.add_argument("--address", default="127.0.0.1:50051")
     h.add_argument("--timeout", type=float, default=3.0)
+    add_connection_options(h)
     args = parser.parse_args(argv)
     if args.command == "audit":  # needs no settings: a file and keys only
         return audit_cli.run(args)
 
     try:
         settings = Settings.from_env()
-        configure_logging(settings.log_format, settings.log_level)
+        # Several server processes share one output: each line says which wrote it.
+        configure_logging(settings.log_format, settings.log_level,
+                          with_pid=args.command == "serve" and (settings.workers > 1
+                                                                or READY_FD in os.environ))
         if args.command == "serve":
             return serve(settings)
         if args.command == "demo":
@@ -362,7 +394,7 @@ def main(argv: list[str] | None = None) -> int:
             print(json.dumps({"name": args.name, "role": args.role, "platform": args.platform,
                               "key": key, "file": str(args.file)}))
             return 0
-        return health(args.address, args.timeout)
+        return health(args.address, args.timeout, tls_from_args(args))
     except (ConfigError, KeyConfigError, failpoints.FailpointError) as error:
         print(f"ledger: {error}", file=sys.stderr)
         return 2

@@ -48,6 +48,10 @@ class Settings:
     audit_key_file: str = "ledger-data/audit-signing-key.pem"
     projection_cache: int = 50_000
     health_max_stall: float = 30.0
+    metrics_listen: str = ""
+    tls_cert: str = ""
+    tls_key: str = ""
+    tls_client_ca: str = ""
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -95,6 +99,8 @@ class Settings:
             projection_cache=whole("LEDGER_PROJECTION_CACHE", 50_000),
             health_interval=positive("LEDGER_HEALTH_INTERVAL", 1.0),
             health_max_stall=positive("LEDGER_HEALTH_MAX_STALL", 30.0),
+            metrics_listen=metrics_address(env.get("LEDGER_METRICS_LISTEN", "")),
+            **tls_files(env),
         )
 
 
@@ -136,6 +142,31 @@ def listen_address(value: str) -> str:
     if not colon or not port.isdigit() or int(port) > 65535:
         raise ConfigError(f"LEDGER_LISTEN={value!r} is not host:port (e.g. 127.0.0.1:50051)")
     return value
+
+
+def metrics_address(value: str) -> str:
+    """host:port for Prometheus to scrape ``/metrics`` from; empty: no metrics."""
+    if not value:
+        return ""
+    _, colon, port = value.rpartition(":")
+    if not colon or not port.isdigit() or int(port) > 65535:
+        raise ConfigError(f"LEDGER_METRICS_LISTEN={value!r} is not host:port "
+                          "(e.g. 127.0.0.1:9464)")
+    return value
+
+
+def tls_files(env: Mapping[str, str]) -> dict[str, str]:
+    """LEDGER_TLS_CERT and LEDGER_TLS_KEY (both or neither), and LEDGER_TLS_CLIENT_CA, which
+    needs them: its clients must present a certificate it signed (mutual TLS)."""
+    cert, key = env.get("LEDGER_TLS_CERT", ""), env.get("LEDGER_TLS_KEY", "")
+    client_ca = env.get("LEDGER_TLS_CLIENT_CA", "")
+    if bool(cert) != bool(key):
+        raise ConfigError("LEDGER_TLS_CERT and LEDGER_TLS_KEY go together: set both "
+                          "(the certificate chain and its private key, PEM files) or neither")
+    if client_ca and not cert:
+        raise ConfigError("LEDGER_TLS_CLIENT_CA needs LEDGER_TLS_CERT and LEDGER_TLS_KEY: "
+                          "mutual TLS is TLS with client certificates")
+    return {"tls_cert": cert, "tls_key": key, "tls_client_ca": client_ca}
 
 
 def projections_mode(value: str) -> str:

@@ -3,19 +3,26 @@
 from __future__ import annotations
 
 import logging
+import os
+from typing import Any
 
 import structlog
 
 
-def configure_logging(fmt: str = "console", level: str = "info") -> None:
+def configure_logging(fmt: str = "console", level: str = "info", *,
+                      with_pid: bool = False) -> None:
+    """``with_pid``: each line names its process (``pid``), for the server processes of
+    LEDGER_WORKERS > 1, which write to one output."""
     renderer: structlog.typing.Processor = (
         structlog.processors.JSONRenderer() if fmt == "json" else structlog.dev.ConsoleRenderer()
     )
+    pid: list[structlog.typing.Processor] = [_add_pid] if with_pid else []
     structlog.configure(
         processors=[
             structlog.contextvars.merge_contextvars,
             structlog.processors.add_log_level,
             structlog.processors.TimeStamper(fmt="iso", utc=True),
+            *pid,
             structlog.processors.format_exc_info,
             renderer,
         ],
@@ -24,3 +31,8 @@ def configure_logging(fmt: str = "console", level: str = "info") -> None:
         ),
         cache_logger_on_first_use=True,
     )
+
+
+def _add_pid(logger: Any, method: str, event: dict[str, Any]) -> dict[str, Any]:
+    event["pid"] = os.getpid()
+    return event

@@ -16,6 +16,8 @@ from typing import Any
 
 import structlog
 
+from ledger import metrics
+
 # The longest wait between two tries: the loops are back within this long of the store.
 MAX_BACKOFF = 1.0
 FIRST_BACKOFF = 0.05
@@ -24,9 +26,11 @@ FIRST_BACKOFF = 0.05
 class Outage:
     def __init__(self, what: str, *, meanwhile: str = "retrying until it works",
                  first: float = FIRST_BACKOFF, most: float = MAX_BACKOFF,
-                 logger: Any = None) -> None:
+                 logger: Any = None, operation: str = "store") -> None:
+        """``operation``: the label of its failures in ledger_store_errors_total."""
         assert 0 < first <= most
         self.what = what
+        self.operation = operation
         self.meanwhile = meanwhile
         self.first = first
         self.most = most
@@ -41,6 +45,7 @@ class Outage:
     def failed(self, error: BaseException) -> float:
         """Records a failed try; returns how long to wait before the next one."""
         self.tries += 1
+        metrics.STORE_ERRORS.labels(self.operation).inc()
         if self.since is None:
             self.since = time.monotonic()
             self.log.warning(f"{self.what} failed; {self.meanwhile}",

@@ -70,6 +70,13 @@ def payable(cur: Cursor, platform: str, offset: int, limit: int,
     return [PayoutRow(*row) for row in cur.fetchall()]
 
 
+def payouts_in_flight(cur: Cursor) -> list[tuple[str, str, int]]:
+    """(platform, state, how many) of the payouts requested or approved, not yet settled."""
+    cur.execute("SELECT platform, status, count(*) FROM proj_payouts WHERE status IN "
+                "('requested', 'approved') GROUP BY platform, status ORDER BY platform, status")
+    return [(str(p), str(s), int(n)) for p, s, n in cur.fetchall()]
+
+
 @dataclass(frozen=True)
 class Movement:
     position: int

@@ -108,6 +108,9 @@ class ReadModels:
                 after: tuple[int, str] | None = None) -> list[f.PayoutRow]:
         return self._query(f.payable, platform, offset, limit, after)
 
+    def payouts_in_flight(self) -> list[tuple[str, str, int]]:
+        return self._query(f.payouts_in_flight)
+
     def day_statement(self, platform: str, day: str, timezone: str) -> DayStatement:
         """The day's statement without its lines, as a close records it (its lines are
         ``statement_lines``' pages)."""

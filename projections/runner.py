@@ -233,7 +233,8 @@ class ProjectionRunner:
         self._memory = Memory(limit=memory_limit)
         self._log = LogPages(app, PROJECTED_TOPICS)
         self._ahead: tuple[int, Future[tuple[Sequence[Any], int]]] | None = None
-        self.outage = Outage("applying the log to the read models", logger=log)
+        self.outage = Outage("applying the log to the read models", logger=log,
+                             operation="projection")
 
     # --- set-up ----------------------------------------------------------------------------
 

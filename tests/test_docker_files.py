@@ -192,7 +192,12 @@ def test_ledger_service_is_built_here_and_waits_for_postgres(compose: dict) -> N
     assert build["context"] == ".." and build["dockerfile"] == "docker/Dockerfile"
     assert (COMPOSE.parent / build["context"] / build["dockerfile"]).resolve() == DOCKERFILE
     assert ledger["depends_on"]["postgres"]["condition"] == "service_healthy"
-    assert "50051:50051" in [str(p) for p in ledger["ports"]]
+    published = [_interpolate(str(p)) for p in ledger["ports"]]
+    # Reachable from this host only, unless LEDGER_PUBLISH_ADDRESS says otherwise.
+    assert "127.0.0.1:50051:50051" in published, published
+    assert all(p.startswith("127.0.0.1:") for p in published), published
+    assert ledger["environment"]["LEDGER_METRICS_LISTEN"] == "0.0.0.0:9464"
+    assert "127.0.0.1:9464:9464" in published, published
 
 
 def test_ledger_service_environment(compose: dict) -> None:

@@ -27,6 +27,8 @@ from typing import Any
 import grpc
 import structlog
 
+from ledger import metrics
+
 log = structlog.get_logger("ledger.requests")
 
 REQUEST_ID = "x-request-id"
@@ -114,6 +116,8 @@ def _finish(call: Call, context: grpc.aio.ServicerContext) -> None:
         if code is not None and code != grpc.StatusCode.OK:
             call.code = code.name if isinstance(code, grpc.StatusCode) else str(code)
     seconds = time.perf_counter() - call.started
+    if metrics.on:
+        metrics.observe_call(call.service, call.method, call.code, seconds)
     fields: dict[str, Any] = {
         "request_id": call.request_id,
         "service": call.service,

@@ -16,6 +16,7 @@ from google.protobuf import any_pb2
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
+from ledger import metrics
 from ledger.api import calls
 from ledger.application.group_commit import Overloaded
 from ledger.domain import errors
@@ -76,6 +77,8 @@ def status_for(error: BaseException, *, incident: str = "", log_it: bool = True
         return status
     if isinstance(error, Overloaded):
         return _status(code_pb2.RESOURCE_EXHAUSTED, str(error), WRITE_QUEUE_FULL)
+    if isinstance(error, PersistenceError | StoreUnavailable):
+        metrics.STORE_ERRORS.labels("call").inc()  # a call answered UNAVAILABLE for it
     if isinstance(error, PersistenceError):
         if log_it:
             log.error("event store unavailable", error=repr(error))

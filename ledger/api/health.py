@@ -68,7 +68,8 @@ class HealthWatch:
         self.status = SERVING
         self.reason = ""
         self.unreachable = False
-        self.outage = Outage("reaching the store (health probe)", logger=log)
+        self.outage = Outage("reaching the store (health probe)", logger=log,
+                             operation="health")
         self._executor = ThreadPoolExecutor(1, thread_name_prefix="health-probe")
         self._pending: Future[tuple[int, int]] | None = None
 

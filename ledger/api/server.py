@@ -14,6 +14,7 @@ import structlog
 from grpc_health.v1 import health, health_pb2
 from grpc_reflection.v1alpha import reflection, reflection_pb2
 
+from ledger import metrics
 from ledger.api.audit import AuditService
 from ledger.api.auth import KeyRing
 from ledger.api.closing import ClosingFinisher
@@ -23,6 +24,7 @@ from ledger.api.listen import server_options
 from ledger.api.reports import ReportService
 from ledger.api.requests import add_service
 from ledger.api.servicers import AdminService, StorefrontService
+from ledger.api.tls import server_credentials
 from ledger.application.append_only import require_guards
 from ledger.application.audit_check import check_history
 from ledger.application.audit_store import AuditLog
@@ -34,6 +36,7 @@ from ledger.application.ledger_app import LedgerApplication, utc_now
 from ledger.audit.signing import KeyFileError, Signer
 from ledger.bootstrap import build_application
 from ledger.config import ConfigError, Settings, redact
+from ledger.metrics import MetricsEndpoint
 from ledger.outages import Outage
 from ledger.v1 import admin_pb2, audit_pb2, finance_pb2, report_pb2, storefront_pb2
 from projections.clock import Calendar, micros
@@ -64,7 +67,8 @@ class PositionWatcher:
         self.position = 0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="position-watch", daemon=True)
-        self.outage = Outage("reading the read models' position", logger=log)
+        self.outage = Outage("reading the read models' position", logger=log,
+                             operation="position")
 
     def start(self) -> None:
         self.models.ensure_tables()  # the projection process may not have started yet
@@ -105,9 +109,15 @@ class LedgerServer:
         clock: Callable[[], datetime] = utc_now,
         app: LedgerApplication | None = None,
         share_port: bool = False,
+        serve_metrics: bool = True,
     ) -> None:
         self.settings = settings
         self.share_port = share_port  # one of several worker processes (see listen.py)
+        # With LEDGER_METRICS_LISTEN, whether this process answers scrapes: a worker's
+        # metrics are served by its first process (metrics.py).
+        self.serve_metrics = serve_metrics and bool(settings.metrics_listen)
+        self.metrics: MetricsEndpoint | None = None
+        self.metrics_port = 0
         self.app = app or build_application(settings.database_url, clock,
                                             timezone=settings.timezone,
                                             cache_size=settings.aggregate_cache)
@@ -147,13 +157,26 @@ class LedgerServer:
         # Created here, not in __init__: an aio server belongs to the loop that runs it.
         self.server = grpc.aio.server(options=server_options(self.share_port))
         # Bound before anything starts, so that a refused address leaves nothing running.
+        credentials = server_credentials(self.settings)
         try:
-            self.port = self.server.add_insecure_port(self.settings.listen)
+            self.port = (self.server.add_secure_port(self.settings.listen, credentials)
+                         if credentials is not None
+                         else self.server.add_insecure_port(self.settings.listen))
         except RuntimeError:
             self.port = 0
         if not self.port:
             raise ConfigError(f"LEDGER_LISTEN={self.settings.listen}: cannot listen there "
                               "(in use, or not an address of this host)")
+        if self.settings.metrics_listen:
+            metrics.on = True
+        if self.serve_metrics:
+            endpoint = MetricsEndpoint(self.settings.metrics_listen, self.models.payouts_in_flight)
+            try:
+                self.metrics_port = endpoint.start()
+            except OSError as error:
+                raise ConfigError(f"LEDGER_METRICS_LISTEN={self.settings.metrics_listen}: "
+                                  f"cannot listen there ({error.strerror})") from None
+            self.metrics = endpoint
         self.health = health.aio.HealthServicer()
         if self.runner is not None:
             self.runner.start()
@@ -181,6 +204,9 @@ class LedgerServer:
             log.warning("no API keys configured: every call will be UNAUTHENTICATED; "
                         "create one with `ledger keys add` and set LEDGER_API_KEYS_FILE")
         log.info("ledger serving", listen=self.settings.listen, port=self.port,
+                 tls="mutual" if self.settings.tls_client_ca
+                 else "on" if self.settings.tls_cert else "off",
+                 metrics=self.settings.metrics_listen or None,
                  store=redact(self.settings.database_url), keys=len(self.keys))
         return self.port
 
@@ -189,7 +215,9 @@ class LedgerServer:
         the health check: it fails while the store cannot be reached)."""
         self.app.check_connections()  # replaces dead pooled connections before calls meet them
         processed = self.models.processed_position()
-        return self.app.log_position(), processed
+        head = self.app.log_position()
+        metrics.positions(head, processed)
+        return head, processed
 
     def processed_position(self) -> int:
         """How far the read models have applied the log, as this server knows it."""
@@ -245,6 +273,8 @@ class LedgerServer:
             self.runner.stop()
         if self.watcher is not None:
             self.watcher.stop()
+        if self.metrics is not None:
+            self.metrics.stop()
         self.models.close()
         self.app.close()
         log.info("ledger stopped")

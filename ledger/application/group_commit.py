@@ -22,6 +22,7 @@ from typing import Any
 import structlog
 from eventsourcing.persistence import InterfaceError, OperationalError
 
+from ledger import metrics
 from ledger.application.commands import Caller, Command
 from ledger.application.ledger_app import LedgerApplication, Outcome
 from ledger.outages import Outage
@@ -61,7 +62,7 @@ class GroupCommitter:
         self.on_commit = on_commit
         self._queue: queue.Queue[_Pending | None] = queue.Queue(maxsize=max_queue)
         self._thread = threading.Thread(target=self._run, name="group-commit", daemon=True)
-        self.outage = Outage("writing to the event store", logger=log,
+        self.outage = Outage("writing to the event store", logger=log, operation="write",
                              meanwhile="writes are answered UNAVAILABLE until it works")
         self.batches = 0
         self.commands = 0
@@ -124,6 +125,7 @@ class GroupCommitter:
             return self.app.run_batch(items)
 
     def _commit(self, batch: list[_Pending]) -> None:
+        started = time.perf_counter()
         try:
             results = self._run_batch(batch)
         except (OperationalError, InterfaceError) as error:  # the store went away
@@ -134,6 +136,8 @@ class GroupCommitter:
             results = [error] * len(batch)
         else:
             self.outage.succeeded()
+        metrics.COMMIT_SECONDS.observe(time.perf_counter() - started)
+        metrics.BATCH_COMMANDS.observe(len(batch))
         self.batches += 1
         self.commands += len(batch)
         if self.on_commit is not None:

@@ -24,7 +24,7 @@ from eventsourcing.persistence import (
     Transcoder,
 )
 
-from ledger import failpoints
+from ledger import failpoints, metrics
 from ledger.application import commands as c
 from ledger.application.handlers import (
     HANDLERS,
@@ -157,7 +157,9 @@ class LedgerApplication(Application[UUID]):
             new = aggregate.collect_events()
             events += new
             platforms += [aggregate.platform_id] * len(new)
-        return self.events.put(events, unchanged=unchanged or {}, platforms=platforms)
+        recordings = self.events.put(events, unchanged=unchanged or {}, platforms=platforms)
+        metrics.EVENTS_APPENDED.inc(len(events))
+        return recordings
 
     def _receipt_positions(self, key_ids: Sequence[UUID], recordings: Sequence[Recording[UUID]]
                            ) -> dict[UUID, int]:
