@@ -22,7 +22,7 @@ from typing import Any
 
 import grpc
 
-from bench import audit_rates, audit_verify, baseline_es, ceilings
+from bench import audit_rates, audit_verify, baseline_es, ceilings, observability
 from bench.cpu import Meter, Split, measured
 from bench.loadgen import Result, import_orders, run_flows
 from bench.servers import (
@@ -313,6 +313,9 @@ def main() -> int:
                      "p50": None, "p99": None, "max": None, "errors": 0, "lag": None,
                      "split": split, "calls": commands})
         rounds = paired_rounds(schemas, size["orders"], size["plain"], size["rounds"])
+        # Request logs and metrics on and off, back to back (bench/observability.py).
+        observed = observability.measure(start_ledger, stop, schemas.url, KEY, size["orders"],
+                                         size["rounds"])
     finally:
         schemas.drop()
 
@@ -361,6 +364,7 @@ def main() -> int:
           f"{', '.join(f'{r[0]:,.0f}' for r in rounds)}, A "
           f"{', '.join(f'{r[1]:,.0f}' for r in rounds)}, B "
           f"{', '.join(f'{r[2]:,.0f}' for r in rounds)}")
+    print(observability.summary(observed))
     hashing = audit_rates.hashing_us_per_entry()
     tested_ms = ledger64["split"].per(ledger64["calls"])[0]
     entries_per_command = ledger64["events"] / ledger64["commands"]
@@ -377,7 +381,9 @@ def main() -> int:
           f"{file_size / 2**20:,.0f} MiB, a signed head every {audit_verify.HEAD_EVERY:,}): "
           f"{rate:,.0f} entries/s ({seconds:.2f}s)")
     print(f"took {time.monotonic() - started:.0f}s")
-    failed = [r for r in rows if r["errors"]]
+    failed = [r for r in rows if r["errors"]] + [
+        {"name": "request logs + metrics on/off", "first_error": "errors in the load"}
+        for r in observed if r.on.errors or r.off.errors]
     for r in failed:
         print(f"errors in {r['name']}: {r['first_error']}", file=sys.stderr)
     short = [b for b in (one_bulk, two_bulk) if b["imported"] != b["orders"]]

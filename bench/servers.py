@@ -92,8 +92,9 @@ class Schemas:
                              .format(sql.Identifier(schema)))
 
 
-def start_ledger(url: str, extra: dict[str, str] | None = None
+def start_ledger(url: str, extra: dict[str, str] | None = None, log_file: Path | None = None
                  ) -> tuple[subprocess.Popen[bytes], str]:
+    """`ledger serve` over ``url``, its output to ``log_file`` (default: nowhere)."""
     address = f"127.0.0.1:{free_port()}"
     keys = json.dumps({"keys": [{"name": "bench-shop", "role": "storefront",
                                  "platform": "bench", "sha256": hash_key(KEY)},
@@ -106,8 +107,9 @@ def start_ledger(url: str, extra: dict[str, str] | None = None
            "LEDGER_API_KEYS": keys, "LEDGER_LOG_LEVEL": "warning",
            "LEDGER_AUDIT_KEY_FILE": str(AUDIT_KEY_FILE),
            "LEDGER_SETTLEMENT_INTERVAL": "0", **(extra or {})}
-    process = subprocess.Popen([str(BIN / "ledger"), "serve"], env=env,
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    with open(log_file or os.devnull, "ab") as output:
+        process = subprocess.Popen([str(BIN / "ledger"), "serve"], env=env, stdout=output,
+                                   stderr=output)
     wait_healthy(address, process)
     return process, address
 

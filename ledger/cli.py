@@ -124,7 +124,7 @@ def start_workers(settings: Settings) -> list[subprocess.Popen[bytes]]:
     read_end, write_end = os.pipe()
     env = {**os.environ, "LEDGER_WORKERS": "1", READY_FD: str(write_end)}
     workers = [subprocess.Popen([sys.executable, "-m", "ledger.cli", "serve"], env=env,
-                                pass_fds=(write_end,))
+                                pass_fds=(write_end,), preexec_fn=_end_with_parent)
                for _ in range(settings.workers - 1)]
     os.close(write_end)
     ready = 0
@@ -140,6 +140,17 @@ def start_workers(settings: Settings) -> list[subprocess.Popen[bytes]]:
                 raise SystemExit("ledger: a worker process failed to start; see its log above")
             ready += len(chunk)
     return workers
+
+
+def _end_with_parent() -> None:
+    """In a worker, before it runs: SIGTERM when the first process dies, however it dies
+    (a SIGTERM or SIGKILL before it could stop its workers), so that no worker is left
+    serving, and holding database connections, on its own. Linux's PR_SET_PDEATHSIG;
+    elsewhere nothing."""
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # 1: PR_SET_PDEATHSIG
 
 
 def demo(settings: Settings, keep_serving: bool) -> int:

@@ -142,6 +142,20 @@ def serve(tmp_path: Path, database_url: str, keys: Keys, **env: str) -> tuple[Le
     return process.start(), address
 
 
+def serve_workers(started: Started, tmp_path: Path, database_url: str, keys: Keys, **env: str
+                  ) -> tuple[LedgerProcess, str]:
+    """`ledger serve` with LEDGER_WORKERS=2 and JSON logs (each line with its pid), once
+    both processes serve; added to ``started``."""
+    process, address = serve(tmp_path, database_url, keys, LEDGER_WORKERS="2",
+                             LEDGER_LOG_FORMAT="json",
+                             LEDGER_AUDIT_KEY_FILE=str(tmp_path / "audit.pem"), **env)
+    started.add(process)
+    wait_until(lambda: process.output.count('"ledger serving"') == 2 or not process.alive(),
+               "both server processes to serve", START_TIMEOUT)
+    assert process.alive() and serving(address), process.output
+    return process, address
+
+
 def project(tmp_path: Path, database_url: str, **env: str) -> LedgerProcess:
     process = LedgerProcess(["project"], {"LEDGER_DATABASE_URL": small_pool(database_url),
                                           **env},

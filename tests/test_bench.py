@@ -15,5 +15,6 @@ def test_short_benchmark_completes() -> None:
     assert done.returncode == 0, done.stdout + done.stderr
     for expected in ("ledger, 64 in flight", "baseline A (do-nothing), 64 in flight",
                      "baseline B", "bulk import", "projection rebuild", "peak RSS",
-                     "ratio ledger/baseline A", "ratio ledger/baseline B", "audit verify"):
+                     "ratio ledger/baseline A", "ratio ledger/baseline B", "audit verify",
+                     "request logs + metrics on/off"):
         assert expected in done.stdout

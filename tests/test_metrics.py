@@ -18,7 +18,7 @@ from ledger.outages import Outage
 from ledger.v1 import finance_pb2, report_pb2, storefront_pb2
 from tests.conftest import Clock, Keys, Running
 from tests.helpers import refused, team
-from tests.processes import Started, free_port, serve, serving, wait_until
+from tests.processes import Started, free_port, serve_workers, wait_until
 from tests.test_settlement_payouts import Books, sell, settle
 
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
@@ -47,18 +47,14 @@ def test_one_scrape_counts_every_workers_calls(postgres_url: str, tmp_path: Path
     metrics_address = f"127.0.0.1:{free_port()}"
     started = Started()
     try:
-        server, address = serve(
+        server, address = serve_workers(
+            started,
             tmp_path,
             postgres_url,
             keys,
-            LEDGER_WORKERS="2",
             LEDGER_METRICS_LISTEN=metrics_address,
-            LEDGER_LOG_FORMAT="json",
             LEDGER_HEALTH_INTERVAL="0.2",
-            LEDGER_AUDIT_KEY_FILE=str(tmp_path / "audit.pem"),
         )
-        started.add(server)
-        wait_until(lambda: serving(address), "the servers to serve", 120)
         with LedgerClient(address, keys.shop_a) as shop:
             log_before = head(shop)
         before = scrape(metrics_address)
