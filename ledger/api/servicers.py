@@ -272,7 +272,8 @@ class StorefrontService(Base, storefront_pb2_grpc.StorefrontServiceServicer):
                     imported += 1
                     already += outcome.replayed
                     position = max(position, outcome.log_position)
-        calls.wrote(position, imported > 0 and already == imported)
+        if imported:
+            calls.wrote(position, already == imported)
         return storefront_pb2.ImportOrdersResponse(
             orders=orders, imported=imported, failures=failures[:MAX_REPORTED_FAILURES],
             receipt=common_pb2.WriteReceipt(log_position=position))
@@ -314,7 +315,8 @@ class StorefrontService(Base, storefront_pb2_grpc.StorefrontServiceServicer):
                     imported += 1
                     already += outcome.replayed
                     position = max(position, outcome.log_position)
-        calls.wrote(position, imported > 0 and already == imported)
+        if imported:
+            calls.wrote(position, already == imported)
         return storefront_pb2.ImportResellersResponse(
             members=members, imported=imported, already_imported=already,
             failures=failures[:MAX_REPORTED_FAILURES],
