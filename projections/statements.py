@@ -166,27 +166,38 @@ def page_of_lines(
     cur: Cursor, platform: str, day: str, limit: int, after: LineKey | None = None
 ) -> list[StatementLine]:
     """Up to ``limit`` lines of the day's statement after the line ``after``: every key
-    with an opening balance or a movement that day, in (account, currency, bucket) order."""
+    with an opening balance or a movement that day, in (account, currency, bucket) order.
+
+    The keys are walked a chunk at a time and each one's opening computed in the select
+    list, after the LIMIT, and kept when it has a line: filtering them in SQL let
+    PostgreSQL, with statistics taken before the table filled, compute every key after
+    ``after`` (a whole platform's) before sorting them for one page."""
     since = last_closed_before(cur, platform, day)
-    where, params = "", [day, *opening_params(since, day), platform, day]
-    if after is not None:
-        where = " AND (k.account, k.currency, k.bucket) > (%s, %s, %s)"
-        params += after
-    cur.execute(
-        "SELECT account, currency, bucket, opening FROM ("
-        "SELECT k.account, k.currency, k.bucket, EXISTS (SELECT 1 FROM proj_day_moves d "
-        "WHERE d.platform = k.platform AND d.day = %s AND d.account = k.account AND "
-        "d.currency = k.currency AND d.bucket = k.bucket AND d.amount <> 0) AS moved, "
-        f"{OPENING} AS opening FROM proj_line_keys k WHERE k.platform = %s AND "
-        f"k.first_day <= %s{where}) s WHERE s.opening <> 0 OR s.moved "
-        "ORDER BY account, currency, bucket LIMIT %s",
-        (*params, limit),
-    )
-    openings = [((a, c, b), int(v)) for a, c, b, v in cur.fetchall()]
-    if not openings:
+    found: list[tuple[LineKey, int]] = []
+    start = after
+    while len(found) < limit:
+        chunk = limit - len(found)
+        where, params = "", [day, *opening_params(since, day), platform, day]
+        if start is not None:
+            where = " AND (k.account, k.currency, k.bucket) > (%s, %s, %s)"
+            params += start
+        cur.execute(
+            "SELECT k.account, k.currency, k.bucket, EXISTS (SELECT 1 FROM proj_day_moves d "
+            "WHERE d.platform = k.platform AND d.day = %s AND d.account = k.account AND "
+            "d.currency = k.currency AND d.bucket = k.bucket AND d.amount <> 0), "
+            f"{OPENING} FROM proj_line_keys k WHERE k.platform = %s AND k.first_day <= %s"
+            f"{where} ORDER BY k.account, k.currency, k.bucket LIMIT %s",
+            (*params, chunk),
+        )
+        rows = cur.fetchall()
+        found += [((a, c, b), int(v)) for a, c, b, moved, v in rows if moved or v]
+        if len(rows) < chunk:
+            break
+        start = (rows[-1][0], rows[-1][1], rows[-1][2])
+    if not found:
         return []
-    moved = moved_lines(cur, platform, day, since, after, openings[-1][0])
-    return [line(key, opening, moved.get(key, {})) for key, opening in openings]
+    moved = moved_lines(cur, platform, day, since, after, found[-1][0])
+    return [line(key, opening, moved.get(key, {})) for key, opening in found]
 
 
 def day_summary(
