@@ -130,7 +130,9 @@ def rebuild_rate(url: str) -> tuple[float, int, Split]:
     done = subprocess.run([str(BIN / "ledger"), "projections", "rebuild"],
                           env={**os.environ, "LEDGER_DATABASE_URL": url,
                                "LEDGER_LOG_LEVEL": "warning"},
-                          capture_output=True, text=True, check=True)
+                          capture_output=True, text=True)
+    if done.returncode:
+        raise SystemExit(f"ledger projections rebuild failed:\n{done.stderr[-3000:]}")
     seen = meter.read()
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     own = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
