@@ -80,7 +80,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def server_options(parser: argparse.ArgumentParser) -> None:
-    from clients.sdk import add_connection_options
+    from ledger.clients.sdk import add_connection_options
 
     parser.add_argument("--address", default=os.environ.get("LEDGER_ADDRESS",
                                                             "127.0.0.1:50051"),
@@ -142,8 +142,8 @@ def show_replay(replayed: ReplayReport, as_json: bool, live: list[str] | None = 
 
 def run_live(args: argparse.Namespace) -> int:
     """The commands that talk to a running server."""
-    from clients.audit_live import AuditClient, ProofFailed, rpc_problem
-    from clients.sdk import LedgerClient, tls_from_args
+    from ledger.clients.audit_live import AuditClient, ProofFailed, rpc_problem
+    from ledger.clients.sdk import LedgerClient, tls_from_args
 
     if not args.api_key:
         print("ledger audit: an auditor key is needed (--api-key or LEDGER_AUDITOR_KEY)",

@@ -14,8 +14,8 @@ from pathlib import Path
 from typing import Any
 
 import grpc
+from ledger.clients.sdk import LedgerClient
 
-from clients.sdk import LedgerClient
 from ledger.application.audit_store import now_us
 from ledger.audit.export_file import EntryRecord, ExportWriter, Header, HeadRecord, KeyRecord
 from ledger.audit.merkle import verify_consistency, verify_inclusion

@@ -5,11 +5,12 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from clients.finance_cli import decimal_amount
-from clients.sdk import LedgerClient, idempotency_key
-from clients.simulator import random_traffic, worked_example
+from ledger.clients.finance_cli import decimal_amount
+from ledger.clients.sdk import LedgerClient, idempotency_key
+from ledger.clients.simulator import random_traffic, worked_example
+from ledger.projections.clock import Calendar
+
 from ledger.v1 import admin_pb2, finance_pb2, report_pb2, storefront_pb2
-from projections.clock import Calendar
 
 
 def run_demo(admin: LedgerClient, shop: LedgerClient, finance: LedgerClient) -> None:

@@ -18,7 +18,8 @@ import sys
 from collections.abc import Iterator
 from decimal import Decimal
 
-from clients.sdk import LedgerClient, add_connection_options, tls_from_args
+from ledger.clients.sdk import LedgerClient, add_connection_options, tls_from_args
+
 from ledger.v1 import finance_pb2
 
 MOVEMENT_KINDS = ("payment", "refund", "settlement", "payout_requested", "payout_rejected",

@@ -11,7 +11,8 @@ import random
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
-from clients.sdk import LedgerClient, idempotency_key
+from ledger.clients.sdk import LedgerClient, idempotency_key
+
 from ledger.v1 import common_pb2, storefront_pb2
 
 

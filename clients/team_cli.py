@@ -34,8 +34,8 @@ from typing import Any, TextIO
 from zoneinfo import ZoneInfo
 
 from google.protobuf.timestamp_pb2 import Timestamp
+from ledger.clients.sdk import LedgerClient, add_connection_options, tls_from_args
 
-from clients.sdk import LedgerClient, add_connection_options, tls_from_args
 from ledger.domain.team import Listed, sponsor_loop, sponsors_first
 from ledger.v1 import storefront_pb2
 

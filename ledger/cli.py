@@ -34,9 +34,9 @@ from ledger.logs import configure_logging
 from ledger.runtime import tune_gc
 
 if TYPE_CHECKING:
-    from clients.sdk import Tls
     from ledger.application.ledger_app import LedgerApplication
-    from projections.runner import ProjectionRunner
+    from ledger.clients.sdk import Tls
+    from ledger.projections.runner import ProjectionRunner
 
 
 def serve(settings: Settings) -> int:
@@ -156,10 +156,10 @@ def _end_with_parent() -> None:
 def demo(settings: Settings, keep_serving: bool) -> int:
     """Starts the server on SQLite and plays an admin, a storefront and finance through it
     (clients/demo.py), printing what the ledger recorded."""
-    from clients.demo import run_demo
-    from clients.sdk import LedgerClient
     from ledger.api.auth import ApiKey, hash_key, new_key
     from ledger.api.server import LedgerServer, ServerThread
+    from ledger.clients.demo import run_demo
+    from ledger.clients.sdk import LedgerClient
 
     platform = f"demo-{int(time.time())}"
     shop_key, admin_key, finance_key = new_key(), new_key(), new_key()
@@ -189,8 +189,8 @@ def projection_runner(settings: Settings, batch_size: int | None = None
                       ) -> tuple[LedgerApplication, ProjectionRunner]:
     """The application over the configured store, and a runner for its read models."""
     from ledger.bootstrap import build_application
-    from projections.clock import Calendar
-    from projections.runner import ProjectionRunner
+    from ledger.projections.clock import Calendar
+    from ledger.projections.runner import ProjectionRunner
 
     app = build_application(settings.database_url, timezone=settings.timezone,
                             cache_size=settings.aggregate_cache)
@@ -272,7 +272,7 @@ def rebuild(settings: Settings) -> int:
 def status(settings: Settings) -> int:
     """Prints the log head, the read models' position and the lag between them."""
     from ledger.bootstrap import build_application
-    from projections.reader import ReadModels
+    from ledger.projections.reader import ReadModels
 
     app = build_application(settings.database_url)
     models = ReadModels(settings.database_url)
@@ -308,7 +308,7 @@ def health(address: str, timeout: float, tls: Tls | None = None) -> int:
     import grpc
     from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-    from clients.sdk import open_channel
+    from ledger.clients.sdk import open_channel
 
     with open_channel(address, tls) as channel:
         try:
@@ -355,16 +355,16 @@ def main(argv: list[str] | None = None) -> int:
     init.add_argument("--service-password",
                       help="its password, shown back in the printed URL (or set "
                            "LEDGER_SERVICE_PASSWORD: then it is shown as ***)")
-    from clients import finance_cli
-    from clients.sdk import add_connection_options, tls_from_args
+    from ledger.clients import finance_cli
+    from ledger.clients.sdk import add_connection_options, tls_from_args
 
     finance_cli.add_arguments(sub.add_parser(
         "finance", help="finance: payable payouts and statements (CSV), account history"))
-    from clients import team_cli
+    from ledger.clients import team_cli
 
     team_cli.add_arguments(sub.add_parser(
         "team", help="a platform's team tree: import it with the dates its people joined"))
-    from clients import audit_cli
+    from ledger.clients import audit_cli
 
     audit_cli.add_arguments(sub.add_parser(
         "audit", help="auditors: signing keys; verify and replay an export, offline"))

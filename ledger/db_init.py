@@ -48,7 +48,7 @@ def init_store(owner_url: str, role: ServiceRole | None) -> list[str]:
         require_guards,
     )
     from ledger.bootstrap import build_application
-    from projections.reader import ReadModels
+    from ledger.projections.reader import ReadModels
 
     env = event_store_env(owner_url)
     app = build_application(owner_url)
@@ -95,7 +95,7 @@ def _grant_service_role(env: dict[str, str], role: ServiceRole, history: Sequenc
     import psycopg
     from psycopg import sql
 
-    from projections.db import TABLES
+    from ledger.projections.db import TABLES
 
     schema = env.get("POSTGRES_SCHEMA") or "public"
     name = sql.Identifier(role.name)

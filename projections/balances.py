@@ -13,10 +13,11 @@ from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from ledger.projections.clock import Calendar
+from ledger.projections.db import Cursor, append_rows, upsert_rows
+from ledger.projections.statements import StatementWriter
+
 from ledger.domain.money import Posting
-from projections.clock import Calendar
-from projections.db import Cursor, append_rows, upsert_rows
-from projections.statements import StatementWriter
 
 BUCKETS = ("frozen", "available", "in_flight", "paid_out", "clearing")
 KINDS = ("reseller", "supplier", "platform", "clearing")

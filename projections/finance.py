@@ -12,11 +12,12 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
+from ledger.projections.clock import micros
+from ledger.projections.db import Cursor
+from ledger.projections.statements import LineKey, account_openings, line
+
 from ledger.domain.order import OrderKey
 from ledger.domain.periods import StatementLine
-from projections.clock import micros
-from projections.db import Cursor
-from projections.statements import LineKey, account_openings, line
 
 
 def day_bounds(day: str, timezone: str) -> tuple[int, int]:

@@ -7,7 +7,7 @@ from itertools import islice
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from projections.team import Node, OrderRow
+    from ledger.projections.team import Node, OrderRow
 
 
 # Entries kept by default (LEDGER_PROJECTION_CACHE): a few tens of MB at most.

@@ -6,16 +6,17 @@ import threading
 from collections.abc import Callable
 from typing import Any, TypeVar
 
+from ledger.projections import balances as b
+from ledger.projections import finance as f
+from ledger.projections import statements as s
+from ledger.projections import team_queries as t
+from ledger.projections.clock import END_OF_TIME, Calendar
+from ledger.projections.db import Cursor, Link, ProjectionDB, StoreUnavailable
+from ledger.projections.runner import NAME
+from ledger.projections.team import Node
+
 from ledger.domain.order import OrderKey
 from ledger.domain.periods import DayStatement, StatementLine
-from projections import balances as b
-from projections import finance as f
-from projections import statements as s
-from projections import team_queries as t
-from projections.clock import END_OF_TIME, Calendar
-from projections.db import Cursor, Link, ProjectionDB, StoreUnavailable
-from projections.runner import NAME
-from projections.team import Node
 
 R = TypeVar("R")
 

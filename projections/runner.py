@@ -24,6 +24,14 @@ import structlog
 from eventsourcing.domain import DomainEvent
 from eventsourcing.persistence import InterfaceError, OperationalError
 from eventsourcing.utils import get_topic
+from ledger.projections.balances import BalanceWriter
+from ledger.projections.clock import Calendar, micros
+from ledger.projections.db import SCHEMA_VERSION, Cursor, Link, ProjectionDB, StoreUnavailable
+from ledger.projections.decoding import event_reader
+from ledger.projections.log_pages import LogPages
+from ledger.projections.memory import DEFAULT_LIMIT, Memory
+from ledger.projections.statements import day_closed
+from ledger.projections.team import TeamWriter
 
 from ledger.application.ledger_app import LedgerApplication
 from ledger.domain.order import Order, order_name
@@ -31,14 +39,6 @@ from ledger.domain.payout import REQUESTED, Payout
 from ledger.domain.periods import PeriodBook
 from ledger.domain.team import Reseller
 from ledger.outages import Outage
-from projections.balances import BalanceWriter
-from projections.clock import Calendar, micros
-from projections.db import SCHEMA_VERSION, Cursor, Link, ProjectionDB, StoreUnavailable
-from projections.decoding import event_reader
-from projections.log_pages import LogPages
-from projections.memory import DEFAULT_LIMIT, Memory
-from projections.statements import day_closed
-from projections.team import TeamWriter
 
 log = structlog.get_logger(__name__)
 

@@ -28,10 +28,11 @@ from collections import defaultdict
 from collections.abc import Iterable
 from typing import Any
 
+from ledger.projections.clock import Calendar
+from ledger.projections.db import Cursor, upsert_rows
+
 from ledger.domain.money import Posting
 from ledger.domain.periods import DayStatement, StatementLine, moved_lines_digest
-from projections.clock import Calendar
-from projections.db import Cursor, upsert_rows
 
 # (account, currency, bucket): one line of a statement.
 LineKey = tuple[str, str, str]

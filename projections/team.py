@@ -22,12 +22,12 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 import orjson
+from ledger.projections.clock import END_OF_TIME, Calendar, from_micros, micros
+from ledger.projections.db import Cursor, append_rows, upsert_rows
+from ledger.projections.memory import Memory
+from ledger.projections.team_counts import ACTIVE, JOINED, TEAM_SIZE, CountWriter
 
 from ledger.domain.team import MAX_TREE_DEPTH
-from projections.clock import END_OF_TIME, Calendar, from_micros, micros
-from projections.db import Cursor, append_rows, upsert_rows
-from projections.memory import Memory
-from projections.team_counts import ACTIVE, JOINED, TEAM_SIZE, CountWriter
 
 OWN_SALES = "own_sales"
 TEAM_GMV = "team_gmv"

@@ -23,8 +23,8 @@ from __future__ import annotations
 
 from collections import defaultdict
 
-from projections.clock import END_OF_TIME
-from projections.db import Cursor, append_rows, upsert_rows
+from ledger.projections.clock import END_OF_TIME
+from ledger.projections.db import Cursor, append_rows, upsert_rows
 
 DAY = 86_400_000_000  # microseconds
 HOUR = 3_600_000_000

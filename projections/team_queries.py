@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from projections.clock import END_OF_TIME, Calendar, micros
-from projections.db import Cursor
-from projections.team import OWN_SALES, Node, chain_above, sales_bucket, sponsor_as_of
-from projections.team_counts import ACTIVE, JOINED, TEAM_SIZE, count
+from ledger.projections.clock import END_OF_TIME, Calendar, micros
+from ledger.projections.db import Cursor
+from ledger.projections.team import OWN_SALES, Node, chain_above, sales_bucket, sponsor_as_of
+from ledger.projections.team_counts import ACTIVE, JOINED, TEAM_SIZE, count
 
 
 def member(cur: Cursor, platform: str, reseller_id: str) -> Node | None:

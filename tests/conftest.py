@@ -18,9 +18,9 @@ from pathlib import Path
 
 import psycopg
 import pytest
+from ledger.clients.sdk import LedgerClient
 from psycopg import sql
 
-from clients.sdk import LedgerClient
 from ledger.api.auth import ADMIN, AUDITOR, FINANCE, STOREFRONT, ApiKey, KeyRing, hash_key
 from ledger.api.server import LedgerServer, ServerThread
 from ledger.application.ledger_app import LedgerApplication

@@ -10,9 +10,9 @@ import grpc
 import pytest
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status
+from ledger.clients.sdk import LedgerClient, idempotency_key
+from ledger.clients.simulator import line
 
-from clients.sdk import LedgerClient, idempotency_key
-from clients.simulator import line
 from ledger.v1 import common_pb2, storefront_pb2
 
 

@@ -29,9 +29,9 @@ import grpc
 import psycopg
 from google.protobuf.timestamp_pb2 import Timestamp
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+from ledger.clients.sdk import LedgerClient
+from ledger.clients.simulator import line
 
-from clients.sdk import LedgerClient
-from clients.simulator import line
 from ledger.v1 import storefront_pb2
 from tests.conftest import POSTGRES_URL, Keys
 

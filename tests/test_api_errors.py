@@ -8,8 +8,8 @@ from eventsourcing.persistence import OperationalError
 from google.rpc import code_pb2
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from ledger.clients.sdk import LedgerClient
 
-from clients.sdk import LedgerClient
 from ledger.api.errors import status_for
 from ledger.application.group_commit import Overloaded
 from ledger.domain import errors

@@ -283,7 +283,7 @@ def test_db_init_then_serve_as_the_service_role_end_to_end(
         wait_until(lambda: serving(address) or (not server.alive() and server.output),
                    "the server to serve", timeout=START_TIMEOUT)
         assert server.alive(), server.output
-        from clients.sdk import LedgerClient
+        from ledger.clients.sdk import LedgerClient
 
         with LedgerClient(address, keys.shop_a) as shop:
             team(shop)

@@ -13,11 +13,11 @@ from pathlib import Path
 
 import orjson
 import pytest
+from ledger.projections.reader import ReadModels
+from ledger.projections.runner import ProjectionRunner
 
 from ledger.audit.signing import Signer
 from ledger.bootstrap import build_application
-from projections.reader import ReadModels
-from projections.runner import ProjectionRunner
 from tests.audit_export import export_store
 from tests.conftest import Clock
 from tests.test_audit_replay import close_day, settle_worked_example

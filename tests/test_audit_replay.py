@@ -11,6 +11,9 @@ from uuid import UUID
 
 import orjson
 import pytest
+from ledger.projections.clock import micros
+from ledger.projections.reader import ReadModels
+from ledger.projections.runner import ProjectionRunner
 
 from ledger.application import commands as c
 from ledger.application.ledger_app import LedgerApplication, Outcome
@@ -19,9 +22,6 @@ from ledger.audit.export_file import read_export
 from ledger.audit.replay import Reducer, replay
 from ledger.audit.signing import Signer
 from ledger.domain.periods import DayStatement
-from projections.clock import micros
-from projections.reader import ReadModels
-from projections.runner import ProjectionRunner
 from tests.audit_export import export_store
 from tests.conftest import Clock
 from tests.test_event_log import balances_from_log

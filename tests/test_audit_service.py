@@ -13,9 +13,9 @@ from uuid import UUID
 
 import grpc
 import pytest
+from ledger.clients.audit_live import AuditClient, head_of
+from ledger.clients.sdk import idempotency_key
 
-from clients.audit_live import AuditClient, head_of
-from clients.sdk import idempotency_key
 from ledger.audit.entries import Entry
 from ledger.audit.merkle import root_of, verify_consistency, verify_inclusion
 from ledger.audit.signing import verify_head

@@ -139,7 +139,8 @@ def test_rebuild_and_status_after_a_demo(tmp_path: Path) -> None:
 
 def test_servers_reading_what_a_separate_projection_process_keeps(tmp_path: Path) -> None:
     """LEDGER_PROJECTIONS=external: `ledger project` keeps the read models, `serve` reads."""
-    from clients.sdk import LedgerClient, idempotency_key
+    from ledger.clients.sdk import LedgerClient, idempotency_key
+
     from ledger.api.auth import add_key_to_file
     from ledger.v1 import report_pb2, storefront_pb2
     from tests.helpers import place, team
@@ -176,7 +177,8 @@ def test_servers_reading_what_a_separate_projection_process_keeps(tmp_path: Path
 
 @pytest.mark.postgres
 def test_several_worker_processes_share_one_port(postgres_url: str, tmp_path: Path) -> None:
-    from clients.sdk import LedgerClient
+    from ledger.clients.sdk import LedgerClient
+
     from ledger.api.auth import add_key_to_file
     from tests.helpers import enroll
 

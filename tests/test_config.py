@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 
 import pytest
+from ledger.projections.db import ProjectionDB
 
 from ledger.bootstrap import build_application
 from ledger.config import (
@@ -17,7 +18,6 @@ from ledger.config import (
     postgres_connection,
     redact,
 )
-from projections.db import ProjectionDB
 
 
 def test_defaults_run_on_sqlite_in_a_local_file() -> None:

@@ -18,9 +18,10 @@ from typing import Any
 
 import grpc
 import pytest
+from ledger.clients.sdk import LedgerClient
+from ledger.clients.simulator import line
+from ledger.projections.reader import ReadModels
 
-from clients.sdk import LedgerClient
-from clients.simulator import line
 from ledger.application.ledger_app import LedgerApplication
 from ledger.bootstrap import build_application
 from ledger.domain.payout import Payout
@@ -32,7 +33,6 @@ from ledger.v1 import (
     report_pb2,
     storefront_pb2,
 )
-from projections.reader import ReadModels
 from tests.conftest import Keys
 from tests.processes import (
     TIMEZONE,

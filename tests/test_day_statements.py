@@ -15,8 +15,15 @@ from typing import Any
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from ledger.clients.sdk import LedgerClient, idempotency_key
+from ledger.projections.balances import BalanceWriter
+from ledger.projections.clock import Calendar, micros
+from ledger.projections.db import Cursor, ProjectionDB
+from ledger.projections.finance import day_bounds, statement_lines
+from ledger.projections.reader import ReadModels
+from ledger.projections.runner import ProjectionRunner
+from ledger.projections.statements import day_closed, day_summary, movements_digest, page_of_lines
 
-from clients.sdk import LedgerClient, idempotency_key
 from ledger.application.ledger_app import LedgerApplication
 from ledger.audit.export_file import read_export
 from ledger.audit.replay import replay
@@ -24,13 +31,6 @@ from ledger.audit.signing import Signer
 from ledger.domain.money import Posting
 from ledger.domain.periods import DayStatement, PeriodBook, StatementLine, moved_lines_digest
 from ledger.v1 import finance_pb2, storefront_pb2
-from projections.balances import BalanceWriter
-from projections.clock import Calendar, micros
-from projections.db import Cursor, ProjectionDB
-from projections.finance import day_bounds, statement_lines
-from projections.reader import ReadModels
-from projections.runner import ProjectionRunner
-from projections.statements import day_closed, day_summary, movements_digest, page_of_lines
 from tests.audit_export import export_store
 from tests.conftest import Clock, Running
 from tests.helpers import pay, place, refund, refused, team

@@ -210,9 +210,10 @@ def test_each_write_answers_its_own_position_and_a_replay_the_first_ones(
     it wrote: in a batch each write has its own, at which the read models hold it; a
     replay answers the first one's, in a later batch, in the same batch, and on another
     application over the same store (another server, or the same after a restart)."""
+    from ledger.projections.reader import ReadModels
+    from ledger.projections.runner import ProjectionRunner
+
     from ledger.domain.team import CustomerBinding
-    from projections.reader import ReadModels
-    from projections.runner import ProjectionRunner
 
     places = [c.PlaceOrder(f"p{n}", f"O{n}", f"c{n}", "carol", "CNY", tea()) for n in (1, 2)]
     pays = [c.PayOrder(f"y{n}", f"O{n}", "w", 9999) for n in (1, 2)]
@@ -356,8 +357,7 @@ def test_read_models_see_each_stored_field_as_the_mapper_decodes_it(
     """The projection runner reads events through views of their stored JSON (decoding
     only the fields it uses); every field must come out as the library's mapper gives it."""
     from eventsourcing.persistence import JSONTranscoder
-
-    from projections.decoding import event_reader
+    from ledger.projections.decoding import event_reader
 
     app = build_application(store_url, clock)
     try:
@@ -391,8 +391,7 @@ def test_a_paid_event_from_before_backfills_were_marked_still_replays(
     import dataclasses
 
     import orjson
-
-    from projections.decoding import event_reader
+    from ledger.projections.decoding import event_reader
 
     app = build_application(store_url, clock)
     try:

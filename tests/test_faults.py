@@ -18,8 +18,8 @@ from urllib.parse import urlsplit, urlunsplit
 import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+from ledger.clients.sdk import LedgerClient
 
-from clients.sdk import LedgerClient
 from ledger.v1 import report_pb2
 from tests.conftest import POSTGRES_URL, Keys
 from tests.helpers import enroll, pay, place
@@ -161,7 +161,8 @@ def test_reads_recover_after_every_database_connection_of_the_server_is_terminat
 
 
 def _pay_request(order_id: str) -> Any:
-    from clients.sdk import idempotency_key
+    from ledger.clients.sdk import idempotency_key
+
     from ledger.v1 import storefront_pb2
 
     return storefront_pb2.PayOrderRequest(idempotency_key=idempotency_key(), order_id=order_id,

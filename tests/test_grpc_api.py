@@ -7,9 +7,9 @@ from datetime import datetime, timedelta
 import grpc
 import pytest
 from google.protobuf.timestamp_pb2 import Timestamp
+from ledger.clients.sdk import LedgerClient, idempotency_key
+from ledger.clients.simulator import line, worked_example
 
-from clients.sdk import LedgerClient, idempotency_key
-from clients.simulator import line, worked_example
 from ledger.api.server import LedgerServer, ServerThread
 from ledger.config import Settings
 from ledger.v1 import admin_pb2, common_pb2, report_pb2, storefront_pb2

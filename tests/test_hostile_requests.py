@@ -21,9 +21,9 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from grpc_health.v1 import health_pb2
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from ledger.clients.sdk import LedgerClient
+from ledger.clients.simulator import line
 
-from clients.sdk import LedgerClient
-from clients.simulator import line
 from ledger.api.auth import ADMIN, FINANCE, STOREFRONT
 from ledger.api.requests import MAX_SECONDS, MIN_SECONDS
 from ledger.api.server import SERVICES, LedgerServer, ServerThread

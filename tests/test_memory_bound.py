@@ -10,11 +10,11 @@ from pathlib import Path
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from ledger.projections.memory import Memory
+from ledger.projections.runner import ProjectionRunner
 
 from ledger.application import commands as c
 from ledger.bootstrap import build_application
-from projections.memory import Memory
-from projections.runner import ProjectionRunner
 from tests.conftest import Clock, example_store
 from tests.test_projection_runner import dump
 

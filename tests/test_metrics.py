@@ -9,8 +9,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from ledger.clients.sdk import LedgerClient, idempotency_key
 
-from clients.sdk import LedgerClient, idempotency_key
 from ledger import metrics
 from ledger.api.server import LedgerServer, ServerThread
 from ledger.config import ConfigError, Settings

@@ -11,11 +11,12 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
+from ledger.projections.clock import Calendar
+from ledger.projections.reader import ReadModels
+from ledger.projections.runner import ProjectionRunner
+
 from ledger.application import commands as c
 from ledger.bootstrap import build_application
-from projections.clock import Calendar
-from projections.reader import ReadModels
-from projections.runner import ProjectionRunner
 from tests.conftest import Clock
 
 SHOP = c.Caller("acme", "shop-a", "storefront")

@@ -11,6 +11,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import event as note
 from hypothesis import strategies as st
+from ledger.projections.clock import micros
+from ledger.projections.reader import ReadModels
+from ledger.projections.runner import ProjectionRunner
 
 from ledger.application import commands as c
 from ledger.application.group_commit import GroupCommitter
@@ -21,9 +24,6 @@ from ledger.domain.order import Order, OrderKey
 from ledger.domain.payout import Payout
 from ledger.domain.periods import PeriodBook, local_day
 from ledger.domain.wallet import Wallet
-from projections.clock import micros
-from projections.reader import ReadModels
-from projections.runner import ProjectionRunner
 from tests.conftest import Clock, drop_schema, example_store
 from tests.test_event_log import all_events, balances_from_log
 

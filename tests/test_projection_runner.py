@@ -16,12 +16,12 @@ import pytest
 from eventsourcing.utils import get_topic
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
+from ledger.projections.db import TABLES
+from ledger.projections.runner import PROJECTED_TOPICS, ProjectionRunner
 
 from ledger.application import commands as c
 from ledger.application.ledger_app import LedgerApplication
 from ledger.bootstrap import build_application
-from projections.db import TABLES
-from projections.runner import PROJECTED_TOPICS, ProjectionRunner
 from tests.conftest import Clock, drop_schema, example_store
 from tests.test_event_log import all_events, balances_from_log, run
 
@@ -108,7 +108,7 @@ def test_live_read_models_equal_a_rebuild_and_the_postings(
     ``rebuild_batch`` how much of the log one rebuild transaction takes; ``memory_limit``
     how much the writers remember between batches (2: they let go of nearly all of it
     before every batch)."""
-    from projections import db
+    from ledger.projections import db
 
     db.COPY_UPSERT_MIN, usual = copy_min, db.COPY_UPSERT_MIN
     url = example_store(store_url, tmp_path)
@@ -211,7 +211,7 @@ def test_runners_taking_turns_forget_what_they_remembered(
 
 
 def test_the_writers_memory_lets_go_of_the_oldest_between_batches_and_stays_bounded() -> None:
-    from projections.memory import Memory
+    from ledger.projections.memory import Memory
 
     memory = Memory(limit=100)
     for n in range(1_000):

@@ -8,9 +8,9 @@ import grpc
 from google.protobuf.timestamp_pb2 import Timestamp
 from hypothesis import given
 from hypothesis import strategies as st
+from ledger.clients.sdk import LedgerClient, idempotency_key
+from ledger.clients.simulator import line
 
-from clients.sdk import LedgerClient, idempotency_key
-from clients.simulator import line
 from ledger.api.server import LedgerServer, ServerThread
 from ledger.config import Settings
 from ledger.v1 import admin_pb2, report_pb2, storefront_pb2
@@ -307,7 +307,7 @@ def test_other_platforms_read_nothing_of_ours(running: Running) -> None:
        st.sampled_from(["Asia/Shanghai", "Asia/Kathmandu", "America/St_Johns", "UTC"]))
 def test_calendar_month_remembers_bounds_without_changing_answers(
         times: list[datetime], zone: str) -> None:
-    from projections.clock import Calendar
+    from ledger.projections.clock import Calendar
 
     calendar = Calendar(zone)
     for at in times:

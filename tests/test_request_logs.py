@@ -16,9 +16,9 @@ from google.rpc import code_pb2, error_details_pb2
 from grpc import StatusCode
 from hypothesis import given
 from hypothesis import strategies as st
+from ledger.clients.sdk import LedgerClient
+from ledger.clients.simulator import line
 
-from clients.sdk import LedgerClient
-from clients.simulator import line
 from ledger.api.calls import MAX_REQUEST_ID, request_id_from
 from ledger.api.errors import status_for
 from ledger.application.group_commit import Overloaded

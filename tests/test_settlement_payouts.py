@@ -9,8 +9,8 @@ import time
 from pathlib import Path
 
 import grpc
+from ledger.clients.sdk import LedgerClient, idempotency_key
 
-from clients.sdk import LedgerClient, idempotency_key
 from ledger.v1 import admin_pb2, common_pb2, finance_pb2, report_pb2, storefront_pb2
 from tests.conftest import Clock, Running
 from tests.helpers import place, refund, refused, team
@@ -456,8 +456,7 @@ def test_backfilled_orders_keep_their_dates_and_never_land_in_a_closed_day(
     from datetime import UTC, datetime
 
     from google.protobuf.timestamp_pb2 import Timestamp
-
-    from clients.simulator import line
+    from ledger.clients.simulator import line
 
     def at(day: int, hour: int, month: int = 11) -> Timestamp:
         stamp = Timestamp()

@@ -9,6 +9,9 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 import pytest
+from ledger.projections.clock import micros
+from ledger.projections.reader import ReadModels
+from ledger.projections.runner import ProjectionRunner
 
 from ledger.application import commands as c
 from ledger.application.ledger_app import LedgerApplication
@@ -17,9 +20,6 @@ from ledger.domain.errors import AlreadyExists, LedgerError, NotFound
 from ledger.domain.order import Order, OrderKey
 from ledger.domain.settlement import SettlementRun
 from ledger.domain.split import LineItem
-from projections.clock import micros
-from projections.reader import ReadModels
-from projections.runner import ProjectionRunner
 from tests.conftest import Clock
 from tests.test_event_log import tea, team_commands
 

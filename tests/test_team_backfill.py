@@ -19,9 +19,9 @@ from pathlib import Path
 import grpc
 import pytest
 from google.protobuf.timestamp_pb2 import Timestamp
+from ledger.clients.sdk import LedgerClient, idempotency_key
+from ledger.clients.simulator import line
 
-from clients.sdk import LedgerClient, idempotency_key
-from clients.simulator import line
 from ledger.application import commands as c
 from ledger.application.ledger_app import LedgerApplication
 from ledger.domain.errors import InvalidInput, LedgerError, RuleViolation

@@ -13,10 +13,10 @@ import psycopg
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from ledger.projections.clock import END_OF_TIME
+from ledger.projections.db import ProjectionDB
+from ledger.projections.team_counts import DAY, TEAM_SIZE, WIDTHS, CountWriter, count
 
-from projections.clock import END_OF_TIME
-from projections.db import ProjectionDB
-from projections.team_counts import DAY, TEAM_SIZE, WIDTHS, CountWriter, count
 from tests.conftest import POSTGRES_URL
 
 # Times near slot edges: a base, plus whole slots of each width, plus a few microseconds.

@@ -15,16 +15,16 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from ledger.clients.simulator import line
+from ledger.projections.clock import END_OF_TIME, Calendar, micros
+from ledger.projections.reader import ReadModels
+from ledger.projections.runner import ProjectionRunner
+from ledger.projections.team_queries import TeamStats
 
-from clients.simulator import line
 from ledger.application import commands as c
 from ledger.application.ledger_app import LedgerApplication
 from ledger.bootstrap import build_application
 from ledger.v1 import report_pb2, storefront_pb2
-from projections.clock import END_OF_TIME, Calendar, micros
-from projections.reader import ReadModels
-from projections.runner import ProjectionRunner
-from projections.team_queries import TeamStats
 from tests.conftest import Clock, Running, drop_schema, example_store
 from tests.helpers import enroll, pay, refused
 
@@ -271,7 +271,7 @@ def test_new_members_never_exceed_the_team_nor_active_the_members_at_start(
                     clock.advance(days=a)
             except Exception:  # refused (unknown sponsor, a loop, …): writes nothing
                 continue
-        from projections.team_queries import subtree
+        from ledger.projections.team_queries import subtree
 
         for at, position in [*moments, (END_OF_TIME, END_OF_TIME)]:
             for r in range(10):

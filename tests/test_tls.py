@@ -19,8 +19,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+from ledger.clients.sdk import LedgerClient, Tls, open_channel
 
-from clients.sdk import LedgerClient, Tls, open_channel
 from ledger.api.server import LedgerServer, ServerThread
 from ledger.api.tls import server_credentials
 from ledger.config import ConfigError, Settings

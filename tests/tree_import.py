@@ -15,8 +15,8 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from google.protobuf.timestamp_pb2 import Timestamp
+from ledger.clients.sdk import LedgerClient
 
-from clients.sdk import LedgerClient
 from ledger.v1 import storefront_pb2
 
 MAX_PER_MESSAGE = 1000  # what one ImportResellers message takes

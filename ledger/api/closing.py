@@ -34,7 +34,7 @@ from ledger.application.audit_trail import AuditTrail
 from ledger.application.group_commit import GroupCommitter
 from ledger.application.ledger_app import LedgerApplication
 from ledger.domain.periods import DayStatement, PeriodBook
-from projections.reader import ReadModels
+from ledger.projections.reader import ReadModels
 
 log = structlog.get_logger(__name__)
 

@@ -20,7 +20,7 @@ from ledger import metrics
 from ledger.api import calls
 from ledger.application.group_commit import Overloaded
 from ledger.domain import errors
-from projections.db import StoreUnavailable
+from ledger.projections.db import StoreUnavailable
 
 log = structlog.get_logger(__name__)
 

@@ -14,9 +14,9 @@ from ledger.application import commands as c
 from ledger.domain.errors import InvalidInput, NotFound, check
 from ledger.domain.payout import Payout
 from ledger.domain.periods import DayStatement, PeriodBook
+from ledger.projections.clock import from_micros
+from ledger.projections.finance import PayoutRow
 from ledger.v1 import finance_pb2, finance_pb2_grpc
-from projections.clock import from_micros
-from projections.finance import PayoutRow
 
 
 def payout_row(p: PayoutRow) -> finance_pb2.Payout:

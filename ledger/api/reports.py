@@ -12,10 +12,10 @@ from ledger.api.auth import ADMIN, AUDITOR, FINANCE, STOREFRONT
 from ledger.api.servicers import Base, rpc
 from ledger.application.commands import check_month
 from ledger.domain.errors import InvalidInput, NotFound, check
+from ledger.projections.balances import KINDS, Balance, sort_value
+from ledger.projections.clock import END_OF_TIME, from_micros, micros
+from ledger.projections.team import Node
 from ledger.v1 import report_pb2, report_pb2_grpc
-from projections.balances import KINDS, Balance, sort_value
-from projections.clock import END_OF_TIME, from_micros, micros
-from projections.team import Node
 
 ANY_KEY = (STOREFRONT, ADMIN, FINANCE, AUDITOR)
 MAX_PAGE = 1000

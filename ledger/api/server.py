@@ -38,10 +38,10 @@ from ledger.bootstrap import build_application
 from ledger.config import ConfigError, Settings, redact
 from ledger.metrics import MetricsEndpoint
 from ledger.outages import Outage
+from ledger.projections.clock import Calendar, micros
+from ledger.projections.reader import ReadModels
+from ledger.projections.runner import ProjectionRunner
 from ledger.v1 import admin_pb2, audit_pb2, finance_pb2, report_pb2, storefront_pb2
-from projections.clock import Calendar, micros
-from projections.reader import ReadModels
-from projections.runner import ProjectionRunner
 
 log = structlog.get_logger(__name__)
 

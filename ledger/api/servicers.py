@@ -22,10 +22,10 @@ from ledger.application.handlers import MAX_SETTLEMENT_BATCH
 from ledger.application.ledger_app import LedgerApplication, Outcome
 from ledger.domain.errors import InvalidInput, LedgerError
 from ledger.domain.team import Listed, sponsor_loop, sponsors_first
+from ledger.projections.clock import micros
+from ledger.projections.db import StoreUnavailable
+from ledger.projections.reader import ReadModels
 from ledger.v1 import admin_pb2, admin_pb2_grpc, common_pb2, storefront_pb2, storefront_pb2_grpc
-from projections.clock import micros
-from projections.db import StoreUnavailable
-from projections.reader import ReadModels
 
 R = TypeVar("R")
 # A read waits at most this long for the read models when the call has no deadline.
