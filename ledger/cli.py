@@ -168,13 +168,16 @@ def demo(settings: Settings, keep_serving: bool) -> int:
                     ApiKey("demo-finance", FINANCE, platform, hash_key(finance_key))])
     if not keep_serving:
         settings = Settings(**{**settings.__dict__, "listen": "127.0.0.1:0"})
-    with ServerThread(LedgerServer(settings, keys)) as running:
+    server = LedgerServer(settings, keys)
+    server.quiet = True  # the demo prints what it did; a request line per call would bury it
+    with ServerThread(server) as running:
         print(f"ledger serving on {running.target}, events in {redact(settings.database_url)}")
         with LedgerClient(running.target, shop_key) as shop, \
                 LedgerClient(running.target, admin_key) as admin, \
                 LedgerClient(running.target, finance_key) as finance:
             run_demo(admin, shop, finance)
         if keep_serving:
+            server.quiet = False  # your own calls are logged
             print(f"\nStorefront key: {shop_key}\nAdmin key:      {admin_key}\n"
                   f"Finance key:    {finance_key}\nServing until Ctrl-C.")
             try:

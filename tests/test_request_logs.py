@@ -40,9 +40,9 @@ def call_lines(output: str) -> list[dict[str, Any]]:
     return lines
 
 
-def enroll_request(key: str) -> storefront_pb2.EnrollResellerRequest:
+def enroll_request(key: str, reseller: str = "alice") -> storefront_pb2.EnrollResellerRequest:
     return storefront_pb2.EnrollResellerRequest(
-        idempotency_key=key, reseller_id="alice", without_sponsor=True
+        idempotency_key=key, reseller_id=reseller, without_sponsor=True
     )
 
 
@@ -207,3 +207,21 @@ def test_a_request_id_is_the_clients_when_printable_and_short_else_made(value: s
         assert chosen == value
     else:
         assert chosen != value and len(chosen) == 16 and chosen.isalnum()
+
+
+def test_while_quiet_a_server_writes_no_info_line_per_call(running: Running) -> None:
+    """The demo's server is quiet while the demo plays: its calls would bury its story.
+    (Warnings and errors, the server's own trouble, are still logged.)"""
+    from structlog.testing import capture_logs
+
+    running.server.quiet = True
+    with capture_logs() as logs, running.client(running.keys.shop_a) as shop:
+        shop.storefront.EnrollReseller(enroll_request("quiet", "bob"))
+        with LedgerClient(running.target, "not-a-key") as stranger:
+            refused(
+                lambda: stranger.storefront.GetOrder(storefront_pb2.GetOrderRequest(order_id="O1"))
+            )
+        running.server.quiet = False
+        shop.storefront.EnrollReseller(enroll_request("loud", "carol"))
+    lines = [x for x in logs if x["event"] == "call"]
+    assert [(x["method"], x["code"]) for x in lines] == [("EnrollReseller", "OK")]

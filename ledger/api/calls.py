@@ -110,7 +110,11 @@ def trailing(call: Call | None) -> tuple[tuple[str, str], ...]:
     return ((REQUEST_ID, call.request_id),) if call is not None else ()
 
 
-def _finish(call: Call, context: grpc.aio.ServicerContext) -> None:
+def _never() -> bool:
+    return False
+
+
+def _finish(call: Call, context: grpc.aio.ServicerContext, quiet: Callable[[], bool]) -> None:
     if call.code == "OK":
         code = context.code()  # set when health or reflection aborted, not through us
         if code is not None and code != grpc.StatusCode.OK:
@@ -137,7 +141,7 @@ def _finish(call: Call, context: grpc.aio.ServicerContext) -> None:
         if call.error is not None:
             fields["error"] = f"{type(call.error).__name__}: {call.error}"
         log.warning("call", **fields)
-    else:
+    elif not quiet():
         log.info("call", **fields)
 
 
@@ -161,9 +165,13 @@ def _ended_by(call: Call, error: BaseException) -> None:
         call.ended_with("UNKNOWN", "", error)
 
 
-def observed(service: str, method: str, behavior: Callable[..., Any]) -> Callable[..., Any]:
+def observed(
+    service: str, method: str, behavior: Callable[..., Any], quiet: Callable[[], bool] = _never
+) -> Callable[..., Any]:
     """``behavior`` (a coroutine function or an async generator function, as grpc.aio
-    takes them) with a ``Call`` around it and its line written when it ends."""
+    takes them) with a ``Call`` around it and its line written when it ends. While
+    ``quiet()`` holds, calls that end at info level (OK and the client's own errors) are
+    counted but not logged: the demo plays hundreds of calls to tell its story."""
     short = service.rsplit(".", 1)[-1]
 
     if inspect.isasyncgenfunction(behavior):
@@ -177,7 +185,7 @@ def observed(service: str, method: str, behavior: Callable[..., Any]) -> Callabl
                 _ended_by(call, error)
                 raise
             finally:
-                _finish(call, context)
+                _finish(call, context, quiet)
 
         return stream
 
@@ -189,6 +197,6 @@ def observed(service: str, method: str, behavior: Callable[..., Any]) -> Callabl
             _ended_by(call, error)
             raise
         finally:
-            _finish(call, context)
+            _finish(call, context, quiet)
 
     return unary

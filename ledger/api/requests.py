@@ -270,7 +270,8 @@ HANDLERS = {
 }
 
 
-def add_service(server: grpc.aio.Server, service: ServiceDescriptor, servicer: object) -> None:
+def add_service(server: grpc.aio.Server, service: ServiceDescriptor, servicer: object,
+                quiet: Callable[[], bool] = lambda: False) -> None:
     """Registers ``servicer`` for every method of ``service``, as the generated
     ``add_…Servicer_to_server`` would, but with deserializers that never raise."""
     handlers = {}
@@ -280,7 +281,7 @@ def add_service(server: grpc.aio.Server, service: ServiceDescriptor, servicer: o
         make = HANDLERS[(method.client_streaming, method.server_streaming)]
         behavior = _guarded(getattr(servicer, method.name), method.client_streaming)
         handlers[method.name] = make(
-            observed(service.full_name, method.name, behavior),  # its log line: calls.py
+            observed(service.full_name, method.name, behavior, quiet),  # its line: calls.py
             request_deserializer=decoder(request),
             response_serializer=response.SerializeToString,
         )

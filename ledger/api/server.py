@@ -117,6 +117,8 @@ class LedgerServer:
         # metrics are served by its first process (metrics.py).
         self.serve_metrics = serve_metrics and bool(settings.metrics_listen)
         self.metrics: MetricsEndpoint | None = None
+        # While set, calls that end well are not logged one by one (the demo's own calls).
+        self.quiet = False
         self.metrics_port = 0
         self.app = app or build_application(settings.database_url, clock,
                                             timezone=settings.timezone,
@@ -194,7 +196,7 @@ class LedgerServer:
                      AuditService(*parts, **gate), self.health, reflection.aio.ReflectionServicer(
                          (*SERVICE_NAMES, health.SERVICE_NAME, reflection.SERVICE_NAME)))
         for service, servicer in zip((*SERVICES, HEALTH, REFLECTION), servicers, strict=True):
-            add_service(self.server, service, servicer)  # see requests.py
+            add_service(self.server, service, servicer, lambda: self.quiet)  # see requests.py
         self._scheduled = asyncio.create_task(self._on_schedule())
         await self.server.start()
         for name in ("", *SERVICE_NAMES):
