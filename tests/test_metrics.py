@@ -4,6 +4,8 @@ calls: counters and histograms move by exactly the calls made, across worker pro
 from __future__ import annotations
 
 import json
+import os
+import socket
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -204,3 +206,32 @@ def test_metrics_address_is_checked() -> None:
     )
     with pytest.raises(ConfigError, match="LEDGER_METRICS_LISTEN='9464'"):
         Settings.from_env({"LEDGER_METRICS_LISTEN": "9464"})
+
+
+def test_a_metrics_port_in_use_stops_the_server_naming_the_setting(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    with socket.socket() as held:
+        held.bind(("127.0.0.1", 0))
+        held.listen()
+        port = held.getsockname()[1]
+        env = {
+            **os.environ,
+            "LEDGER_DATABASE_URL": f"sqlite:///{tmp_path / 'ledger.sqlite3'}",
+            "LEDGER_LISTEN": "127.0.0.1:0",
+            "LEDGER_METRICS_LISTEN": f"127.0.0.1:{port}",
+            "LEDGER_AUDIT_KEY_FILE": str(tmp_path / "audit.pem"),
+        }
+        done = subprocess.run(
+            [str(Path(sys.executable).parent / "ledger"), "serve"],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines()[-1] == (
+        f"ledger: LEDGER_METRICS_LISTEN=127.0.0.1:{port}: cannot listen there "
+        "(Address already in use)"
+    )
