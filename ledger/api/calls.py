@@ -44,6 +44,10 @@ WARNING_CODES = frozenset(
 ERROR_CODES = frozenset({"INTERNAL", "UNKNOWN"})
 
 
+def _loud() -> bool:
+    return False
+
+
 @dataclass(slots=True)
 class Call:
     """What is known of one call so far; the servicers fill in who and what was written."""
@@ -59,6 +63,8 @@ class Call:
     log_position: int | None = None
     replayed: bool | None = None
     error: BaseException | None = None  # an unexpected error, logged with its traceback
+    quiet: Callable[[], bool] = _loud  # see observed
+    finished: bool = False  # its line is written (and it is counted) once
 
     def ended_with(self, code: str, reason: str, error: BaseException | None = None) -> None:
         self.code, self.reason = code, reason
@@ -110,11 +116,19 @@ def trailing(call: Call | None) -> tuple[tuple[str, str], ...]:
     return ((REQUEST_ID, call.request_id),) if call is not None else ()
 
 
-def _never() -> bool:
-    return False
+def finish(context: grpc.aio.ServicerContext) -> None:
+    """Writes the current call's line and counts it now, before its status is sent: an
+    abort sends the status at once, and a client (or a scrape) that has its answer must
+    find the call logged and counted."""
+    call = _current.get()
+    if call is not None:
+        _finish(call, context)
 
 
-def _finish(call: Call, context: grpc.aio.ServicerContext, quiet: Callable[[], bool]) -> None:
+def _finish(call: Call, context: grpc.aio.ServicerContext) -> None:
+    if call.finished:
+        return
+    call.finished = True
     if call.code == "OK":
         code = context.code()  # set when health or reflection aborted, not through us
         if code is not None and code != grpc.StatusCode.OK:
@@ -141,14 +155,17 @@ def _finish(call: Call, context: grpc.aio.ServicerContext, quiet: Callable[[], b
         if call.error is not None:
             fields["error"] = f"{type(call.error).__name__}: {call.error}"
         log.warning("call", **fields)
-    elif not quiet():
+    elif not call.quiet():
         log.info("call", **fields)
 
 
-def _begin(service: str, method: str, context: grpc.aio.ServicerContext) -> Call:
+def _begin(
+    service: str, method: str, context: grpc.aio.ServicerContext, quiet: Callable[[], bool]
+) -> Call:
     call = Call(
         request_id_from(context.invocation_metadata()), service, method, time.perf_counter()
     )
+    call.quiet = quiet
     _current.set(call)
     context.set_trailing_metadata(trailing(call))  # an abort replaces it, with the id too
     return call
@@ -166,7 +183,7 @@ def _ended_by(call: Call, error: BaseException) -> None:
 
 
 def observed(
-    service: str, method: str, behavior: Callable[..., Any], quiet: Callable[[], bool] = _never
+    service: str, method: str, behavior: Callable[..., Any], quiet: Callable[[], bool] = _loud
 ) -> Callable[..., Any]:
     """``behavior`` (a coroutine function or an async generator function, as grpc.aio
     takes them) with a ``Call`` around it and its line written when it ends. While
@@ -177,7 +194,7 @@ def observed(
     if inspect.isasyncgenfunction(behavior):
 
         async def stream(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
-            call = _begin(short, method, context)
+            call = _begin(short, method, context, quiet)
             try:
                 async for reply in behavior(request, context):
                     yield reply
@@ -185,18 +202,18 @@ def observed(
                 _ended_by(call, error)
                 raise
             finally:
-                _finish(call, context, quiet)
+                _finish(call, context)
 
         return stream
 
     async def unary(request: Any, context: grpc.aio.ServicerContext) -> Any:
-        call = _begin(short, method, context)
+        call = _begin(short, method, context, quiet)
         try:
             return await behavior(request, context)
         except BaseException as error:
             _ended_by(call, error)
             raise
         finally:
-            _finish(call, context, quiet)
+            _finish(call, context)
 
     return unary

@@ -117,6 +117,7 @@ async def _abort_with(context: grpc.aio.ServicerContext, status: status_pb2.Stat
         logged = status.code in (code_pb2.INTERNAL, code_pb2.UNAVAILABLE)  # the cause, too
         call.ended_with(code_pb2.Code.Name(status.code), reason_of(status),
                         error if logged else None)
+        calls.finish(context)  # before the status goes: the abort sends it at once
     grpc_status = rpc_status.to_status(status)
     await context.abort(grpc_status.code, grpc_status.details,
                         tuple(grpc_status.trailing_metadata) + calls.trailing(call))
