@@ -3,6 +3,8 @@
     ledger finance payable --csv payable.csv
     ledger finance statement --day 2026-11-21 --csv 2026-11-21.csv
     ledger finance account reseller:carol --from 2026-11-01 --to 2026-11-30
+    ledger finance reconcile --day 2026-11-21 --bill trade.csv --kind trade --format wechat
+    ledger finance breaks --day 2026-11-21 [--csv 2026-11-21-breaks.csv]
 
 The server address and the finance key come from --address/--key or LEDGER_ADDRESS and
 LEDGER_FINANCE_KEY. CSV files open in a spreadsheet as they are: a header row, one row per
@@ -17,6 +19,8 @@ import os
 import sys
 from collections.abc import Iterator
 from decimal import Decimal
+from pathlib import Path
+from typing import Any
 
 from ledger.clients.sdk import LedgerClient, add_connection_options, tls_from_args
 
@@ -99,6 +103,89 @@ def show_account(client: LedgerClient, account: str, from_day: str, to_day: str)
               f"closing {decimal_amount(t.closing, t.currency)}")
 
 
+BILL_KINDS = {"trade": finance_pb2.BILL_KIND_TRADE, "transfer": finance_pb2.BILL_KIND_TRANSFER}
+BILL_FORMATS = {"wechat": finance_pb2.BILL_FORMAT_WECHAT, "csv": finance_pb2.BILL_FORMAT_CSV}
+CHUNK = 1024 * 1024
+
+
+def name_of(enum: Any, value: int, prefix: str) -> str:
+    return enum.Name(value).removeprefix(prefix).lower()
+
+
+def reconcile(client: LedgerClient, day: str, bill: str, kind: str, fmt: str) -> None:
+    """Sends the bill in 1 MiB messages; keyed by its digest, so running it again (after a
+    lost answer, or by mistake) records nothing twice."""
+    import hashlib
+
+    data = Path(bill).read_bytes()
+    key = f"bill:{hashlib.sha256(data).hexdigest()}"
+
+    def messages() -> Iterator[finance_pb2.ImportBillRequest]:
+        yield finance_pb2.ImportBillRequest(idempotency_key=key, day=day, kind=BILL_KINDS[kind],
+                                            format=BILL_FORMATS[fmt], data=data[:CHUNK])
+        for start in range(CHUNK, len(data), CHUNK):
+            yield finance_pb2.ImportBillRequest(data=data[start:start + CHUNK])
+
+    reply = client.finance.ImportBill(messages(), timeout=600)
+    again = " (imported before: nothing changed)" if reply.already_imported else ""
+    print(f"{reply.day} {kind} bill, {reply.lines} lines, sha256 {reply.digest}{again}")
+    print_summary(reply.reconciliation)
+
+
+def print_summary(day: finance_pb2.ReconciliationSummary) -> None:
+    state = name_of(finance_pb2.ReconciliationState, day.state, "RECONCILIATION_STATE_")
+    print(f"{day.day}: {state}; matched {day.matched} (timing differences "
+          f"{day.timing_differences}); breaks open {day.open_breaks}, acknowledged "
+          f"{day.acknowledged_breaks}, resolved {day.resolved_breaks}")
+
+
+BREAK_COLUMNS = ["day", "break_id", "bill", "record", "reference", "type", "status",
+                 "ledger_day", "ledger_amount", "ledger_state", "bill_day", "bill_amount",
+                 "bill_state", "rail_refs", "currency", "resolved_by", "reason",
+                 "acknowledged_by"]
+
+
+def break_rows(client: LedgerClient, day: str) -> Iterator[list[str]]:
+    """Every break of the day with both sides, a page at a time (the CSV export)."""
+    yield BREAK_COLUMNS
+    token = ""
+    while True:
+        reply = client.finance.ListBreaks(finance_pb2.ListBreaksRequest(
+            day=day, page_size=1000, page_token=token))
+        for b in reply.breaks:
+            currency = b.ledger.currency or b.bill.currency
+            sides = []
+            for side in (b.ledger, b.bill):
+                given = bool(side.day)
+                sides += [side.day, decimal_amount(side.amount, currency) if given else "",
+                          side.state]
+            yield [b.day, b.break_id, name_of(finance_pb2.BillKind, b.bill_kind, "BILL_KIND_"),
+                   b.record_kind, b.reference,
+                   name_of(finance_pb2.BreakType, b.type, "BREAK_TYPE_"),
+                   name_of(finance_pb2.BreakStatus, b.status, "BREAK_STATUS_"), *sides,
+                   " ".join(b.bill.rail_refs), currency, b.resolved_by, b.reason,
+                   b.acknowledged_by]
+        token = reply.next_page_token
+        if not token:
+            return
+
+
+def show_breaks(client: LedgerClient, day: str) -> None:
+    rows = list(break_rows(client, day))
+    print_summary(client.finance.ListBreaks(finance_pb2.ListBreaksRequest(
+        day=day, page_size=1)).reconciliation)
+    if len(rows) == 1:
+        return
+    shown = [0, 2, 4, 5, 6, 8, 9, 11, 12, 14, 15]  # the columns that fit a terminal
+    table = [[row[i] for i in shown] for row in rows]
+    table[0] = ["day", "bill", "reference", "type", "status", "ledger", "state", "bill",
+                "state", "currency", "resolved_by"]
+    widths = [max(len(row[i]) for row in table) for i in range(len(table[0]))]
+    for row in table:
+        print("  ".join(value.ljust(width) for value, width in zip(row, widths, strict=True))
+              .rstrip())
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--address", default=os.environ.get("LEDGER_ADDRESS",
                                                             "127.0.0.1:50051"))
@@ -115,6 +202,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     account.add_argument("account", help="e.g. reseller:carol or supplier:S1")
     account.add_argument("--from", dest="from_day", required=True, help="YYYY-MM-DD")
     account.add_argument("--to", dest="to_day", required=True, help="YYYY-MM-DD")
+    bill = sub.add_parser("reconcile", help="import the payment rail's bill of a day and "
+                                            "match it against the ledger")
+    bill.add_argument("--day", required=True, help="YYYY-MM-DD: the day the bill is for")
+    bill.add_argument("--bill", required=True, help="the bill file")
+    bill.add_argument("--kind", choices=sorted(BILL_KINDS), default="trade",
+                      help="trade: payments and refunds; transfer: payouts")
+    bill.add_argument("--format", dest="fmt", choices=sorted(BILL_FORMATS), default="wechat")
+    breaks = sub.add_parser("breaks", help="a day's reconciliation breaks: a table, or the "
+                                           "whole reconciliation as CSV with --csv")
+    breaks.add_argument("--day", required=True, help="YYYY-MM-DD")
+    breaks.add_argument("--csv", default="", help="write CSV to this file ('-': stdout)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -130,10 +228,19 @@ def run(args: argparse.Namespace) -> int:
                 write_csv(payable_rows(client), args.csv)
             elif args.finance_command == "statement":
                 write_csv(statement_rows(client, args.day), args.csv)
+            elif args.finance_command == "reconcile":
+                reconcile(client, args.day, args.bill, args.kind, args.fmt)
+            elif args.finance_command == "breaks" and args.csv:
+                write_csv(break_rows(client, args.day), args.csv)
+            elif args.finance_command == "breaks":
+                show_breaks(client, args.day)
             else:
                 show_account(client, args.account, args.from_day, args.to_day)
         except grpc.RpcError as error:
             code, details = error.code(), error.details()  # type: ignore[attr-defined]
             print(f"ledger finance: {code.name}: {details}", file=sys.stderr)
             return 1
+        except OSError as error:  # a bill file that cannot be read
+            print(f"ledger finance: {error.filename}: {error.strerror}", file=sys.stderr)
+            return 2
     return 0

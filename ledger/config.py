@@ -52,6 +52,8 @@ class Settings:
     tls_cert: str = ""
     tls_key: str = ""
     tls_client_ca: str = ""
+    # Whether CloseDay refuses a day with open reconciliation breaks (LEDGER_RECONCILIATION).
+    reconciliation_required: bool = True
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -100,12 +102,22 @@ class Settings:
             health_interval=positive("LEDGER_HEALTH_INTERVAL", 1.0),
             health_max_stall=positive("LEDGER_HEALTH_MAX_STALL", 30.0),
             metrics_listen=metrics_address(env.get("LEDGER_METRICS_LISTEN", "")),
+            reconciliation_required=reconciliation(env.get("LEDGER_RECONCILIATION") or "breaks"),
             **tls_files(env),
         )
 
 
 LOG_FORMATS = ("console", "json")
 LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
+
+
+def reconciliation(value: str) -> bool:
+    """``breaks``: a day with an open break does not close; ``off``: breaks never stop a
+    close (a platform that does not import bills yet is never stopped either way: a day
+    without a bill has no break)."""
+    if value not in ("breaks", "off"):
+        raise ConfigError(f"LEDGER_RECONCILIATION={value!r}: use breaks or off")
+    return value == "breaks"
 
 
 def log_format(value: str) -> str:

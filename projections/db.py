@@ -29,7 +29,9 @@ from ledger.config import event_store_env, is_postgres, postgres_connection
 # 7: day statements as a read model: each day's movements by account, currency, bucket and
 #    kind, the lines' keys, the closed days and their closing balances; the index of team
 #    count changes by log position on (platform, leader, position).
-SCHEMA_VERSION = 7
+# 8: reconciliation with the payment rail: the ledger's records of what went through the
+#    rail, the bills' lines, the breaks of each day.
+SCHEMA_VERSION = 8
 
 TABLES = {
     "proj_meta": """
@@ -104,7 +106,27 @@ TABLES = {
         platform TEXT NOT NULL, reseller_id TEXT NOT NULL, month TEXT NOT NULL,
         currency TEXT NOT NULL, amount BIGINT NOT NULL, at BIGINT NOT NULL,
         position BIGINT NOT NULL""",
-
+    "proj_rail_records": """
+        platform TEXT NOT NULL, kind TEXT NOT NULL, ref TEXT NOT NULL, day TEXT NOT NULL,
+        amount BIGINT NOT NULL, currency TEXT NOT NULL, state TEXT NOT NULL""",
+    "proj_rail_bills": """
+        platform TEXT NOT NULL, digest TEXT NOT NULL, day TEXT NOT NULL, kind TEXT NOT NULL,
+        lines BIGINT NOT NULL, position BIGINT NOT NULL, PRIMARY KEY (platform, digest)""",
+    "proj_rail_lines": """
+        platform TEXT NOT NULL, digest TEXT NOT NULL, day TEXT NOT NULL,
+        bill_kind TEXT NOT NULL, kind TEXT NOT NULL, ref TEXT NOT NULL, rail_ref TEXT NOT NULL,
+        amount BIGINT NOT NULL, currency TEXT NOT NULL, state TEXT NOT NULL,
+        at TEXT NOT NULL""",
+    "proj_breaks": """
+        platform TEXT NOT NULL, day TEXT NOT NULL, break_id TEXT NOT NULL,
+        bill_kind TEXT NOT NULL, kind TEXT NOT NULL, ref TEXT NOT NULL, type TEXT NOT NULL,
+        status TEXT NOT NULL, resolved_by TEXT NOT NULL, reason TEXT NOT NULL,
+        acknowledged_by TEXT NOT NULL, ledger TEXT NOT NULL, bill TEXT NOT NULL,
+        PRIMARY KEY (platform, day, break_id)""",
+    "proj_reconciled": """
+        platform TEXT NOT NULL, day TEXT NOT NULL, bill_kind TEXT NOT NULL,
+        matched BIGINT NOT NULL, timing BIGINT NOT NULL,
+        PRIMARY KEY (platform, day, bill_kind)""",
 }
 
 # name: (table, columns). The read models' writers look rows up through the first two while
@@ -128,9 +150,13 @@ INDEXES = {
     "proj_team_count_changes_recorded": ("proj_team_count_changes",
                                          "platform, leader, position"),
     "proj_team_targets_key": ("proj_team_targets", "platform, reseller_id, month, currency"),
+    "proj_rail_records_ref": ("proj_rail_records", "platform, kind, ref"),
+    "proj_rail_records_day": ("proj_rail_records", "platform, day, kind"),
+    "proj_rail_lines_day": ("proj_rail_lines", "platform, bill_kind, day"),
 }
 WRITER_INDEXES = ("proj_resellers_sponsor", "proj_links_reseller", "proj_team_spans_down",
-                  "proj_team_spans_up")
+                  "proj_team_spans_up", "proj_rail_records_ref", "proj_rail_records_day",
+                  "proj_rail_lines_day")
 
 
 class Cursor(Protocol):

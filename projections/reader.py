@@ -8,6 +8,7 @@ from typing import Any, TypeVar
 
 from ledger.projections import balances as b
 from ledger.projections import finance as f
+from ledger.projections import reconciliation as r
 from ledger.projections import statements as s
 from ledger.projections import team_queries as t
 from ledger.projections.clock import END_OF_TIME, Calendar
@@ -136,6 +137,16 @@ class ReadModels:
                        timezone: str) -> list[StatementLine]:
         self._check_zone(timezone)
         return self._query(f.account_totals, platform, account, from_day, to_day)
+
+    def breaks(self, platform: str, day: str, bill_kind: str, status: str, limit: int,
+               after: str | None = None) -> list[r.BreakRow]:
+        return self._query(r.breaks, platform, day, bill_kind, status, limit, after)
+
+    def find_break(self, platform: str, day: str, break_id: str) -> r.BreakRow | None:
+        return self._query(r.find_break, platform, day, break_id)
+
+    def day_reconciliation(self, platform: str, day: str) -> r.DayReconciliation:
+        return self._query(r.day_reconciliation, platform, day)
 
     def _check_zone(self, timezone: str) -> None:
         """Days are summed in the calendar's time zone: a statement in another would not

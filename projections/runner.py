@@ -30,13 +30,16 @@ from ledger.projections.db import SCHEMA_VERSION, Cursor, Link, ProjectionDB, St
 from ledger.projections.decoding import event_reader
 from ledger.projections.log_pages import LogPages
 from ledger.projections.memory import DEFAULT_LIMIT, Memory
+from ledger.projections.reconciliation import ReconciliationWriter
 from ledger.projections.statements import day_closed
 from ledger.projections.team import TeamWriter
 
 from ledger.application.ledger_app import LedgerApplication
+from ledger.domain import reconciliation as rail
 from ledger.domain.order import Order, order_name
 from ledger.domain.payout import REQUESTED, Payout
 from ledger.domain.periods import PeriodBook
+from ledger.domain.rail_bills import BreakBook, RailBill
 from ledger.domain.team import Reseller
 from ledger.outages import Outage
 
@@ -57,9 +60,12 @@ def event_topics(*aggregates: type) -> list[str]:
 # The events the read models are made of. Only these are read from the log: the rest
 # (idempotency records, customer bindings, plan books…) were two in five log entries, read,
 # transferred and passed over.
-PROJECTED_TOPICS = event_topics(Order, Payout, Reseller, PeriodBook)
+PROJECTED_TOPICS = event_topics(Order, Payout, Reseller, PeriodBook, RailBill, BreakBook)
 ORDER, PAYOUT, RESELLER = Order.__qualname__, Payout.__qualname__, Reseller.__qualname__
 PERIOD_BOOK = PeriodBook.__qualname__
+RAIL_BILL, BREAK_BOOK = RailBill.__qualname__, BreakBook.__qualname__
+# A payout's state as the rail would show it, after each of its steps.
+RAIL_STATES = {"Paid": rail.SUCCESS, "Failed": rail.FAILED}
 
 
 def qualname(cls: type) -> str:
@@ -83,6 +89,8 @@ class Batch:
         self.cur = cur
         self.balances = BalanceWriter(calendar)
         self.team = TeamWriter(cur, calendar, memory)
+        self.recon = ReconciliationWriter(cur)
+        self.calendar = calendar
         self._owners = memory.owners
 
     def apply(self, event: Any, name: str, position: int) -> None:
@@ -97,6 +105,11 @@ class Batch:
             self._reseller(uid, name, event, position)
         elif kind == PERIOD_BOOK:
             self._period_book(uid, name, event)
+        elif kind == RAIL_BILL:
+            self.recon.bill_imported(event.platform_id, event.digest, event.day, event.kind,
+                                     event.lines, position)
+        elif kind == BREAK_BOOK:
+            self._break_book(uid, name, event)
 
     def _order(self, uid: str, name: str, event: Any, position: int) -> None:
         team = self.team
@@ -116,6 +129,10 @@ class Batch:
                 team.paid(uid, event.postings[0].currency, total, event.paid_at, position,
                           backdated=getattr(event, "backdated", False))
             team.order_life(uid, freeze_days=event.freeze_days)
+            if event.postings:
+                self.recon.recorded(platform, rail.LedgerRecord(
+                    self.calendar.day(micros(event.paid_at)), rail.PAYMENT, event.payment_id,
+                    total, event.postings[0].currency, rail.SUCCESS), "payment")
         elif name == qualname(Order.Refunded):
             refund = event.refund
             self.balances.post(platform, refund.postings, position, micros(refund.refunded_at),
@@ -123,6 +140,10 @@ class Batch:
             if refund.postings:
                 team.refunded(uid, refund.postings[0].currency, refund.amount,
                               refund.refunded_at, position)
+                self.recon.recorded(platform, rail.LedgerRecord(
+                    self.calendar.day(micros(refund.refunded_at)), rail.REFUND,
+                    refund.refund_id, refund.amount, refund.postings[0].currency,
+                    rail.SUCCESS), "refund")
         elif name == qualname(Order.Completed):
             team.completed(uid, event.completed_at)
         elif name == qualname(Order.Settled):
@@ -159,6 +180,21 @@ class Batch:
         if postings:
             self.balances.post(platform, postings, position, micros(event.at),
                                f"payout_{status}", f"payout:{payout_id}")
+        self._sent_to_rail(platform, payout_id, name.partition(".")[2], event)
+
+    def _sent_to_rail(self, platform: str, payout_id: str, step: str, event: Any) -> None:
+        """An approved payout is sent to the rail (dated that day, pending until paid or
+        failed): what the transfer bill is matched against."""
+        if step == "Approved":
+            self.cur.execute("SELECT amount, currency FROM proj_payouts WHERE platform = %s "
+                             "AND payout_id = %s", (platform, payout_id))
+            amount, currency = self.cur.fetchone()
+            self.recon.recorded(platform, rail.LedgerRecord(
+                self.calendar.day(micros(event.at)), rail.PAYOUT, payout_id, int(amount),
+                currency, rail.PENDING), "payout_approved")
+        elif step in RAIL_STATES:
+            self.recon.payout_state(platform, payout_id, RAIL_STATES[step],
+                                    f"payout_{step.lower()}")
 
     def _reseller(self, uid: str, name: str, event: Any, position: int) -> None:
         team = self.team
@@ -185,6 +221,13 @@ class Batch:
             self.balances.flush(self.cur)
             day_closed(self.cur, self._owner(uid)[0], event.statement.day)
 
+    def _break_book(self, uid: str, name: str, event: Any) -> None:
+        if name == qualname(BreakBook.Opened):
+            self._own(uid, event.platform_id, event.day)
+        elif name == qualname(BreakBook.Acknowledged):
+            platform, day = self._owner(uid)
+            self.recon.acknowledged(platform, day, event.break_id, event.reason, event.by)
+
     def _own(self, uid: str, platform: str, key: str) -> None:
         """Later events of an aggregate do not repeat its platform and id: remember them."""
         self.cur.execute("INSERT INTO proj_owners (uid, platform, key) VALUES (%s, %s, %s)",
@@ -202,6 +245,7 @@ class Batch:
     def flush(self) -> None:
         self.balances.flush(self.cur)
         self.team.flush()
+        self.recon.flush()
 
 
 class ProjectionRunner:

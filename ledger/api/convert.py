@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 
 from google.protobuf.timestamp_pb2 import Timestamp
 
+from ledger.api import reconciliation as recon
 from ledger.application import commands as c
 from ledger.application.ledger_app import Outcome
 from ledger.audit.signing import TreeHead
@@ -256,6 +257,7 @@ def day_statement(s: DayStatement, closed: bool, platform: str = ""
         lines=[statement_line(line) for line in s.lines], movements=s.events,
         first_position=s.first_position, last_position=s.last_position, digest=s.digest,
         moved_lines=s.moved_lines, moved_lines_digest=s.moved_lines_digest,
+        reconciliation=recon.STATES.get(s.reconciliation, 0),
         head=audit_pb2.SignedTreeHead(
             platform=platform, tree_size=s.tree_size, root=bytes.fromhex(s.tree_root),
             timestamp_us=s.head_signed_at_us, key_id=s.head_key_id,

@@ -2,18 +2,24 @@
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
+from typing import Any
 
 from ledger import failpoints
 from ledger.api import convert
+from ledger.api import reconciliation as recon
 from ledger.api.auth import AUDITOR, FINANCE
 from ledger.api.closing import drawn_statement
 from ledger.api.reports import KEY_SEPARATOR, Page, page
 from ledger.api.servicers import Base, rpc
 from ledger.application import commands as c
-from ledger.domain.errors import InvalidInput, NotFound, check
+from ledger.application.handlers import DUPLICATE
+from ledger.domain.bills import bill_digest, parse_bill
+from ledger.domain.errors import InvalidInput, NotFound, RuleViolation, check
 from ledger.domain.payout import Payout
 from ledger.domain.periods import DayStatement, PeriodBook
+from ledger.domain.rail_bills import BreakBook
 from ledger.projections.clock import from_micros
 from ledger.projections.finance import PayoutRow
 from ledger.v1 import finance_pb2, finance_pb2_grpc
@@ -37,6 +43,12 @@ def check_days(*fields: tuple[str, str]) -> None:
 
 
 class FinanceService(Base, finance_pb2_grpc.FinanceServiceServicer):
+    def __init__(self, *parts: Any, reconciliation_required: bool = True, **gate: Any) -> None:
+        """``reconciliation_required`` (LEDGER_RECONCILIATION): CloseDay refuses a day with
+        an open break."""
+        super().__init__(*parts, **gate)
+        self.reconciliation_required = reconciliation_required
+
     @rpc(FINANCE, AUDITOR)
     async def ListPayable(self, request, context, caller):  # type: ignore[no-untyped-def]
         """Continues after the last payout's request time and id (see reports.Page): finance
@@ -99,6 +111,8 @@ class FinanceService(Base, finance_pb2_grpc.FinanceServiceServicer):
         close = c.CloseDay(request.idempotency_key, request.day)
         if violations := close.violations():
             raise InvalidInput(violations)
+        if self.reconciliation_required:
+            await self._check_reconciled(caller.platform_id, request.day, context)
         await self.write(caller, c.BeginClosingDay.first_step_of(close))
         await failpoints.reached_async("close_day.after_begin")
         statement = await drawn_statement(self.app, self.models, caller.platform_id,
@@ -111,6 +125,86 @@ class FinanceService(Base, finance_pb2_grpc.FinanceServiceServicer):
         return finance_pb2.CloseDayResponse(
             statement=convert.day_statement(recorded, closed=True, platform=caller.platform_id),
             receipt=convert.receipt(outcome), next_page_token=token)
+
+    async def _check_reconciled(self, platform: str, day: str, context: Any) -> None:
+        """Refuses to close a day whose reconciliation has a break open. Checked before the
+        day is shut (a refusal leaves nothing written); a bill imported meanwhile is told
+        by the statement, which records the state it was drawn with."""
+        book = await self.read(self.app.find, PeriodBook.create_id(platform))
+        if book is not None and day in book.closed:
+            return  # a repeat of a close that happened: it answers with its statement
+        await self.caught_up(await self.read(self.app.log_position), context)
+        state = await self.read(self.models.day_reconciliation, platform, day)
+        if state.open:
+            raise RuleViolation(
+                f"{day} has {state.open} open reconciliation break(s): resolve each with a "
+                "correcting write or AcknowledgeBreak (ListBreaks shows them)",
+                reason="RECONCILIATION_OPEN")
+
+    @rpc(FINANCE)
+    async def ImportBill(self, request_iterator, context, caller):  # type: ignore[no-untyped-def]
+        """The bill is read whole, then recorded in one write with its lines; the answer
+        waits for the read models to match it, so it carries the day's state."""
+        first, data = await recon.read_bill(request_iterator)
+        check_days(("day", first.day))
+        kind, fmt = recon.BILL_KINDS[first.kind], recon.FORMATS[first.format]
+        lines = await asyncio.to_thread(parse_bill, data, fmt=fmt, kind=kind, day=first.day)
+        command = c.ImportBill(first.idempotency_key, first.day, kind, fmt, bill_digest(data),
+                               tuple(lines))
+        outcome, bill = await self.write(caller, command)
+        await self.caught_up(outcome.log_position, context)
+        day = await self.read(self.models.day_reconciliation, caller.platform_id, bill.day)
+        return finance_pb2.ImportBillResponse(
+            digest=bill.digest, lines=bill.line_count,
+            already_imported=outcome.ref.detail == DUPLICATE or outcome.replayed,
+            day=bill.day, kind=recon.BILL_KIND_ENUMS[bill.kind],
+            reconciliation=recon.summary(day), receipt=convert.receipt(outcome))
+
+    @rpc(FINANCE, AUDITOR)
+    async def ListBreaks(self, request, context, caller):  # type: ignore[no-untyped-def]
+        check_days(("day", request.day))
+        if request.kind and request.kind not in recon.BILL_KINDS:
+            raise InvalidInput([("kind", "is not a BillKind")])
+        if request.status and request.status not in recon.STATUS_NAMES:
+            raise InvalidInput([("status", "is not a BreakStatus")])
+        wanted = page(request.page_token, request.page_size)
+        position = await self.caught_up(request.min_log_position, context)
+        rows = await self.read(
+            self.models.breaks, caller.platform_id, request.day,
+            recon.BILL_KINDS.get(request.kind, ""), recon.STATUS_NAMES.get(request.status, ""),
+            wanted.limit, wanted.after[1] if wanted.after else None)
+        day = await self.read(self.models.day_reconciliation, caller.platform_id, request.day)
+        return finance_pb2.ListBreaksResponse(
+            breaks=[recon.break_message(x) for x in rows], reconciliation=recon.summary(day),
+            next_page_token=wanted.next_token(rows, lambda x: (0, x.break_id)),
+            log_position=position)
+
+    @rpc(FINANCE)
+    async def AcknowledgeBreak(self, request, context, caller):  # type: ignore[no-untyped-def]
+        """Only an open break is acknowledged (the read model, caught up with the log,
+        says which are); repeating the request with its key answers as before."""
+        command = c.AcknowledgeBreak(request.idempotency_key, request.day, request.break_id,
+                                     request.reason)
+        if violations := command.violations():
+            raise InvalidInput(violations)
+        await self.caught_up(await self.read(self.app.log_position), context)
+        found = await self.read(self.models.find_break, caller.platform_id, request.day,
+                                request.break_id)
+        if found is None:
+            raise NotFound(f"{request.day} has no break {request.break_id}")
+        book = await self.read(self.app.find, BreakBook.create_id(caller.platform_id,
+                                                                   request.day))
+        if found.status != recon.r.OPEN and (book is None or request.break_id not in
+                                             book.acknowledged):
+            raise RuleViolation(f"break {request.break_id} is {found.status} "
+                                f"({found.resolved_by}), not open", reason="BREAK_RESOLVED")
+        outcome, _ = await self.write(caller, command)
+        await self.caught_up(outcome.log_position, context)
+        found = await self.read(self.models.find_break, caller.platform_id, request.day,
+                                request.break_id)
+        assert found is not None
+        return finance_pb2.AcknowledgeBreakResponse(acknowledged=recon.break_message(found),
+                                                    receipt=convert.receipt(outcome))
 
     @rpc(FINANCE, AUDITOR)
     async def GetDayStatement(self, request, context, caller):  # type: ignore[no-untyped-def]
@@ -136,6 +230,9 @@ class FinanceService(Base, finance_pb2_grpc.FinanceServiceServicer):
         summary = (await self.read(self.models.day_statement, caller.platform_id, request.day,
                                    self.app.timezone) if not request.page_token else
                    DayStatement(request.day, self.app.timezone, (), 0, 0, 0, ""))
+        reconciled = await self.read(self.models.day_reconciliation, caller.platform_id,
+                                     request.day)
+        summary = dataclasses.replace(summary, reconciliation=reconciled.state)
         statement, token = await self._with_lines(caller.platform_id, summary, wanted,
                                                   from_event=False)
         return finance_pb2.GetDayStatementResponse(

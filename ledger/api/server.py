@@ -192,7 +192,9 @@ class LedgerServer:
         parts = (self.app, self.writer, self.keys, self.models, self.processed_position)
         gate = {"store_down": self.health_watch.store_down, "audit": self.audit}
         servicers = (StorefrontService(*parts, **gate), AdminService(*parts, **gate),
-                     ReportService(*parts, **gate), FinanceService(*parts, **gate),
+                     ReportService(*parts, **gate),
+                     FinanceService(*parts, **gate, reconciliation_required=(
+                         self.settings.reconciliation_required)),
                      AuditService(*parts, **gate), self.health, reflection.aio.ReflectionServicer(
                          (*SERVICE_NAMES, health.SERVICE_NAME, reflection.SERVICE_NAME)))
         for service, servicer in zip((*SERVICES, HEALTH, REFLECTION), servicers, strict=True):

@@ -19,6 +19,7 @@ from ledger.domain.money import MAX_AMOUNT, is_currency
 from ledger.domain.order import OrderKey
 from ledger.domain.periods import FIRST_YEAR, LAST_YEAR, DayStatement
 from ledger.domain.plan import RateOverride
+from ledger.domain.reconciliation import BILL_KINDS, BillLine
 
 MAX_ID_LENGTH = 128
 MAX_TEXT_LENGTH = 1000
@@ -559,4 +560,42 @@ class CloseDay(Command):
     def violations(self) -> Violations:
         v = super().violations()
         check_day(v, "day", self.day)
+        return v
+
+
+@dataclass(frozen=True)
+class ImportBill(Command):
+    """A rail's bill of ``day``, read by the API into ``lines``; ``digest`` (SHA-256 of the
+    file) names it, so the lines are left out of the fingerprint."""
+
+    day: str
+    kind: str
+    fmt: str
+    digest: str
+    lines: tuple[BillLine, ...] = ()
+    derived: ClassVar[tuple[str, ...]] = ("lines",)
+
+    def violations(self) -> Violations:
+        v = super().violations()
+        check_day(v, "day", self.day)
+        if self.kind not in BILL_KINDS:
+            v.append(("kind", f"must be one of {', '.join(BILL_KINDS)}"))
+        return v
+
+
+@dataclass(frozen=True)
+class AcknowledgeBreak(Command):
+    day: str
+    break_id: str
+    reason: str
+
+    def violations(self) -> Violations:
+        v = super().violations()
+        check_day(v, "day", self.day)
+        check_text(v, "break_id", self.break_id)
+        if not self.break_id:
+            v.append(("break_id", "is required"))
+        if not self.reason.strip():
+            v.append(("reason", "acknowledging a break needs a reason"))
+        check_text(v, "reason", self.reason)
         return v

@@ -29,6 +29,7 @@ from ledger.domain.payout import Payout, payout_number
 from ledger.domain.periods import PeriodBook, local_day
 from ledger.domain.plan import CommissionPlan
 from ledger.domain.plan_book import PlanBook
+from ledger.domain.rail_bills import BreakBook, RailBill
 from ledger.domain.settlement import SettlementRun
 from ledger.domain.split import LineItem, UplineMember
 from ledger.domain.team import CustomerBinding, Reseller, check_no_cycle, enroll
@@ -41,6 +42,9 @@ PLAN = "plan"
 SETTLEMENT = "settlement"
 PAYOUT = "payout"
 PERIOD = "period"
+BILL = "bill"
+BREAKS = "breaks"
+DUPLICATE = "duplicate"
 STOREFRONT_ROLE = "storefront"
 WALLET_KINDS = ("reseller", "supplier")
 MAX_SETTLEMENT_BATCH = 500  # orders one settlement command may settle
@@ -487,6 +491,32 @@ def close_day(ctx: Context, cmd: c.CloseDay) -> ResultRef:
     return ref(PERIOD, book, cmd.day)
 
 
+def import_bill(ctx: Context, cmd: c.ImportBill) -> ResultRef:
+    """A bill seen before (the same bytes) is not recorded again: the answer names the
+    import that stands."""
+    platform = ctx.caller.platform_id
+    known = ctx.uow.find(RailBill, RailBill.create_id(platform, cmd.digest))
+    if known is not None:
+        return ref(BILL, known, DUPLICATE)
+    bill = RailBill(platform, cmd.digest, cmd.day, cmd.kind, cmd.fmt, cmd.lines,
+                    ctx.caller.principal, ctx.now)
+    ctx.uow.add(bill)
+    return ref(BILL, bill)
+
+
+def acknowledge_break(ctx: Context, cmd: c.AcknowledgeBreak) -> ResultRef:
+    """The API found the break open before sending this; acknowledging it again is a
+    no-op."""
+    platform = ctx.caller.platform_id
+    book = ctx.uow.find(BreakBook, BreakBook.create_id(platform, cmd.day))
+    if book is None:
+        book = BreakBook(platform, cmd.day)
+        ctx.uow.add(book)
+    book.acknowledge(break_id=cmd.break_id, reason=cmd.reason, by=ctx.caller.principal,
+                     at=ctx.now)
+    return ref(BREAKS, book, cmd.break_id)
+
+
 HANDLERS: dict[type[c.Command], Callable[[Context, Any], ResultRef]] = {
     c.PlaceOrder: place_order,
     c.PayOrder: pay_order,
@@ -512,6 +542,8 @@ HANDLERS: dict[type[c.Command], Callable[[Context, Any], ResultRef]] = {
     c.MarkPayoutFailed: mark_payout_failed,
     c.BeginClosingDay: begin_closing_day,
     c.CloseDay: close_day,
+    c.ImportBill: import_bill,
+    c.AcknowledgeBreak: acknowledge_break,
 }
 
 

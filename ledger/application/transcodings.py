@@ -14,6 +14,7 @@ from ledger.domain.money import Posting
 from ledger.domain.order import OrderKey, RefundLine, RefundRecord
 from ledger.domain.periods import DayStatement, StatementLine
 from ledger.domain.plan import CommissionPlan, RateOverride
+from ledger.domain.reconciliation import BillLine
 from ledger.domain.split import LineItem, Share, UplineMember
 
 
@@ -75,6 +76,7 @@ VALUE_OBJECTS: dict[str, type] = {
     "statement_line": StatementLine,
     "day_statement": DayStatement,
     "order_key": OrderKey,
+    "bill_line": BillLine,
 }
 
 

@@ -47,7 +47,7 @@ POSTING = ("account", "bucket", "currency", "amount")
 REFUND = ("refund_id", "lines", "postings", "refunded_at", "reason")
 DAY_STATEMENT = ("day", "timezone", "lines", "events", "first_position", "last_position",
                  "digest", "tree_size", "tree_root", "head_signed_at_us", "head_key_id",
-                 "head_signature", "moved_lines", "moved_lines_digest")
+                 "head_signature", "moved_lines", "moved_lines_digest", "reconciliation")
 STATEMENT_LINE = ("account", "currency", "opening", "movements", "closing", "bucket")
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -214,8 +214,9 @@ class Reducer:
     # --- closed days ------------------------------------------------------------------------
 
     def _day_closed(self, seq: int, statement: Any) -> None:
-        day, timezone, lines, events, first, last, *_digest_and_head, moved, moved_digest = (
-            _values(statement, "day_statement", DAY_STATEMENT))
+        values = _values(statement, "day_statement", DAY_STATEMENT)
+        day, timezone, lines, events, first, last = values[:6]
+        moved, moved_digest = values[DAY_STATEMENT.index("moved_lines"):][:2]
         if type(day) is not str or type(lines) is not list or type(moved_digest) is not str:
             raise Unreadable("its statement has no day or no lines")
         stated: list[tuple[Key, Line]] | tuple[int, str] = (

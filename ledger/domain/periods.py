@@ -86,6 +86,9 @@ class DayStatement:
     # The lines with a movement that day, and their digest; '' for days closed before.
     moved_lines: int = 0
     moved_lines_digest: str = ""
+    # The day's reconciliation with the payment rail when drawn (not_run, clean,
+    # breaks_open, breaks_acknowledged); '' for days closed before reconciliation.
+    reconciliation: str = ""
 
     @property
     def lines_recorded(self) -> bool:

@@ -45,6 +45,129 @@ PAYOUT_STATUS_PAID: PayoutStatus.ValueType  # 4
 PAYOUT_STATUS_FAILED: PayoutStatus.ValueType  # 5
 Global___PayoutStatus: _TypeAlias = PayoutStatus  # noqa: Y015
 
+class _ReconciliationState:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _ReconciliationStateEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ReconciliationState.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    RECONCILIATION_STATE_UNSPECIFIED: _ReconciliationState.ValueType  # 0
+    RECONCILIATION_STATE_NOT_RUN: _ReconciliationState.ValueType  # 1
+    """No bill imported for the day."""
+    RECONCILIATION_STATE_CLEAN: _ReconciliationState.ValueType  # 2
+    """Every bill line matched (breaks, if any, resolved by a correcting write)."""
+    RECONCILIATION_STATE_BREAKS_OPEN: _ReconciliationState.ValueType  # 3
+    """A break is open: CloseDay refuses the day (reason RECONCILIATION_OPEN) unless
+    reconciliation is not required (LEDGER_RECONCILIATION=off).
+    """
+    RECONCILIATION_STATE_BREAKS_ACKNOWLEDGED: _ReconciliationState.ValueType  # 4
+    """No break open, some acknowledged by finance."""
+
+class ReconciliationState(_ReconciliationState, metaclass=_ReconciliationStateEnumTypeWrapper): ...
+
+RECONCILIATION_STATE_UNSPECIFIED: ReconciliationState.ValueType  # 0
+RECONCILIATION_STATE_NOT_RUN: ReconciliationState.ValueType  # 1
+"""No bill imported for the day."""
+RECONCILIATION_STATE_CLEAN: ReconciliationState.ValueType  # 2
+"""Every bill line matched (breaks, if any, resolved by a correcting write)."""
+RECONCILIATION_STATE_BREAKS_OPEN: ReconciliationState.ValueType  # 3
+"""A break is open: CloseDay refuses the day (reason RECONCILIATION_OPEN) unless
+reconciliation is not required (LEDGER_RECONCILIATION=off).
+"""
+RECONCILIATION_STATE_BREAKS_ACKNOWLEDGED: ReconciliationState.ValueType  # 4
+"""No break open, some acknowledged by finance."""
+Global___ReconciliationState: _TypeAlias = ReconciliationState  # noqa: Y015
+
+class _BillKind:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _BillKindEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_BillKind.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    BILL_KIND_UNSPECIFIED: _BillKind.ValueType  # 0
+    BILL_KIND_TRADE: _BillKind.ValueType  # 1
+    """Customers' payments and refunds (WeChat Pay's 交易账单)."""
+    BILL_KIND_TRANSFER: _BillKind.ValueType  # 2
+    """Payouts (WeChat Pay's 商家转账)."""
+
+class BillKind(_BillKind, metaclass=_BillKindEnumTypeWrapper): ...
+
+BILL_KIND_UNSPECIFIED: BillKind.ValueType  # 0
+BILL_KIND_TRADE: BillKind.ValueType  # 1
+"""Customers' payments and refunds (WeChat Pay's 交易账单)."""
+BILL_KIND_TRANSFER: BillKind.ValueType  # 2
+"""Payouts (WeChat Pay's 商家转账)."""
+Global___BillKind: _TypeAlias = BillKind  # noqa: Y015
+
+class _BillFormat:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _BillFormatEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_BillFormat.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    BILL_FORMAT_UNSPECIFIED: _BillFormat.ValueType  # 0
+    BILL_FORMAT_WECHAT: _BillFormat.ValueType  # 1
+    """As WeChat Pay publishes it: header, backtick-quoted values in yuan, summary lines."""
+    BILL_FORMAT_CSV: _BillFormat.ValueType  # 2
+    """time,rail_ref,our_ref,kind,amount,currency,state; amounts in minor units."""
+
+class BillFormat(_BillFormat, metaclass=_BillFormatEnumTypeWrapper): ...
+
+BILL_FORMAT_UNSPECIFIED: BillFormat.ValueType  # 0
+BILL_FORMAT_WECHAT: BillFormat.ValueType  # 1
+"""As WeChat Pay publishes it: header, backtick-quoted values in yuan, summary lines."""
+BILL_FORMAT_CSV: BillFormat.ValueType  # 2
+"""time,rail_ref,our_ref,kind,amount,currency,state; amounts in minor units."""
+Global___BillFormat: _TypeAlias = BillFormat  # noqa: Y015
+
+class _BreakType:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _BreakTypeEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_BreakType.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    BREAK_TYPE_UNSPECIFIED: _BreakType.ValueType  # 0
+    BREAK_TYPE_AMOUNT_DIFFERS: _BreakType.ValueType  # 1
+    BREAK_TYPE_STATE_DIFFERS: _BreakType.ValueType  # 2
+    """Paid (or in flight) here, failed or still pending on the rail, or the reverse."""
+    BREAK_TYPE_NOT_IN_LEDGER: _BreakType.ValueType  # 3
+    """The bill names an id the ledger has no record of near that day."""
+    BREAK_TYPE_NOT_IN_BILL: _BreakType.ValueType  # 4
+    """The ledger moved money the bill does not show."""
+
+class BreakType(_BreakType, metaclass=_BreakTypeEnumTypeWrapper): ...
+
+BREAK_TYPE_UNSPECIFIED: BreakType.ValueType  # 0
+BREAK_TYPE_AMOUNT_DIFFERS: BreakType.ValueType  # 1
+BREAK_TYPE_STATE_DIFFERS: BreakType.ValueType  # 2
+"""Paid (or in flight) here, failed or still pending on the rail, or the reverse."""
+BREAK_TYPE_NOT_IN_LEDGER: BreakType.ValueType  # 3
+"""The bill names an id the ledger has no record of near that day."""
+BREAK_TYPE_NOT_IN_BILL: BreakType.ValueType  # 4
+"""The ledger moved money the bill does not show."""
+Global___BreakType: _TypeAlias = BreakType  # noqa: Y015
+
+class _BreakStatus:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _BreakStatusEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_BreakStatus.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    BREAK_STATUS_UNSPECIFIED: _BreakStatus.ValueType  # 0
+    BREAK_STATUS_OPEN: _BreakStatus.ValueType  # 1
+    BREAK_STATUS_ACKNOWLEDGED: _BreakStatus.ValueType  # 2
+    BREAK_STATUS_RESOLVED: _BreakStatus.ValueType  # 3
+    """A correcting write made both sides match (resolved_by names it)."""
+
+class BreakStatus(_BreakStatus, metaclass=_BreakStatusEnumTypeWrapper): ...
+
+BREAK_STATUS_UNSPECIFIED: BreakStatus.ValueType  # 0
+BREAK_STATUS_OPEN: BreakStatus.ValueType  # 1
+BREAK_STATUS_ACKNOWLEDGED: BreakStatus.ValueType  # 2
+BREAK_STATUS_RESOLVED: BreakStatus.ValueType  # 3
+"""A correcting write made both sides match (resolved_by names it)."""
+Global___BreakStatus: _TypeAlias = BreakStatus  # noqa: Y015
+
 @_typing.final
 class Payout(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
@@ -624,6 +747,7 @@ class DayStatement(_message.Message):
     HEAD_FIELD_NUMBER: _builtins.int
     MOVED_LINES_FIELD_NUMBER: _builtins.int
     MOVED_LINES_DIGEST_FIELD_NUMBER: _builtins.int
+    RECONCILIATION_FIELD_NUMBER: _builtins.int
     day: _builtins.str
     timezone: _builtins.str
     closed: _builtins.bool
@@ -640,6 +764,10 @@ class DayStatement(_message.Message):
     before statements were paged (their lines are in their DayClosed event).
     """
     moved_lines_digest: _builtins.str
+    reconciliation: Global___ReconciliationState.ValueType
+    """Whether the rail's bills for the day match the ledger: as it stood when the day was
+    closed (unspecified for days closed before reconciliation), or as it stands now.
+    """
     @_builtins.property
     def lines(self) -> _containers.RepeatedCompositeFieldContainer[Global___StatementLine]: ...
     @_builtins.property
@@ -663,14 +791,348 @@ class DayStatement(_message.Message):
         head: _audit_pb2.SignedTreeHead | None = ...,
         moved_lines: _builtins.int = ...,
         moved_lines_digest: _builtins.str = ...,
+        reconciliation: Global___ReconciliationState.ValueType = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["head", b"head"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["closed", b"closed", "day", b"day", "digest", b"digest", "first_position", b"first_position", "head", b"head", "last_position", b"last_position", "lines", b"lines", "moved_lines", b"moved_lines", "moved_lines_digest", b"moved_lines_digest", "movements", b"movements", "timezone", b"timezone"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["closed", b"closed", "day", b"day", "digest", b"digest", "first_position", b"first_position", "head", b"head", "last_position", b"last_position", "lines", b"lines", "moved_lines", b"moved_lines", "moved_lines_digest", b"moved_lines_digest", "movements", b"movements", "reconciliation", b"reconciliation", "timezone", b"timezone"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___DayStatement: _TypeAlias = DayStatement  # noqa: Y015
+
+@_typing.final
+class ImportBillRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    IDEMPOTENCY_KEY_FIELD_NUMBER: _builtins.int
+    DAY_FIELD_NUMBER: _builtins.int
+    KIND_FIELD_NUMBER: _builtins.int
+    FORMAT_FIELD_NUMBER: _builtins.int
+    DATA_FIELD_NUMBER: _builtins.int
+    idempotency_key: _builtins.str
+    """The first message: what the bill is. Later messages carry data only."""
+    day: _builtins.str
+    """"YYYY-MM-DD": the day the bill is for."""
+    kind: Global___BillKind.ValueType
+    format: Global___BillFormat.ValueType
+    data: _builtins.bytes
+    """The next bytes of the file (at most 64 MiB in all)."""
+    def __init__(
+        self,
+        *,
+        idempotency_key: _builtins.str = ...,
+        day: _builtins.str = ...,
+        kind: Global___BillKind.ValueType = ...,
+        format: Global___BillFormat.ValueType = ...,
+        data: _builtins.bytes = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["data", b"data", "day", b"day", "format", b"format", "idempotency_key", b"idempotency_key", "kind", b"kind"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ImportBillRequest: _TypeAlias = ImportBillRequest  # noqa: Y015
+
+@_typing.final
+class ImportBillResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    DIGEST_FIELD_NUMBER: _builtins.int
+    LINES_FIELD_NUMBER: _builtins.int
+    ALREADY_IMPORTED_FIELD_NUMBER: _builtins.int
+    DAY_FIELD_NUMBER: _builtins.int
+    KIND_FIELD_NUMBER: _builtins.int
+    RECONCILIATION_FIELD_NUMBER: _builtins.int
+    RECEIPT_FIELD_NUMBER: _builtins.int
+    digest: _builtins.str
+    """SHA-256 of the bill's bytes, hex."""
+    lines: _builtins.int
+    already_imported: _builtins.bool
+    """The same bill was imported before (its day and kind are those it was imported with)."""
+    day: _builtins.str
+    kind: Global___BillKind.ValueType
+    @_builtins.property
+    def reconciliation(self) -> Global___ReconciliationSummary:
+        """The day's reconciliation once the read models hold the import."""
+
+    @_builtins.property
+    def receipt(self) -> _common_pb2.WriteReceipt: ...
+    def __init__(
+        self,
+        *,
+        digest: _builtins.str = ...,
+        lines: _builtins.int = ...,
+        already_imported: _builtins.bool = ...,
+        day: _builtins.str = ...,
+        kind: Global___BillKind.ValueType = ...,
+        reconciliation: Global___ReconciliationSummary | None = ...,
+        receipt: _common_pb2.WriteReceipt | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["receipt", b"receipt", "reconciliation", b"reconciliation"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["already_imported", b"already_imported", "day", b"day", "digest", b"digest", "kind", b"kind", "lines", b"lines", "receipt", b"receipt", "reconciliation", b"reconciliation"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ImportBillResponse: _TypeAlias = ImportBillResponse  # noqa: Y015
+
+@_typing.final
+class ReconciliationSummary(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    DAY_FIELD_NUMBER: _builtins.int
+    STATE_FIELD_NUMBER: _builtins.int
+    MATCHED_FIELD_NUMBER: _builtins.int
+    TIMING_DIFFERENCES_FIELD_NUMBER: _builtins.int
+    OPEN_BREAKS_FIELD_NUMBER: _builtins.int
+    ACKNOWLEDGED_BREAKS_FIELD_NUMBER: _builtins.int
+    RESOLVED_BREAKS_FIELD_NUMBER: _builtins.int
+    day: _builtins.str
+    state: Global___ReconciliationState.ValueType
+    matched: _builtins.int
+    """Ledger records matched (timing differences included), and of them matched by a line on
+    the bill of the day before or after.
+    """
+    timing_differences: _builtins.int
+    open_breaks: _builtins.int
+    acknowledged_breaks: _builtins.int
+    resolved_breaks: _builtins.int
+    def __init__(
+        self,
+        *,
+        day: _builtins.str = ...,
+        state: Global___ReconciliationState.ValueType = ...,
+        matched: _builtins.int = ...,
+        timing_differences: _builtins.int = ...,
+        open_breaks: _builtins.int = ...,
+        acknowledged_breaks: _builtins.int = ...,
+        resolved_breaks: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["acknowledged_breaks", b"acknowledged_breaks", "day", b"day", "matched", b"matched", "open_breaks", b"open_breaks", "resolved_breaks", b"resolved_breaks", "state", b"state", "timing_differences", b"timing_differences"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ReconciliationSummary: _TypeAlias = ReconciliationSummary  # noqa: Y015
+
+@_typing.final
+class BreakSide(_message.Message):
+    """One side of a break: what the ledger or the bill says. Unset when that side has nothing."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    DAY_FIELD_NUMBER: _builtins.int
+    AMOUNT_FIELD_NUMBER: _builtins.int
+    CURRENCY_FIELD_NUMBER: _builtins.int
+    STATE_FIELD_NUMBER: _builtins.int
+    RAIL_REFS_FIELD_NUMBER: _builtins.int
+    day: _builtins.str
+    amount: _builtins.int
+    currency: _builtins.str
+    state: _builtins.str
+    """success, pending or failed."""
+    @_builtins.property
+    def rail_refs(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """The rail's references (bill side): several for a payout paid in parts."""
+
+    def __init__(
+        self,
+        *,
+        day: _builtins.str = ...,
+        amount: _builtins.int = ...,
+        currency: _builtins.str = ...,
+        state: _builtins.str = ...,
+        rail_refs: _abc.Iterable[_builtins.str] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["amount", b"amount", "currency", b"currency", "day", b"day", "rail_refs", b"rail_refs", "state", b"state"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___BreakSide: _TypeAlias = BreakSide  # noqa: Y015
+
+@_typing.final
+class Break(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    DAY_FIELD_NUMBER: _builtins.int
+    BREAK_ID_FIELD_NUMBER: _builtins.int
+    BILL_KIND_FIELD_NUMBER: _builtins.int
+    RECORD_KIND_FIELD_NUMBER: _builtins.int
+    REFERENCE_FIELD_NUMBER: _builtins.int
+    TYPE_FIELD_NUMBER: _builtins.int
+    STATUS_FIELD_NUMBER: _builtins.int
+    LEDGER_FIELD_NUMBER: _builtins.int
+    BILL_FIELD_NUMBER: _builtins.int
+    RESOLVED_BY_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    ACKNOWLEDGED_BY_FIELD_NUMBER: _builtins.int
+    day: _builtins.str
+    break_id: _builtins.str
+    """<kind>:<our id>:<type>, e.g. payout:PO…:state_differs."""
+    bill_kind: Global___BillKind.ValueType
+    record_kind: _builtins.str
+    """payment, refund or payout."""
+    reference: _builtins.str
+    """Our id: the payment, refund or payout id."""
+    type: Global___BreakType.ValueType
+    status: Global___BreakStatus.ValueType
+    resolved_by: _builtins.str
+    """What resolved it: "acknowledged", or the correcting write (e.g. payout_failed), or
+    the bill whose import matched it.
+    """
+    reason: _builtins.str
+    acknowledged_by: _builtins.str
+    @_builtins.property
+    def ledger(self) -> Global___BreakSide: ...
+    @_builtins.property
+    def bill(self) -> Global___BreakSide: ...
+    def __init__(
+        self,
+        *,
+        day: _builtins.str = ...,
+        break_id: _builtins.str = ...,
+        bill_kind: Global___BillKind.ValueType = ...,
+        record_kind: _builtins.str = ...,
+        reference: _builtins.str = ...,
+        type: Global___BreakType.ValueType = ...,
+        status: Global___BreakStatus.ValueType = ...,
+        ledger: Global___BreakSide | None = ...,
+        bill: Global___BreakSide | None = ...,
+        resolved_by: _builtins.str = ...,
+        reason: _builtins.str = ...,
+        acknowledged_by: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["bill", b"bill", "ledger", b"ledger"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["acknowledged_by", b"acknowledged_by", "bill", b"bill", "bill_kind", b"bill_kind", "break_id", b"break_id", "day", b"day", "ledger", b"ledger", "reason", b"reason", "record_kind", b"record_kind", "reference", b"reference", "resolved_by", b"resolved_by", "status", b"status", "type", b"type"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Break: _TypeAlias = Break  # noqa: Y015
+
+@_typing.final
+class ListBreaksRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    DAY_FIELD_NUMBER: _builtins.int
+    KIND_FIELD_NUMBER: _builtins.int
+    STATUS_FIELD_NUMBER: _builtins.int
+    MIN_LOG_POSITION_FIELD_NUMBER: _builtins.int
+    PAGE_SIZE_FIELD_NUMBER: _builtins.int
+    PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    day: _builtins.str
+    kind: Global___BillKind.ValueType
+    """Unspecified: both kinds."""
+    status: Global___BreakStatus.ValueType
+    """Unspecified: every status."""
+    min_log_position: _builtins.int
+    page_size: _builtins.int
+    """At most 1000; 100 when unset."""
+    page_token: _builtins.str
+    def __init__(
+        self,
+        *,
+        day: _builtins.str = ...,
+        kind: Global___BillKind.ValueType = ...,
+        status: Global___BreakStatus.ValueType = ...,
+        min_log_position: _builtins.int = ...,
+        page_size: _builtins.int = ...,
+        page_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["day", b"day", "kind", b"kind", "min_log_position", b"min_log_position", "page_size", b"page_size", "page_token", b"page_token", "status", b"status"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListBreaksRequest: _TypeAlias = ListBreaksRequest  # noqa: Y015
+
+@_typing.final
+class ListBreaksResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    BREAKS_FIELD_NUMBER: _builtins.int
+    RECONCILIATION_FIELD_NUMBER: _builtins.int
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    LOG_POSITION_FIELD_NUMBER: _builtins.int
+    next_page_token: _builtins.str
+    log_position: _builtins.int
+    @_builtins.property
+    def breaks(self) -> _containers.RepeatedCompositeFieldContainer[Global___Break]: ...
+    @_builtins.property
+    def reconciliation(self) -> Global___ReconciliationSummary: ...
+    def __init__(
+        self,
+        *,
+        breaks: _abc.Iterable[Global___Break] | None = ...,
+        reconciliation: Global___ReconciliationSummary | None = ...,
+        next_page_token: _builtins.str = ...,
+        log_position: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["reconciliation", b"reconciliation"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["breaks", b"breaks", "log_position", b"log_position", "next_page_token", b"next_page_token", "reconciliation", b"reconciliation"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListBreaksResponse: _TypeAlias = ListBreaksResponse  # noqa: Y015
+
+@_typing.final
+class AcknowledgeBreakRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    IDEMPOTENCY_KEY_FIELD_NUMBER: _builtins.int
+    DAY_FIELD_NUMBER: _builtins.int
+    BREAK_ID_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    idempotency_key: _builtins.str
+    day: _builtins.str
+    break_id: _builtins.str
+    reason: _builtins.str
+    def __init__(
+        self,
+        *,
+        idempotency_key: _builtins.str = ...,
+        day: _builtins.str = ...,
+        break_id: _builtins.str = ...,
+        reason: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["break_id", b"break_id", "day", b"day", "idempotency_key", b"idempotency_key", "reason", b"reason"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___AcknowledgeBreakRequest: _TypeAlias = AcknowledgeBreakRequest  # noqa: Y015
+
+@_typing.final
+class AcknowledgeBreakResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ACKNOWLEDGED_FIELD_NUMBER: _builtins.int
+    RECEIPT_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def acknowledged(self) -> Global___Break: ...
+    @_builtins.property
+    def receipt(self) -> _common_pb2.WriteReceipt: ...
+    def __init__(
+        self,
+        *,
+        acknowledged: Global___Break | None = ...,
+        receipt: _common_pb2.WriteReceipt | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["acknowledged", b"acknowledged", "receipt", b"receipt"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["acknowledged", b"acknowledged", "receipt", b"receipt"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___AcknowledgeBreakResponse: _TypeAlias = AcknowledgeBreakResponse  # noqa: Y015
 
 @_typing.final
 class GetAccountStatementRequest(_message.Message):

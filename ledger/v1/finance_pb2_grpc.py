@@ -85,6 +85,21 @@ class FinanceServiceStub:
                 request_serializer=ledger_dot_v1_dot_finance__pb2.GetAccountStatementRequest.SerializeToString,
                 response_deserializer=ledger_dot_v1_dot_finance__pb2.GetAccountStatementResponse.FromString,
                 _registered_method=True)
+        self.ImportBill = channel.stream_unary(
+                '/ledger.v1.FinanceService/ImportBill',
+                request_serializer=ledger_dot_v1_dot_finance__pb2.ImportBillRequest.SerializeToString,
+                response_deserializer=ledger_dot_v1_dot_finance__pb2.ImportBillResponse.FromString,
+                _registered_method=True)
+        self.ListBreaks = channel.unary_unary(
+                '/ledger.v1.FinanceService/ListBreaks',
+                request_serializer=ledger_dot_v1_dot_finance__pb2.ListBreaksRequest.SerializeToString,
+                response_deserializer=ledger_dot_v1_dot_finance__pb2.ListBreaksResponse.FromString,
+                _registered_method=True)
+        self.AcknowledgeBreak = channel.unary_unary(
+                '/ledger.v1.FinanceService/AcknowledgeBreak',
+                request_serializer=ledger_dot_v1_dot_finance__pb2.AcknowledgeBreakRequest.SerializeToString,
+                response_deserializer=ledger_dot_v1_dot_finance__pb2.AcknowledgeBreakResponse.FromString,
+                _registered_method=True)
 
 
 class FinanceServiceServicer:
@@ -166,6 +181,34 @@ class FinanceServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ImportBill(self, request_iterator, context):
+        """A payment rail's bill of one day (reconciliation, 对账): the first message names the
+        day, kind and format, every message carries the next bytes of the file. The bill is
+        matched against the ledger's payments, refunds and payouts; a bill imported before
+        (the same bytes: its SHA-256) changes nothing and says so. An unreadable bill is
+        INVALID_ARGUMENT (reason BILL_UNREADABLE) naming its lines, with nothing recorded.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListBreaks(self, request, context):
+        """A day's breaks, with both sides: by kind of bill and status.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def AcknowledgeBreak(self, request, context):
+        """Finance accepts an open break, with its reason (FAILED_PRECONDITION, reason
+        BREAK_RESOLVED, for one no longer open). A break is also resolved by a correcting
+        write that makes both sides match, e.g. MarkPayoutFailed for a transfer the rail says
+        expired.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_FinanceServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -218,6 +261,21 @@ def add_FinanceServiceServicer_to_server(servicer, server):
                     servicer.GetAccountStatement,
                     request_deserializer=ledger_dot_v1_dot_finance__pb2.GetAccountStatementRequest.FromString,
                     response_serializer=ledger_dot_v1_dot_finance__pb2.GetAccountStatementResponse.SerializeToString,
+            ),
+            'ImportBill': grpc.stream_unary_rpc_method_handler(
+                    servicer.ImportBill,
+                    request_deserializer=ledger_dot_v1_dot_finance__pb2.ImportBillRequest.FromString,
+                    response_serializer=ledger_dot_v1_dot_finance__pb2.ImportBillResponse.SerializeToString,
+            ),
+            'ListBreaks': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListBreaks,
+                    request_deserializer=ledger_dot_v1_dot_finance__pb2.ListBreaksRequest.FromString,
+                    response_serializer=ledger_dot_v1_dot_finance__pb2.ListBreaksResponse.SerializeToString,
+            ),
+            'AcknowledgeBreak': grpc.unary_unary_rpc_method_handler(
+                    servicer.AcknowledgeBreak,
+                    request_deserializer=ledger_dot_v1_dot_finance__pb2.AcknowledgeBreakRequest.FromString,
+                    response_serializer=ledger_dot_v1_dot_finance__pb2.AcknowledgeBreakResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -491,6 +549,87 @@ class FinanceService:
             '/ledger.v1.FinanceService/GetAccountStatement',
             ledger_dot_v1_dot_finance__pb2.GetAccountStatementRequest.SerializeToString,
             ledger_dot_v1_dot_finance__pb2.GetAccountStatementResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ImportBill(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_unary(
+            request_iterator,
+            target,
+            '/ledger.v1.FinanceService/ImportBill',
+            ledger_dot_v1_dot_finance__pb2.ImportBillRequest.SerializeToString,
+            ledger_dot_v1_dot_finance__pb2.ImportBillResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListBreaks(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/ledger.v1.FinanceService/ListBreaks',
+            ledger_dot_v1_dot_finance__pb2.ListBreaksRequest.SerializeToString,
+            ledger_dot_v1_dot_finance__pb2.ListBreaksResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def AcknowledgeBreak(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/ledger.v1.FinanceService/AcknowledgeBreak',
+            ledger_dot_v1_dot_finance__pb2.AcknowledgeBreakRequest.SerializeToString,
+            ledger_dot_v1_dot_finance__pb2.AcknowledgeBreakResponse.FromString,
             options,
             channel_credentials,
             insecure,

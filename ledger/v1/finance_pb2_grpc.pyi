@@ -61,6 +61,21 @@ class FinanceServiceStub:
     """Every movement of one account over a range of days, with the order, refund or payout
     it came from.
     """
+    ImportBill: _grpc.StreamUnaryMultiCallable[_finance_pb2.ImportBillRequest, _finance_pb2.ImportBillResponse]
+    """A payment rail's bill of one day (reconciliation, 对账): the first message names the
+    day, kind and format, every message carries the next bytes of the file. The bill is
+    matched against the ledger's payments, refunds and payouts; a bill imported before
+    (the same bytes: its SHA-256) changes nothing and says so. An unreadable bill is
+    INVALID_ARGUMENT (reason BILL_UNREADABLE) naming its lines, with nothing recorded.
+    """
+    ListBreaks: _grpc.UnaryUnaryMultiCallable[_finance_pb2.ListBreaksRequest, _finance_pb2.ListBreaksResponse]
+    """A day's breaks, with both sides: by kind of bill and status."""
+    AcknowledgeBreak: _grpc.UnaryUnaryMultiCallable[_finance_pb2.AcknowledgeBreakRequest, _finance_pb2.AcknowledgeBreakResponse]
+    """Finance accepts an open break, with its reason (FAILED_PRECONDITION, reason
+    BREAK_RESOLVED, for one no longer open). A break is also resolved by a correcting
+    write that makes both sides match, e.g. MarkPayoutFailed for a transfer the rail says
+    expired.
+    """
 
 @_typing.type_check_only
 class FinanceServiceAsyncStub(FinanceServiceStub):
@@ -94,6 +109,21 @@ class FinanceServiceAsyncStub(FinanceServiceStub):
     GetAccountStatement: _aio.UnaryUnaryMultiCallable[_finance_pb2.GetAccountStatementRequest, _finance_pb2.GetAccountStatementResponse]  # type: ignore[assignment]
     """Every movement of one account over a range of days, with the order, refund or payout
     it came from.
+    """
+    ImportBill: _aio.StreamUnaryMultiCallable[_finance_pb2.ImportBillRequest, _finance_pb2.ImportBillResponse]  # type: ignore[assignment]
+    """A payment rail's bill of one day (reconciliation, 对账): the first message names the
+    day, kind and format, every message carries the next bytes of the file. The bill is
+    matched against the ledger's payments, refunds and payouts; a bill imported before
+    (the same bytes: its SHA-256) changes nothing and says so. An unreadable bill is
+    INVALID_ARGUMENT (reason BILL_UNREADABLE) naming its lines, with nothing recorded.
+    """
+    ListBreaks: _aio.UnaryUnaryMultiCallable[_finance_pb2.ListBreaksRequest, _finance_pb2.ListBreaksResponse]  # type: ignore[assignment]
+    """A day's breaks, with both sides: by kind of bill and status."""
+    AcknowledgeBreak: _aio.UnaryUnaryMultiCallable[_finance_pb2.AcknowledgeBreakRequest, _finance_pb2.AcknowledgeBreakResponse]  # type: ignore[assignment]
+    """Finance accepts an open break, with its reason (FAILED_PRECONDITION, reason
+    BREAK_RESOLVED, for one no longer open). A break is also resolved by a correcting
+    write that makes both sides match, e.g. MarkPayoutFailed for a transfer the rail says
+    expired.
     """
 
 class FinanceServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -185,6 +215,39 @@ class FinanceServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_finance_pb2.GetAccountStatementResponse, _abc.Awaitable[_finance_pb2.GetAccountStatementResponse]]:
         """Every movement of one account over a range of days, with the order, refund or payout
         it came from.
+        """
+
+    @_abc_1.abstractmethod
+    def ImportBill(
+        self,
+        request_iterator: _MaybeAsyncIterator[_finance_pb2.ImportBillRequest],
+        context: _ServicerContext,
+    ) -> _typing.Union[_finance_pb2.ImportBillResponse, _abc.Awaitable[_finance_pb2.ImportBillResponse]]:
+        """A payment rail's bill of one day (reconciliation, 对账): the first message names the
+        day, kind and format, every message carries the next bytes of the file. The bill is
+        matched against the ledger's payments, refunds and payouts; a bill imported before
+        (the same bytes: its SHA-256) changes nothing and says so. An unreadable bill is
+        INVALID_ARGUMENT (reason BILL_UNREADABLE) naming its lines, with nothing recorded.
+        """
+
+    @_abc_1.abstractmethod
+    def ListBreaks(
+        self,
+        request: _finance_pb2.ListBreaksRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_finance_pb2.ListBreaksResponse, _abc.Awaitable[_finance_pb2.ListBreaksResponse]]:
+        """A day's breaks, with both sides: by kind of bill and status."""
+
+    @_abc_1.abstractmethod
+    def AcknowledgeBreak(
+        self,
+        request: _finance_pb2.AcknowledgeBreakRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_finance_pb2.AcknowledgeBreakResponse, _abc.Awaitable[_finance_pb2.AcknowledgeBreakResponse]]:
+        """Finance accepts an open break, with its reason (FAILED_PRECONDITION, reason
+        BREAK_RESOLVED, for one no longer open). A break is also resolved by a correcting
+        write that makes both sides match, e.g. MarkPayoutFailed for a transfer the rail says
+        expired.
         """
 
 def add_FinanceServiceServicer_to_server(servicer: FinanceServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
