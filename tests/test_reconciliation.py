@@ -312,3 +312,18 @@ def test_an_unperturbed_bill_reconciles_clean(case) -> None:  # type: ignore[no-
     result = reconcile(today, records, lines)
     assert result.breaks == ()
     assert result.matched == sum(1 for r in records if r.day == today)
+
+
+def test_the_benchs_generated_bill_reads_and_reports_each_altered_amount() -> None:
+    """bench/reconcile.py's bill is a WeChat trade bill whose every thousandth amount is off
+    by a fen: exactly those are reported."""
+    from bench.reconcile import DAY as BENCH_DAY
+    from bench.reconcile import day_of_records, wechat_bill
+
+    records = day_of_records(2500)
+    lines = parse_bill(wechat_bill(records), fmt=WECHAT, kind=TRADE, day=BENCH_DAY)
+    result = reconcile(BENCH_DAY, records, lines)
+    assert {b.ref: b.type for b in result.breaks} == {
+        records[n].ref: AMOUNT_DIFFERS for n in (0, 1000, 2000)
+    }
+    assert result.matched == 2497
