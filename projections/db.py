@@ -152,7 +152,7 @@ INDEXES = {
     "proj_team_targets_key": ("proj_team_targets", "platform, reseller_id, month, currency"),
     "proj_rail_records_ref": ("proj_rail_records", "platform, kind, ref"),
     "proj_rail_records_day": ("proj_rail_records", "platform, day, kind"),
-    "proj_rail_lines_day": ("proj_rail_lines", "platform, bill_kind, day"),
+    "proj_rail_lines_day": ("proj_rail_lines", "platform, bill_kind, day, ref"),
 }
 WRITER_INDEXES = ("proj_resellers_sponsor", "proj_links_reseller", "proj_team_spans_down",
                   "proj_team_spans_up", "proj_rail_records_ref", "proj_rail_records_day",

@@ -96,7 +96,7 @@ class ReconciliationWriter:
                 record.state,
             )
         )
-        self._changed(platform, record.kind, record.day, cause)
+        self._changed(platform, record, cause)
 
     def payout_state(self, platform: str, payout_id: str, state: str, cause: str) -> None:
         self.flush()
@@ -112,16 +112,29 @@ class ReconciliationWriter:
             "kind = %s AND ref = %s",
             (state, platform, PAYOUT, payout_id),
         )
-        self._changed(platform, PAYOUT, row[0], cause)
+        self._changed(platform, LedgerRecord(row[0], PAYOUT, payout_id, 0, "", state), cause)
 
-    def _changed(self, platform: str, record_kind: str, day: str, cause: str) -> None:
+    def _changed(self, platform: str, record: LedgerRecord, cause: str) -> None:
+        """Matches again the days the record can change: its own, if it has a bill, and a
+        day beside it whose bill names it (a timing difference). Only a lookup by id for
+        those: a day's payments come in while the day before's bill is in, and matching
+        that whole day again for each would cost the day's size per payment."""
         billed = self._bills_of(platform)
-        kind = RECORD_KIND_TO_BILL[record_kind]
         if not billed:
             return
-        for near in beside(day):
-            if (kind, near) in billed:
-                self.match(platform, near, kind, cause)
+        kind = RECORD_KIND_TO_BILL[record.kind]
+        for near in beside(record.day):
+            if (kind, near) not in billed:
+                continue
+            if near != record.day:
+                self.cur.execute(
+                    "SELECT 1 FROM proj_rail_lines WHERE platform = %s AND bill_kind = %s AND "
+                    "day = %s AND ref = %s LIMIT 1",
+                    (platform, kind, near, record.ref),
+                )
+                if self.cur.fetchone() is None:
+                    continue
+            self.match(platform, near, kind, cause)
 
     def bill_imported(
         self,

@@ -59,12 +59,11 @@ class BreakBook(CheapCopy, Aggregate):
         self.day = day
         self.acknowledged: dict[str, str] = {}
 
-    def acknowledge(self, *, break_id: str, reason: str, by: str, at: datetime) -> bool:
-        """False (nothing recorded) when that break was acknowledged already."""
-        if break_id in self.acknowledged:
-            return False
+    def acknowledge(self, *, break_id: str, reason: str, by: str, at: datetime) -> None:
+        """Recorded each time it is asked (the API asks only for a break open in the read
+        model, or one this book acknowledged before): a break resolved and found again is
+        open again, and acknowledged again."""
         self._acknowledged(break_id=break_id, reason=reason, by=by, at=at)
-        return True
 
     @event("Acknowledged")
     def _acknowledged(self, break_id: str, reason: str, by: str, at: datetime) -> None:
