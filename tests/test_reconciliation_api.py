@@ -282,9 +282,10 @@ def test_the_breaks_read_model_follows_a_timing_difference_across_two_days(
     resolved by it; a line on DAY's bill whose payment is recorded on the next day: a break
     until that payment is recorded. An acknowledged break found again after it was
     resolved is open again."""
+    from ledger.projections.db import ProjectionDB
+    from ledger.projections.reconciliation import ReconciliationWriter, breaks, day_reconciliation
+
     from ledger.domain.reconciliation import PAYMENT, SUCCESS, TRADE, BillLine, LedgerRecord
-    from projections.db import ProjectionDB
-    from projections.reconciliation import ReconciliationWriter, breaks, day_reconciliation
 
     nxt = "2026-11-10"
     db = ProjectionDB(store_url)
