@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 from collections.abc import Callable
 from typing import Any, TypeVar
@@ -115,9 +116,9 @@ class ReadModels:
 
     def day_statement(self, platform: str, day: str, timezone: str) -> DayStatement:
         """The day's statement without its lines, as a close records it (its lines are
-        ``statement_lines``' pages)."""
+        ``statement_lines``' pages), with the day's reconciliation with the payment rail."""
         self._check_zone(timezone)
-        return self._query(s.day_summary, platform, day, timezone, f.day_bounds(day, timezone))
+        return self._query(_day_statement, platform, day, timezone, f.day_bounds(day, timezone))
 
     def statement_lines(self, platform: str, day: str, limit: int,
                         after: s.LineKey | None = None) -> list[StatementLine]:
@@ -154,6 +155,13 @@ class ReadModels:
         if timezone != self.calendar.timezone:
             raise ValueError(f"the read models' days are in {self.calendar.timezone}, "
                              f"not {timezone}")
+
+
+def _day_statement(cur: Cursor, platform: str, day: str, timezone: str,
+                   bounds: tuple[int, int]) -> DayStatement:
+    summary = s.day_summary(cur, platform, day, timezone, bounds)
+    return dataclasses.replace(summary,
+                               reconciliation=r.day_reconciliation(cur, platform, day).state)
 
 
 def _position(cur: Cursor) -> int:

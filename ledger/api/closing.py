@@ -54,8 +54,6 @@ async def drawn_statement(app: LedgerApplication, models: ReadModels, platform: 
     position = await asyncio.to_thread(app.log_position)
     await caught_up(position)
     statement = await asyncio.to_thread(models.day_statement, platform, day, app.timezone)
-    reconciled = await asyncio.to_thread(models.day_reconciliation, platform, day)
-    statement = dataclasses.replace(statement, reconciliation=reconciled.state)
     if audit is None:
         return statement
     head = await asyncio.to_thread(audit.sign_at_position, platform, position, f"close {day}")

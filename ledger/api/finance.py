@@ -230,9 +230,6 @@ class FinanceService(Base, finance_pb2_grpc.FinanceServiceServicer):
         summary = (await self.read(self.models.day_statement, caller.platform_id, request.day,
                                    self.app.timezone) if not request.page_token else
                    DayStatement(request.day, self.app.timezone, (), 0, 0, 0, ""))
-        reconciled = await self.read(self.models.day_reconciliation, caller.platform_id,
-                                     request.day)
-        summary = dataclasses.replace(summary, reconciliation=reconciled.state)
         statement, token = await self._with_lines(caller.platform_id, summary, wanted,
                                                   from_event=False)
         return finance_pb2.GetDayStatementResponse(
