@@ -18,10 +18,10 @@ import csv
 import os
 import sys
 from collections.abc import Iterator
-from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+from ledger.clients.money import format_amount
 from ledger.clients.sdk import LedgerClient, add_connection_options, tls_from_args
 
 from ledger.v1 import finance_pb2
@@ -32,10 +32,7 @@ MOVEMENT_KINDS = ("payment", "refund", "settlement", "payout_requested", "payout
 
 def decimal_amount(amount: int, currency: str) -> str:
     """Minor units as a decimal in the currency's unit: 9999 CNY → 99.99, 500 JPY → 500."""
-    from ledger.domain.money import minor_exponent
-
-    exponent = minor_exponent(currency)
-    return f"{Decimal(amount).scaleb(-exponent):.{exponent}f}"
+    return format_amount(amount, currency)
 
 
 def payable_rows(client: LedgerClient) -> Iterator[list[str]]:

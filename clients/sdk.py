@@ -1,4 +1,21 @@
-"""A small client for the ledger's gRPC API: a channel that carries the API key, and stubs.
+"""The Python SDK of the ledger's gRPC API.
+
+``Ledger`` (sync) and ``AsyncLedger`` (asyncio) are the clients for applications: every RPC
+of every service (``.storefront``, ``.admin``, ``.finance``, ``.report``, ``.audit``), each
+call with a default deadline, an idempotency key made per logical write when the request
+carries none (and reused by its retries), retries with backoff and jitter on UNAVAILABLE and
+ABORTED only, and read-your-writes (reads wait for the last write this client saw answered);
+amounts in the currency's unit as ``decimal.Decimal`` where a method takes or gives money by
+name (``place_order``, ``pay_order``, ``refund_order``, ``request_withdrawal``,
+``balances``). See calls.py for the rules, services.py for the methods.
+
+    with Ledger("127.0.0.1:50051", api_key) as ledger:
+        ledger.storefront.pay_order("O7", payment_id="wx-7", amount=Decimal("99.99"),
+                                    currency="CNY")
+
+``LedgerClient`` is the bare one (a channel carrying the API key, and the generated stubs:
+no deadline, no retry, requests sent exactly as given), for tests and tools that mean to
+send every field themselves:
 
     client = LedgerClient("127.0.0.1:50051", api_key)
     client.storefront.PlaceOrder(storefront_pb2.PlaceOrderRequest(...))
@@ -15,7 +32,6 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +39,19 @@ from typing import Any
 
 import grpc
 
+from ledger.clients.async_services import (
+    AsyncAdmin,
+    AsyncAudit,
+    AsyncFinance,
+    AsyncReport,
+    AsyncStorefront,
+)
+from ledger.clients.calls import DEFAULT_DEADLINE, Session
+from ledger.clients.calls import idempotency_key as idempotency_key  # its home before the SDK grew
+from ledger.clients.edge import Balance as Balance
+from ledger.clients.edge import Line as Line
+from ledger.clients.retry import RetryPolicy
+from ledger.clients.services import Admin, Audit, Finance, Report, Storefront
 from ledger.v1 import (
     admin_pb2_grpc,
     audit_pb2_grpc,
@@ -61,11 +90,6 @@ class _BearerAuth(grpc.UnaryUnaryClientInterceptor, grpc.StreamUnaryClientInterc
         return continuation(self._details(client_call_details), request_iterator)
 
 
-def idempotency_key() -> str:
-    """A fresh key for a new write; reuse it, and only it, when retrying that write."""
-    return uuid.uuid4().hex
-
-
 @dataclass(frozen=True)
 class Tls:
     """How a client reaches a server over TLS.
@@ -101,6 +125,13 @@ def open_channel(target: str, tls: Tls | None = None) -> grpc.Channel:
     if tls is None:
         return grpc.insecure_channel(target)
     return grpc.secure_channel(target, tls.credentials(), options=tls.options())
+
+
+def open_async_channel(target: str, tls: Tls | None = None) -> grpc.aio.Channel:
+    """The asyncio twin of ``open_channel`` (open it inside the running event loop)."""
+    if tls is None:
+        return grpc.aio.insecure_channel(target)
+    return grpc.aio.secure_channel(target, tls.credentials(), options=tls.options())
 
 
 def add_connection_options(parser: argparse.ArgumentParser) -> None:
@@ -155,3 +186,60 @@ class LedgerClient:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+class Ledger:
+    """The sync SDK client (see the module's docstring). ``deadline``: seconds a call may
+    take, retries included, unless it is given ``timeout=``; ``retry``: how often and how
+    long to wait between attempts; ``read_your_writes``: whether reads wait for this
+    client's last write. Safe to share between threads."""
+
+    def __init__(self, target: str, api_key: str, *, tls: Tls | None = None,
+                 deadline: float = DEFAULT_DEADLINE, retry: RetryPolicy | None = None,
+                 read_your_writes: bool = True) -> None:
+        self.session = Session(api_key, deadline, retry or RetryPolicy(), read_your_writes)
+        self._channel = open_channel(target, tls)
+        self.storefront = Storefront(storefront_pb2_grpc.StorefrontServiceStub(self._channel),
+                                     self.session)
+        self.admin = Admin(admin_pb2_grpc.AdminServiceStub(self._channel), self.session)
+        self.finance = Finance(finance_pb2_grpc.FinanceServiceStub(self._channel), self.session)
+        self.report = Report(report_pb2_grpc.ReportServiceStub(self._channel), self.session)
+        self.audit = Audit(audit_pb2_grpc.AuditServiceStub(self._channel), self.session)
+
+    def close(self) -> None:
+        self._channel.close()
+
+    def __enter__(self) -> Ledger:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class AsyncLedger:
+    """The asyncio SDK client: ``Ledger``'s services and rules, each call awaited. Make it
+    inside the event loop that uses it (``async with AsyncLedger(...) as ledger:``)."""
+
+    def __init__(self, target: str, api_key: str, *, tls: Tls | None = None,
+                 deadline: float = DEFAULT_DEADLINE, retry: RetryPolicy | None = None,
+                 read_your_writes: bool = True) -> None:
+        self.session = Session(api_key, deadline, retry or RetryPolicy(), read_your_writes)
+        self._channel = open_async_channel(target, tls)
+        # The generated stubs' types give the asyncio stub for an aio channel.
+        self.storefront = AsyncStorefront(
+            storefront_pb2_grpc.StorefrontServiceStub(self._channel), self.session)
+        self.admin = AsyncAdmin(admin_pb2_grpc.AdminServiceStub(self._channel), self.session)
+        self.finance = AsyncFinance(finance_pb2_grpc.FinanceServiceStub(self._channel),
+                                    self.session)
+        self.report = AsyncReport(report_pb2_grpc.ReportServiceStub(self._channel),
+                                  self.session)
+        self.audit = AsyncAudit(audit_pb2_grpc.AuditServiceStub(self._channel), self.session)
+
+    async def close(self) -> None:
+        await self._channel.close()
+
+    async def __aenter__(self) -> AsyncLedger:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
