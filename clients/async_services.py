@@ -9,6 +9,7 @@ from ledger.clients import edge
 from ledger.clients.calls import AsyncUnary, Session
 from ledger.clients.edge import Amount, Balance, Line
 from ledger.clients.services import _Service
+
 from ledger.v1 import (
     admin_pb2_grpc,
     audit_pb2_grpc,

@@ -50,7 +50,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     keygen.add_argument("--file", required=True, type=Path,
                         help="where to write it (an existing file is never overwritten)")
     public = sub.add_parser("public-key", help="the key id and public key of a key file")
-    public.add_argument("--file", required=True, type=Path)
+    public.add_argument("--file", required=True, type=Path,
+                        help="the signing key file (PEM) to read")
     check = sub.add_parser("verify", help="check an export: every leaf, root, signature and "
                                           "consistency; names the first entry that differs")
     check.add_argument("file", type=Path, nargs="?", help="the export (JSON Lines)")

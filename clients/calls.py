@@ -25,7 +25,6 @@ from typing import Generic, TypeVar
 
 import grpc
 from google.protobuf.message import Message
-
 from ledger.clients.retry import RetryPolicy, retryable
 
 Req = TypeVar("Req", bound=Message)

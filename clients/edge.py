@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 
 from ledger.clients.money import to_decimal, to_minor
+
 from ledger.v1 import common_pb2, report_pb2, storefront_pb2
 
 Amount = Decimal | int | str  # in the currency's unit: Decimal("15.99"), 500, "33.33"

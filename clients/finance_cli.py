@@ -185,7 +185,8 @@ def show_breaks(client: LedgerClient, day: str) -> None:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--address", default=os.environ.get("LEDGER_ADDRESS",
-                                                            "127.0.0.1:50051"))
+                                                            "127.0.0.1:50051"),
+                        help="the ledger's gRPC address (or LEDGER_ADDRESS)")
     parser.add_argument("--key", default=os.environ.get("LEDGER_FINANCE_KEY", ""),
                         help="a finance API key (or LEDGER_FINANCE_KEY)")
     add_connection_options(parser)

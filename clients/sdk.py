@@ -38,7 +38,6 @@ from pathlib import Path
 from typing import Any
 
 import grpc
-
 from ledger.clients.async_services import (
     AsyncAdmin,
     AsyncAudit,
@@ -52,6 +51,7 @@ from ledger.clients.edge import Balance as Balance
 from ledger.clients.edge import Line as Line
 from ledger.clients.retry import RetryPolicy
 from ledger.clients.services import Admin, Audit, Finance, Report, Storefront
+
 from ledger.v1 import (
     admin_pb2_grpc,
     audit_pb2_grpc,

@@ -20,6 +20,7 @@ from typing import Any
 from ledger.clients import edge
 from ledger.clients.calls import Session, Unary
 from ledger.clients.edge import Amount, Balance, Line
+
 from ledger.v1 import (
     admin_pb2_grpc,
     audit_pb2_grpc,

@@ -34,6 +34,7 @@ from typing import Any, TextIO
 from zoneinfo import ZoneInfo
 
 from google.protobuf.timestamp_pb2 import Timestamp
+from ledger.clients import report_cli
 from ledger.clients.sdk import LedgerClient, add_connection_options, tls_from_args
 
 from ledger.domain.team import Listed, sponsor_loop, sponsors_first
@@ -274,17 +275,23 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     sub = parser.add_subparsers(dest="team_command", required=True)
     imports = sub.add_parser(
         "import", help="bring a team tree in from CSV (reseller, sponsor, rank, enrolled_at)")
-    imports.add_argument("file", type=Path)
+    imports.add_argument("file", type=Path,
+                         help="the CSV file: reseller, sponsor, rank, enrolled_at columns")
     imports.add_argument("--address", default=os.environ.get("LEDGER_ADDRESS",
-                                                             "127.0.0.1:50051"))
+                                                             "127.0.0.1:50051"),
+                         help="the ledger's gRPC address (or LEDGER_ADDRESS)")
     imports.add_argument("--key", default=os.environ.get("LEDGER_STOREFRONT_KEY", ""),
                          help="a storefront API key (or LEDGER_STOREFRONT_KEY)")
     add_connection_options(imports)
     imports.add_argument("--refused", type=Path,
                          help="also write every refused member to this CSV file")
+    report_cli.add_tree_arguments(sub.add_parser(
+        "tree", help="draw a reseller's team as a tree, each member with the month's numbers"))
 
 
 def run(args: argparse.Namespace, timezone: str) -> int:
+    if args.team_command == "tree":
+        return report_cli.run_tree(args, timezone)
     if not args.key:
         print("ledger team: a storefront key is needed (--key or LEDGER_STOREFRONT_KEY)",
               file=sys.stderr)

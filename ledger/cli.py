@@ -1,5 +1,7 @@
-"""The ``ledger`` command: serve, demo, keys, health, project, projections, db, finance,
-team, audit."""
+"""The ledger command: run the settlement ledger's server and its tools.
+
+Commands: serve, demo, keys, health, project, projections, db, finance, team, balances,
+audit. `ledger COMMAND --help` tells what each does and takes."""
 
 from __future__ import annotations
 
@@ -14,6 +16,8 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -251,17 +255,10 @@ def rebuild(settings: Settings) -> int:
     head = max(runner.log_head(), 1)
     runner.reset(bulk=True)
     started = time.monotonic()
-
-    def progress(done: int) -> None:
-        filled = min(30, 30 * runner.position // head)
-        rate = done / max(time.monotonic() - started, 1e-9)
-        print(f"\r[{'#' * filled}{'.' * (30 - filled)}] {runner.position}/{head} "
-              f"{rate:,.0f} events/s", end="", file=sys.stderr, flush=True)
-
-    applied = runner.catch_up(progress)
+    with terminal_progress("rebuilding read models", head) as advance:
+        applied = runner.catch_up(lambda done: advance(runner.position))
     runner.finish_bulk()
     elapsed = time.monotonic() - started
-    print(file=sys.stderr)
     # Counted in log positions, each an event (bar any a failed write left unused), though
     # only the kinds the read models use are read and applied.
     print(f"rebuilt read models from {applied} events in {elapsed:.2f}s "
@@ -270,6 +267,23 @@ def rebuild(settings: Settings) -> int:
     runner.stop()
     app.close()
     return 0
+
+
+@contextmanager
+def terminal_progress(what: str, total: int) -> Iterator[Callable[[int], None]]:
+    """A progress bar on standard error when it is a terminal (rich's, redrawn in place);
+    into a file or a pipe nothing at all, so a log keeps no half-drawn bars. Yields the
+    function that moves it to a count out of ``total``."""
+    if not sys.stderr.isatty():
+        yield lambda done: None
+        return
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
+
+    with Progress("{task.description}", BarColumn(), MofNCompleteColumn(),
+                  TimeRemainingColumn(), console=Console(stderr=True), transient=True) as bar:
+        task = bar.add_task(what, total=total)
+        yield lambda done: bar.update(task, completed=done)
 
 
 def status(settings: Settings) -> int:
@@ -325,10 +339,41 @@ def health(address: str, timeout: float, tls: Tls | None = None) -> int:
     return 0 if reply.status == health_pb2.HealthCheckResponse.SERVING else 1
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="ledger", description=__doc__)
-    sub = parser.add_subparsers(dest="command", required=True)
-    sub.add_parser("serve", help="run the gRPC server (configured by LEDGER_* variables)")
+def version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("s2b2c-ledger")
+    except PackageNotFoundError:  # run from a checkout that was never installed
+        return "unknown (not installed)"
+
+
+def settings_help() -> str:
+    """The settings `ledger serve` reads, each with its default, for `serve --help`."""
+    from ledger.config import SETTINGS_HELP
+
+    defaults = Settings()
+    rows = [(name, str(getattr(defaults, field)) or "(none)", meaning)
+            for name, field, meaning in SETTINGS_HELP]
+    width = max(len(name) for name, _, _ in rows)
+    lines = ["settings (environment variables, with their defaults):"]
+    for name, default, meaning in rows:
+        lines.append(f"  {name:<{width}}  {meaning}")
+        lines.append(f"  {'':<{width}}  default: {default}")
+    return "\n".join(lines)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Every command and option of `ledger`, each with its help."""
+    parser = argparse.ArgumentParser(prog="ledger", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--version", action="version", version=f"ledger {version()}",
+                        help="print the installed version and exit")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    sub.add_parser("serve", help="run the gRPC server (configured by LEDGER_* variables)",
+                   description="Serves the ledger's gRPC API until SIGINT or SIGTERM, then "
+                               "drains in-flight calls and queued writes.",
+                   epilog=settings_help(), formatter_class=argparse.RawDescriptionHelpFormatter)
     d = sub.add_parser("demo", help="run the server and play a storefront through it")
     d.add_argument("--keep-serving", action="store_true",
                    help="keep serving on LEDGER_LISTEN afterwards, printing the demo keys")
@@ -337,9 +382,12 @@ def main(argv: list[str] | None = None) -> int:
     add = ksub.add_parser("add", help="create a key; its hash goes in the file, the key is "
                                       "printed once")
     add.add_argument("--name", required=True, help="storefront id or operator name")
-    add.add_argument("--role", required=True, choices=ROLES)
+    add.add_argument("--role", required=True, choices=ROLES,
+                     help="what the key may call: " + ", ".join(ROLES))
     add.add_argument("--platform", required=True, help="the tenant the key acts for")
-    add.add_argument("--file", default="ledger-keys.json", type=Path)
+    add.add_argument("--file", default="ledger-keys.json", type=Path,
+                     help="the keys file to add it to (default ledger-keys.json; made if "
+                          "missing)")
     sub.add_parser("project", help="keep the read models current (for LEDGER_PROJECTIONS="
                                    "external servers)")
     p = sub.add_parser("projections", help="read-model maintenance")
@@ -359,7 +407,7 @@ def main(argv: list[str] | None = None) -> int:
                       help="its password, shown back in the printed URL (or set "
                            "LEDGER_SERVICE_PASSWORD: then it is shown as ***)")
     from ledger.clients import finance_cli
-    from ledger.clients.sdk import add_connection_options, tls_from_args
+    from ledger.clients.sdk import add_connection_options
 
     finance_cli.add_arguments(sub.add_parser(
         "finance", help="finance: payable payouts and statements (CSV), account history"))
@@ -367,15 +415,27 @@ def main(argv: list[str] | None = None) -> int:
 
     team_cli.add_arguments(sub.add_parser(
         "team", help="a platform's team tree: import it with the dates its people joined"))
-    from ledger.clients import audit_cli
+    from ledger.clients import audit_cli, report_cli
+
+    report_cli.add_balances_arguments(sub.add_parser(
+        "balances", help="an account kind's balances as a table, in the currency's unit"))
 
     audit_cli.add_arguments(sub.add_parser(
         "audit", help="auditors: signing keys; verify and replay an export, offline"))
     h = sub.add_parser("health", help="exit 0 when a server answers SERVING")
-    h.add_argument("--address", default="127.0.0.1:50051")
-    h.add_argument("--timeout", type=float, default=3.0)
+    h.add_argument("--address", default="127.0.0.1:50051",
+                   help="the server's gRPC address (default 127.0.0.1:50051)")
+    h.add_argument("--timeout", type=float, default=3.0,
+                   help="seconds to wait for the answer (default 3)")
     add_connection_options(h)
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    from ledger.clients import audit_cli, finance_cli, report_cli, team_cli
+    from ledger.clients.sdk import tls_from_args
+
+    args = build_parser().parse_args(argv)
     if args.command == "audit":  # needs no settings: a file and keys only
         return audit_cli.run(args)
 
@@ -402,6 +462,8 @@ def main(argv: list[str] | None = None) -> int:
             return finance_cli.run(args)
         if args.command == "team":
             return team_cli.run(args, settings.timezone)
+        if args.command == "balances":
+            return report_cli.run_balances(args)
         if args.command == "keys":
             key = add_key_to_file(args.file, name=args.name, role=args.role,
                                   platform=args.platform)

@@ -27,6 +27,40 @@ class ConfigError(ValueError):
     """A setting has a value the ledger cannot use."""
 
 
+# Every setting `ledger serve` reads: (variable, Settings field, meaning). `ledger serve
+# --help` lists them with the field's default, so the defaults shown are the ones used.
+SETTINGS_HELP: tuple[tuple[str, str, str], ...] = (
+    ("LEDGER_DATABASE_URL", "database_url", "the event store: sqlite:///path or "
+     "postgresql://user:password@host:5432/db (?schema=, pool_size=, libpq's parameters)"),
+    ("LEDGER_LISTEN", "listen", "gRPC address, host:port"),
+    ("LEDGER_API_KEYS_FILE", "api_keys_file", "hashed API keys, a JSON file (ledger keys add)"),
+    ("LEDGER_API_KEYS", "api_keys_json", "the same JSON inline"),
+    ("LEDGER_LOG_FORMAT", "log_format", "console or json"),
+    ("LEDGER_LOG_LEVEL", "log_level", "debug, info, warning, error or critical"),
+    ("LEDGER_BATCH_MAX", "batch_max", "group commit: most commands per transaction"),
+    ("LEDGER_BATCH_WAIT_MS", "batch_wait_ms", "group commit: how long to wait for more"),
+    ("LEDGER_PROJECTIONS", "projections", "inline (the server keeps the read models) or "
+     "external (ledger project does)"),
+    ("LEDGER_PROJECTION_BATCH", "projection_batch", "log entries applied per transaction"),
+    ("LEDGER_REBUILD_BATCH", "rebuild_batch", "the same for ledger projections rebuild"),
+    ("LEDGER_TIMEZONE", "timezone", "the platform's time zone (settlement days, months)"),
+    ("LEDGER_SETTLEMENT_INTERVAL", "settlement_interval", "seconds between settlement runs "
+     "(0: only on demand)"),
+    ("LEDGER_AGGREGATE_CACHE", "aggregate_cache", "aggregates the writer keeps between batches"),
+    ("LEDGER_PROJECTION_CACHE", "projection_cache", "tree nodes, orders and markers the read "
+     "models' writers remember"),
+    ("LEDGER_AUDIT_KEY_FILE", "audit_key_file", "the Ed25519 key signing the audit heads"),
+    ("LEDGER_HEALTH_INTERVAL", "health_interval", "seconds between health probes"),
+    ("LEDGER_HEALTH_MAX_STALL", "health_max_stall", "seconds the read models may stand still "
+     "behind a growing log before health says NOT_SERVING"),
+    ("LEDGER_WORKERS", "workers", "server processes on this host (PostgreSQL only)"),
+    ("LEDGER_METRICS_LISTEN", "metrics_listen", "host:port for Prometheus's /metrics"),
+    ("LEDGER_TLS_CERT", "tls_cert", "the server's certificate chain (PEM): TLS only"),
+    ("LEDGER_TLS_KEY", "tls_key", "its private key (PEM)"),
+    ("LEDGER_TLS_CLIENT_CA", "tls_client_ca", "mutual TLS: the CA client certificates need"),
+)
+
+
 @dataclass(frozen=True)
 class Settings:
     database_url: str = DEFAULT_DATABASE_URL

@@ -21,10 +21,10 @@ import grpc
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-
 from ledger.clients.money import SubunitAmountError, format_amount, to_decimal, to_minor
 from ledger.clients.retry import RetryPolicy
 from ledger.clients.sdk import AsyncLedger, Ledger, Line
+
 from ledger.api.server import LedgerServer, ServerThread
 from ledger.application import commands as c
 from ledger.application.ledger_app import MAX_CONFLICT_ATTEMPTS, LedgerApplication
