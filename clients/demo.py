@@ -3,6 +3,7 @@ an admin, a storefront and finance."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import UTC, datetime
 
 from ledger.clients.finance_cli import decimal_amount
@@ -10,7 +11,21 @@ from ledger.clients.sdk import LedgerClient, idempotency_key
 from ledger.clients.simulator import random_traffic, worked_example
 from ledger.projections.clock import Calendar
 
-from ledger.v1 import admin_pb2, finance_pb2, report_pb2, storefront_pb2
+from ledger.v1 import admin_pb2, common_pb2, finance_pb2, report_pb2, storefront_pb2
+
+# What each account of the worked example is, for a person reading the postings.
+ROLES = {"clearing:customer-funds": "the customer's money, received",
+         "supplier:S1": "supplier S1, the supply price",
+         "reseller:carol": "Carol, the seller (level 1, 40%)",
+         "reseller:bob": "Bob, Carol's sponsor (level 2, 10%)",
+         "platform": "the platform, the rest of the margin"}
+
+
+def print_postings(postings: Iterable[common_pb2.Posting]) -> None:
+    """One named line per posting: account, what it is, bucket, amount in the currency's unit."""
+    for p in postings:
+        print(f"  {p.account:24} {ROLES.get(p.account, ''):38} {p.bucket:8} "
+              f"{decimal_amount(p.amount, p.currency):>7} {p.currency}")
 
 
 def run_demo(admin: LedgerClient, shop: LedgerClient, finance: LedgerClient) -> None:
@@ -20,22 +35,28 @@ def run_demo(admin: LedgerClient, shop: LedgerClient, finance: LedgerClient) -> 
             level_rates_bps=[4000, 1000], freeze_days=0, min_payout=1000)))
 
     paid, after_first, after_second = worked_example(shop)
-    print("\nWorked example (DOMAIN.md), order O1: 3 × 33.33 CNY through Carol")
-    print(f"  plan v{paid.plan_version}, upline chain {list(paid.upline_chain)}")
-    for p in paid.payment_postings:
-        print(f"  paid      {p.account:26} {p.bucket:8} {p.amount:>7} {p.currency}")
-    for order in (after_first, after_second):
+    print("\nWorked example (DOMAIN.md), order O1: customer c1 buys 3 × 33.33 CNY of tea "
+          "through Carol\n(team Alice ← Bob ← Carol; supply price 20.00 each, so the margin "
+          "is 39.99)")
+    print(f"Paid 99.99 CNY: split with plan v{paid.plan_version} along the upline chain "
+          f"{' → '.join(paid.upline_chain)} (the seller, then her sponsor); every share "
+          "frozen:")
+    print_postings(paid.payment_postings)
+    for order, why in ((after_first, "one unit back"), (after_second, "the other two back")):
         refund = order.refunds[-1]
-        for p in refund.postings:
-            print(f"  {refund.refund_id:9} {p.account:26} {p.bucket:8} {p.amount:>7}")
-    left = {s.account: s.amount - s.reversed for s in after_second.shares}
-    print(f"  left after both refunds: {left}")
+        print(f"Refund {refund.refund_id} of {decimal_amount(refund.amount, 'CNY')} CNY "
+              f"({why}): each share reversed in proportion:")
+        print_postings(refund.postings)
+    left = {s.account: decimal_amount(s.amount - s.reversed, "CNY") for s in after_second.shares}
+    print("Left of each share after both refunds: "
+          + ", ".join(f"{account} {amount}" for account, amount in left.items()))
 
     stats = random_traffic(shop, orders=40, prefix="sim-")
     print(f"\nSimulated storefront: {stats.resellers} resellers, {stats.orders} orders, "
-          f"{stats.paid} paid, {stats.refunds} refunds, GMV {stats.gmv / 100:.2f} CNY, "
-          f"refunded {stats.refunded / 100:.2f} CNY; postings sum to "
-          f"{sum(p.amount for p in stats.postings)}")
+          f"{stats.paid} paid, {stats.refunds} refunds, GMV "
+          f"{decimal_amount(stats.gmv, 'CNY')} CNY, "
+          f"refunded {decimal_amount(stats.refunded, 'CNY')} CNY; postings sum to "
+          f"{decimal_amount(sum(p.amount for p in stats.postings), 'CNY')} CNY")
 
     settled = admin.admin.RunSettlement(admin_pb2.RunSettlementRequest(
         idempotency_key=idempotency_key()))
@@ -69,7 +90,8 @@ def run_demo(admin: LedgerClient, shop: LedgerClient, finance: LedgerClient) -> 
     everyone = report.ListBalances(report_pb2.ListBalancesRequest(page_size=1000))
     held = sum(b.frozen + b.available - b.debt + b.in_flight + b.paid_out + b.clearing
                for b in everyone.balances)
-    print(f"Every account of the platform together: {held} (double entry)")
+    print(f"Every account of the platform together: {decimal_amount(held, 'CNY')} CNY "
+          "(double entry: what one account is owed, another gave)")
     month = Calendar().month(datetime.now(UTC))
     stats_r1 = report.GetTeamStats(report_pb2.GetTeamStatsRequest(reseller_id="sim-r1",
                                                                   month=month))

@@ -441,6 +441,9 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         settings = Settings.from_env()
+        if args.command == "demo" and not os.environ.get("LEDGER_LOG_LEVEL"):
+            # The demo tells a story on standard output: a line per call would drown it.
+            settings = Settings(**{**settings.__dict__, "log_level": "warning"})
         # Several server processes share one output: each line says which wrote it.
         configure_logging(settings.log_format, settings.log_level,
                           with_pid=args.command == "serve" and (settings.workers > 1

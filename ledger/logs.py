@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 from typing import Any
 
 import orjson
@@ -19,7 +20,8 @@ def configure_logging(fmt: str = "console", level: str = "info", *,
     this halves what a line costs (about 12 µs against 24 µs with the json module)."""
     renderer: structlog.typing.Processor = (
         structlog.processors.JSONRenderer(serializer=orjson.dumps) if fmt == "json"
-        else structlog.dev.ConsoleRenderer()
+        # Colour on a terminal only: a file or a pipe gets no escape codes.
+        else structlog.dev.ConsoleRenderer(colors=sys.stdout.isatty())
     )
     factory = structlog.BytesLoggerFactory() if fmt == "json" else structlog.PrintLoggerFactory()
     pid: list[structlog.typing.Processor] = [_add_pid] if with_pid else []

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -40,13 +41,22 @@ def test_demo_prints_the_worked_example(tmp_path: Path) -> None:
                           timeout=120, env={**os.environ, "LEDGER_DATABASE_URL": ""})
     assert done.returncode == 0, done.stderr
     out = done.stdout
-    for expected in ("reseller:carol             frozen      1599",
-                     "reseller:bob               frozen       399",
-                     "platform                   frozen      2001",
-                     "r1        reseller:carol             frozen      -533",
-                     "r2        platform                   frozen     -1334",
-                     "postings sum to 0"):
+    # DOMAIN.md's worked example, in the currency's unit as DOMAIN.md gives it, every row named.
+    for account, named, amount in (
+            ("supplier:S1", "supplier S1, the supply price", "60.00"),
+            ("reseller:carol", "Carol, the seller (level 1, 40%)", "15.99"),
+            ("reseller:bob", "Bob, Carol's sponsor (level 2, 10%)", "3.99"),
+            ("platform", "the platform, the rest of the margin", "20.01"),
+            ("reseller:carol", "Carol, the seller (level 1, 40%)", "-5.33"),  # refund r1
+            ("platform", "the platform, the rest of the margin", "-13.34")):  # refund r2
+        assert re.search(rf"\n  {account} +{re.escape(named)} +frozen +{amount} CNY\n", out), (
+            account, amount)
+    for expected in ("Refund r1 of 33.33 CNY (one unit back)",
+                     "Refund r2 of 66.66 CNY (the other two back)",
+                     "postings sum to 0.00 CNY"):
         assert expected in out
+    assert "\x1b[" not in out + done.stderr  # no colour codes into a file or a pipe
+    assert " call " not in out  # the story, not a request log line per call
     assert (tmp_path / "ledger-data" / "demo.sqlite3").exists()
 
 
@@ -100,14 +110,14 @@ def test_serve_with_keys_answers_grpcurl_through_reflection(
         assert done.returncode == 0, done.stderr
     # The README's example call, as written there.
     placed = grpcurl(address, shop, "ledger.v1.StorefrontService/PlaceOrder", {
-        "idempotency_key": "place-O1", "order_id": "O1", "customer_id": "c1",
+        "idempotency_key": "place-G1", "order_id": "G1", "customer_id": "c-G1",
         "reseller_id": "carol",
         "currency": "CNY", "lines": [{"sku": "tea", "category": "drinks", "quantity": 3,
                                       "unit_sale_price": 3333, "unit_supply_price": 2000,
                                       "supplier_id": "S1"}]})
     assert placed.returncode == 0, placed.stderr
     paid = grpcurl(address, shop, "ledger.v1.StorefrontService/PayOrder",
-                   {"idempotency_key": "pay-O1", "order_id": "O1", "payment_id": "wx-1",
+                   {"idempotency_key": "pay-G1", "order_id": "G1", "payment_id": "wx-1",
                     "amount": 9999})
     assert paid.returncode == 0, paid.stderr
     order = json.loads(paid.stdout)["order"]
@@ -215,3 +225,42 @@ def test_several_workers_need_postgres(tmp_path: Path) -> None:
                           env={**os.environ, "LEDGER_WORKERS": "2",
                                "LEDGER_DATABASE_URL": f"sqlite:///{tmp_path / 'x.sqlite3'}"})
     assert done.returncode == 2 and "PostgreSQL" in done.stderr
+
+
+def readme_grpcurl_example(address: str) -> list[str]:
+    """The README's example call ("An example call"), as printed there, to ``address``."""
+    import shlex
+
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    block = readme.split("### An example call", 1)[1].split("```sh\n", 1)[1].split("```")[0]
+    words = shlex.split(block.replace("\\\n", " "))
+    assert words[0] == ".venv/bin/grpcurl" and "127.0.0.1:50051" in words
+    return [str(BIN / "grpcurl"), *(address if w == "127.0.0.1:50051" else w
+                                     for w in words[1:])]
+
+
+def test_the_readme_example_call_works_after_the_demo(tmp_path: Path) -> None:
+    address = f"127.0.0.1:{free_port()}"
+    demo = subprocess.Popen([LEDGER, "demo", "--keep-serving"], cwd=tmp_path, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            env={**os.environ, "LEDGER_DATABASE_URL": "",
+                                 "LEDGER_LISTEN": address})
+    try:
+        assert demo.stdout is not None
+        shop_key = ""
+        for line in demo.stdout:
+            if line.startswith("Storefront key: "):
+                shop_key = line.split(": ", 1)[1].strip()
+            if line.startswith("Serving until Ctrl-C"):
+                break
+        assert shop_key, "the demo printed no storefront key"
+        command = readme_grpcurl_example(address)
+        command = [w.replace("$SHOP_KEY", shop_key) for w in command]
+        done = subprocess.run(command, capture_output=True, text=True, timeout=30)
+        assert done.returncode == 0, done.stderr
+        placed = json.loads(done.stdout)
+        assert placed["order"]["order_id"] == "G1"
+        assert placed["order"]["seller_id"] == "carol"  # the demo's Carol
+    finally:
+        demo.send_signal(signal.SIGINT)
+        demo.communicate(timeout=30)
