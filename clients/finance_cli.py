@@ -206,7 +206,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     bill.add_argument("--bill", required=True, help="the bill file")
     bill.add_argument("--kind", choices=sorted(BILL_KINDS), default="trade",
                       help="trade: payments and refunds; transfer: payouts")
-    bill.add_argument("--format", dest="fmt", choices=sorted(BILL_FORMATS), default="wechat")
+    bill.add_argument("--format", dest="fmt", choices=sorted(BILL_FORMATS), default="wechat",
+                      help="the bill's layout: wechat (WeChat Pay's download, the default) or "
+                           "csv (time,rail_ref,our_ref,kind,amount,currency,state)")
     breaks = sub.add_parser("breaks", help="a day's reconciliation breaks: a table, or the "
                                            "whole reconciliation as CSV with --csv")
     breaks.add_argument("--day", required=True, help="YYYY-MM-DD")

@@ -348,12 +348,19 @@ def version() -> str:
         return "unknown (not installed)"
 
 
+def setting_default(defaults: Settings, field: str) -> str:
+    """What `serve --help` shows as a setting's default (see config.SETTINGS_HELP)."""
+    if field.startswith("="):
+        return field[1:]
+    return str(getattr(defaults, field)) or "(none)"
+
+
 def settings_help() -> str:
     """The settings `ledger serve` reads, each with its default, for `serve --help`."""
     from ledger.config import SETTINGS_HELP
 
     defaults = Settings()
-    rows = [(name, str(getattr(defaults, field)) or "(none)", meaning)
+    rows = [(name, setting_default(defaults, field), meaning)
             for name, field, meaning in SETTINGS_HELP]
     width = max(len(name) for name, _, _ in rows)
     lines = ["settings (environment variables, with their defaults):"]

@@ -28,7 +28,8 @@ class ConfigError(ValueError):
 
 
 # Every setting `ledger serve` reads: (variable, Settings field, meaning). `ledger serve
-# --help` lists them with the field's default, so the defaults shown are the ones used.
+# --help` lists them with the field's default, so the defaults shown are the ones used
+# ("=value": the variable's own default, where the field holds what it is read into).
 SETTINGS_HELP: tuple[tuple[str, str, str], ...] = (
     ("LEDGER_DATABASE_URL", "database_url", "the event store: sqlite:///path or "
      "postgresql://user:password@host:5432/db (?schema=, pool_size=, libpq's parameters)"),
@@ -58,6 +59,8 @@ SETTINGS_HELP: tuple[tuple[str, str, str], ...] = (
     ("LEDGER_TLS_CERT", "tls_cert", "the server's certificate chain (PEM): TLS only"),
     ("LEDGER_TLS_KEY", "tls_key", "its private key (PEM)"),
     ("LEDGER_TLS_CLIENT_CA", "tls_client_ca", "mutual TLS: the CA client certificates need"),
+    ("LEDGER_RECONCILIATION", "=breaks", "breaks: a day with open reconciliation breaks does "
+     "not close; off: breaks never stop a close"),
 )
 
 

@@ -83,7 +83,7 @@ def test_serve_help_lists_every_setting_with_its_default() -> None:
     assert done.returncode == 0
     defaults = Settings()
     for name, field, _ in SETTINGS_HELP:
-        shown = str(getattr(defaults, field)) or "(none)"
+        shown = cli.setting_default(defaults, field)
         assert re.search(rf"{name}\s.*\n\s+default: {re.escape(shown)}\n", done.stdout), name
     # Every variable Settings.from_env reads is listed.
     read = set(re.findall(r'"(LEDGER_[A-Z_]+)"', inspect.getsource(config)))
