@@ -13,9 +13,10 @@ from uuid import UUID
 from eventsourcing.domain import Aggregate, event
 
 from ledger.domain.copying import CheapCopy
-from ledger.domain.errors import InvalidInput, NotFound, RuleViolation
+from ledger.domain.errors import NotFound
 from ledger.domain.ids import stable_id
 from ledger.domain.plan import DEFAULT_PLAN, CommissionPlan, validate_plan
+from ledger.domain.versions import check_next, in_force_at
 
 
 class PlanBook(CheapCopy, Aggregate):
@@ -31,26 +32,15 @@ class PlanBook(CheapCopy, Aggregate):
     def publish(self, plan: CommissionPlan, *, now: datetime) -> CommissionPlan:
         """Adds the next version; plans never change once published."""
         validate_plan(plan)
-        effective_from = plan.effective_from
-        if effective_from < now:
-            raise InvalidInput([("plan.effective_from", "must not be in the past")])
         latest = self.plans[-1]
-        if effective_from < latest.effective_from:
-            raise RuleViolation(
-                f"version {latest.version} takes effect at {latest.effective_from.isoformat()}; "
-                "a newer version cannot take effect before it",
-                reason="PLAN_EFFECTIVE_BEFORE_PREVIOUS",
-            )
-        published = plan.with_version(latest.version + 1, effective_from)
+        check_next(latest, plan.effective_from, now=now, field="plan.effective_from",
+                   what="plan", reason="PLAN_EFFECTIVE_BEFORE_PREVIOUS")
+        published = plan.with_version(latest.version + 1, plan.effective_from)
         self._published(plan=published)
         return published
 
     def in_force_at(self, at: datetime) -> CommissionPlan:
-        chosen = self.plans[0]
-        for plan in self.plans:
-            if plan.effective_from <= at:
-                chosen = plan
-        return chosen
+        return in_force_at(self.plans, at)
 
     def plan_version(self, version: int) -> CommissionPlan:
         if not 1 <= version <= len(self.plans):
