@@ -11,7 +11,7 @@ from ledger.clients.sdk import LedgerClient, idempotency_key
 from ledger.clients.simulator import random_traffic, worked_example
 from ledger.projections.clock import Calendar
 
-from ledger.v1 import admin_pb2, common_pb2, finance_pb2, report_pb2, storefront_pb2
+from ledger.v1 import admin_pb2, common_pb2, finance_pb2, report_pb2, storefront_pb2, tax_pb2
 
 # What each account of the worked example is, for a person reading the postings.
 ROLES = {"clearing:customer-funds": "the customer's money, received",
@@ -73,6 +73,12 @@ def run_demo(admin: LedgerClient, shop: LedgerClient, finance: LedgerClient) -> 
     richest = top.balances[0]
     reseller_id = richest.account.split(":", 1)[1]
     amount = richest.available // 2
+    # Resellers are individuals: finance records who they are before anyone is paid.
+    finance.tax.RecordPayee(tax_pb2.RecordPayeeRequest(
+        idempotency_key=idempotency_key(), account=richest.account,
+        kind=tax_pb2.PAYEE_KIND_INDIVIDUAL, identity=tax_pb2.PayeeIdentity(
+            name=f"Reseller {reseller_id}", id_type="resident_id",
+            id_number="110105199001010000")))
     payout = shop.storefront.RequestWithdrawal(storefront_pb2.RequestWithdrawalRequest(
         idempotency_key=idempotency_key(), reseller_id=reseller_id, currency="CNY",
         amount=amount)).payout
@@ -83,9 +89,12 @@ def run_demo(admin: LedgerClient, shop: LedgerClient, finance: LedgerClient) -> 
     after = report.GetBalance(report_pb2.GetBalanceRequest(
         account=richest.account, min_log_position=done.receipt.log_position)).balances[0]
     print(f"\nPayout {payout.payout_id}: {decimal_amount(amount, 'CNY')} CNY to {reseller_id}, "
-          f"approved and paid (rail reference wx-demo-1); now available "
+          f"tax withheld {decimal_amount(payout.tax, 'CNY')}, approved and paid (rail "
+          f"reference wx-demo-1); now available "
           f"{decimal_amount(after.available, 'CNY')}, paid out "
           f"{decimal_amount(after.paid_out, 'CNY')}")
+
+    individual_payouts(shop, admin, finance)
 
     everyone = report.ListBalances(report_pb2.ListBalancesRequest(page_size=1000))
     held = sum(b.frozen + b.available - b.debt + b.in_flight + b.paid_out + b.clearing
@@ -100,3 +109,41 @@ def run_demo(admin: LedgerClient, shop: LedgerClient, finance: LedgerClient) -> 
     print(f"\nTeam of sim-r1 in {month}: {member.team_size} members, "
           f"{member.direct_downline} direct; team GMV {decimal_amount(gmv, 'CNY')} CNY, "
           f"{stats_r1.new_members} new members")
+
+
+def individual_payouts(shop: LedgerClient, admin: LedgerClient,
+                       finance: LedgerClient) -> None:
+    """An individual reseller paid twice across a bracket edge: the first payout's
+    cumulative taxable income is in the 3% bracket, the second's above 36,000.00 (10%)."""
+    from ledger.clients.simulator import line
+
+    shop.storefront.EnrollReseller(storefront_pb2.EnrollResellerRequest(
+        idempotency_key=idempotency_key(), reseller_id="dana", without_sponsor=True))
+    shop.storefront.PlaceOrder(storefront_pb2.PlaceOrderRequest(
+        idempotency_key=idempotency_key(), order_id="D1", customer_id="dana-customer",
+        reseller_id="dana", currency="CNY", lines=[line("piano", 1, 16_000_000, 1_000_000)]))
+    shop.storefront.PayOrder(storefront_pb2.PayOrderRequest(
+        idempotency_key=idempotency_key(), order_id="D1", payment_id="w-D1",
+        amount=16_000_000))
+    shop.storefront.CompleteOrder(storefront_pb2.CompleteOrderRequest(
+        idempotency_key=idempotency_key(), order_id="D1"))
+    admin.admin.RunSettlement(admin_pb2.RunSettlementRequest(idempotency_key=idempotency_key()))
+    finance.tax.RecordPayee(tax_pb2.RecordPayeeRequest(
+        idempotency_key=idempotency_key(), account="reseller:dana",
+        kind=tax_pb2.PAYEE_KIND_INDIVIDUAL, identity=tax_pb2.PayeeIdentity(
+            name="Dana Li", id_type="resident_id", id_number="11010519900307002X")))
+    print("\nIncome tax withheld from an individual (cumulative method, this month):")
+    for n, gross in enumerate((4_000_000, 2_000_000), start=1):
+        payout = finance.finance.RequestPayout(finance_pb2.RequestPayoutRequest(
+            idempotency_key=idempotency_key(), account="reseller:dana", currency="CNY",
+            amount=gross)).payout
+        finance.finance.ApprovePayout(finance_pb2.ApprovePayoutRequest(
+            idempotency_key=idempotency_key(), payout_id=payout.payout_id))
+        finance.finance.MarkPayoutPaid(finance_pb2.MarkPayoutPaidRequest(
+            idempotency_key=idempotency_key(), payout_id=payout.payout_id,
+            reference=f"wx-dana-{n}"))
+        print(f"  payout {n} to dana: gross {decimal_amount(payout.amount, 'CNY'):>9}, "
+              f"tax {decimal_amount(payout.tax, 'CNY'):>7}, net "
+              f"{decimal_amount(payout.net, 'CNY'):>9} CNY")
+    print("  (taxable 40,000 × 80% − 5,000 = 27,000.00 at 3%; then 60,000 × 80% − 5,000 = "
+          "43,000.00, past the 36,000.00 edge: 10% − 2,520 = 1,780.00 in all)")

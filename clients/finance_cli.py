@@ -5,6 +5,8 @@
     ledger finance account reseller:carol --from 2026-11-01 --to 2026-11-30
     ledger finance reconcile --day 2026-11-21 --bill trade.csv --kind trade --format wechat
     ledger finance breaks --day 2026-11-21 [--csv 2026-11-21-breaks.csv]
+    ledger finance tax month --month 2026-01 --csv 2026-01-tax.csv
+    ledger finance tax quarter --quarter 2026Q1 --csv 2026Q1.csv
 
 The server address and the finance key come from --address/--key or LEDGER_ADDRESS and
 LEDGER_FINANCE_KEY. CSV files open in a spreadsheet as they are: a header row, one row per
@@ -24,7 +26,7 @@ from typing import Any
 from ledger.clients.money import format_amount
 from ledger.clients.sdk import LedgerClient, add_connection_options, tls_from_args
 
-from ledger.v1 import finance_pb2
+from ledger.v1 import finance_pb2, tax_pb2
 
 MOVEMENT_KINDS = ("payment", "refund", "settlement", "payout_requested", "payout_rejected",
                   "payout_paid", "payout_failed")
@@ -36,8 +38,9 @@ def decimal_amount(amount: int, currency: str) -> str:
 
 
 def payable_rows(client: LedgerClient) -> Iterator[list[str]]:
+    # amount is the gross, as before tax was withheld; gross, tax and net say it in full.
     yield ["payout_id", "account", "currency", "amount", "status", "requested_at",
-           "requested_by"]
+           "requested_by", "gross", "tax", "net"]
     token = ""
     while True:
         reply = client.finance.ListPayable(finance_pb2.ListPayableRequest(
@@ -45,7 +48,8 @@ def payable_rows(client: LedgerClient) -> Iterator[list[str]]:
         for p in reply.payouts:
             yield [p.payout_id, p.account, p.currency, decimal_amount(p.amount, p.currency),
                    finance_pb2.PayoutStatus.Name(p.status).removeprefix("PAYOUT_STATUS_")
-                   .lower(), p.requested_at.ToDatetime().isoformat() + "Z", p.requested_by]
+                   .lower(), p.requested_at.ToDatetime().isoformat() + "Z", p.requested_by,
+                   *(decimal_amount(v, p.currency) for v in (p.amount, p.tax, p.net))]
         token = reply.next_page_token
         if not token:
             return
@@ -70,6 +74,37 @@ def statement_rows(client: LedgerClient, day: str) -> Iterator[list[str]]:
         token = reply.next_page_token
         if not token:
             return
+
+
+PAYEE_COLUMNS = ["account", "kind", "name", "id_type", "id_number", "tax_id"]
+
+
+def payee_cells(p: tax_pb2.Payee) -> list[str]:
+    kind = tax_pb2.PayeeKind.Name(p.kind).removeprefix("PAYEE_KIND_").lower() \
+        if p.recorded else "not recorded"
+    return [p.account, kind, p.identity.name, p.identity.id_type, p.identity.id_number,
+            p.tax_id]
+
+
+def month_rows(client: LedgerClient, month: str) -> Iterator[list[str]]:
+    reply = client.tax.GetMonthlyWithholding(tax_pb2.GetMonthlyWithholdingRequest(month=month))
+    yield ["month", *PAYEE_COLUMNS, "currency", "payouts", "gross", "tax", "net"]
+    for m in reply.payees:
+        yield [reply.month, *payee_cells(m.payee), m.currency, str(m.payouts),
+               *(decimal_amount(v, m.currency) for v in (m.gross, m.tax, m.net))]
+
+
+def quarter_rows(client: LedgerClient, quarter: str) -> Iterator[list[str]]:
+    report = client.tax.GetQuarterReport(tax_pb2.GetQuarterReportRequest(
+        quarter=quarter)).report
+    yield ["quarter", "closed", *PAYEE_COLUMNS, "currency", "earned", "clawed_back", "net",
+           "paid_gross", "tax_withheld"]
+    for line in report.lines:
+        yield [report.quarter, "yes" if report.closed else "no", *payee_cells(line.payee),
+               line.currency,
+               *(decimal_amount(v, line.currency) for v in (
+                   line.earned, line.clawed_back, line.net, line.paid_gross,
+                   line.tax_withheld))]
 
 
 def write_csv(rows: Iterator[list[str]], target: str) -> None:
@@ -213,6 +248,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                                            "whole reconciliation as CSV with --csv")
     breaks.add_argument("--day", required=True, help="YYYY-MM-DD")
     breaks.add_argument("--csv", default="", help="write CSV to this file ('-': stdout)")
+    tax = sub.add_parser("tax", help="income tax withheld: the monthly filing, the quarterly "
+                                     "report (CSV)")
+    reports = tax.add_subparsers(dest="tax_report", required=True)
+    month = reports.add_parser("month", help="tax withheld per payee in a month")
+    month.add_argument("--month", required=True, help="YYYY-MM")
+    month.add_argument("--csv", default="-", help="file to write (default: stdout)")
+    quarter = reports.add_parser("quarter", help="the quarterly report (Decree 810)")
+    quarter.add_argument("--quarter", required=True, help="YYYYQn, e.g. 2026Q1")
+    quarter.add_argument("--csv", default="-", help="file to write (default: stdout)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -234,6 +278,10 @@ def run(args: argparse.Namespace) -> int:
                 write_csv(break_rows(client, args.day), args.csv)
             elif args.finance_command == "breaks":
                 show_breaks(client, args.day)
+            elif args.finance_command == "tax" and args.tax_report == "month":
+                write_csv(month_rows(client, args.month), args.csv)
+            elif args.finance_command == "tax":
+                write_csv(quarter_rows(client, args.quarter), args.csv)
             else:
                 show_account(client, args.account, args.from_day, args.to_day)
         except grpc.RpcError as error:

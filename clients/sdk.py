@@ -58,6 +58,7 @@ from ledger.v1 import (
     finance_pb2_grpc,
     report_pb2_grpc,
     storefront_pb2_grpc,
+    tax_pb2_grpc,
 )
 
 
@@ -177,6 +178,7 @@ class LedgerClient:
         self.report = report_pb2_grpc.ReportServiceStub(self._channel)
         self.finance = finance_pb2_grpc.FinanceServiceStub(self._channel)
         self.audit = audit_pb2_grpc.AuditServiceStub(self._channel)
+        self.tax = tax_pb2_grpc.TaxServiceStub(self._channel)
 
     def close(self) -> None:
         self._channel.close()

@@ -33,6 +33,8 @@ from ledger.api.auth import (
     KeyRing,
     add_key_to_file,
 )
+from ledger.application.identity_vault import VaultError
+from ledger.application.identity_vault import add_key as add_identity_key
 from ledger.config import ConfigError, Settings, redact
 from ledger.logs import configure_logging
 from ledger.runtime import tune_gc
@@ -395,6 +397,13 @@ def build_parser() -> argparse.ArgumentParser:
     add.add_argument("--file", default="ledger-keys.json", type=Path,
                      help="the keys file to add it to (default ledger-keys.json; made if "
                           "missing)")
+    ik = sub.add_parser("identity-keys", help="the keys payees' identities are sealed with")
+    iksub = ik.add_subparsers(dest="identity_keys_command", required=True)
+    rotate = iksub.add_parser("add", help="add a key and make it current (rotation: older "
+                                          "keys stay to open what they sealed)")
+    rotate.add_argument("--id", required=True, dest="key_id", help="the new key's id")
+    rotate.add_argument("--file", type=Path,
+                        help="default: LEDGER_IDENTITY_KEYS_FILE (ledger-data/identity-keys.json)")
     sub.add_parser("project", help="keep the read models current (for LEDGER_PROJECTIONS="
                                    "external servers)")
     p = sub.add_parser("projections", help="read-model maintenance")
@@ -472,6 +481,11 @@ def main(argv: list[str] | None = None) -> int:
             return finance_cli.run(args)
         if args.command == "team":
             return team_cli.run(args, settings.timezone)
+        if args.command == "identity-keys":
+            path = args.file or Path(settings.identity_keys_file)
+            add_identity_key(path, args.key_id)
+            print(json.dumps({"current": args.key_id, "file": str(path)}))
+            return 0
         if args.command == "balances":
             return report_cli.run_balances(args)
         if args.command == "keys":
@@ -481,7 +495,7 @@ def main(argv: list[str] | None = None) -> int:
                               "key": key, "file": str(args.file)}))
             return 0
         return health(args.address, args.timeout, tls_from_args(args))
-    except (ConfigError, KeyConfigError, failpoints.FailpointError) as error:
+    except (ConfigError, KeyConfigError, VaultError, failpoints.FailpointError) as error:
         print(f"ledger: {error}", file=sys.stderr)
         return 2
 

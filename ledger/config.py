@@ -83,6 +83,7 @@ class Settings:
     health_interval: float = 1.0
     aggregate_cache: int = 20_000
     audit_key_file: str = "ledger-data/audit-signing-key.pem"
+    identity_keys_file: str = "ledger-data/identity-keys.json"
     projection_cache: int = 50_000
     health_max_stall: float = 30.0
     metrics_listen: str = ""
@@ -135,6 +136,8 @@ class Settings:
             workers=whole("LEDGER_WORKERS", 1),
             aggregate_cache=whole("LEDGER_AGGREGATE_CACHE", 20_000),
             audit_key_file=env.get("LEDGER_AUDIT_KEY_FILE") or Settings.audit_key_file,
+            identity_keys_file=(env.get("LEDGER_IDENTITY_KEYS_FILE")
+                                or Settings.identity_keys_file),
             projection_cache=whole("LEDGER_PROJECTION_CACHE", 50_000),
             health_interval=positive("LEDGER_HEALTH_INTERVAL", 1.0),
             health_max_stall=positive("LEDGER_HEALTH_MAX_STALL", 30.0),

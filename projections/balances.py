@@ -20,7 +20,7 @@ from ledger.projections.statements import StatementWriter
 from ledger.domain.money import Posting
 
 BUCKETS = ("frozen", "available", "in_flight", "paid_out", "clearing")
-KINDS = ("reseller", "supplier", "platform", "clearing")
+KINDS = ("reseller", "supplier", "platform", "clearing", "tax")
 # Each ordering of a list of balances: the buckets whose sum sorts it, largest first (none:
 # by account alone), then account and currency. The SQL and the page tokens both follow it.
 ORDERINGS: dict[str, tuple[str, ...]] = {

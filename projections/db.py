@@ -31,7 +31,8 @@ from ledger.config import event_store_env, is_postgres, postgres_connection
 #    count changes by log position on (platform, leader, position).
 # 8: reconciliation with the payment rail: the ledger's records of what went through the
 #    rail, the bills' lines, the breaks of each day.
-SCHEMA_VERSION = 8
+# 9: payouts with the tax withheld on them, and withholdings per payee for the tax reports.
+SCHEMA_VERSION = 9
 
 TABLES = {
     "proj_meta": """
@@ -46,7 +47,12 @@ TABLES = {
         payout_id TEXT NOT NULL, platform TEXT NOT NULL, account TEXT NOT NULL,
         currency TEXT NOT NULL, amount BIGINT NOT NULL, status TEXT NOT NULL,
         requested_by TEXT NOT NULL, requested_at BIGINT NOT NULL, updated_at BIGINT NOT NULL,
-        reference TEXT NOT NULL, reason TEXT NOT NULL, PRIMARY KEY (platform, payout_id)""",
+        reference TEXT NOT NULL, reason TEXT NOT NULL, tax BIGINT NOT NULL DEFAULT 0,
+        PRIMARY KEY (platform, payout_id)""",
+    "proj_withholdings": """
+        platform TEXT NOT NULL, account TEXT NOT NULL, currency TEXT NOT NULL,
+        payout_id TEXT NOT NULL, gross BIGINT NOT NULL, tax BIGINT NOT NULL,
+        at BIGINT NOT NULL, position BIGINT NOT NULL""",
     "proj_balances": """
         platform TEXT NOT NULL, account TEXT NOT NULL, currency TEXT NOT NULL,
         kind TEXT NOT NULL, frozen BIGINT NOT NULL DEFAULT 0, available BIGINT NOT NULL DEFAULT 0,
@@ -139,6 +145,7 @@ INDEXES = {
     "proj_movements_time": ("proj_movements", "platform, at"),
     "proj_orders_due": ("proj_orders", "platform, settled, due_at"),
     "proj_payouts_status": ("proj_payouts", "platform, status, payout_id"),
+    "proj_withholdings_time": ("proj_withholdings", "platform, at"),
     "proj_balances_kind": ("proj_balances", "platform, kind, account"),
     "proj_day_moves_line": ("proj_day_moves", "platform, account, currency, bucket, day"),
     "proj_team_spans_down": ("proj_team_spans", "platform, ancestor, distance, member"),

@@ -54,6 +54,7 @@ class PayoutRow:
     updated_at: int
     reference: str
     reason: str
+    tax: int = 0
 
 
 def payable(cur: Cursor, platform: str, offset: int, limit: int,
@@ -65,7 +66,7 @@ def payable(cur: Cursor, platform: str, offset: int, limit: int,
         params += [after[0], after[0], after[1]]
     cur.execute(
         "SELECT payout_id, account, currency, amount, status, requested_by, requested_at, "
-        "updated_at, reference, reason FROM proj_payouts WHERE platform = %s AND "
+        "updated_at, reference, reason, tax FROM proj_payouts WHERE platform = %s AND "
         f"status IN ('requested', 'approved'){since} ORDER BY requested_at, payout_id "
         "LIMIT %s OFFSET %s", (*params, limit, offset))
     return [PayoutRow(*row) for row in cur.fetchall()]

@@ -11,6 +11,7 @@ from ledger.projections import balances as b
 from ledger.projections import finance as f
 from ledger.projections import reconciliation as r
 from ledger.projections import statements as s
+from ledger.projections import tax as x
 from ledger.projections import team_queries as t
 from ledger.projections.clock import END_OF_TIME, Calendar
 from ledger.projections.db import Cursor, Link, ProjectionDB, StoreUnavailable
@@ -19,6 +20,7 @@ from ledger.projections.team import Node
 
 from ledger.domain.order import OrderKey
 from ledger.domain.periods import DayStatement, StatementLine
+from ledger.domain.quarters import QuarterLine
 
 R = TypeVar("R")
 
@@ -155,6 +157,14 @@ class ReadModels:
         if timezone != self.calendar.timezone:
             raise ValueError(f"the read models' days are in {self.calendar.timezone}, "
                              f"not {timezone}")
+
+    def monthly_withholding(self, platform: str, start: int, end: int) -> list[x.MonthLine]:
+        return self._query(x.monthly, platform, start, end)
+
+    def quarter_lines(self, platform: str, start: int, end: int, *, carried_after: int,
+                      up_to: int) -> list[QuarterLine]:
+        return self._query(x.quarter_lines, platform, start, end, carried_after=carried_after,
+                           up_to=up_to)
 
 
 def _day_statement(cur: Cursor, platform: str, day: str, timezone: str,

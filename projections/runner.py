@@ -158,13 +158,16 @@ class Batch:
     def _payout(self, uid: str, name: str, event: Any, position: int) -> None:
         if name == qualname(Payout.Requested):
             self._own(uid, event.platform_id, event.payout_id)
+            tax = getattr(event, "tax", 0)
             self.cur.execute(
                 "INSERT INTO proj_payouts (payout_id, platform, account, currency, amount, "
-                "status, requested_by, requested_at, updated_at, reference, reason) "
-                "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, '', '')",
+                "status, requested_by, requested_at, updated_at, reference, reason, tax) "
+                "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, '', '', %s)",
                 (event.payout_id, event.platform_id, event.account, event.currency,
                  event.amount, REQUESTED, event.requested_by, micros(event.requested_at),
-                 micros(event.requested_at)))
+                 micros(event.requested_at), tax))
+            self._withheld(event.platform_id, event.payout_id, event.amount, tax,
+                           micros(event.requested_at), position)
             self.balances.post(event.platform_id, event.postings, position,
                                micros(event.requested_at), "payout_requested",
                                f"payout:{event.payout_id}")
@@ -181,13 +184,20 @@ class Batch:
             self.balances.post(platform, postings, position, micros(event.at),
                                f"payout_{status}", f"payout:{payout_id}")
         self._sent_to_rail(platform, payout_id, name.partition(".")[2], event)
+        if status in ("rejected", "failed"):
+            self.cur.execute("SELECT amount, tax FROM proj_payouts WHERE platform = %s AND "
+                             "payout_id = %s", (platform, payout_id))
+            gross, tax = self.cur.fetchone()
+            self._withheld(platform, payout_id, -int(gross), -int(tax), micros(event.at),
+                           position)
 
     def _sent_to_rail(self, platform: str, payout_id: str, step: str, event: Any) -> None:
         """An approved payout is sent to the rail (dated that day, pending until paid or
         failed): what the transfer bill is matched against."""
         if step == "Approved":
-            self.cur.execute("SELECT amount, currency FROM proj_payouts WHERE platform = %s "
-                             "AND payout_id = %s", (platform, payout_id))
+            # The rail is sent the net: the tax withheld stays with the platform.
+            self.cur.execute("SELECT amount - tax, currency FROM proj_payouts WHERE "
+                             "platform = %s AND payout_id = %s", (platform, payout_id))
             amount, currency = self.cur.fetchone()
             self.recon.recorded(platform, rail.LedgerRecord(
                 self.calendar.day(micros(event.at)), rail.PAYOUT, payout_id, int(amount),
@@ -195,6 +205,16 @@ class Batch:
         elif step in RAIL_STATES:
             self.recon.payout_state(platform, payout_id, RAIL_STATES[step],
                                     f"payout_{step.lower()}")
+
+    def _withheld(self, platform: str, payout_id: str, gross: int, tax: int, at: int,
+                  position: int) -> None:
+        """A payout's gross and tax for the tax reports: when requested, and taken back
+        when it fails or is rejected (in the month and quarter that is recorded in)."""
+        self.cur.execute(
+            "INSERT INTO proj_withholdings (platform, account, currency, payout_id, gross, "
+            "tax, at, position) SELECT platform, account, currency, payout_id, %s, %s, %s, %s "
+            "FROM proj_payouts WHERE platform = %s AND payout_id = %s",
+            (gross, tax, at, position, platform, payout_id))
 
     def _reseller(self, uid: str, name: str, event: Any, position: int) -> None:
         team = self.team

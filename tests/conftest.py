@@ -133,7 +133,8 @@ def running(store_url: str, clock: Clock, tmp_path: Path) -> Iterator[Running]:
     """A real gRPC server on a free loopback port, over the store under test."""
     keys = Keys()
     settings = Settings(database_url=store_url, listen="127.0.0.1:0",
-                        audit_key_file=str(tmp_path / "audit-signing-key.pem"))
+                        audit_key_file=str(tmp_path / "audit-signing-key.pem"),
+                        identity_keys_file=str(tmp_path / "identity-keys.json"))
     server = LedgerServer(settings, keys.ring(), clock=clock)
     with ServerThread(server) as thread:
         yield Running(thread.target, keys, server)

@@ -13,7 +13,9 @@ from grpc_status import rpc_status
 from ledger.clients.sdk import LedgerClient, idempotency_key
 from ledger.clients.simulator import line
 
-from ledger.v1 import common_pb2, storefront_pb2
+from ledger.application import commands as c
+from ledger.domain.payee import INDIVIDUAL, SealedIdentity
+from ledger.v1 import common_pb2, storefront_pb2, tax_pb2
 
 
 @dataclass
@@ -62,6 +64,23 @@ def team(client: LedgerClient) -> None:
     enroll(client, "alice")
     enroll(client, "bob", "alice")
     enroll(client, "carol", "bob")
+
+
+def identify(finance: LedgerClient, reseller_id: str) -> tax_pb2.Payee:
+    """Finance records a reseller as an individual with an identity, so payouts to them
+    are allowed (with income tax withheld)."""
+    return finance.tax.RecordPayee(tax_pb2.RecordPayeeRequest(
+        idempotency_key=idempotency_key(), account=f"reseller:{reseller_id}",
+        kind=tax_pb2.PAYEE_KIND_INDIVIDUAL, identity=tax_pb2.PayeeIdentity(
+            name=f"{reseller_id.title()} Test", id_type="resident_id",
+            id_number="110105199003070000"))).payee
+
+
+def identified(key: str, reseller_id: str) -> c.RecordPayee:
+    """The same as a command, for tests that run the application without gRPC (the
+    identity is opaque there: sealing is the API's)."""
+    return c.RecordPayee(key, f"reseller:{reseller_id}", INDIVIDUAL, "",
+                         SealedIdentity("k1", f"sealed-{reseller_id}"))
 
 
 def place(client: LedgerClient, order_id: str, *, reseller: str = "carol", customer: str = "c1",

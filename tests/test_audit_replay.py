@@ -24,6 +24,7 @@ from ledger.audit.signing import Signer
 from ledger.domain.periods import DayStatement
 from tests.audit_export import export_store
 from tests.conftest import Clock
+from tests.helpers import identified
 from tests.test_event_log import balances_from_log
 
 SHOP = c.Caller("acme", "shop-a", "storefront")
@@ -113,6 +114,7 @@ def test_a_closed_days_statement_equals_its_replay(app: LedgerApplication, store
     models = ReadModels(store_url)
     try:
         settle_worked_example(app, clock, runner, models)
+        do(app, FINANCE, identified("id-carol", "carol"))
         payout = app.answer(do(app, SHOP, c.RequestPayout(
             "w1", "reseller:carol", "CNY", 1000)).ref).payout_id
         do(app, FINANCE, c.ApprovePayout("a1", payout))

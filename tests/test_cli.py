@@ -53,7 +53,10 @@ def test_demo_prints_the_worked_example(tmp_path: Path) -> None:
             account, amount)
     for expected in ("Refund r1 of 33.33 CNY (one unit back)",
                      "Refund r2 of 66.66 CNY (the other two back)",
-                     "postings sum to 0.00 CNY"):
+                     "postings sum to 0.00 CNY",
+                     # An individual paid twice across the 36,000.00 bracket edge.
+                     "payout 1 to dana: gross  40000.00, tax  810.00, net  39190.00 CNY",
+                     "payout 2 to dana: gross  20000.00, tax  970.00, net  19030.00 CNY"):
         assert expected in out
     assert "\x1b[" not in out + done.stderr  # no colour codes into a file or a pipe
     assert " call " not in out  # the story, not a request log line per call

@@ -33,7 +33,7 @@ from ledger.domain.periods import DayStatement, PeriodBook, StatementLine, moved
 from ledger.v1 import finance_pb2, storefront_pb2
 from tests.audit_export import export_store
 from tests.conftest import Clock, Running
-from tests.helpers import pay, place, refund, refused, team
+from tests.helpers import identify, pay, place, refund, refused, team
 from tests.test_audit_replay import close_day, settle_worked_example
 from tests.test_settlement_payouts import Books, pay_out, settle, withdraw
 
@@ -170,6 +170,7 @@ def test_a_statement_of_many_pages_reads_back_whole_and_equals_the_old_single_me
     books.saw(refund(shop, "A0", "r1", (1, 3333)).receipt)
     clock.advance(days=7)  # 2026-11-09: A* settle
     settle(admin, books)
+    identify(finance, "r1")
     payout = withdraw(shop, "r1", 1000, books)
     pay_out(finance, payout.payout_id, books, "wx-1")
     for day in (

@@ -34,7 +34,7 @@ from tests.conftest import Clock, Keys, Running
 from tests.helpers import Refusal, pay, place, refused, team
 
 ROLE_OF = {"StorefrontService": STOREFRONT, "AdminService": ADMIN, "FinanceService": FINANCE,
-           "ReportService": ADMIN, "AuditService": FINANCE}
+           "ReportService": ADMIN, "AuditService": FINANCE, "TaxService": FINANCE}
 # A server stream that follows the log (StreamEvents with follow) ends only at its deadline.
 STREAM_TIMEOUT = 2.0
 METHODS = [method for service in SERVICES for method in service.methods]
@@ -314,7 +314,7 @@ def test_every_rpc_with_a_timestamp_is_covered() -> None:
     """The issue's list, as the descriptors give it (a new timestamp joins it by itself)."""
     assert {m.name for m, _ in TIMESTAMP_FIELDS} == {
         "ImportOrders", "PublishPlan", "GetPlan", "GetBalance", "GetUpline", "ListSubtree",
-        "GetTeamStats", "EnrollReseller", "ImportResellers"}
+        "GetTeamStats", "EnrollReseller", "ImportResellers", "PublishTaxTable", "GetTaxTable"}
     assert ("ImportOrders", "orders[0].paid_at") in {(m.name, p) for m, p in TIMESTAMP_FIELDS}
 
 

@@ -24,7 +24,9 @@ from ledger.domain.order import Order, OrderKey
 from ledger.domain.payout import Payout
 from ledger.domain.periods import PeriodBook, local_day
 from ledger.domain.wallet import Wallet
+from ledger.domain.withholding import TaxYear
 from tests.conftest import Clock, drop_schema, example_store
+from tests.helpers import identified
 from tests.test_event_log import all_events, balances_from_log
 
 steps = st.lists(
@@ -72,6 +74,8 @@ def test_no_account_is_paid_more_than_it_earned(
         do(shop, c.EnrollReseller("e0", "r0", "", "", True))
         for n in range(1, 4):
             do(shop, c.EnrollReseller(f"e{n}", f"r{n}", f"r{n - 1}", "", False))
+        for r in resellers:
+            do(fin, identified(f"id-{r}", r))
         # Every history starts with money to withdraw: three sales, received and settled.
         opening = [("order", 4, 30_000), ("order", 5, 45_000), ("order", 7, 60_000),
                    ("settle", 0, 0), ("withdraw", 0, 50)]
@@ -189,7 +193,7 @@ def test_concurrent_payout_requests_never_exceed_the_balance(postgres_url: str) 
     shop = c.Caller("acme", "shop", "storefront")
     admin = c.Caller("acme", "ops", "admin")
     first = apps[0]
-    for command in (c.EnrollReseller("e", "carol", "", "", True),
+    for command in (c.EnrollReseller("e", "carol", "", "", True), identified("id", "carol"),
                     *[cmd for n in range(5) for cmd in (
                         c.PlaceOrder(f"p{n}", f"O{n}", "c", "carol", "CNY",
                                      (c.NewLine("x", "", 1, 10_000, 5_000, "S1"),)),
@@ -215,6 +219,10 @@ def test_concurrent_payout_requests_never_exceed_the_balance(postgres_url: str) 
                for e in refused_), refused_
     total = sum(first.answer(o.ref).amount for o in granted)
     assert 0 < total <= 10_000
+    # Every payout granted went through carol's year of payouts, one after another: none
+    # lost, none counted twice, though two servers computed them at once.
+    year = first.find(TaxYear.create_id("acme", "reseller:carol", 2026))
+    assert sorted(year.payouts) == sorted(first.answer(o.ref).payout_id for o in granted)
     after = first.find(Wallet.create_id("acme", "reseller:carol", "CNY"))
     assert after.available == 10_000 - total and after.in_flight == total
     assert after.available >= 0

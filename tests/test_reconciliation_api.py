@@ -16,7 +16,7 @@ from bench.reconcile import trade_bill as wechat_trade_bill
 from bench.reconcile import wechat
 from ledger.v1 import finance_pb2
 from tests.conftest import Clock, Running
-from tests.helpers import refused, team
+from tests.helpers import identify, refused, team
 from tests.test_settlement_payouts import Books, sell, settle, withdraw
 
 DAY = "2026-11-09"
@@ -86,6 +86,7 @@ def a_payout_sent_on_the_day(
     """Carol's commission settled, 15.00 withdrawn and approved (sent to the rail) on DAY,
     and a customer's payment w-O2 of 99.99 that day; the clock then a day later."""
     team(shop)
+    identify(finance, "carol")
     sell(shop, books, "O1")
     clock.advance(days=8)  # 2026-11-09, 10:00 in Shanghai
     settle(admin, books)

@@ -13,7 +13,7 @@ from ledger.clients.sdk import LedgerClient, idempotency_key
 
 from ledger.v1 import admin_pb2, common_pb2, finance_pb2, report_pb2, storefront_pb2
 from tests.conftest import Clock, Running
-from tests.helpers import place, refund, refused, team
+from tests.helpers import identify, place, refund, refused, team
 
 StatusCode = grpc.StatusCode
 LEDGER = str(Path(sys.executable).parent / "ledger")
@@ -80,6 +80,7 @@ def test_worked_example_through_settlement_payout_clawback_and_recovery(
 ) -> None:
     books = Books(shop)
     team(shop)
+    identify(finance, "carol")
     sell(shop, books, "O1")
     assert books.of("reseller:carol") == {"frozen": 1599}
     # Inside the freeze window nothing moves.
@@ -184,6 +185,7 @@ def test_a_payout_is_not_approved_while_a_clawback_left_its_account_in_debt(
     the 15.00 returns to available and repays the debt."""
     books = Books(shop)
     team(shop)
+    identify(finance, "carol")
     sell(shop, books, "O1")
     clock.advance(days=8)
     assert settle(admin, books) == ["O1"]
@@ -225,6 +227,7 @@ def test_payout_steps_are_idempotent_and_refused_in_the_wrong_state(
 ) -> None:
     books = Books(shop)
     team(shop)
+    identify(finance, "carol")
     sell(shop, books, "O1")
     clock.advance(days=8)
     settle(admin, books)
@@ -352,6 +355,7 @@ def test_day_statements_show_settlements_and_payouts_bucket_by_bucket(
     per bucket shows each, and what the account is still owed."""
     books = Books(shop)
     team(shop)
+    identify(finance, "carol")
     sell(shop, books, "O1")  # 2026-11-01 in Shanghai
     clock.advance(days=8)  # 2026-11-09
     assert settle(admin, books) == ["O1"]
@@ -384,6 +388,7 @@ def test_finance_cli_exports_csv_a_spreadsheet_opens(
 ) -> None:
     books = Books(shop)
     team(shop)
+    identify(finance, "carol")
     sell(shop, books, "O1")
     clock.advance(days=8)
     settle(admin, books)
@@ -513,6 +518,8 @@ def test_payable_pages_do_not_skip_payouts_finance_handled_in_between(
     the next page: it must start after the last one listed, not skip as many as were paid."""
     books = Books(shop)
     team(shop)
+    identify(finance, "carol")
+    identify(finance, "bob")
     for n in range(3):
         sell(shop, books, f"O{n}")
     clock.advance(days=8)

@@ -236,7 +236,7 @@ PAYOUT_STATUSES = {
 def payout(p: payouts.Payout) -> finance_pb2.Payout:
     return finance_pb2.Payout(
         payout_id=p.payout_id, account=p.account, currency=p.currency, amount=p.amount,
-        status=PAYOUT_STATUSES[p.status], requested_by=p.requested_by,
+        tax=p.tax, net=p.net, status=PAYOUT_STATUSES[p.status], requested_by=p.requested_by,
         requested_at=timestamp(p.requested_at), updated_at=timestamp(p.updated_at),
         reference=p.reference, reason=p.reason,
     )

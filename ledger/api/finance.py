@@ -11,6 +11,7 @@ from ledger.api import convert
 from ledger.api import reconciliation as recon
 from ledger.api.auth import AUDITOR, FINANCE
 from ledger.api.closing import drawn_statement
+from ledger.api.payees import drawn_report
 from ledger.api.reports import KEY_SEPARATOR, Page, page
 from ledger.api.servicers import Base, rpc
 from ledger.application import commands as c
@@ -19,6 +20,7 @@ from ledger.domain.bills import bill_digest, parse_bill
 from ledger.domain.errors import InvalidInput, NotFound, RuleViolation, check
 from ledger.domain.payout import Payout
 from ledger.domain.periods import DayStatement, PeriodBook
+from ledger.domain.quarters import QuarterBook
 from ledger.domain.rail_bills import BreakBook
 from ledger.projections.clock import from_micros
 from ledger.projections.finance import PayoutRow
@@ -28,7 +30,8 @@ from ledger.v1 import finance_pb2, finance_pb2_grpc
 def payout_row(p: PayoutRow) -> finance_pb2.Payout:
     return finance_pb2.Payout(
         payout_id=p.payout_id, account=p.account, currency=p.currency, amount=p.amount,
-        status=convert.PAYOUT_STATUSES[p.status], requested_by=p.requested_by,
+        tax=p.tax, net=p.amount - p.tax, status=convert.PAYOUT_STATUSES[p.status],
+        requested_by=p.requested_by,
         requested_at=convert.timestamp(from_micros(p.requested_at)),
         updated_at=convert.timestamp(from_micros(p.updated_at)), reference=p.reference,
         reason=p.reason,
@@ -278,6 +281,22 @@ class FinanceService(Base, finance_pb2_grpc.FinanceServiceServicer):
             totals=[convert.statement_line(line) for line in totals], log_position=position,
             next_page_token=wanted.next_token(movements, lambda m: (m.at, KEY_SEPARATOR.join(
                 (str(m.position), m.currency, m.bucket)))))
+
+    @rpc(FINANCE)
+    async def CloseQuarter(self, request, context, caller):  # type: ignore[no-untyped-def]
+        """Draws the quarter's report once the read models hold the whole log, and records
+        it for good with the position it was drawn at: whatever is recorded after lands in
+        the next quarter, so no second step is needed (compare CloseDay)."""
+        close = c.CloseQuarter(request.idempotency_key, request.quarter)
+        check(close.violations())
+        position = await self.caught_up(await self.read(self.app.log_position), context)
+        book = await self.read(self.app.find, QuarterBook.create_id(caller.platform_id))
+        report = await self.read(drawn_report, self.models, book, caller.platform_id,
+                                 request.quarter, self.app.timezone, position)
+        outcome, book = await self.write(caller, dataclasses.replace(close, report=report))
+        return finance_pb2.CloseQuarterResponse(
+            report=await self.read(self.payees.report, caller, book.closed[request.quarter]),
+            receipt=convert.receipt(outcome))
 
 
 def line_after(after: tuple[int, str] | None) -> tuple[str, str, str] | None:

@@ -21,9 +21,11 @@ from ledger.api.closing import ClosingFinisher
 from ledger.api.finance import FinanceService
 from ledger.api.health import HealthWatch
 from ledger.api.listen import server_options
+from ledger.api.payees import PayeeViews
 from ledger.api.reports import ReportService
 from ledger.api.requests import add_service
 from ledger.api.servicers import AdminService, StorefrontService
+from ledger.api.tax import TaxService
 from ledger.api.tls import server_credentials
 from ledger.application.append_only import require_guards
 from ledger.application.audit_check import check_history
@@ -32,6 +34,7 @@ from ledger.application.audit_trail import AuditTrail, load_or_create_signer
 from ledger.application.commands import Caller, RunSettlement
 from ledger.application.group_commit import GroupCommitter
 from ledger.application.handlers import MAX_SETTLEMENT_BATCH
+from ledger.application.identity_vault import VaultError, VaultFile
 from ledger.application.ledger_app import LedgerApplication, utc_now
 from ledger.audit.signing import KeyFileError, Signer
 from ledger.bootstrap import build_application
@@ -41,7 +44,7 @@ from ledger.outages import Outage
 from ledger.projections.clock import Calendar, micros
 from ledger.projections.reader import ReadModels
 from ledger.projections.runner import ProjectionRunner
-from ledger.v1 import admin_pb2, audit_pb2, finance_pb2, report_pb2, storefront_pb2
+from ledger.v1 import admin_pb2, audit_pb2, finance_pb2, report_pb2, storefront_pb2, tax_pb2
 
 log = structlog.get_logger(__name__)
 
@@ -51,6 +54,7 @@ SERVICES = (
     report_pb2.DESCRIPTOR.services_by_name["ReportService"],
     finance_pb2.DESCRIPTOR.services_by_name["FinanceService"],
     audit_pb2.DESCRIPTOR.services_by_name["AuditService"],
+    tax_pb2.DESCRIPTOR.services_by_name["TaxService"],
 )
 SERVICE_NAMES = tuple(service.full_name for service in SERVICES)
 HEALTH = health_pb2.DESCRIPTOR.services_by_name["Health"]
@@ -91,6 +95,13 @@ class PositionWatcher:
         self._thread.join(timeout=10)
 
 
+def vault_file(path: str) -> VaultFile:
+    try:
+        return VaultFile(path)
+    except (VaultError, OSError) as error:
+        raise ConfigError(f"LEDGER_IDENTITY_KEYS_FILE={path}: {error}") from None
+
+
 def signer(path: str) -> Signer:
     try:
         return load_or_create_signer(Path(path))
@@ -126,6 +137,7 @@ class LedgerServer:
         try:
             require_guards(self.app)  # never serve a history that can be rewritten
             self.audit = AuditTrail(AuditLog(self.app), signer(settings.audit_key_file))
+            self.vault = vault_file(settings.identity_keys_file)
             checked = check_history(self.audit.log, self.audit.keys())  # nor a rewritten one
         except ConfigError:
             if app is None:
@@ -190,12 +202,14 @@ class LedgerServer:
             self.health, ("", *SERVICE_NAMES), self.probe,
             interval=self.settings.health_interval, max_stall=self.settings.health_max_stall)
         parts = (self.app, self.writer, self.keys, self.models, self.processed_position)
-        gate = {"store_down": self.health_watch.store_down, "audit": self.audit}
+        gate = {"store_down": self.health_watch.store_down, "audit": self.audit,
+                "payees": PayeeViews(self.app, self.vault)}
         servicers = (StorefrontService(*parts, **gate), AdminService(*parts, **gate),
                      ReportService(*parts, **gate),
                      FinanceService(*parts, **gate, reconciliation_required=(
                          self.settings.reconciliation_required)),
-                     AuditService(*parts, **gate), self.health, reflection.aio.ReflectionServicer(
+                     AuditService(*parts, **gate), TaxService(*parts, **gate), self.health,
+                     reflection.aio.ReflectionServicer(
                          (*SERVICE_NAMES, health.SERVICE_NAME, reflection.SERVICE_NAME)))
         for service, servicer in zip((*SERVICES, HEALTH, REFLECTION), servicers, strict=True):
             add_service(self.server, service, servicer, lambda: self.quiet)  # see requests.py

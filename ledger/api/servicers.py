@@ -15,6 +15,7 @@ from google.rpc import code_pb2
 from ledger.api import calls, convert
 from ledger.api.auth import ADMIN, STOREFRONT, KeyRing
 from ledger.api.errors import abort, abort_code, status_for
+from ledger.api.payees import PayeeViews
 from ledger.application import commands as c
 from ledger.application.audit_trail import AuditTrail
 from ledger.application.group_commit import GroupCommitter
@@ -71,12 +72,13 @@ class Base:
     def __init__(self, app: LedgerApplication, writer: GroupCommitter, keys: KeyRing,
                  models: ReadModels, processed: Callable[[], int], *,
                  store_down: Callable[[], bool] = lambda: False,
-                 audit: AuditTrail | None = None) -> None:
+                 audit: AuditTrail | None = None, payees: PayeeViews | None = None) -> None:
         """``store_down``: whether the health probe last found the store unreachable; calls
         are then answered UNAVAILABLE at once, rather than each waiting on a connection
         that cannot be made until its deadline."""
         self.store_down = store_down
         self.audit = audit  # signs heads (CloseDay) and answers proofs (AuditService)
+        self.payees = payees  # identities for finance keys (TaxService, CloseQuarter)
         self.app = app
         self.writer = writer
         self.keys = keys

@@ -17,9 +17,12 @@ from typing import Any, ClassVar
 
 from ledger.domain.money import MAX_AMOUNT, is_currency
 from ledger.domain.order import OrderKey
+from ledger.domain.payee import BUSINESS, PAYEE_KINDS, SealedIdentity
 from ledger.domain.periods import FIRST_YEAR, LAST_YEAR, DayStatement
 from ledger.domain.plan import RateOverride
+from ledger.domain.quarters import QuarterReport, parse_quarter
 from ledger.domain.reconciliation import BILL_KINDS, BillLine
+from ledger.domain.tax_table import TaxBracket
 
 MAX_ID_LENGTH = 128
 MAX_TEXT_LENGTH = 1000
@@ -458,10 +461,7 @@ class RequestPayout(Command):
 
     def violations(self) -> Violations:
         v = super().violations()
-        kind, _, owner = self.account.partition(":")
-        if kind not in ("reseller", "supplier") or not owner:
-            v.append(("account", "must be reseller:<id> or supplier:<id>"))
-        check_id(v, "account", self.account)
+        check_payee_account(v, "account", self.account)
         if not is_currency(self.currency):
             v.append(("currency", "must be an ISO 4217 code such as CNY"))
         check_amount(v, "amount", self.amount, positive=True)
@@ -599,3 +599,66 @@ class AcknowledgeBreak(Command):
             v.append(("reason", "acknowledging a break needs a reason"))
         check_text(v, "reason", self.reason)
         return v
+
+
+@dataclass(frozen=True)
+class RecordPayee(Command):
+    """Finance records a payee. The identity arrives sealed (ledger/application/
+    identity_vault.py): neither the log nor the idempotency records ever hold it in clear."""
+
+    account: str
+    kind: str
+    tax_id: str
+    identity: SealedIdentity | None
+
+    def violations(self) -> Violations:
+        v = super().violations()
+        check_payee_account(v, "account", self.account)
+        if self.kind not in PAYEE_KINDS:
+            v.append(("kind", "must be individual or business"))
+        check_id(v, "tax_id", self.tax_id, required=self.kind == BUSINESS)
+        if self.kind == BUSINESS and self.identity is not None:
+            v.append(("identity", "a business is named by its tax id, not a person's identity"))
+        return v
+
+
+def check_payee_account(v: Violations, field: str, account: str) -> None:
+    kind, _, owner = account.partition(":")
+    if kind not in ("reseller", "supplier") or not owner:
+        v.append((field, "must be reseller:<id> or supplier:<id>"))
+    check_id(v, field, account)
+
+
+@dataclass(frozen=True)
+class PublishTaxTable(Command):
+    effective_from: datetime | None
+    brackets: tuple[TaxBracket, ...]
+    income_ratio_bps: int
+    monthly_deduction: int
+    currency: str
+
+
+@dataclass(frozen=True)
+class CloseQuarter(Command):
+    """Closes a quarter with its report, drawn from the read models once they had caught up
+    with the whole log (see projections/tax.py)."""
+
+    quarter: str
+    report: QuarterReport | None = None
+    derived: ClassVar[tuple[str, ...]] = ("report",)
+
+    def violations(self) -> Violations:
+        v = super().violations()
+        check_quarter(v, "quarter", self.quarter)
+        return v
+
+
+def check_quarter(v: Violations, field: str, value: str) -> None:
+    """A calendar quarter written as YYYYQn."""
+    try:
+        year, _ = parse_quarter(value)
+    except ValueError:
+        v.append((field, "must be a calendar quarter as YYYYQn, e.g. 2026Q1"))
+        return
+    if not FIRST_YEAR <= year <= LAST_YEAR:
+        v.append((field, IN_CALENDAR))

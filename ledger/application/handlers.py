@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 from uuid import UUID
+from zoneinfo import ZoneInfo
 
 from ledger.application import commands as c
 from ledger.application.idempotency import IdempotencyRecord, ResultRef
@@ -25,15 +26,24 @@ from ledger.domain.errors import (
 )
 from ledger.domain.money import AVAILABLE, Posting
 from ledger.domain.order import Order, OrderKey, RefundLine
+from ledger.domain.payee import (
+    IDENTITY_MISSING,
+    Payee,
+    is_individual_by_default,
+    missing_identity,
+)
 from ledger.domain.payout import Payout, payout_number
 from ledger.domain.periods import PeriodBook, local_day
 from ledger.domain.plan import CommissionPlan
 from ledger.domain.plan_book import PlanBook
+from ledger.domain.quarters import QuarterBook
 from ledger.domain.rail_bills import BreakBook, RailBill
 from ledger.domain.settlement import SettlementRun
 from ledger.domain.split import LineItem, UplineMember
+from ledger.domain.tax_table import TaxBook, TaxTable
 from ledger.domain.team import CustomerBinding, Reseller, check_no_cycle, enroll
 from ledger.domain.wallet import Wallet
+from ledger.domain.withholding import TaxYear, Withholding
 
 ORDER = "order"
 RESELLER = "reseller"
@@ -45,6 +55,9 @@ PERIOD = "period"
 BILL = "bill"
 BREAKS = "breaks"
 DUPLICATE = "duplicate"
+PAYEE = "payee"
+TAX_TABLE = "tax-table"
+QUARTER = "quarter"
 STOREFRONT_ROLE = "storefront"
 WALLET_KINDS = ("reseller", "supplier")
 MAX_SETTLEMENT_BATCH = 500  # orders one settlement command may settle
@@ -110,12 +123,19 @@ def binding(uow: UnitOfWork, platform_id: str, customer_id: str) -> CustomerBind
     return uow.find(CustomerBinding, CustomerBinding.create_id(platform_id, customer_id))
 
 
+def find_or_open(uow: UnitOfWork, cls: Any, *key: Any) -> Any:
+    """The aggregate ``cls`` of that key (its create_id's and its constructor's arguments),
+    opened on first use: books, wallets, a payee's tax year."""
+    found = uow.find(cls, cls.create_id(*key))
+    if found is None:
+        found = cls(*key)
+        uow.add(found)
+    return found
+
+
 def plan_book(uow: UnitOfWork, platform_id: str) -> PlanBook:
     """The platform's plan book, opened with the default plan on first use."""
-    book = uow.find(PlanBook, PlanBook.create_id(platform_id))
-    if book is None:
-        book = PlanBook(platform_id)
-        uow.add(book)
+    book: PlanBook = find_or_open(uow, PlanBook, platform_id)
     return book
 
 
@@ -158,11 +178,7 @@ def check_open(ctx: Context) -> None:
 
 
 def wallet(ctx: Context, account: str, currency: str) -> Wallet:
-    platform = ctx.caller.platform_id
-    found = ctx.uow.find(Wallet, Wallet.create_id(platform, account, currency))
-    if found is None:
-        found = Wallet(platform, account, currency)
-        ctx.uow.add(found)
+    found: Wallet = find_or_open(ctx.uow, Wallet, ctx.caller.platform_id, account, currency)
     return found
 
 
@@ -424,9 +440,12 @@ def request_payout(ctx: Context, cmd: c.RequestPayout) -> ResultRef:
     payout_id = payout_number(ctx.caller.platform_id, ctx.caller.principal, cmd.idempotency_key)
     wallet(ctx, cmd.account, cmd.currency).reserve(payout_id=payout_id, amount=cmd.amount,
                                                    minimum=minimum)
+    withheld = withhold_tax(ctx, cmd.account, cmd.currency, payout_id, cmd.amount)
     payout = Payout(ctx.caller.platform_id, payout_id, cmd.account, cmd.currency, cmd.amount,
                     ctx.caller.principal, ctx.now,
-                    Payout.request_postings(cmd.account, cmd.currency, cmd.amount))
+                    Payout.request_postings(cmd.account, cmd.currency, cmd.amount),
+                    tax=withheld.tax if withheld else 0,
+                    tax_year=local_year(ctx) if withheld else 0)
     ctx.uow.add(payout)
     return ref(PAYOUT, payout)
 
@@ -448,6 +467,8 @@ def end_payout(ctx: Context, payout_id: str, step: Callable[[Payout], bool], *,
     if step(payout):
         wallet(ctx, payout.account, payout.currency).release(
             payout_id=payout.payout_id, amount=payout.amount, paid=paid, at=ctx.now)
+        if not paid:
+            release_tax(ctx, payout)
     return ref(PAYOUT, payout)
 
 
@@ -515,6 +536,85 @@ def acknowledge_break(ctx: Context, cmd: c.AcknowledgeBreak) -> ResultRef:
     book.acknowledge(break_id=cmd.break_id, reason=cmd.reason, by=ctx.caller.principal,
                      at=ctx.now)
     return ref(BREAKS, book, cmd.break_id)
+# --- payees and tax --------------------------------------------------------------------------
+
+
+def tax_book(uow: UnitOfWork, platform_id: str) -> TaxBook:
+    """The platform's tax tables, opened with the default table on first use."""
+    book: TaxBook = find_or_open(uow, TaxBook, platform_id)
+    return book
+
+
+def record_payee(ctx: Context, cmd: c.RecordPayee) -> ResultRef:
+    platform = ctx.caller.platform_id
+    kind, _, owner = cmd.account.partition(":")
+    if kind == "reseller":
+        reseller(ctx.uow, platform, owner)
+    payee = ctx.uow.find(Payee, Payee.create_id(platform, cmd.account))
+    if payee is None:
+        payee = Payee(platform, cmd.account, cmd.kind, cmd.tax_id, cmd.identity,
+                      ctx.caller.principal, ctx.now)
+        ctx.uow.add(payee)
+    else:
+        payee.change(kind=cmd.kind, tax_id=cmd.tax_id, identity=cmd.identity,
+                     by=ctx.caller.principal, at=ctx.now)
+    return ref(PAYEE, payee)
+
+
+def publish_tax_table(ctx: Context, cmd: c.PublishTaxTable) -> ResultRef:
+    book = tax_book(ctx.uow, ctx.caller.platform_id)
+    published = book.publish(
+        TaxTable(0, cmd.effective_from or ctx.now, cmd.brackets, cmd.income_ratio_bps,
+                 cmd.monthly_deduction, cmd.currency), now=ctx.now)
+    return ref(TAX_TABLE, book, str(published.version))
+
+
+def withhold_tax(ctx: Context, account: str, currency: str, payout_id: str,
+                 gross: int) -> Withholding | None:
+    """The tax on a payout to an individual, by the cumulative method over the payee's year
+    (None for a business: paid gross). The year's figures are one aggregate per payee and
+    year, so payouts of one payee are computed one after another, never from the same
+    figures (a concurrent one on another server meets a conflict and runs again)."""
+    platform = ctx.caller.platform_id
+    payee = ctx.uow.find(Payee, Payee.create_id(platform, account))
+    if payee is None:
+        if not is_individual_by_default(account):
+            return None
+        raise RuleViolation(missing_identity(account), reason=IDENTITY_MISSING)
+    if not payee.is_individual:
+        return None
+    payee.check_identified()
+    table = tax_book(ctx.uow, platform).in_force_at(ctx.now)
+    if currency != table.currency:
+        raise RuleViolation(
+            f"income tax is withheld in {table.currency}; a payout to an individual in "
+            f"{currency} cannot be withheld on", reason="WITHHOLDING_CURRENCY")
+    local = ctx.now.astimezone(ZoneInfo(ctx.timezone))
+    year: TaxYear = find_or_open(ctx.uow, TaxYear, platform, account, local.year)
+    return year.withhold(table, payout_id=payout_id, month=local.month, gross=gross,
+                         at=ctx.now)
+
+
+def local_year(ctx: Context) -> int:
+    return ctx.now.astimezone(ZoneInfo(ctx.timezone)).year
+
+
+def release_tax(ctx: Context, payout: Payout) -> None:
+    """A payout that failed or was rejected withholds nothing: it leaves the year."""
+    if payout.tax_year:
+        year = ctx.uow.get(TaxYear, TaxYear.create_id(ctx.caller.platform_id, payout.account,
+                                                       payout.tax_year),
+                           f"tax year {payout.tax_year} of {payout.account}")
+        year.release(payout_id=payout.payout_id, at=ctx.now)
+
+
+def close_quarter(ctx: Context, cmd: c.CloseQuarter) -> ResultRef:
+    """Records the report; a quarter another server closed meanwhile answers with the
+    report it was closed with."""
+    assert cmd.report is not None and cmd.report.quarter == cmd.quarter, "report first"
+    book: QuarterBook = find_or_open(ctx.uow, QuarterBook, ctx.caller.platform_id)
+    book.close(cmd.report, now=ctx.now)
+    return ref(QUARTER, book, cmd.quarter)
 
 
 HANDLERS: dict[type[c.Command], Callable[[Context, Any], ResultRef]] = {
@@ -544,6 +644,9 @@ HANDLERS: dict[type[c.Command], Callable[[Context, Any], ResultRef]] = {
     c.CloseDay: close_day,
     c.ImportBill: import_bill,
     c.AcknowledgeBreak: acknowledge_break,
+    c.RecordPayee: record_payee,
+    c.PublishTaxTable: publish_tax_table,
+    c.CloseQuarter: close_quarter,
 }
 
 
@@ -574,6 +677,10 @@ def prefetch_ids(caller: c.Caller, command: c.Command) -> list[UUID]:
         ids += [PlanBook.create_id(platform), PeriodBook.create_id(platform)]
     if isinstance(command, c.BeginClosingDay | c.CloseDay):
         ids.append(PeriodBook.create_id(platform))
+    if isinstance(command, c.RequestPayout | c.RecordPayee):
+        ids.append(Payee.create_id(platform, command.account))
+    if isinstance(command, c.RequestPayout | c.PublishTaxTable):
+        ids.append(TaxBook.create_id(platform))
     payout_id = getattr(command, "payout_id", "")
     if payout_id:
         ids.append(Payout.create_id(platform, payout_id))

@@ -32,6 +32,7 @@ from ledger.application.handlers import (
     own_order,
     plan_book,
     prefetch_ids,
+    tax_book,
 )
 from ledger.application.idempotency import IdempotencyRecord, ResultRef
 from ledger.application.store_reads import current_versions, events_after, first_positions
@@ -40,6 +41,7 @@ from ledger.application.unit_of_work import AggregateCache, UnitOfWork
 from ledger.domain.errors import Conflict, NotFound, check
 from ledger.domain.order import Order
 from ledger.domain.plan import CommissionPlan
+from ledger.domain.tax_table import TaxTable
 from ledger.domain.team import CustomerBinding, Reseller
 
 log = structlog.get_logger(__name__)
@@ -241,6 +243,14 @@ class LedgerApplication(Application[UUID]):
         book = plan_book(UnitOfWork(self.repository), platform_id)
         if version:
             return book.plan_version(version)
+        return book.in_force_at(at or self.clock())
+
+    def tax_table(self, platform_id: str, *, version: int = 0,
+                  at: datetime | None = None) -> TaxTable:
+        """A tax table by version, or the one in force at a time (now by default)."""
+        book = tax_book(UnitOfWork(self.repository), platform_id)
+        if version:
+            return book.table_version(version)
         return book.in_force_at(at or self.clock())
 
     def find(self, aggregate_id: UUID) -> Any:

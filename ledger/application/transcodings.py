@@ -12,10 +12,13 @@ from eventsourcing.persistence import JSONTranscoder, Transcoding
 from ledger.application.idempotency import ResultRef
 from ledger.domain.money import Posting
 from ledger.domain.order import OrderKey, RefundLine, RefundRecord
+from ledger.domain.payee import SealedIdentity
 from ledger.domain.periods import DayStatement, StatementLine
 from ledger.domain.plan import CommissionPlan, RateOverride
+from ledger.domain.quarters import QuarterLine, QuarterReport
 from ledger.domain.reconciliation import BillLine
 from ledger.domain.split import LineItem, Share, UplineMember
+from ledger.domain.tax_table import TaxBracket, TaxTable
 
 
 class DataclassAsValues(Transcoding):
@@ -77,6 +80,11 @@ VALUE_OBJECTS: dict[str, type] = {
     "day_statement": DayStatement,
     "order_key": OrderKey,
     "bill_line": BillLine,
+    "sealed_identity": SealedIdentity,
+    "tax_bracket": TaxBracket,
+    "tax_table": TaxTable,
+    "quarter_line": QuarterLine,
+    "quarter_report": QuarterReport,
 }
 
 

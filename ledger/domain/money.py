@@ -14,6 +14,8 @@ from iso4217 import Currency
 
 PLATFORM = "platform"
 CUSTOMER_FUNDS = "clearing:customer-funds"
+# Income tax withheld from individuals' payouts, owed to the tax authority until remitted.
+TAX_PAYABLE = "tax:payable"
 FROZEN = "frozen"
 AVAILABLE = "available"
 IN_FLIGHT = "in_flight"

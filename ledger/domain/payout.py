@@ -17,7 +17,14 @@ from eventsourcing.domain import Aggregate, event
 from ledger.domain.copying import CheapCopy
 from ledger.domain.errors import RuleViolation
 from ledger.domain.ids import stable_id
-from ledger.domain.money import AVAILABLE, IN_FLIGHT, PAID_OUT, Posting, assert_balanced
+from ledger.domain.money import (
+    AVAILABLE,
+    IN_FLIGHT,
+    PAID_OUT,
+    TAX_PAYABLE,
+    Posting,
+    assert_balanced,
+)
 
 REQUESTED = "requested"
 APPROVED = "approved"
@@ -47,18 +54,30 @@ class Payout(CheapCopy, Aggregate):
         requested_by: str,
         requested_at: datetime,
         postings: Sequence[Posting],
+        tax: int = 0,
+        tax_year: int = 0,
     ) -> None:
+        """``amount`` is the gross; ``tax`` the income tax withheld on it (0 for a business,
+        and for payouts requested before withholding), counted in the payee's ``tax_year``
+        (0: none)."""
         self.platform_id = platform_id
         self.payout_id = payout_id
         self.account = account
         self.currency = currency
         self.amount = amount
+        self.tax = tax
+        self.tax_year = tax_year
         self.requested_by = requested_by
         self.requested_at = requested_at
         self.status = REQUESTED
         self.reference = ""
         self.reason = ""
         self.updated_at = requested_at
+
+    @property
+    def net(self) -> int:
+        """What reaches the payee: the gross less the tax withheld."""
+        return self.amount - self.tax
 
     @staticmethod
     def request_postings(account: str, currency: str, amount: int) -> tuple[Posting, ...]:
@@ -88,8 +107,12 @@ class Payout(CheapCopy, Aggregate):
         if self.status == PAID and self.reference == reference:
             return False
         self._check(APPROVED, "mark paid")
+        # The gross leaves in flight: the net to the rail, the tax to the tax authority.
         postings = (Posting(self.account, IN_FLIGHT, self.currency, -self.amount),
-                    Posting(self.account, PAID_OUT, self.currency, self.amount))
+                    Posting(self.account, PAID_OUT, self.currency, self.net),
+                    *((Posting(TAX_PAYABLE, AVAILABLE, self.currency, self.tax),)
+                      if self.tax else ()))
+        assert_balanced(postings)
         self._paid(reference=reference, at=at, postings=postings)
         return True
 

@@ -77,8 +77,8 @@ def validate_table(table: TaxTable) -> None:
     v: list[tuple[str, str]] = []
     if not is_currency(table.currency):
         v.append(("table.currency", "must be an ISO 4217 code such as CNY"))
-    if not 0 <= table.income_ratio_bps <= FULL_RATE_BPS:
-        v.append(("table.income_ratio_bps", "must be 0 to 10000 basis points"))
+    if not 1 <= table.income_ratio_bps <= FULL_RATE_BPS:
+        v.append(("table.income_ratio_bps", "must be 1 to 10000 basis points (8000: 80%)"))
     if not 0 <= table.monthly_deduction <= MAX_AMOUNT:
         v.append(("table.monthly_deduction", f"must be 0 to {MAX_AMOUNT} minor units"))
     if not table.brackets:

@@ -11,6 +11,7 @@ from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from ledger.v1 import audit_pb2 as _audit_pb2
 from ledger.v1 import common_pb2 as _common_pb2
+from ledger.v1 import tax_pb2 as _tax_pb2
 import builtins as _builtins
 import sys
 import typing as _typing
@@ -182,6 +183,8 @@ class Payout(_message.Message):
     UPDATED_AT_FIELD_NUMBER: _builtins.int
     REFERENCE_FIELD_NUMBER: _builtins.int
     REASON_FIELD_NUMBER: _builtins.int
+    TAX_FIELD_NUMBER: _builtins.int
+    NET_FIELD_NUMBER: _builtins.int
     payout_id: _builtins.str
     """Stable and printable (PO + 30 hex digits): use it as the rail's idempotency key."""
     account: _builtins.str
@@ -193,6 +196,12 @@ class Payout(_message.Message):
     """The rail's reference, once paid."""
     reason: _builtins.str
     """Why it was rejected or failed."""
+    tax: _builtins.int
+    """Income tax withheld on a payout to an individual (TaxService; 0 for a business):
+    amount is the gross, which leaves available; net reaches the payee, the tax the
+    tax:payable account, when paid.
+    """
+    net: _builtins.int
     @_builtins.property
     def requested_at(self) -> _timestamp_pb2.Timestamp: ...
     @_builtins.property
@@ -210,10 +219,12 @@ class Payout(_message.Message):
         updated_at: _timestamp_pb2.Timestamp | None = ...,
         reference: _builtins.str = ...,
         reason: _builtins.str = ...,
+        tax: _builtins.int = ...,
+        net: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["requested_at", b"requested_at", "updated_at", b"updated_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["account", b"account", "amount", b"amount", "currency", b"currency", "payout_id", b"payout_id", "reason", b"reason", "reference", b"reference", "requested_at", b"requested_at", "requested_by", b"requested_by", "status", b"status", "updated_at", b"updated_at"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["account", b"account", "amount", b"amount", "currency", b"currency", "net", b"net", "payout_id", b"payout_id", "reason", b"reason", "reference", b"reference", "requested_at", b"requested_at", "requested_by", b"requested_by", "status", b"status", "tax", b"tax", "updated_at", b"updated_at"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1253,3 +1264,50 @@ class GetAccountStatementResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___GetAccountStatementResponse: _TypeAlias = GetAccountStatementResponse  # noqa: Y015
+
+@_typing.final
+class CloseQuarterRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    IDEMPOTENCY_KEY_FIELD_NUMBER: _builtins.int
+    QUARTER_FIELD_NUMBER: _builtins.int
+    idempotency_key: _builtins.str
+    quarter: _builtins.str
+    """"YYYYQn", e.g. 2026Q1."""
+    def __init__(
+        self,
+        *,
+        idempotency_key: _builtins.str = ...,
+        quarter: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["idempotency_key", b"idempotency_key", "quarter", b"quarter"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CloseQuarterRequest: _TypeAlias = CloseQuarterRequest  # noqa: Y015
+
+@_typing.final
+class CloseQuarterResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    REPORT_FIELD_NUMBER: _builtins.int
+    RECEIPT_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def report(self) -> _tax_pb2.QuarterReport: ...
+    @_builtins.property
+    def receipt(self) -> _common_pb2.WriteReceipt: ...
+    def __init__(
+        self,
+        *,
+        report: _tax_pb2.QuarterReport | None = ...,
+        receipt: _common_pb2.WriteReceipt | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["receipt", b"receipt", "report", b"report"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["receipt", b"receipt", "report", b"report"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CloseQuarterResponse: _TypeAlias = CloseQuarterResponse  # noqa: Y015

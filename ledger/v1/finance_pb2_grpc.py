@@ -100,6 +100,11 @@ class FinanceServiceStub:
                 request_serializer=ledger_dot_v1_dot_finance__pb2.AcknowledgeBreakRequest.SerializeToString,
                 response_deserializer=ledger_dot_v1_dot_finance__pb2.AcknowledgeBreakResponse.FromString,
                 _registered_method=True)
+        self.CloseQuarter = channel.unary_unary(
+                '/ledger.v1.FinanceService/CloseQuarter',
+                request_serializer=ledger_dot_v1_dot_finance__pb2.CloseQuarterRequest.SerializeToString,
+                response_deserializer=ledger_dot_v1_dot_finance__pb2.CloseQuarterResponse.FromString,
+                _registered_method=True)
 
 
 class FinanceServiceServicer:
@@ -209,6 +214,17 @@ class FinanceServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def CloseQuarter(self, request, context):
+        """Closes a past calendar quarter (platform time zone): its tax report
+        (TaxService.GetQuarterReport) is recorded for good. After the first, quarters close one
+        after another (FAILED_PRECONDITION, reason QUARTER_OUT_OF_ORDER; QUARTER_NOT_OVER for
+        one not over). Anything recorded later, even dated into a closed quarter, lands in the
+        first open one. Closing a closed quarter again answers with its report.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_FinanceServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -276,6 +292,11 @@ def add_FinanceServiceServicer_to_server(servicer, server):
                     servicer.AcknowledgeBreak,
                     request_deserializer=ledger_dot_v1_dot_finance__pb2.AcknowledgeBreakRequest.FromString,
                     response_serializer=ledger_dot_v1_dot_finance__pb2.AcknowledgeBreakResponse.SerializeToString,
+            ),
+            'CloseQuarter': grpc.unary_unary_rpc_method_handler(
+                    servicer.CloseQuarter,
+                    request_deserializer=ledger_dot_v1_dot_finance__pb2.CloseQuarterRequest.FromString,
+                    response_serializer=ledger_dot_v1_dot_finance__pb2.CloseQuarterResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -630,6 +651,33 @@ class FinanceService:
             '/ledger.v1.FinanceService/AcknowledgeBreak',
             ledger_dot_v1_dot_finance__pb2.AcknowledgeBreakRequest.SerializeToString,
             ledger_dot_v1_dot_finance__pb2.AcknowledgeBreakResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CloseQuarter(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/ledger.v1.FinanceService/CloseQuarter',
+            ledger_dot_v1_dot_finance__pb2.CloseQuarterRequest.SerializeToString,
+            ledger_dot_v1_dot_finance__pb2.CloseQuarterResponse.FromString,
             options,
             channel_credentials,
             insecure,

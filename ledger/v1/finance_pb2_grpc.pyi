@@ -76,6 +76,13 @@ class FinanceServiceStub:
     write that makes both sides match, e.g. MarkPayoutFailed for a transfer the rail says
     expired.
     """
+    CloseQuarter: _grpc.UnaryUnaryMultiCallable[_finance_pb2.CloseQuarterRequest, _finance_pb2.CloseQuarterResponse]
+    """Closes a past calendar quarter (platform time zone): its tax report
+    (TaxService.GetQuarterReport) is recorded for good. After the first, quarters close one
+    after another (FAILED_PRECONDITION, reason QUARTER_OUT_OF_ORDER; QUARTER_NOT_OVER for
+    one not over). Anything recorded later, even dated into a closed quarter, lands in the
+    first open one. Closing a closed quarter again answers with its report.
+    """
 
 @_typing.type_check_only
 class FinanceServiceAsyncStub(FinanceServiceStub):
@@ -124,6 +131,13 @@ class FinanceServiceAsyncStub(FinanceServiceStub):
     BREAK_RESOLVED, for one no longer open). A break is also resolved by a correcting
     write that makes both sides match, e.g. MarkPayoutFailed for a transfer the rail says
     expired.
+    """
+    CloseQuarter: _aio.UnaryUnaryMultiCallable[_finance_pb2.CloseQuarterRequest, _finance_pb2.CloseQuarterResponse]  # type: ignore[assignment]
+    """Closes a past calendar quarter (platform time zone): its tax report
+    (TaxService.GetQuarterReport) is recorded for good. After the first, quarters close one
+    after another (FAILED_PRECONDITION, reason QUARTER_OUT_OF_ORDER; QUARTER_NOT_OVER for
+    one not over). Anything recorded later, even dated into a closed quarter, lands in the
+    first open one. Closing a closed quarter again answers with its report.
     """
 
 class FinanceServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -248,6 +262,19 @@ class FinanceServiceServicer(metaclass=_abc_1.ABCMeta):
         BREAK_RESOLVED, for one no longer open). A break is also resolved by a correcting
         write that makes both sides match, e.g. MarkPayoutFailed for a transfer the rail says
         expired.
+        """
+
+    @_abc_1.abstractmethod
+    def CloseQuarter(
+        self,
+        request: _finance_pb2.CloseQuarterRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_finance_pb2.CloseQuarterResponse, _abc.Awaitable[_finance_pb2.CloseQuarterResponse]]:
+        """Closes a past calendar quarter (platform time zone): its tax report
+        (TaxService.GetQuarterReport) is recorded for good. After the first, quarters close one
+        after another (FAILED_PRECONDITION, reason QUARTER_OUT_OF_ORDER; QUARTER_NOT_OVER for
+        one not over). Anything recorded later, even dated into a closed quarter, lands in the
+        first open one. Closing a closed quarter again answers with its report.
         """
 
 def add_FinanceServiceServicer_to_server(servicer: FinanceServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
