@@ -10,6 +10,7 @@ again as soon as both hold.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -116,5 +117,11 @@ class HealthWatch:
         self.status, self.reason = status, reason
         return status
 
-    def close(self) -> None:
+    async def close(self, wait: float = PROBE_TIMEOUT) -> None:
+        """Stops probing, and waits (``wait`` seconds at most) for a probe still running: it
+        reads through the connections the server closes next, and closing a SQLite
+        connection under a running query crashed the whole process."""
         self._executor.shutdown(wait=False, cancel_futures=True)
+        if self._pending is not None and not self._pending.done():
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(asyncio.wrap_future(self._pending), timeout=wait)

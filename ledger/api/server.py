@@ -283,7 +283,7 @@ class LedgerServer:
             self._scheduled.cancel()
         if self._watching is not None:
             self._watching.cancel()
-            self.health_watch.close()
+            await self.health_watch.close()
         await self.health.enter_graceful_shutdown()
         await self.server.stop(grace)
         self.writer.stop()
