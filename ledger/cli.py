@@ -1,7 +1,7 @@
 """The ledger command: run the settlement ledger's server and its tools.
 
-Commands: serve, demo, keys, health, project, projections, db, finance, team, balances,
-audit. `ledger COMMAND --help` tells what each does and takes."""
+Commands: serve, demo, keys, identity-keys, health, project, projections, db, finance, team,
+balances, audit. `ledger COMMAND --help` tells what each does and takes."""
 
 from __future__ import annotations
 

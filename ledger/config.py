@@ -51,6 +51,8 @@ SETTINGS_HELP: tuple[tuple[str, str, str], ...] = (
     ("LEDGER_PROJECTION_CACHE", "projection_cache", "tree nodes, orders and markers the read "
      "models' writers remember"),
     ("LEDGER_AUDIT_KEY_FILE", "audit_key_file", "the Ed25519 key signing the audit heads"),
+    ("LEDGER_IDENTITY_KEYS_FILE", "identity_keys_file", "the keys payees' identities are "
+     "sealed with (ledger identity-keys add)"),
     ("LEDGER_HEALTH_INTERVAL", "health_interval", "seconds between health probes"),
     ("LEDGER_HEALTH_MAX_STALL", "health_max_stall", "seconds the read models may stand still "
      "behind a growing log before health says NOT_SERVING"),
