@@ -121,7 +121,6 @@ class Cost:
     wall: float  # seconds, the median of the runs
     server: float  # CPU seconds per run
     rest: float  # CPU seconds per run, nearly all PostgreSQL's
-    per: str = ""  # what a unit is when the cost is given per unit
 
     def cells(self) -> list[str]:
         return [f"{self.wall * 1000:,.1f}", f"{self.server * 1000:,.1f}",
@@ -170,7 +169,7 @@ class Platform:
         assert reply.imported == len(tree.sponsors), list(reply.failures)[:3]
         self.position = reply.receipt.log_position
         self.caught_up()
-        return per_unit(meter, started, len(tree.sponsors), "member")
+        return per_unit(meter, started, len(tree.sponsors))
 
     def sell(self, size: int) -> Cost:
         meter = Meter(self.pid)
@@ -180,7 +179,7 @@ class Platform:
         assert reply.imported == size // 10, list(reply.failures)[:3]
         self.position = reply.receipt.log_position
         self.caught_up()
-        return per_unit(meter, started, size // 10, "order")
+        return per_unit(meter, started, size // 10)
 
     def sale_by(self, seller: str) -> Callable[[], None]:
         counter = iter(range(10**9))
@@ -228,7 +227,7 @@ class Platform:
             if not token:
                 break
             tokens.append(token)
-        walk = per_unit(meter, started, seen, "member")
+        walk = per_unit(meter, started, seen)
         middle = tokens[len(tokens) // 2] if tokens else ""
         return walk, timed(self.pid, lambda: self.subtree_page(middle)), seen
 
@@ -238,17 +237,17 @@ class Platform:
         self.finance.CloseDay(finance_pb2.CloseDayRequest(idempotency_key=f"close-{DAY}",
                                                           day=DAY), metadata=self.finance_md,
                               timeout=3600)
-        return per_unit(meter, started, 1, "close")
+        return per_unit(meter, started, 1)
 
     def day_statement(self) -> None:
         self.finance.GetDayStatement(finance_pb2.GetDayStatementRequest(day=DAY),
                                      metadata=self.finance_md, timeout=3600)
 
 
-def per_unit(meter: Meter, started: float, units: int, per: str) -> Cost:
+def per_unit(meter: Meter, started: float, units: int) -> Cost:
     wall = time.perf_counter() - started
     split = meter.read()
-    return Cost(wall / units, split.tested / units, split.rest / units, per)
+    return Cost(wall / units, split.tested / units, split.rest / units)
 
 
 def measure(schemas: Schemas, size: int) -> dict[str, Cost]:
@@ -279,7 +278,7 @@ def measure(schemas: Schemas, size: int) -> dict[str, Cost]:
         stop(server)
     rate, entries, split = rebuild_rate(url)
     costs["rebuild, per log entry"] = Cost(1 / rate, split.tested / entries,
-                                           split.rest / entries, "entry")
+                                           split.rest / entries)
     return costs
 
 

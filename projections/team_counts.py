@@ -26,8 +26,7 @@ from collections import defaultdict
 from ledger.projections.clock import END_OF_TIME
 from ledger.projections.db import Cursor, append_rows, upsert_rows
 
-DAY = 86_400_000_000  # microseconds
-HOUR = 3_600_000_000
+HOUR = 3_600_000_000  # microseconds
 # Slot widths in microseconds, narrowest first; each divides the next.
 WIDTHS = (HOUR, 1008 * HOUR)
 

@@ -15,7 +15,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from ledger.projections.clock import END_OF_TIME
 from ledger.projections.db import ProjectionDB
-from ledger.projections.team_counts import DAY, TEAM_SIZE, WIDTHS, CountWriter, count
+from ledger.projections.team import DAY
+from ledger.projections.team_counts import TEAM_SIZE, WIDTHS, CountWriter, count
 
 from tests.conftest import POSTGRES_URL
 
