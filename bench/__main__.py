@@ -12,17 +12,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import os
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable
 from typing import Any
 
-import grpc
-
-from bench import audit_rates, audit_verify, baseline_es, ceilings, observability
+from bench import audit_rates, audit_verify, baseline_es, ceilings, memory, observability, targets
 from bench.cpu import Meter, Split, measured
 from bench.loadgen import Result, import_orders, run_flows
 from bench.servers import (
@@ -37,9 +34,10 @@ from bench.servers import (
     stop,
     wait_port,
 )
+from bench.status import caught_up, lag_sampler, log_position
+from bench.targets import print_targets
 from bench.workload import build
 from ledger.config import event_store_env, redact
-from ledger.v1 import report_pb2, report_pb2_grpc
 
 LEVELS = (1, 16, 64)
 MODES = {
@@ -49,41 +47,6 @@ MODES = {
     "full": {"orders": 1_500, "plain": 1_500, "bulk": 40_000, "rounds": 3,
              "verify": 200_000},
 }
-
-
-@contextlib.asynccontextmanager
-async def projection_status(address: str) -> AsyncIterator[Callable[[], Awaitable[Any]]]:
-    """A channel to the server for as long as it is needed, and a call that asks it for
-    the read models' status (log position, position applied, lag)."""
-    metadata = (("authorization", f"Bearer {KEY}"),)
-    async with grpc.aio.insecure_channel(address) as channel:
-        stub = report_pb2_grpc.ReportServiceStub(channel)
-        yield lambda: stub.GetProjectionStatus(report_pb2.GetProjectionStatusRequest(),
-                                               metadata=metadata)
-
-
-async def lag_sampler(address: str, stop: asyncio.Event) -> tuple[int, int]:
-    """(max lag, log position) seen while the load ran."""
-    worst = head = 0
-    async with projection_status(address) as status_now:
-        while not stop.is_set():
-            status = await status_now()
-            worst, head = max(worst, status.lag), status.log_position
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), 0.1)
-    return worst, head
-
-
-async def log_position(address: str) -> int:
-    async with projection_status(address) as status_now:
-        return int((await status_now()).log_position)
-
-
-async def caught_up(address: str, position: int) -> None:
-    """Returns once the read models have applied the log up to ``position``."""
-    async with projection_status(address) as status_now:
-        while (await status_now()).processed_position < position:
-            await asyncio.sleep(0.05)
 
 
 def bulk(address: str, orders: int, tag: str, pids: tuple[int, ...], streams: int = 1,
@@ -247,6 +210,9 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--full", action="store_true", help="the full mode (minutes)")
+    parser.add_argument("--rss-events", type=int, default=0, help=(
+        "also: a fresh server bulk-imports until its log holds this many entries, and its "
+        "peak RSS is the memory target's figure (default: the run's own log, shorter)"))
     parser.add_argument("--database-url", default=os.environ.get(
         "LEDGER_BENCH_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/test"))
     args = parser.parse_args()
@@ -269,6 +235,7 @@ def main() -> int:
         finally:
             stop(server)
         rebuild, log_size, rebuild_split = rebuild_rate(url)
+        rebuilt = targets.Rebuild(rebuild, log_size, ceilings.read_model_copies(url))
         checked, check_rate = audit_rates.check_rate(url, AUDIT_KEY_FILE)
 
         # As deployed (docker/compose.yaml): two server processes sharing the port
@@ -316,6 +283,8 @@ def main() -> int:
         # Request logs and metrics on and off, back to back (bench/observability.py).
         observed = observability.measure(start_ledger, stop, schemas.url, KEY, size["orders"],
                                          size["rounds"])
+        rss_at = (memory.rss_after(schemas.url("memory"), args.rss_events)
+                  if args.rss_events else (rss, log_size))
     finally:
         schemas.drop()
 
@@ -345,7 +314,16 @@ def main() -> int:
     print(f"projection rebuild from empty: {log_size:,} events at {rebuild:,.0f} events/s; "
           f"CPU µs per log entry: rebuild process {rebuild_us[0]:.1f} (start-up included), "
           f"PostgreSQL and the rest {rebuild_us[1]:.1f}")
+    print(f"rebuild ceiling (PostgreSQL alone writing the rebuild's "
+          f"{rebuilt.ceiling.rows:,} read-model rows by binary COPY into fresh tables, their "
+          f"indexes built once loaded): {rebuilt.ceiling.rate:,.0f} rows/s, "
+          f"{rebuilt.ceiling.cpu_us_per_row:.1f} µs of PostgreSQL CPU per row; per log "
+          f"entry {rebuilt.ceiling_rate:,.0f} entries/s; rebuild/ceiling "
+          f"{rebuild / rebuilt.ceiling_rate:.2f}")
     print(f"server peak RSS: {rss:,.0f} MB after {log_size:,} events")
+    if args.rss_events:
+        print(f"server peak RSS, bulk import alone (--rss-events): {rss_at[0]:,.0f} MB after "
+              f"{rss_at[1]:,} events")
     print(f"machine CPU per command at 64 in flight: ledger {machine_per_command(ledger64)}; "
           f"baseline A {machine_per_command(null64)}; baseline B "
           f"{machine_per_command(plain)}")
@@ -380,6 +358,10 @@ def main() -> int:
     print(f"audit verify (a synthetic export of {size['verify']:,} entries, "
           f"{file_size / 2**20:,.0f} MiB, a signed head every {audit_verify.HEAD_EVERY:,}): "
           f"{rate:,.0f} entries/s ({seconds:.2f}s)")
+    print()
+    print_targets([*targets.unary(ledger64, null64, rounds),
+                   *([targets.bulk(one_bulk["events"], ceiling)] if ceiling else []),
+                   targets.rebuild(rebuilt), targets.memory(*rss_at)])
     print(f"took {time.monotonic() - started:.0f}s")
     failed = [r for r in rows if r["errors"]] + [
         {"name": "request logs + metrics on/off", "first_error": "errors in the load"}
