@@ -26,7 +26,14 @@ from eventsourcing.persistence import InterfaceError, OperationalError
 from eventsourcing.utils import get_topic
 from ledger.projections.balances import BalanceWriter
 from ledger.projections.clock import Calendar, micros
-from ledger.projections.db import SCHEMA_VERSION, Cursor, Link, ProjectionDB, StoreUnavailable
+from ledger.projections.db import (
+    SCHEMA_VERSION,
+    Cursor,
+    Link,
+    ProjectionDB,
+    StoreUnavailable,
+    append_rows,
+)
 from ledger.projections.decoding import event_reader
 from ledger.projections.log_pages import LogPages
 from ledger.projections.memory import DEFAULT_LIMIT, Memory
@@ -92,6 +99,7 @@ class Batch:
         self.recon = ReconciliationWriter(cur)
         self.calendar = calendar
         self._owners = memory.owners
+        self._new_owners: list[tuple[str, str, str]] = []
 
     def apply(self, event: Any, name: str, position: int) -> None:
         """``name`` is the event class's qualified name (``Order.Paid``), from its topic."""
@@ -250,8 +258,7 @@ class Batch:
 
     def _own(self, uid: str, platform: str, key: str) -> None:
         """Later events of an aggregate do not repeat its platform and id: remember them."""
-        self.cur.execute("INSERT INTO proj_owners (uid, platform, key) VALUES (%s, %s, %s)",
-                         (uid, platform, key))
+        self._new_owners.append((uid, platform, key))
         self._owners[uid] = (platform, key)
 
     def _owner(self, uid: str) -> tuple[str, str]:
@@ -263,6 +270,10 @@ class Batch:
         return self._owners[uid]
 
     def flush(self) -> None:
+        # Written with the batch, not one INSERT each: a statement per enrolment or order
+        # placed was most of what bringing a large tree in cost the read models.
+        append_rows(self.cur, "proj_owners", ("uid", "platform", "key"), self._new_owners)
+        self._new_owners.clear()
         self.balances.flush(self.cur)
         self.team.flush()
         self.recon.flush()
