@@ -32,7 +32,9 @@ from ledger.config import event_store_env, is_postgres, postgres_connection
 # 8: reconciliation with the payment rail: the ledger's records of what went through the
 #    rail, the bills' lines, the breaks of each day.
 # 9: payouts with the tax withheld on them, and withholdings per payee for the tax reports.
-SCHEMA_VERSION = 9
+# 10: an enrolment counted once per leader above (ENROLLED), not as a team size and a
+#     joined-in-month change each.
+SCHEMA_VERSION = 10
 
 TABLES = {
     "proj_meta": """

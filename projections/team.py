@@ -25,7 +25,7 @@ import orjson
 from ledger.projections.clock import END_OF_TIME, Calendar, from_micros, micros
 from ledger.projections.db import Cursor, append_rows, upsert_rows
 from ledger.projections.memory import Memory
-from ledger.projections.team_counts import ACTIVE, JOINED, TEAM_SIZE, CountWriter
+from ledger.projections.team_counts import ACTIVE, ENROLLED, JOINED, TEAM_SIZE, CountWriter
 
 from ledger.domain.team import MAX_TREE_DEPTH
 
@@ -190,8 +190,7 @@ class TeamWriter:
         self._resize(platform, upline, +1)
         for distance, leader in enumerate(upline, start=1):
             self._spans.append((platform, leader, reseller_id, distance, at, position))
-        self._membership(platform, upline, 1, {self.calendar.month(at_dt): 1}, at, position,
-                         +1)
+            self.counts.add(platform, leader, ENROLLED, "", at, position, 1)
 
     def moved(self, platform: str, reseller_id: str, to_sponsor: str, at_dt: datetime,
               position: int) -> None:

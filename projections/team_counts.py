@@ -31,8 +31,13 @@ HOUR = 3_600_000_000  # microseconds
 WIDTHS = (HOUR, 1008 * HOUR)
 
 # Metrics, each kept per (leader, bucket): the bucket is a month for those counted per month.
-TEAM_SIZE = "size"  # members in the leader's team (bucket "")
-JOINED = "joined"  # members in the team who joined in the bucket's month
+# An enrolment is one change (ENROLLED) for each leader above the new member; a team's size
+# and its members who joined in a month are read from it and from what moves changed
+# (TEAM_SIZE, JOINED): an enrolment adds to both alike, so keeping both for every enrolment
+# wrote twice the rows bringing a tree in costs, for the same information.
+ENROLLED = "enrolled"  # members who enrolled into the leader's team (bucket "")
+TEAM_SIZE = "size"  # members moved into (+) or out of (-) the leader's team (bucket "")
+JOINED = "joined"  # of those moved, who joined in the bucket's month
 ACTIVE = "active"  # members in the team at the month's start who sold in the month
 
 
@@ -110,3 +115,24 @@ def count(cur: Cursor, platform: str, leader: str, metric: str, bucket: str,
             (*key, position, at))
         total -= int(cur.fetchone()[0])
     return total
+
+
+def team_size(cur: Cursor, platform: str, leader: str, at: int = END_OF_TIME,
+              position: int = END_OF_TIME) -> int:
+    """The members in the leader's team at ``at`` as recorded by ``position``: those who
+    enrolled into it, plus those moves brought in, less those moves took out."""
+    return (count(cur, platform, leader, ENROLLED, "", at, position)
+            + count(cur, platform, leader, TEAM_SIZE, "", at, position))
+
+
+def joined_in(cur: Cursor, platform: str, leader: str, month: str, start: int, end: int,
+              at: int = END_OF_TIME, position: int = END_OF_TIME) -> int:
+    """The members in the leader's team at ``at`` (as recorded by ``position``) who joined
+    in ``month``, whose business times run from ``start`` to before ``end``: those who
+    enrolled into the team in the month by ``at``, and what moves changed for that month."""
+    moved = count(cur, platform, leader, JOINED, month, at, position)
+    last = min(at, end - 1)
+    if last < start:
+        return moved
+    return (moved + count(cur, platform, leader, ENROLLED, "", last, position)
+            - count(cur, platform, leader, ENROLLED, "", start - 1, position))

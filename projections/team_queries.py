@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from ledger.projections.clock import END_OF_TIME, Calendar, micros
 from ledger.projections.db import Cursor
 from ledger.projections.team import OWN_SALES, Node, chain_above, sales_bucket, sponsor_as_of
-from ledger.projections.team_counts import ACTIVE, JOINED, TEAM_SIZE, count
+from ledger.projections.team_counts import ACTIVE, count, joined_in, team_size
 
 
 def member(cur: Cursor, platform: str, reseller_id: str) -> Node | None:
@@ -107,10 +107,11 @@ def team_stats(
         "AND t2.position <= %s)", (platform, reseller_id, month, at, at, position))
     stats.targets = {currency: int(amount) for currency, amount in cur.fetchall()}
     # New members: joined in the month, and in R's team at the moment read.
-    stats.new_members = count(cur, platform, reseller_id, JOINED, month, at, position)
+    stats.new_members = joined_in(cur, platform, reseller_id, month, start,
+                                  micros(calendar.month_end(month)), at, position)
     # Members at the start: R's team when the month began (who joined before its first
     # instant); active: those of them with an own order paid in the month by the moment read.
-    stats.members_at_start = count(cur, platform, reseller_id, TEAM_SIZE, "",
-                                   min(at, start - 1), position)
+    stats.members_at_start = team_size(cur, platform, reseller_id, min(at, start - 1),
+                                       position)
     stats.active_members = count(cur, platform, reseller_id, ACTIVE, month, at, position)
     return stats
