@@ -15,9 +15,10 @@ from ledger.audit.signing import TreeHead
 from ledger.domain import payout as payouts
 from ledger.domain.errors import InvalidInput
 from ledger.domain.money import Posting
-from ledger.domain.order import CANCELLED, COMPLETED, PAID, PLACED, Order, OrderKey, RefundRecord
+from ledger.domain.order import CANCELLED, COMPLETED, PAID, PLACED, Order, OrderKey
 from ledger.domain.periods import DayStatement, StatementLine
 from ledger.domain.plan import CATEGORY, PRODUCT, RANK, CommissionPlan, RateOverride
+from ledger.domain.refunds import RefundRecord
 from ledger.domain.team import CustomerBinding, Reseller
 from ledger.v1 import admin_pb2, audit_pb2, common_pb2, finance_pb2, storefront_pb2
 

@@ -25,7 +25,7 @@ from ledger.domain.errors import (
     RuleViolation,
 )
 from ledger.domain.money import AVAILABLE, Posting
-from ledger.domain.order import Order, OrderKey, RefundLine
+from ledger.domain.order import Order, OrderKey
 from ledger.domain.payee import (
     IDENTITY_MISSING,
     Payee,
@@ -38,6 +38,7 @@ from ledger.domain.plan import CommissionPlan
 from ledger.domain.plan_book import PlanBook
 from ledger.domain.quarters import QuarterBook
 from ledger.domain.rail_bills import BreakBook, RailBill
+from ledger.domain.refunds import RefundLine
 from ledger.domain.settlement import SettlementRun
 from ledger.domain.split import LineItem, UplineMember
 from ledger.domain.tax_table import TaxBook, TaxTable

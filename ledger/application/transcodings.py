@@ -11,12 +11,13 @@ from eventsourcing.persistence import JSONTranscoder, Transcoding
 
 from ledger.application.idempotency import ResultRef
 from ledger.domain.money import Posting
-from ledger.domain.order import OrderKey, RefundLine, RefundRecord
+from ledger.domain.order import OrderKey
 from ledger.domain.payee import SealedIdentity
 from ledger.domain.periods import DayStatement, StatementLine
 from ledger.domain.plan import CommissionPlan, RateOverride
 from ledger.domain.quarters import QuarterLine, QuarterReport
 from ledger.domain.reconciliation import BillLine
+from ledger.domain.refunds import RefundLine, RefundRecord
 from ledger.domain.split import LineItem, Share, UplineMember
 from ledger.domain.tax_table import TaxBracket, TaxTable
 

@@ -28,38 +28,13 @@ from ledger.domain.money import (
     merge_postings,
 )
 from ledger.domain.plan import CommissionPlan
-from ledger.domain.split import (
-    PLATFORM_ROLE,
-    LineItem,
-    Share,
-    UplineMember,
-    reversals_for_refund,
-    split_line,
-)
+from ledger.domain.refunds import RefundLine, RefundRecord, check_refund_lines, refund_postings
+from ledger.domain.split import LineItem, Share, UplineMember, reversed_so_far, split_line
 
 PLACED = "placed"
 PAID = "paid"
 COMPLETED = "completed"
 CANCELLED = "cancelled"
-
-
-@dataclass(frozen=True)
-class RefundLine:
-    line_no: int
-    amount: int
-
-
-@dataclass(frozen=True)
-class RefundRecord:
-    refund_id: str
-    lines: tuple[RefundLine, ...]
-    postings: tuple[Posting, ...]
-    refunded_at: datetime
-    reason: str
-
-    @property
-    def amount(self) -> int:
-        return sum(line.amount for line in self.lines)
 
 
 @dataclass(frozen=True)
@@ -189,6 +164,10 @@ class Order(CheapCopy, Aggregate):
     def line(self, line_no: int) -> LineItem | None:
         return next((line for line in self.lines if line.line_no == line_no), None)
 
+    @property
+    def paid_by_line(self) -> dict[int, int]:
+        return {line.line_no: line.amount for line in self.lines}
+
     # --- commands -----------------------------------------------------------------------
 
     def pay(
@@ -243,7 +222,8 @@ class Order(CheapCopy, Aggregate):
     def refund(
         self, *, refund_id: str, lines: Sequence[RefundLine], reason: str, at: datetime
     ) -> RefundRecord:
-        """Reverses every share of the refunded lines in proportion; the platform takes the rest."""
+        """Reverses every share of the refunded lines in proportion; the platform takes the
+        rest (see ledger/domain/refunds.py)."""
         if self.status not in (PAID, COMPLETED):
             raise RuleViolation(
                 f"order {self.order_id} is {self.status}; only a paid order can be refunded",
@@ -251,24 +231,11 @@ class Order(CheapCopy, Aggregate):
             )
         if refund_id in self.refunds:
             raise AlreadyExists(f"refund {refund_id} of order {self.order_id} already exists")
-        self.check_refund_lines(lines)
-        postings: list[Posting] = []
-        for refund_line in lines:
-            postings.append(Posting(CUSTOMER_FUNDS, CLEARING, self.currency, refund_line.amount))
-            line_shares = [s for s in self.shares if s.line_no == refund_line.line_no]
-            line = self.line(refund_line.line_no)
-            assert line is not None
-            deltas = reversals_for_refund(
-                line_shares,
-                paid=line.amount,
-                refunded_before=self.refunded_by_line[refund_line.line_no],
-                refund=refund_line.amount,
-            )
-            for share, delta in zip(line_shares, deltas, strict=True):
-                postings.append(Posting(share.account, self.bucket, self.currency, -delta))
-        merged = merge_postings(postings)
-        assert_balanced(merged)
-        record = RefundRecord(refund_id, tuple(lines), merged, at, reason)
+        paid = self.paid_by_line
+        check_refund_lines(paid, self.refunded_by_line, lines)
+        postings = refund_postings(self.shares, paid, self.refunded_by_line, lines,
+                                   currency=self.currency, bucket=self.bucket)
+        record = RefundRecord(refund_id, tuple(lines), postings, at, reason)
         self._refunded(refund=record)
         return record
 
@@ -327,30 +294,6 @@ class Order(CheapCopy, Aggregate):
                 reason=f"ORDER_{self.status.upper()}",
             )
 
-    def check_refund_lines(self, lines: Sequence[RefundLine]) -> None:
-        """Refunds name real lines, positive amounts, and never exceed what a line was paid."""
-        if not lines:
-            raise InvalidInput([("lines", "a refund names at least one line")])
-        seen: set[int] = set()
-        for i, refund_line in enumerate(lines):
-            line = self.line(refund_line.line_no)
-            if line is None:
-                raise InvalidInput(
-                    [(f"lines[{i}].line_no", f"order has no line {refund_line.line_no}")]
-                )
-            if refund_line.line_no in seen:
-                raise InvalidInput([(f"lines[{i}].line_no", "names a line twice")])
-            seen.add(refund_line.line_no)
-            if refund_line.amount <= 0:
-                raise InvalidInput([(f"lines[{i}].amount", "must be positive")])
-            left = line.amount - self.refunded_by_line[refund_line.line_no]
-            if refund_line.amount > left:
-                raise RuleViolation(
-                    f"refund of {refund_line.amount} on line {refund_line.line_no} exceeds "
-                    f"the {left} left to refund of the {line.amount} paid",
-                    reason="REFUND_EXCEEDS_PAID",
-                )
-
     # --- events: how each one changes the order (run again on every replay) -------------
 
     @event("Paid")
@@ -389,16 +332,17 @@ class Order(CheapCopy, Aggregate):
 
     @event("Refunded")
     def _refunded(self, refund: RefundRecord) -> None:
+        """Each refunded line's shares stand reversed as ``reversed_so_far`` says for what
+        has now been refunded of it: the computation that decided the refund's postings."""
         for refund_line in refund.lines:
             line = self.line(refund_line.line_no)
             assert line is not None
-            before = self.refunded_by_line[refund_line.line_no]
-            after = before + refund_line.amount
-            self.refunded_by_line[refund_line.line_no] = after
-            for i, share in enumerate(self.shares):
-                if share.line_no == refund_line.line_no and share.role != PLATFORM_ROLE:
-                    self.reversed[i] = share.amount * after // line.amount
-            self.platform_reversed_to_match(refund_line.line_no, after)
+            refunded = self.refunded_by_line[line.line_no] + refund_line.amount
+            self.refunded_by_line[line.line_no] = refunded
+            indices = [i for i, s in enumerate(self.shares) if s.line_no == line.line_no]
+            figures = reversed_so_far([self.shares[i] for i in indices], line.amount, refunded)
+            for i, amount in zip(indices, figures, strict=True):
+                self.reversed[i] = amount
         self.refunds[refund.refund_id] = refund
 
     @event("Settled")
@@ -414,19 +358,6 @@ class Order(CheapCopy, Aggregate):
         case = self.cases[case_id]
         case.open = False
         case.resolution = resolution
-
-    def platform_reversed_to_match(self, line_no: int, refunded: int) -> None:
-        """The platform has reversed whatever of the line's refunds the others have not."""
-        others = 0
-        platform_index = -1
-        for i, share in enumerate(self.shares):
-            if share.line_no != line_no:
-                continue
-            if share.role == PLATFORM_ROLE:
-                platform_index = i
-            else:
-                others += self.reversed[i]
-        self.reversed[platform_index] = refunded - others
 
 
 def order_name(aggregate_id: UUID, platform_id: str, storefront_id: str, order_id: str) -> str:

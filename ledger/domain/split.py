@@ -101,28 +101,35 @@ def split_line(
     return shares
 
 
+def reversed_so_far(shares: Sequence[Share], paid: int, refunded: int) -> list[int]:
+    """How much of each of a line's shares its refunds have reversed, once ``refunded`` of the
+    ``paid`` has been refunded, in the order of ``shares``.
+
+    The one place the reversal is computed: a refund's postings are the difference it makes
+    (``reversals_for_refund``), and replaying a Refunded event sets the order's reversed
+    figures from it, so deciding and replaying cannot disagree. Every share but the
+    platform's reverses in proportion to the cumulative refund: floor(share × refunded /
+    paid), so the refund that brings the line to fully refunded reverses exactly what is
+    left. The platform's reversal is the rest of what was refunded.
+    """
+    assert 0 <= refunded <= paid, f"refunded {refunded} of a line paid {paid}"
+    platform = [i for i, share in enumerate(shares) if share.role == PLATFORM_ROLE]
+    assert len(platform) == 1, "a line always has one platform share"
+    if refunded == 0:
+        return [0] * len(shares)
+    out = [0 if share.role == PLATFORM_ROLE else share.amount * refunded // paid
+           for share in shares]
+    out[platform[0]] = refunded - sum(out)
+    return out
+
+
 def reversals_for_refund(
     shares: Sequence[Share], paid: int, refunded_before: int, refund: int
 ) -> list[int]:
-    """How much of each share a refund reverses, in the order of ``shares``.
-
-    Every share but the platform's reverses in proportion to the cumulative refund:
-    reversed_so_far = floor(share × refunded_so_far / paid), so the refund that brings the line
-    to fully refunded reverses exactly what is left. The platform's reversal is the rest of the
-    refund.
-    """
+    """How much of each share one refund reverses, in the order of ``shares``: what has been
+    reversed after it less what had been before it (see ``reversed_so_far``). They add up to
+    the refund."""
     assert refund > 0 and refunded_before + refund <= paid
-    refunded_after = refunded_before + refund
-    out: list[int] = []
-    platform_index = None
-    for i, share in enumerate(shares):
-        if share.role == PLATFORM_ROLE:
-            platform_index = i
-            out.append(0)
-            continue
-        before = share.amount * refunded_before // paid
-        after = share.amount * refunded_after // paid
-        out.append(after - before)
-    assert platform_index is not None, "a line always has a platform share"
-    out[platform_index] = refund - sum(out)
-    return out
+    before = reversed_so_far(shares, paid, refunded_before)
+    after = reversed_so_far(shares, paid, refunded_before + refund)
+    return [a - b for a, b in zip(after, before, strict=True)]

@@ -1,0 +1,1 @@
+"""Unit tests: the domain's rules alone, without gRPC or a database."""
