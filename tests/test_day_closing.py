@@ -13,7 +13,7 @@ import pytest
 
 from ledger import failpoints
 from ledger.application import commands as c
-from ledger.application import handlers
+from ledger.application import context
 from ledger.application.ledger_app import LedgerApplication, Outcome
 from ledger.application.unit_of_work import UnitOfWork
 from ledger.bootstrap import build_application
@@ -202,5 +202,5 @@ def test_a_write_relies_on_the_book_only_when_dated_into_a_day_that_may_be_over(
     for now, clock, relied_on in ((NOW, NOW, False), (before_midnight, before_midnight, True),
                                   (noon(5), NOW, True)):
         uow = UnitOfWork(app.repository)
-        handlers.check_open(handlers.Context(uow, SHOP, now, "Asia/Shanghai", clock))
+        context.check_open(context.Context(uow, SHOP, now, "Asia/Shanghai", clock))
         assert bool(uow.kept_unchanged()) == relied_on, now

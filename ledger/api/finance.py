@@ -15,7 +15,7 @@ from ledger.api.payees import drawn_report
 from ledger.api.reports import KEY_SEPARATOR, Page, page
 from ledger.api.servicers import Base, rpc
 from ledger.application import commands as c
-from ledger.application.handlers import DUPLICATE
+from ledger.application.finance_handlers import DUPLICATE
 from ledger.domain.bills import bill_digest, parse_bill
 from ledger.domain.errors import InvalidInput, NotFound, RuleViolation, check
 from ledger.domain.payout import Payout

@@ -32,8 +32,8 @@ from ledger.application.audit_check import check_history
 from ledger.application.audit_store import AuditLog
 from ledger.application.audit_trail import AuditTrail, load_or_create_signer
 from ledger.application.commands import Caller, RunSettlement
+from ledger.application.finance_handlers import MAX_SETTLEMENT_BATCH
 from ledger.application.group_commit import GroupCommitter
-from ledger.application.handlers import MAX_SETTLEMENT_BATCH
 from ledger.application.identity_vault import VaultError, VaultFile
 from ledger.application.ledger_app import LedgerApplication, utc_now
 from ledger.audit.signing import KeyFileError, Signer

@@ -18,8 +18,8 @@ from ledger.api.errors import abort, abort_code, status_for
 from ledger.api.payees import PayeeViews
 from ledger.application import commands as c
 from ledger.application.audit_trail import AuditTrail
+from ledger.application.finance_handlers import MAX_SETTLEMENT_BATCH
 from ledger.application.group_commit import GroupCommitter
-from ledger.application.handlers import MAX_SETTLEMENT_BATCH
 from ledger.application.ledger_app import LedgerApplication, Outcome
 from ledger.domain.errors import InvalidInput, LedgerError
 from ledger.domain.team import Listed, sponsor_loop, sponsors_first

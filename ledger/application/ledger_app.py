@@ -26,14 +26,8 @@ from eventsourcing.persistence import (
 
 from ledger import failpoints, metrics
 from ledger.application import commands as c
-from ledger.application.handlers import (
-    HANDLERS,
-    Context,
-    own_order,
-    plan_book,
-    prefetch_ids,
-    tax_book,
-)
+from ledger.application.context import Context, own_order, plan_book, tax_book
+from ledger.application.handlers import HANDLERS, prefetch_ids
 from ledger.application.idempotency import IdempotencyRecord, ResultRef
 from ledger.application.store_reads import current_versions, events_after, first_positions
 from ledger.application.transcodings import LedgerTranscoder, register_value_objects

@@ -96,6 +96,21 @@ class Payee(CheapCopy, Aggregate):
 IDENTITY_MISSING = "PAYEE_IDENTITY_MISSING"
 
 
+def withholds_tax(account: str, payee: Payee | None) -> bool:
+    """Whether a payout to ``account`` has income tax withheld: an individual's has, and is
+    refused until finance has recorded who they are (the tax is filed under their name); a
+    business is paid gross. A payee nobody recorded is what its account suggests
+    (``is_individual_by_default``): a reseller, an individual with no identity, is refused."""
+    if payee is None:
+        if is_individual_by_default(account):
+            raise RuleViolation(missing_identity(account), reason=IDENTITY_MISSING)
+        return False
+    if not payee.is_individual:
+        return False
+    payee.check_identified()
+    return True
+
+
 def missing_identity(account: str) -> str:
     return (
         f"{account} is an individual with no identity recorded: income tax is withheld "

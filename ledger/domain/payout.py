@@ -15,7 +15,7 @@ from uuid import UUID
 from eventsourcing.domain import Aggregate, event
 
 from ledger.domain.copying import CheapCopy
-from ledger.domain.errors import RuleViolation
+from ledger.domain.errors import AccessDenied, RuleViolation
 from ledger.domain.ids import stable_id
 from ledger.domain.money import (
     AVAILABLE,
@@ -25,6 +25,10 @@ from ledger.domain.money import (
     Posting,
     assert_balanced,
 )
+
+# The role whose payout requests are limited (see check_payout_permission): the API
+# authenticates callers with the same names (ledger/api/auth.py).
+STOREFRONT_ROLE = "storefront"
 
 REQUESTED = "requested"
 APPROVED = "approved"
@@ -36,6 +40,13 @@ FAILED = "failed"
 def payout_number(platform_id: str, principal: str, key: str) -> str:
     """A stable, printable payout id: PO + 30 upper-case hex digits."""
     return "PO" + stable_id("payout-number", platform_id, principal, key).hex[:30].upper()
+
+
+def check_payout_permission(requester_role: str, account: str) -> None:
+    """A storefront may request payouts for its platform's resellers only (a withdrawal the
+    reseller asks for in the shop); finance pays resellers and suppliers alike."""
+    if requester_role == STOREFRONT_ROLE and not account.startswith("reseller:"):
+        raise AccessDenied("a storefront may request payouts for resellers only")
 
 
 class Payout(CheapCopy, Aggregate):

@@ -17,7 +17,7 @@ from uuid import UUID
 from eventsourcing.domain import Aggregate, event
 
 from ledger.domain.copying import CheapCopy
-from ledger.domain.errors import NotFound, check
+from ledger.domain.errors import NotFound, RuleViolation, check
 from ledger.domain.ids import stable_id
 from ledger.domain.money import MAX_AMOUNT, is_currency
 from ledger.domain.plan import EPOCH, FULL_RATE_BPS
@@ -45,6 +45,14 @@ class TaxTable:
 
     def with_version(self, version: int, effective_from: datetime) -> TaxTable:
         return replace(self, version=version, effective_from=effective_from)
+
+    def check_withholds_in(self, currency: str) -> None:
+        """Tax is withheld in the table's currency: a payout to an individual in another
+        has no table to be withheld by, so it is refused rather than paid untaxed."""
+        if currency != self.currency:
+            raise RuleViolation(
+                f"income tax is withheld in {self.currency}; a payout to an individual in "
+                f"{currency} cannot be withheld on", reason="WITHHOLDING_CURRENCY")
 
     def bracket(self, taxable_e4: int) -> TaxBracket:
         """The bracket of a cumulative taxable income given in 1/10,000 of the minor unit

@@ -10,6 +10,8 @@ running figures that decide whether a payout may be requested.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from dataclasses import dataclass
 from datetime import datetime
 from uuid import UUID
 
@@ -18,6 +20,29 @@ from eventsourcing.domain import Aggregate, event
 from ledger.domain.copying import CheapCopy
 from ledger.domain.errors import RuleViolation
 from ledger.domain.ids import stable_id
+from ledger.domain.money import AVAILABLE, Posting
+
+# The accounts that have a wallet: those paid out to. The platform keeps its share and the
+# clearing and tax accounts are settled elsewhere; none of them withdraws.
+WALLET_KINDS = ("reseller", "supplier")
+
+
+@dataclass(frozen=True)
+class WalletMove:
+    """What one posting does to a wallet: ``amount`` into available (> 0, a settlement) or
+    out of it (< 0, a clawback)."""
+
+    account: str
+    currency: str
+    amount: int
+
+
+def wallet_moves(postings: Iterable[Posting]) -> list[WalletMove]:
+    """Which wallets the postings move: every posting into or out of the available bucket of
+    a reseller or supplier, so withdrawable balances follow settlements and clawbacks. Frozen
+    money is not withdrawable, so postings to frozen move no wallet."""
+    return [WalletMove(p.account, p.currency, p.amount) for p in postings
+            if p.bucket == AVAILABLE and p.account.split(":", 1)[0] in WALLET_KINDS]
 
 
 class Wallet(CheapCopy, Aggregate):
@@ -45,6 +70,14 @@ class Wallet(CheapCopy, Aggregate):
     def debit(self, amount: int, source: str) -> None:
         if amount:
             self._debited(amount=amount, source=source)
+
+    def move(self, move: WalletMove, source: str) -> None:
+        """Follows one of ``wallet_moves``: a credit or a debit by its sign."""
+        assert (move.account, move.currency) == (self.account, self.currency), move
+        if move.amount > 0:
+            self.credit(move.amount, source)
+        else:
+            self.debit(-move.amount, source)
 
     def _check_no_debt(self, what: str) -> None:
         if self.available < 0:
