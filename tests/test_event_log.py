@@ -463,7 +463,7 @@ def test_events_are_written_as_the_library_writes_them() -> None:
         "timestamp": at, "owner": uuid4(), "note": "退款 – “partial”\n\t\\", "count": -3,
         "flag": True, "none": None, "chain": ("carol", "bob"), "nested": {"ids": ["a"]},
         "postings": (Posting("reseller:carol", "frozen", "CNY", 1599),),
-        "result": ResultRef("order", uuid4(), 7, "r1"),
+        "result": ResultRef("order", uuid4(), 7, refund_id="r1"),
         "plan": CommissionPlan(2, at, (4000, 1000), (RateOverride("RANK", "vip", 1, 5000),)),
     }
     written = ours.encode(state)

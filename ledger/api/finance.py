@@ -15,7 +15,6 @@ from ledger.api.payees import drawn_report
 from ledger.api.reports import KEY_SEPARATOR, Page, page
 from ledger.api.servicers import Base, rpc
 from ledger.application import commands as c
-from ledger.application.finance_handlers import DUPLICATE
 from ledger.domain.bills import bill_digest, parse_bill
 from ledger.domain.errors import InvalidInput, NotFound, RuleViolation, check
 from ledger.domain.payout import Payout
@@ -159,7 +158,7 @@ class FinanceService(Base, finance_pb2_grpc.FinanceServiceServicer):
         day = await self.read(self.models.day_reconciliation, caller.platform_id, bill.day)
         return finance_pb2.ImportBillResponse(
             digest=bill.digest, lines=bill.line_count,
-            already_imported=outcome.ref.detail == DUPLICATE or outcome.replayed,
+            already_imported=outcome.ref.already_imported or outcome.replayed,
             day=bill.day, kind=recon.BILL_KIND_ENUMS[bill.kind],
             reconciliation=recon.summary(day), receipt=convert.receipt(outcome))
 

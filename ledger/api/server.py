@@ -273,7 +273,7 @@ class LedgerServer:
             caller = Caller(platform, "settlement-scheduler", "system")
             command = RunSettlement(f"scheduled-{uuid.uuid4().hex}", tuple(due))
             outcome = await self.writer.submit_async(caller, command)
-            settled += int(outcome.ref.detail)
+            settled += outcome.ref.settled_count
         if settled:
             log.info("settled due orders", orders=settled)
         return settled

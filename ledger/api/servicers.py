@@ -207,7 +207,7 @@ class StorefrontService(Base, storefront_pb2_grpc.StorefrontServiceServicer):
         outcome, order = await self.write(caller, command)
         return storefront_pb2.RefundOrderResponse(
             order=convert.order(order, request.view),
-            refund=convert.refund(order.refunds[outcome.ref.detail]),
+            refund=convert.refund(order.refunds[outcome.ref.refund_id]),
             receipt=convert.receipt(outcome),
         )
 
@@ -330,7 +330,7 @@ class AdminService(Base, admin_pb2_grpc.AdminServiceServicer):
     async def PublishPlan(self, request, context, caller):  # type: ignore[no-untyped-def]
         outcome, book = await self.write(caller, convert.publish_plan(request))
         return admin_pb2.PublishPlanResponse(
-            plan=convert.plan(book.plan_version(int(outcome.ref.detail))),
+            plan=convert.plan(book.plan_version(outcome.ref.published_version)),
             receipt=convert.receipt(outcome),
         )
 

@@ -91,7 +91,7 @@ class TaxService(Base, tax_pb2_grpc.TaxServiceServicer):
     async def PublishTaxTable(self, request, context, caller):  # type: ignore[no-untyped-def]
         outcome, book = await self.write(caller, publish_command(request))
         return tax_pb2.PublishTaxTableResponse(
-            table=table_message(book.table_version(int(outcome.ref.detail))),
+            table=table_message(book.table_version(outcome.ref.published_version)),
             receipt=convert.receipt(outcome),
         )
 

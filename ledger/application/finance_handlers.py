@@ -23,7 +23,18 @@ from ledger.application.context import (
     tax_book,
     wallet,
 )
-from ledger.application.idempotency import IdempotencyRecord, ResultRef
+from ledger.application.idempotency import (
+    BILL,
+    BREAKS,
+    PAYEE,
+    PAYOUT,
+    PERIOD,
+    QUARTER,
+    SETTLEMENT,
+    TAX_TABLE,
+    IdempotencyRecord,
+    ResultRef,
+)
 from ledger.domain.order import OrderKey
 from ledger.domain.payee import Payee, withholds_tax
 from ledger.domain.payout import Payout, check_payout_permission, payout_number
@@ -33,15 +44,6 @@ from ledger.domain.settlement import SettlementRun
 from ledger.domain.tax_table import TaxTable
 from ledger.domain.withholding import TaxYear, Withholding
 
-SETTLEMENT = "settlement"
-PAYOUT = "payout"
-PERIOD = "period"
-BILL = "bill"
-BREAKS = "breaks"
-DUPLICATE = "duplicate"
-PAYEE = "payee"
-TAX_TABLE = "tax-table"
-QUARTER = "quarter"
 MAX_SETTLEMENT_BATCH = 500  # orders one settlement command may settle
 
 
@@ -66,7 +68,7 @@ def run_settlement(ctx: Context, cmd: c.RunSettlement) -> ResultRef:
         settled.append(order.key)
     run = SettlementRun(ctx.caller.platform_id, cmd.idempotency_key, ctx.now, tuple(settled))
     ctx.uow.add(run)
-    return ref(SETTLEMENT, run, detail=str(len(settled)))
+    return ref(SETTLEMENT, run, settled_count=len(settled))
 
 
 def request_payout(ctx: Context, cmd: c.RequestPayout) -> ResultRef:
@@ -157,7 +159,7 @@ def import_bill(ctx: Context, cmd: c.ImportBill) -> ResultRef:
     platform = ctx.caller.platform_id
     known = ctx.uow.find(RailBill, RailBill.create_id(platform, cmd.digest))
     if known is not None:
-        return ref(BILL, known, detail=DUPLICATE)
+        return ref(BILL, known, already_imported=True)
     bill = RailBill(platform, cmd.digest, cmd.day, cmd.kind, cmd.fmt, cmd.lines,
                     ctx.caller.principal, ctx.now)
     ctx.uow.add(bill)
@@ -197,7 +199,7 @@ def publish_tax_table(ctx: Context, cmd: c.PublishTaxTable) -> ResultRef:
     published = book.publish(
         TaxTable(0, cmd.effective_from or ctx.now, cmd.brackets, cmd.income_ratio_bps,
                  cmd.monthly_deduction, cmd.currency), now=ctx.now)
-    return ref(TAX_TABLE, book, detail=str(published.version))
+    return ref(TAX_TABLE, book, published_version=published.version)
 
 
 def withhold_tax(ctx: Context, account: str, currency: str, payout_id: str,

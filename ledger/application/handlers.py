@@ -29,7 +29,14 @@ from ledger.application.context import (
     reseller,
     upline,
 )
-from ledger.application.idempotency import IdempotencyRecord, ResultRef
+from ledger.application.idempotency import (
+    BINDING,
+    ORDER,
+    PLAN,
+    RESELLER,
+    IdempotencyRecord,
+    ResultRef,
+)
 from ledger.domain.attribution import (
     attributed_seller,
     first_binding_stands,
@@ -48,12 +55,6 @@ from ledger.domain.refunds import RefundLine
 from ledger.domain.split import LineItem
 from ledger.domain.tax_table import TaxBook
 from ledger.domain.team import CustomerBinding, Reseller, check_no_cycle, enroll
-
-ORDER = "order"
-RESELLER = "reseller"
-BINDING = "binding"
-PLAN = "plan"
-
 
 # --- storefront commands -------------------------------------------------------------------
 
@@ -158,7 +159,7 @@ def refund_order(ctx: Context, cmd: c.RefundOrder) -> ResultRef:
         at=ctx.now,
     )
     move_wallets(ctx, record.postings, f"refund:{order.name}/{cmd.refund_id}")
-    return ref(ORDER, order, detail=cmd.refund_id)
+    return ref(ORDER, order, refund_id=cmd.refund_id)
 
 
 def open_after_sale(ctx: Context, cmd: c.OpenAfterSale) -> ResultRef:
@@ -223,7 +224,7 @@ def publish_plan(ctx: Context, cmd: c.PublishPlan) -> ResultRef:
         exclude_self_purchase=cmd.exclude_self_purchase,
     )
     published = book.publish(plan, now=ctx.now)
-    return ref(PLAN, book, detail=str(published.version))
+    return ref(PLAN, book, published_version=published.version)
 
 
 def move_reseller(ctx: Context, cmd: c.MoveReseller) -> ResultRef:

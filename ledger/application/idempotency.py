@@ -17,15 +17,58 @@ from ledger.domain.copying import CheapCopy
 from ledger.domain.errors import RuleViolation
 from ledger.domain.ids import stable_id
 
+# The kinds of answer: which aggregate answers a write.
+ORDER = "order"
+RESELLER = "reseller"
+BINDING = "binding"
+PLAN = "plan"
+SETTLEMENT = "settlement"
+PAYOUT = "payout"
+PERIOD = "period"
+BILL = "bill"
+BREAKS = "breaks"
+PAYEE = "payee"
+TAX_TABLE = "tax-table"
+QUARTER = "quarter"
+
 
 @dataclass(frozen=True)
 class ResultRef:
-    """Where the answer to a write lives: an aggregate at a version, plus a detail (refund id)."""
+    """Where the answer to a write lives: an aggregate at a version, and what the answer
+    names within it, each in a field of its own (empty for the kinds it is not about).
+
+    Stored in idempotency records as the list of its field values (see transcodings.py): a
+    field may be added only at the end, with a default."""
 
     kind: str
     aggregate_id: UUID
     version: int
-    detail: str = ""
+    refund_id: str = ""  # RefundOrder: the refund made, among the order's refunds
+    published_version: int = 0  # PublishPlan, PublishTaxTable: the version published
+    settled_count: int = 0  # RunSettlement: how many of the orders asked for it settled
+    # ImportBill: the same bill (by its digest) was imported before: the answer is that import.
+    already_imported: bool = False
+
+
+# What ``detail`` meant, by kind, in records stored before the typed fields: a refund id, a
+# published version, a count of orders settled, or "duplicate" for a bill imported before.
+# Other kinds' detail (a day, a break id, a quarter) repeated the request and is not kept.
+DUPLICATE_DETAIL = "duplicate"
+
+
+def from_detail(kind: str, aggregate_id: UUID, version: int, detail: str = "") -> ResultRef:
+    """A ResultRef as stored before it had typed fields, when one string, ``detail``, carried
+    whatever the answer named (see the note above)."""
+    if kind == ORDER:
+        return ResultRef(kind, aggregate_id, version, refund_id=detail)
+    if kind in (PLAN, TAX_TABLE) and detail:
+        return ResultRef(kind, aggregate_id, version, published_version=int(detail))
+    if kind == SETTLEMENT and detail:
+        return ResultRef(kind, aggregate_id, version, settled_count=int(detail))
+    if kind == BILL:
+        return ResultRef(kind, aggregate_id, version,
+                         already_imported=detail == DUPLICATE_DETAIL)
+    return ResultRef(kind, aggregate_id, version)
 
 
 class IdempotencyRecord(CheapCopy, Aggregate):

@@ -9,7 +9,7 @@ from uuid import UUID
 import orjson
 from eventsourcing.persistence import JSONTranscoder, Transcoding
 
-from ledger.application.idempotency import ResultRef
+from ledger.application.idempotency import ResultRef, from_detail
 from ledger.domain.money import Posting
 from ledger.domain.order import OrderKey
 from ledger.domain.payee import SealedIdentity
@@ -76,7 +76,7 @@ VALUE_OBJECTS: dict[str, type] = {
     "refund": RefundRecord,
     "rate_override": RateOverride,
     "commission_plan": CommissionPlan,
-    "result_ref": ResultRef,
+    "result_ref_v2": ResultRef,  # "result_ref": see ResultRefWithDetail
     "statement_line": StatementLine,
     "day_statement": DayStatement,
     "order_key": OrderKey,
@@ -116,6 +116,27 @@ class LedgerTranscoder(JSONTranscoder):
         return tagged
 
 
+class ResultRefWithDetail(Transcoding):
+    """Answers as idempotency records stored them before ResultRef had typed fields: named
+    "result_ref", the values kind, aggregate id, version and ``detail`` (one string carrying
+    a refund id, a version or a count; earlier still, a dict of the same fields). Read only:
+    answers are written as "result_ref_v2", and a retry of a request answered before then
+    still replays its first answer (``from_detail`` gives the detail its typed field)."""
+
+    type = ResultRef
+    name = "result_ref"
+    FIELDS = ("kind", "aggregate_id", "version", "detail")
+
+    def encode(self, obj: Any) -> Any:
+        raise AssertionError("answers are written as result_ref_v2")
+
+    def decode(self, data: list[Any] | dict[str, Any]) -> ResultRef:
+        values = dict(zip(self.FIELDS, data, strict=False)) if type(data) is list else data
+        return from_detail(**values)
+
+
 def register_value_objects(transcoder: JSONTranscoder) -> None:
+    # First, so that the type's own transcoding, registered after it, writes ResultRefs.
+    transcoder.register(ResultRefWithDetail())
     for name, cls in VALUE_OBJECTS.items():
         transcoder.register(DataclassAsValues(cls, name))
