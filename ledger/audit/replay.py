@@ -9,21 +9,44 @@ currency; and per calendar day not yet closed, the movements booked into it (by 
 that when a ``PeriodBook.DayClosed`` entry comes, the day's opening and closing balances
 and movements are at hand to compare with its statement, line by line. Memory grows with
 the accounts and the open days, not with the log.
+
+The stored JSON is read by stored_json.py; a statement's lines are drawn and compared by
+statement_lines.py.
 """
 
 from __future__ import annotations
 
-import hashlib
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, timedelta
 from typing import Any
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import ZoneInfo
 
 import orjson
 
 from ledger.audit.export_file import EntryRecord, Header, Malformed, Record
+from ledger.audit.statement_lines import (
+    by_account,
+    line_differences,
+    moved_differences,
+    statement_lines,
+)
+from ledger.audit.stored_json import (
+    DAY_STATEMENT,
+    EPOCH,
+    MICROSECOND,
+    REFUND,
+    Key,
+    Line,
+    Unreadable,
+    day_bounds,
+    field_of,
+    micros,
+    posting_of,
+    statement_line_of,
+    values_of,
+    zone,
+)
 
 # What moved the money, as statements name the movements: the topic's class-qualified name
 # (after the module) → (the field holding the postings, the field of their booking time,
@@ -40,25 +63,6 @@ REFUNDED = "Order.Refunded"
 REFUND_KIND = "refund"
 DAY_CLOSED = "PeriodBook.DayClosed"
 BOOK_OPENED = "PeriodBook.Opened"
-
-# The fields of our value objects, in the order they are written as lists (events written
-# before that hold them by name instead; both are read).
-POSTING = ("account", "bucket", "currency", "amount")
-REFUND = ("refund_id", "lines", "postings", "refunded_at", "reason")
-DAY_STATEMENT = ("day", "timezone", "lines", "events", "first_position", "last_position",
-                 "digest", "tree_size", "tree_root", "head_signed_at_us", "head_key_id",
-                 "head_signature", "moved_lines", "moved_lines_digest", "reconciliation")
-STATEMENT_LINE = ("account", "currency", "opening", "movements", "closing", "bucket")
-
-EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-MICROSECOND = timedelta(microseconds=1)
-
-Key = tuple[str, str, str]  # account, currency, bucket
-Line = tuple[int, dict[str, int], int]  # opening, movements by kind, closing
-
-
-class Unreadable(ValueError):
-    """A value of an event that is not as docs/audit-format.md says it is."""
 
 
 @dataclass(frozen=True)
@@ -141,7 +145,7 @@ class Reducer:
             if name == BOOK_OPENED:
                 self._book_opened(event)
             elif name == DAY_CLOSED:
-                self._day_closed(seq, _field(event, "statement"))
+                self._day_closed(seq, field_of(event, "statement"))
             else:
                 self._apply(seq, position, name, event)
         except (Unreadable, orjson.JSONDecodeError, OverflowError) as error:
@@ -152,14 +156,14 @@ class Reducer:
 
     def _apply(self, seq: int, position: int, name: str, event: dict[str, Any]) -> None:
         if name == REFUNDED:
-            refund = _values(_field(event, "refund"), "refund", REFUND)
+            refund = values_of(field_of(event, "refund"), "refund", REFUND)
             postings, at, kind = refund[2], micros(refund[3]), REFUND_KIND
         else:
             postings_field, at_field, kind = BOOKINGS[name]
-            postings, at = _field(event, postings_field), micros(_field(event, at_field))
+            postings, at = field_of(event, postings_field), micros(field_of(event, at_field))
         if type(postings) is not list:
             raise Unreadable("its postings are not a list")
-        read = [_posting(p) for p in postings]
+        read = [posting_of(p) for p in postings]
         totals: dict[str, int] = defaultdict(int)
         for key, amount in read:
             totals[key[1]] += amount
@@ -191,7 +195,7 @@ class Reducer:
         self._open_days.setdefault(day, _Day()).add(key, kind, amount, position)
 
     def _book_opened(self, event: dict[str, Any]) -> None:
-        name = _field(event, "timezone")
+        name = field_of(event, "timezone")
         self._timezone, self._timezone_name = zone(name), name
         waiting, self._before_book = self._before_book, []
         for at, key, kind, amount, position in waiting:
@@ -214,14 +218,14 @@ class Reducer:
     # --- closed days ------------------------------------------------------------------------
 
     def _day_closed(self, seq: int, statement: Any) -> None:
-        values = _values(statement, "day_statement", DAY_STATEMENT)
+        values = values_of(statement, "day_statement", DAY_STATEMENT)
         day, timezone, lines, events, first, last = values[:6]
         moved, moved_digest = values[DAY_STATEMENT.index("moved_lines"):][:2]
         if type(day) is not str or type(lines) is not list or type(moved_digest) is not str:
             raise Unreadable("its statement has no day or no lines")
         stated: list[tuple[Key, Line]] | tuple[int, str] = (
             (moved, moved_digest) if moved_digest else
-            [_statement_line(line) for line in lines])
+            [statement_line_of(line) for line in lines])
         found: list[str] = []
         if self._timezone is None or timezone != self._timezone_name:
             found.append(f"{day}: the statement's time zone {timezone!r} is not the "
@@ -282,156 +286,6 @@ class Reducer:
         return ReplayReport(self.platform, self.entries, self.money_events,
                             {k: v for k, v in sorted(self.balances.items())},
                             self.days, self.differences, self.last_position)
-
-
-def statement_lines(opening: dict[Key, int], moved: dict[Key, dict[str, int]]
-                    ) -> dict[Key, Line]:
-    """The lines a statement has: every key with an opening balance or a movement, its
-    movements netted by kind (kinds that net to nothing left out)."""
-    lines = {}
-    for key in opening.keys() | moved.keys():
-        kinds = {k: v for k, v in moved.get(key, {}).items() if v}
-        first = opening.get(key, 0)
-        if first or kinds:
-            lines[key] = (first, kinds, first + sum(kinds.values()))
-    return lines
-
-
-def by_account(lines: dict[Key, Line]) -> dict[Key, Line]:
-    """Lines per account and currency, every bucket together (bucket '')."""
-    summed: dict[Key, Line] = {}
-    for (account, currency, _), (opening, kinds, closing) in lines.items():
-        key = (account, currency, "")
-        was_opening, was_kinds, was_closing = summed.get(key, (0, {}, 0))
-        merged = dict(was_kinds)
-        for kind, amount in kinds.items():
-            merged[kind] = merged.get(kind, 0) + amount
-        summed[key] = (was_opening + opening, merged, was_closing + closing)
-    return {key: (o, {k: v for k, v in kinds.items() if v}, c)
-            for key, (o, kinds, c) in summed.items() if o or any(kinds.values())}
-
-
-def moved_differences(day: str, stated: tuple[int, str], replayed: dict[Key, Line]
-                      ) -> list[str]:
-    """A paged statement's lines that moved (their count and digest) against the replay's."""
-    moved = {key: line for key, line in replayed.items() if line[1]}
-    count, digest = stated
-    found = []
-    if count != len(moved):
-        found.append(f"{day}: the statement has {count} lines that moved, the replay "
-                     f"{len(moved)}")
-    if digest != lines_digest(moved):
-        found.append(f"{day}: the digest of the lines that moved is {digest} in the "
-                     f"statement, {lines_digest(moved)} replayed")
-    return found
-
-
-def lines_digest(lines: dict[Key, Line]) -> str:
-    """SHA-256 over lines in key order, each ``account|currency|bucket|opening|
-    kind=amount,…|closing`` with kinds in order (docs/audit-format.md)."""
-    digest = hashlib.sha256()
-    for (account, currency, bucket), (opening, kinds, closing) in sorted(lines.items()):
-        moved = ",".join(f"{kind}={amount}" for kind, amount in sorted(kinds.items()))
-        digest.update(f"{account}|{currency}|{bucket}|{opening}|{moved}|{closing}\n".encode())
-    return digest.hexdigest()
-
-
-def line_differences(day: str, key: Key, stated: Line | None, replayed: Line | None
-                     ) -> list[str]:
-    account, currency, bucket = key
-    where = f"{day} {account} {currency}" + (f" {bucket}" if bucket else "")
-    if stated is None:
-        assert replayed is not None
-        return [f"{where}: the statement has no line; the replay has opening {replayed[0]}, "
-                f"closing {replayed[2]}"]
-    if replayed is None:
-        return [f"{where}: the statement has opening {stated[0]}, closing {stated[2]}; the "
-                "replay has nothing"]
-    found = []
-    if stated[0] != replayed[0]:
-        found.append(f"{where}: opening {stated[0]} in the statement, {replayed[0]} replayed")
-    for kind in sorted(stated[1].keys() | replayed[1].keys()):
-        said, done = stated[1].get(kind, 0), replayed[1].get(kind, 0)
-        if said != done:
-            found.append(f"{where}: {kind} {said} in the statement, {done} replayed")
-    if stated[2] != replayed[2]:
-        found.append(f"{where}: closing {stated[2]} in the statement, {replayed[2]} replayed")
-    return found
-
-
-# --- reading the stored JSON ---------------------------------------------------------------
-
-
-def _field(event: dict[str, Any], name: str) -> Any:
-    try:
-        return event[name]
-    except KeyError:
-        raise Unreadable(f"it has no {name!r}") from None
-
-
-def _values(value: Any, type_name: str, fields: tuple[str, ...]) -> list[Any]:
-    """A value object's fields in ``fields`` order, written as a list (now) or by name
-    (before); fields added later and absent read as ''."""
-    if type(value) is not dict or value.get("_type_") != type_name:
-        raise Unreadable(f"{value!r:.80} is not a {type_name}")
-    data = value.get("_data_")
-    if type(data) is list:
-        if len(data) > len(fields):
-            raise Unreadable(f"a {type_name} with {len(data)} fields")
-        return data + [""] * (len(fields) - len(data))
-    if type(data) is dict:
-        return [data.get(name, "") for name in fields]
-    raise Unreadable(f"a {type_name} whose data is {data!r:.80}")
-
-
-def _posting(value: Any) -> tuple[Key, int]:
-    account, bucket, currency, amount = _values(value, "posting", POSTING)
-    if not (type(account) is str and type(bucket) is str and type(currency) is str
-            and type(amount) is int):
-        raise Unreadable(f"a posting {value!r:.120} is not (account, bucket, currency, "
-                         "integer amount)")
-    return (account, currency, bucket), amount
-
-
-def _statement_line(value: Any) -> tuple[Key, Line]:
-    account, currency, opening, movements, closing, bucket = _values(
-        value, "statement_line", STATEMENT_LINE)
-    if not (type(account) is str and type(currency) is str and type(bucket) is str
-            and type(opening) is int and type(closing) is int and type(movements) is list
-            and all(type(m) is list and len(m) == 2 and type(m[0]) is str
-                    and type(m[1]) is int for m in movements)):
-        raise Unreadable(f"a statement line {value!r:.160} is not (account, currency, "
-                         "opening, [[kind, amount]…], closing, bucket)")
-    kinds: dict[str, int] = {}
-    for kind, amount in movements:
-        kinds[kind] = kinds.get(kind, 0) + amount
-    return (account, currency, bucket), (opening, kinds, closing)
-
-
-def micros(value: Any) -> int:
-    """A stored datetime as µs since the epoch (UTC)."""
-    if type(value) is not dict or value.get("_type_") != "datetime_iso":
-        raise Unreadable(f"{value!r:.80} is not a datetime")
-    try:
-        at = datetime.fromisoformat(value["_data_"])
-    except (TypeError, ValueError, KeyError):
-        raise Unreadable(f"{value!r:.80} is not an ISO 8601 time") from None
-    if at.tzinfo is None:
-        raise Unreadable(f"{value['_data_']} has no UTC offset")
-    return (at - EPOCH) // MICROSECOND
-
-
-def zone(name: Any) -> ZoneInfo:
-    try:
-        return ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError, TypeError):
-        raise Unreadable(f"{name!r} is not an IANA time zone") from None
-
-
-def day_bounds(day: date, timezone: ZoneInfo) -> tuple[int, int]:
-    """[start, end) of a calendar day in a time zone, in µs since the epoch."""
-    start = datetime.combine(day, datetime.min.time(), timezone)
-    return (start - EPOCH) // MICROSECOND, (start + timedelta(days=1) - EPOCH) // MICROSECOND
 
 
 class NotReplayable(ValueError):
