@@ -20,7 +20,8 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from ledger.projections.db import ProjectionDB
-from ledger.projections.reconciliation import ReconciliationWriter, day_reconciliation
+from ledger.projections.reconciliation import ReconciliationWriter
+from ledger.projections.reconciliation_queries import day_reconciliation
 
 from ledger.domain.bills import WECHAT, parse_bill
 from ledger.domain.reconciliation import PAYMENT, SUCCESS, TRADE, LedgerRecord, reconcile

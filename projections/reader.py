@@ -9,14 +9,14 @@ from typing import Any, TypeVar
 
 from ledger.projections import balances as b
 from ledger.projections import finance as f
-from ledger.projections import reconciliation as r
+from ledger.projections import reconciliation_queries as r
 from ledger.projections import statements as s
 from ledger.projections import tax as x
 from ledger.projections import team_queries as t
 from ledger.projections.clock import END_OF_TIME, Calendar
 from ledger.projections.db import Cursor, Link, ProjectionDB, StoreUnavailable
 from ledger.projections.runner import NAME
-from ledger.projections.team import Node
+from ledger.projections.team_tree import Node
 
 from ledger.domain.order import OrderKey
 from ledger.domain.periods import DayStatement, StatementLine

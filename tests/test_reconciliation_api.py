@@ -284,7 +284,8 @@ def test_the_breaks_read_model_follows_a_timing_difference_across_two_days(
     until that payment is recorded. An acknowledged break found again after it was
     resolved is open again."""
     from ledger.projections.db import ProjectionDB
-    from ledger.projections.reconciliation import ReconciliationWriter, breaks, day_reconciliation
+    from ledger.projections.reconciliation import ReconciliationWriter
+    from ledger.projections.reconciliation_queries import breaks, day_reconciliation
 
     from ledger.domain.reconciliation import PAYMENT, SUCCESS, TRADE, BillLine, LedgerRecord
 

@@ -17,6 +17,7 @@ from ledger.domain.reconciliation import (
     TRANSFER,
 )
 from ledger.projections import reconciliation as r
+from ledger.projections import reconciliation_queries as rq
 from ledger.v1 import finance_pb2
 
 MAX_BILL_BYTES = 64 * 1024 * 1024
@@ -25,10 +26,10 @@ BILL_KINDS = {finance_pb2.BILL_KIND_TRADE: TRADE, finance_pb2.BILL_KIND_TRANSFER
 BILL_KIND_ENUMS = {v: k for k, v in BILL_KINDS.items()}
 FORMATS = {finance_pb2.BILL_FORMAT_WECHAT: WECHAT, finance_pb2.BILL_FORMAT_CSV: CSV}
 STATES = {
-    r.NOT_RUN: finance_pb2.RECONCILIATION_STATE_NOT_RUN,
-    r.CLEAN: finance_pb2.RECONCILIATION_STATE_CLEAN,
-    r.BREAKS_OPEN: finance_pb2.RECONCILIATION_STATE_BREAKS_OPEN,
-    r.BREAKS_ACKNOWLEDGED: finance_pb2.RECONCILIATION_STATE_BREAKS_ACKNOWLEDGED,
+    rq.NOT_RUN: finance_pb2.RECONCILIATION_STATE_NOT_RUN,
+    rq.CLEAN: finance_pb2.RECONCILIATION_STATE_CLEAN,
+    rq.BREAKS_OPEN: finance_pb2.RECONCILIATION_STATE_BREAKS_OPEN,
+    rq.BREAKS_ACKNOWLEDGED: finance_pb2.RECONCILIATION_STATE_BREAKS_ACKNOWLEDGED,
 }
 BREAK_TYPES = {
     AMOUNT_DIFFERS: finance_pb2.BREAK_TYPE_AMOUNT_DIFFERS,
@@ -72,7 +73,7 @@ async def read_bill(
     return first, b"".join(chunks)
 
 
-def summary(day: r.DayReconciliation) -> finance_pb2.ReconciliationSummary:
+def summary(day: rq.DayReconciliation) -> finance_pb2.ReconciliationSummary:
     return finance_pb2.ReconciliationSummary(
         day=day.day,
         state=STATES[day.state],
@@ -84,7 +85,7 @@ def summary(day: r.DayReconciliation) -> finance_pb2.ReconciliationSummary:
     )
 
 
-def side(found: r.Side | None) -> finance_pb2.BreakSide | None:
+def side(found: rq.Side | None) -> finance_pb2.BreakSide | None:
     if found is None:
         return None
     return finance_pb2.BreakSide(
@@ -96,7 +97,7 @@ def side(found: r.Side | None) -> finance_pb2.BreakSide | None:
     )
 
 
-def break_message(row: r.BreakRow) -> finance_pb2.Break:
+def break_message(row: rq.BreakRow) -> finance_pb2.Break:
     return finance_pb2.Break(
         day=row.day,
         break_id=row.break_id,
