@@ -7,7 +7,8 @@ from itertools import islice
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from ledger.projections.team import Node, OrderRow
+    from ledger.projections.team import OrderRow
+    from ledger.projections.team_tree import Node
 
 
 # Entries kept by default (LEDGER_PROJECTION_CACHE): a few tens of MB at most.

@@ -6,8 +6,9 @@ from dataclasses import dataclass, field
 
 from ledger.projections.clock import END_OF_TIME, Calendar, micros
 from ledger.projections.db import Cursor
-from ledger.projections.team import OWN_SALES, Node, chain_above, sales_bucket, sponsor_as_of
+from ledger.projections.team import OWN_SALES, sales_bucket
 from ledger.projections.team_counts import ACTIVE, count, joined_in, team_size
+from ledger.projections.team_tree import Node, chain_above, sponsor_as_of
 
 
 def member(cur: Cursor, platform: str, reseller_id: str) -> Node | None:

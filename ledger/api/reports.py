@@ -14,7 +14,7 @@ from ledger.application.commands import check_month
 from ledger.domain.errors import InvalidInput, NotFound, check
 from ledger.projections.balances import KINDS, Balance, sort_value
 from ledger.projections.clock import END_OF_TIME, from_micros, micros
-from ledger.projections.team import Node
+from ledger.projections.team_tree import Node
 from ledger.v1 import report_pb2, report_pb2_grpc
 
 ANY_KEY = (STOREFRONT, ADMIN, FINANCE, AUDITOR)
