@@ -64,8 +64,11 @@ class Balance:
 class BalanceWriter:
     """Accumulates one batch's postings, then writes them with a few statements."""
 
-    def __init__(self, calendar: Calendar) -> None:
-        self.days = StatementWriter(calendar)
+    def __init__(self, calendar: Calendar,
+                 latest: dict[tuple[str, str, str, str], tuple[str, int]] | None = None) -> None:
+        """``latest``: each key's last running balance as the writer last left it, kept
+        between batches (see projections/day_balances.py)."""
+        self.days = StatementWriter(calendar, latest)
         self._deltas: dict[tuple[str, str, str], dict[str, int]] = defaultdict(
             lambda: dict.fromkeys(BUCKETS, 0)
         )

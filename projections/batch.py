@@ -60,7 +60,7 @@ class Batch:
     def __init__(self, cur: Cursor, calendar: Calendar, memory: Memory | None = None) -> None:
         memory = memory or Memory()
         self.cur = cur
-        self.balances = BalanceWriter(calendar)
+        self.balances = BalanceWriter(calendar, memory.balances)
         self.team = TeamWriter(cur, calendar, memory)
         self.recon = ReconciliationWriter(cur)
         self.calendar = calendar
@@ -207,8 +207,8 @@ class Batch:
                             event.set_at, position)
 
     def _period_book(self, uid: str, name: str, event: Any) -> None:
-        """A closed day's closing balances, for the statements of the days after it; written
-        once the movements before it in the log are (they are all it sums)."""
+        """A closed day, once the movements before it in the log are written (its closing
+        balances are written with them: projections/day_balances.py)."""
         if name == qualname(PeriodBook.Opened):
             self._own(uid, event.platform_id, "")
         elif name == qualname(PeriodBook.DayClosed):

@@ -34,7 +34,9 @@ from ledger.config import event_store_env, is_postgres, postgres_connection
 # 9: payouts with the tax withheld on them, and withholdings per payee for the tax reports.
 # 10: an enrolment counted once per leader above (ENROLLED), not as a team size and a
 #     joined-in-month change each.
-SCHEMA_VERSION = 10
+# 11: each key's running balance at the end of every day it moved (proj_day_balances), so an
+#     opening balance is one row, before any close as after; no closings written at a close.
+SCHEMA_VERSION = 11
 
 TABLES = {
     "proj_meta": """
@@ -76,9 +78,9 @@ TABLES = {
         PRIMARY KEY (platform, account, currency, bucket)""",
     "proj_closed_days": """
         platform TEXT NOT NULL, day TEXT NOT NULL, PRIMARY KEY (platform, day)""",
-    "proj_day_closings": """
+    "proj_day_balances": """
         platform TEXT NOT NULL, account TEXT NOT NULL, currency TEXT NOT NULL,
-        bucket TEXT NOT NULL, day TEXT NOT NULL, closing BIGINT NOT NULL,
+        bucket TEXT NOT NULL, day TEXT NOT NULL, balance BIGINT NOT NULL,
         PRIMARY KEY (platform, account, currency, bucket, day)""",
     "proj_owners": """
         uid TEXT PRIMARY KEY, platform TEXT NOT NULL, key TEXT NOT NULL""",
@@ -136,6 +138,9 @@ TABLES = {
         matched BIGINT NOT NULL, timing BIGINT NOT NULL,
         PRIMARY KEY (platform, day, bill_kind)""",
 }
+
+# Tables older read models had and these do not: a rebuild drops them too.
+RETIRED_TABLES = ("proj_day_closings",)
 
 # name: (table, columns). The read models' writers look rows up through the first two while
 # they apply the log; the others serve only the queries, so a rebuild makes those once, at
@@ -385,7 +390,7 @@ class ProjectionDB:
     def drop(self, conn: Any) -> None:
         with self.transaction(conn) as cur:
             self._lock_schema(cur)
-            for name in TABLES:
+            for name in (*TABLES, *RETIRED_TABLES):
                 cur.execute(f"DROP TABLE IF EXISTS {name}")
                 if self.is_postgres:  # upsert_rows' staging copy, made LIKE the old table
                     cur.execute(f"DROP TABLE IF EXISTS pg_temp.staging_{name}")

@@ -32,6 +32,8 @@ class Memory:
     owners: dict[str, tuple[str, str]] = field(default_factory=dict)
     # (platform, member, month) -> when the member's first payment of the month was made
     starts: dict[tuple[str, str, str], int | None] = field(default_factory=dict)
+    # (platform, account, currency, bucket) -> its last running balance, (day, balance)
+    balances: dict[tuple[str, str, str, str], tuple[str, int]] = field(default_factory=dict)
     position: int = -1  # the log position the contents are as of; -1: none
     limit: int = DEFAULT_LIMIT
 
@@ -40,11 +42,13 @@ class Memory:
         self.orders.clear()
         self.owners.clear()
         self.starts.clear()
+        self.balances.clear()
         self.position = -1
 
     @property
     def size(self) -> int:
-        return len(self.nodes) + len(self.orders) + len(self.owners) + len(self.starts)
+        return (len(self.nodes) + len(self.orders) + len(self.owners) + len(self.starts)
+                + len(self.balances))
 
     def begin(self, position: int) -> None:
         """A batch starts after ``position``: what is held is forgotten unless it is as of
@@ -61,7 +65,7 @@ class Memory:
         each kind in proportion to what it holds, the earliest remembered first."""
         keep = self.limit * 9 // 10
         size = self.size
-        for held in (self.nodes, self.orders, self.owners, self.starts):
+        for held in (self.nodes, self.orders, self.owners, self.starts, self.balances):
             for key in list(islice(held, len(held) - len(held) * keep // size)):
                 del held[key]
 

@@ -1,5 +1,5 @@
-"""Day and account statements as a read model, so that no close and no page of a statement
-costs more than what it touches.
+"""Day and account statements as a read model, so that no close, no opening balance and no
+page of a statement costs more than what it touches, however long the history.
 
 Kept as the log is applied:
 
@@ -7,14 +7,16 @@ Kept as the log is applied:
   account, currency, bucket and kind, summed. A close reads only its own day's rows.
 - ``proj_line_keys``: every (account, currency, bucket) that ever moved, with its first day:
   the keys a statement's pages walk, in order, one page at a time.
-- ``proj_closed_days`` and ``proj_day_closings``: when a ``DayClosed`` is applied, the
-  closing balance of every key that moved since the close before it (in one statement, of
-  the rows of those days alone). A key that did not move keeps its last closing balance.
+- ``proj_day_balances`` (projections/day_balances.py): each key's running balance at the end
+  of every day it moved, written with the day's moves.
+- ``proj_closed_days``: the days closed. Applying a ``DayClosed`` writes that row and nothing
+  else: the closing balances were written with the day's moves, and a closed day takes no
+  more moves, so they stand.
 
-A line's opening balance on a day is then the key's last closing balance at or before the
-last day closed before it, plus what moved between that day and this one (nothing, when the
-day before is closed, as it always is once the first day has closed): never the sum of all
-of history, except before the first close, when nothing was closed to start from.
+A line's opening balance on a day is its key's last running balance before that day: one
+lookup on the primary key, before the first close as after it, for an open day as for a
+closed one; never a sum over the days before. A close costs what the day moved: its own
+day's movements, and one such lookup per key that moved.
 
 The lines come in (account, currency, bucket) order and a page continues after the last
 line of the one before (a keyset, as ListBalances pages), so the pages of a closed day read
@@ -29,6 +31,12 @@ from collections.abc import Iterable
 from typing import Any
 
 from ledger.projections.clock import Calendar
+from ledger.projections.day_balances import (
+    OPENING,
+    BalanceKey,
+    execute_planned_now,
+    write_day_balances,
+)
 from ledger.projections.db import Cursor, upsert_rows
 
 from ledger.domain.money import Posting
@@ -39,18 +47,22 @@ LineKey = tuple[str, str, str]
 
 
 class StatementWriter:
-    """Accumulates one batch's movements by day, then writes them with two upserts."""
+    """Accumulates one batch's movements by day, then writes them with three upserts."""
 
-    def __init__(self, calendar: Calendar) -> None:
+    def __init__(self, calendar: Calendar,
+                 latest: dict[BalanceKey, tuple[str, int]] | None = None) -> None:
         self.calendar = calendar
+        self._latest = latest if latest is not None else {}
         self._moves: dict[tuple[str, str, str, str, str, str], int] = defaultdict(int)
-        self._first: dict[tuple[str, str, str, str], str] = {}
+        self._first: dict[BalanceKey, str] = {}
+        self._net: dict[BalanceKey, dict[str, int]] = defaultdict(lambda: defaultdict(int))
 
     def post(self, platform: str, postings: Iterable[Posting], at: int, kind: str) -> None:
         day = self.calendar.day(at)
         for p in postings:
             self._moves[(platform, day, p.account, p.currency, p.bucket, kind)] += p.amount
             key = (platform, p.account, p.currency, p.bucket)
+            self._net[key][day] += p.amount
             if day < self._first.get(key, "9"):
                 self._first[key] = day
 
@@ -74,32 +86,15 @@ class StatementWriter:
             "THEN excluded.first_day ELSE proj_line_keys.first_day END",
             [(*key, day) for key, day in self._first.items()],
         )
+        write_day_balances(cur, self._net, self._latest)
         self._moves.clear()
         self._first.clear()
+        self._net.clear()
 
 
 def day_closed(cur: Cursor, platform: str, day: str) -> None:
-    """Records ``day`` closed with the closing balance of each key that moved since the
-    last day closed before it (its last closing balance plus those days' movements). Days
-    close in order, so that is the day before, except at the first close."""
-    since = last_closed_before(cur, platform, day)
-    cur.execute(
-        "INSERT INTO proj_day_closings (platform, account, currency, bucket, day, closing) "
-        f"SELECT k.platform, k.account, k.currency, k.bucket, %s, SUM(k.amount) + {LAST_CLOSING} "
-        "FROM proj_day_moves k WHERE k.platform = %s AND k.day > %s AND k.day <= %s "
-        "GROUP BY k.platform, k.account, k.currency, k.bucket",
-        (day, since, platform, since, day),
-    )
+    """Records ``day`` closed. Its closing balances are already written (with its moves)."""
     cur.execute("INSERT INTO proj_closed_days (platform, day) VALUES (%s, %s)", (platform, day))
-
-
-def last_closed_before(cur: Cursor, platform: str, day: str) -> str:
-    """The last day closed before ``day``; '' when none was."""
-    cur.execute(
-        "SELECT MAX(day) FROM proj_closed_days WHERE platform = %s AND day < %s", (platform, day)
-    )
-    row = cur.fetchone()
-    return row[0] or "" if row else ""
 
 
 def is_closed(cur: Cursor, platform: str, day: str) -> bool:
@@ -107,30 +102,10 @@ def is_closed(cur: Cursor, platform: str, day: str) -> bool:
     return cur.fetchone() is not None
 
 
-# The closing balance of key ``k`` as of the last closed day given (a parameter), 0 before.
-LAST_CLOSING = (
-    "COALESCE((SELECT c.closing FROM proj_day_closings c WHERE c.platform = k.platform AND "
-    "c.account = k.account AND c.currency = k.currency AND c.bucket = k.bucket AND "
-    "c.day <= %s ORDER BY c.day DESC LIMIT 1), 0)"
-)
-# What moved on key ``k`` after one day and before another (both parameters).
-MOVED_BETWEEN = (
-    "COALESCE((SELECT SUM(m.amount) FROM proj_day_moves m WHERE m.platform = k.platform AND "
-    "m.account = k.account AND m.currency = k.currency AND m.bucket = k.bucket AND "
-    "m.day > %s AND m.day < %s), 0)"
-)
-OPENING = f"{LAST_CLOSING} + {MOVED_BETWEEN}"
-
-
-def opening_params(since: str, day: str) -> tuple[str, str, str]:
-    return since, since, day
-
-
 def moved_lines(
     cur: Cursor,
     platform: str,
     day: str,
-    since: str,
     after: LineKey | None = None,
     last: LineKey | None = None,
 ) -> dict[LineKey, dict[str, int]]:
@@ -173,16 +148,16 @@ def page_of_lines(
     list, after the LIMIT, and kept when it has a line: filtering them in SQL let
     PostgreSQL, with statistics taken before the table filled, compute every key after
     ``after`` (a whole platform's) before sorting them for one page."""
-    since = last_closed_before(cur, platform, day)
     found: list[tuple[LineKey, int]] = []
     start = after
     while len(found) < limit:
         chunk = limit - len(found)
-        where, params = "", [day, *opening_params(since, day), platform, day]
+        where, params = "", [day, day, platform, day]
         if start is not None:
             where = " AND (k.account, k.currency, k.bucket) > (%s, %s, %s)"
             params += start
-        cur.execute(
+        execute_planned_now(
+            cur,
             "SELECT k.account, k.currency, k.bucket, EXISTS (SELECT 1 FROM proj_day_moves d "
             "WHERE d.platform = k.platform AND d.day = %s AND d.account = k.account AND "
             "d.currency = k.currency AND d.bucket = k.bucket AND d.amount <> 0), "
@@ -197,7 +172,7 @@ def page_of_lines(
         start = (rows[-1][0], rows[-1][1], rows[-1][2])
     if not found:
         return []
-    moved = moved_lines(cur, platform, day, since, after, found[-1][0])
+    moved = moved_lines(cur, platform, day, after, found[-1][0])
     return [line(key, opening, moved.get(key, {})) for key, opening in found]
 
 
@@ -214,13 +189,13 @@ def day_summary(
         (platform, start, end),
     )
     rows = cur.fetchall()
-    since = last_closed_before(cur, platform, day)
-    moved = moved_lines(cur, platform, day, since)
-    cur.execute(
+    moved = moved_lines(cur, platform, day)
+    execute_planned_now(
+        cur,
         f"SELECT k.account, k.currency, k.bucket, {OPENING} FROM (SELECT DISTINCT platform, "
         "account, currency, bucket FROM proj_day_moves WHERE platform = %s AND day = %s AND "
         "amount <> 0) k",
-        (*opening_params(since, day), platform, day),
+        (day, platform, day),
     )
     lines = [line((a, c, b), int(v), moved[(a, c, b)]) for a, c, b, v in cur.fetchall()]
     return DayStatement(
@@ -247,10 +222,10 @@ def movements_digest(rows: Iterable[tuple[Any, ...]]) -> str:
 
 def account_openings(cur: Cursor, platform: str, account: str, day: str) -> dict[LineKey, int]:
     """The account's balance per currency and bucket at the start of ``day``."""
-    since = last_closed_before(cur, platform, day)
-    cur.execute(
+    execute_planned_now(
+        cur,
         f"SELECT k.account, k.currency, k.bucket, {OPENING} FROM proj_line_keys k WHERE "
         "k.platform = %s AND k.account = %s AND k.first_day < %s",
-        (*opening_params(since, day), platform, account, day),
+        (day, platform, account, day),
     )
     return {(a, c, b): int(v) for a, c, b, v in cur.fetchall() if v}
