@@ -37,8 +37,8 @@ def stream_rate(address: str) -> tuple[int, float]:
 
 def check_rate(url: str, key_file: Path) -> tuple[int, float]:
     """(entries, entries/s) of the check a server runs at start over the store at ``url``."""
+    from ledger.adapters.audit_store import AuditLog
     from ledger.application.audit_check import check_history
-    from ledger.application.audit_store import AuditLog
     from ledger.application.audit_trail import AuditTrail, load_or_create_signer
     from ledger.bootstrap import build_application
 

@@ -16,7 +16,7 @@ from eventsourcing.persistence import JSONTranscoder
 
 from bench.cpu import Meter, Split
 from bench.workload import Flow, Step
-from ledger.application.transcodings import register_value_objects
+from ledger.adapters.transcodings import register_value_objects
 from ledger.domain.order import Order, RefundLine
 from ledger.domain.plan_book import PlanBook
 from ledger.domain.split import LineItem, UplineMember

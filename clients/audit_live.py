@@ -16,7 +16,7 @@ from typing import Any
 import grpc
 from ledger.clients.sdk import LedgerClient
 
-from ledger.application.audit_store import now_us
+from ledger.audit.entries import now_us
 from ledger.audit.export_file import EntryRecord, ExportWriter, Header, HeadRecord, KeyRecord
 from ledger.audit.merkle import verify_consistency, verify_inclusion
 from ledger.audit.signing import TreeHead, verify_head

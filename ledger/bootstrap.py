@@ -7,7 +7,7 @@ from contextlib import contextmanager
 from datetime import datetime
 from typing import Any
 
-from ledger.application.append_only import existing_tables, guard_new_tables
+from ledger.adapters.append_only import existing_tables, guard_new_tables
 from ledger.application.ledger_app import LedgerApplication, utc_now
 from ledger.config import (
     ConfigError,

@@ -16,9 +16,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ledger import failpoints
+from ledger.adapters.identity_vault import VaultError
+from ledger.adapters.identity_vault import add_key as add_identity_key
 from ledger.api.auth import ROLES, KeyConfigError, add_key_to_file
-from ledger.application.identity_vault import VaultError
-from ledger.application.identity_vault import add_key as add_identity_key
 from ledger.config import ConfigError, Settings
 from ledger.logs import configure_logging
 from ledger.projecting import project, rebuild, status

@@ -249,10 +249,10 @@ def event_store_env(database_url: str, *, create: bool = True) -> dict[str, str]
         if path != ":memory:" and create:
             Path(path).parent.mkdir(parents=True, exist_ok=True)
         return {"PERSISTENCE_MODULE": "eventsourcing.sqlite", "SQLITE_DBNAME": path,
-                "SQLITE_LOCK_TIMEOUT": "30",
+                "SQLITE_LOCK_TIMEOUT": "30", "TRANSCODER_TOPIC": TRANSCODER,
                 # The library's recorder, writing the audit trees beside the log.
                 "APPLICATION_RECORDER_TOPIC":
-                    "ledger.application.sqlite_recorder:LedgerSQLiteRecorder"}
+                    "ledger.adapters.sqlite_recorder:LedgerSQLiteRecorder"}
     if url.scheme in ("postgres", "postgresql"):
         return postgres_env(database_url)
     raise ConfigError(f"LEDGER_DATABASE_URL={redact(database_url)}: the scheme {url.scheme!r} "
@@ -315,7 +315,8 @@ def postgres_env(database_url: str) -> dict[str, str]:
         "POSTGRES_ENABLE_DB_FUNCTIONS": "n",
         # The library's recorder with a cheaper batch insert and the audit trees (see
         # pg_recorder.py).
-        "APPLICATION_RECORDER_TOPIC": "ledger.application.pg_recorder:LedgerPostgresRecorder",
+        "APPLICATION_RECORDER_TOPIC": "ledger.adapters.pg_recorder:LedgerPostgresRecorder",
+        "TRANSCODER_TOPIC": TRANSCODER,
     }
     if "schema" in query:
         env["POSTGRES_SCHEMA"] = query.pop("schema")
@@ -329,8 +330,10 @@ def postgres_env(database_url: str) -> dict[str, str]:
     return env
 
 
+# How events are written: JSON by orjson, with the domain's value objects.
+TRANSCODER = "ledger.adapters.transcodings:LedgerTranscoder"
 # The library's PostgreSQL store, with the URL's libpq parameters on every connection.
-POSTGRES_FACTORY = "ledger.application.pg_connections:LedgerPostgresFactory"
+POSTGRES_FACTORY = "ledger.adapters.pg_connections:LedgerPostgresFactory"
 
 
 def is_postgres(env: Mapping[str, str]) -> bool:

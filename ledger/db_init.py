@@ -1,6 +1,6 @@
 """``ledger db init``: the store made ready by its owner, and the role the service runs as.
 
-The guards (ledger/application/append_only.py) refuse UPDATE, DELETE and TRUNCATE on the
+The guards (ledger/adapters/append_only.py) refuse UPDATE, DELETE and TRUNCATE on the
 history tables to everyone, their owner included; but an owner may drop a guard. So on
 PostgreSQL the service connects as a role of its own: on the history tables (the log and
 the audit tables) it may SELECT and INSERT and nothing else, so it can neither rewrite a row
@@ -42,7 +42,7 @@ def init_store(owner_url: str, role: ServiceRole | None) -> list[str]:
     """Creates the schema, the tables and the guards as the owner, and (PostgreSQL) the
     service role with its privileges; returns the lines to print, the last one the URL the
     service is to be configured with."""
-    from ledger.application.append_only import (
+    from ledger.adapters.append_only import (
         history_tables,
         install_missing_guards,
         require_guards,

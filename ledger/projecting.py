@@ -40,7 +40,7 @@ def project(settings: Settings) -> int:
     """Keeps the read models current from its own process (LEDGER_PROJECTIONS=external on
     the servers), until SIGINT/SIGTERM. A lost database is waited out (the runner retries
     with a bounded backoff and logs the outage once), never a reason to exit."""
-    from ledger.application.append_only import require_guards
+    from ledger.adapters.append_only import require_guards
 
     app, runner = projection_runner(settings)
     try:

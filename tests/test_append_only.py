@@ -24,7 +24,7 @@ import psycopg
 import pytest
 from psycopg import errors, sql
 
-from ledger.application.append_only import (
+from ledger.adapters.append_only import (
     AUDIT_TABLES,
     GuardsMissing,
     guarded_tables,

@@ -37,3 +37,13 @@ def test_no_module_is_over_400_lines() -> None:
         if not path.is_relative_to(GENERATED)
         for lines in [len(path.read_text().splitlines())] if lines > MAX_MODULE_LINES)
     assert not over, "over 400 lines: " + ", ".join(f"{path} ({n})" for path, n in over)
+
+
+def test_each_layer_imports_only_inward() -> None:
+    """The contracts in pyproject.toml ([tool.importlinter]): the domain imports nothing of
+    the project, the application names no adapter and no API, adapters and the API import
+    inward."""
+    done = subprocess.run([str(Path(sys.executable).parent / "lint-imports")], cwd=ROOT,
+                          capture_output=True, text=True)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "2 kept, 0 broken" in done.stdout, done.stdout

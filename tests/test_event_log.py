@@ -15,6 +15,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from ledger.adapters.transcodings import register_value_objects
 from ledger.application import commands as c
 from ledger.application.group_commit import GroupCommitter
 from ledger.application.ledger_app import LedgerApplication, Outcome
@@ -368,6 +369,7 @@ def test_read_models_see_each_stored_field_as_the_mapper_decodes_it(
         read = event_reader(app.mapper)
         library = JSONTranscoder()
         app.register_transcodings(library)
+        register_value_objects(library)
         stored = app.recorder.select_notifications(start=1, limit=1000)
         assert len(stored) > 10
         for item in stored:
@@ -414,7 +416,7 @@ def test_a_paid_event_from_before_backfills_were_marked_still_replays(
 def test_a_statement_line_closed_before_lines_had_buckets_still_decodes() -> None:
     """StatementLine gained ``bucket``; the lines of days closed before it decode as one line
     per account, every bucket together (an empty bucket)."""
-    from ledger.application.transcodings import VALUE_OBJECTS, DataclassAsValues
+    from ledger.adapters.transcodings import VALUE_OBJECTS, DataclassAsValues
     from ledger.domain.periods import StatementLine
 
     transcoding = DataclassAsValues(VALUE_OBJECTS["statement_line"], "statement_line")
@@ -426,7 +428,7 @@ def test_a_statement_line_closed_before_lines_had_buckets_still_decodes() -> Non
 def test_value_objects_written_by_field_name_still_decode() -> None:
     """Value objects were stored as dicts of their fields before they were stored as lists
     of values: a log holding both replays the same."""
-    from ledger.application.transcodings import VALUE_OBJECTS, DataclassAsValues
+    from ledger.adapters.transcodings import VALUE_OBJECTS, DataclassAsValues
     from ledger.domain.money import Posting
 
     posting = Posting("reseller:carol", "frozen", "CNY", 1066)
@@ -446,8 +448,8 @@ def test_events_are_written_as_the_library_writes_them() -> None:
 
     from eventsourcing.persistence import JSONTranscoder
 
+    from ledger.adapters.transcodings import LedgerTranscoder
     from ledger.application.idempotency import ResultRef
-    from ledger.application.transcodings import LedgerTranscoder
     from ledger.domain.money import Posting
     from ledger.domain.plan import CommissionPlan, RateOverride
 
@@ -456,6 +458,7 @@ def test_events_are_written_as_the_library_writes_them() -> None:
     try:
         for transcoder in (library, ours):
             app.register_transcodings(transcoder)
+        register_value_objects(library)
     finally:
         app.close()
     at = datetime(2026, 11, 22, 8, 30, 0, 123456, tzinfo=UTC)
@@ -559,7 +562,7 @@ def test_batch_reads_look_aggregates_up_by_index_on_a_log_without_statistics(
     import psycopg
     from psycopg import sql
 
-    from ledger.application.store_reads import (
+    from ledger.adapters.store_reads import (
         CURRENT_VERSIONS_POSTGRES,
         EVENTS_AFTER_POSTGRES,
     )

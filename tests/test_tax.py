@@ -15,7 +15,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from ledger.clients.sdk import LedgerClient, idempotency_key
 from ledger.clients.simulator import line
 
-from ledger.application.identity_vault import Identity, VaultError, VaultFile, add_key
+from ledger.adapters.identity_vault import Identity, VaultError, VaultFile, add_key
 from ledger.domain.payee import SealedIdentity
 from ledger.v1 import finance_pb2, report_pb2, storefront_pb2, tax_pb2
 from tests.conftest import Clock, Running

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from ledger.adapters.identity_vault import VaultError, VaultFile
 from ledger.api import convert
 from ledger.api.auth import FINANCE
 from ledger.application import commands as c
-from ledger.application.identity_vault import VaultError, VaultFile
 from ledger.domain.errors import RuleViolation
 from ledger.domain.payee import BUSINESS, INDIVIDUAL, Payee
 from ledger.domain.quarters import QuarterBook, QuarterReport, quarter_bounds

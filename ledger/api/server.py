@@ -15,6 +15,9 @@ from grpc_health.v1 import health, health_pb2
 from grpc_reflection.v1alpha import reflection, reflection_pb2
 
 from ledger import metrics
+from ledger.adapters.append_only import require_guards
+from ledger.adapters.audit_store import AuditLog
+from ledger.adapters.identity_vault import VaultError, VaultFile
 from ledger.api.audit import AuditService
 from ledger.api.auth import KeyRing
 from ledger.api.closing import ClosingFinisher
@@ -27,14 +30,11 @@ from ledger.api.requests import add_service
 from ledger.api.servicers import AdminService, StorefrontService
 from ledger.api.tax import TaxService
 from ledger.api.tls import server_credentials
-from ledger.application.append_only import require_guards
 from ledger.application.audit_check import check_history
-from ledger.application.audit_store import AuditLog
 from ledger.application.audit_trail import AuditTrail, load_or_create_signer
 from ledger.application.commands import Caller, RunSettlement
 from ledger.application.finance_handlers import MAX_SETTLEMENT_BATCH
 from ledger.application.group_commit import GroupCommitter
-from ledger.application.identity_vault import VaultError, VaultFile
 from ledger.application.ledger_app import LedgerApplication, utc_now
 from ledger.audit.signing import KeyFileError, Signer
 from ledger.bootstrap import build_application

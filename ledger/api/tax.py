@@ -6,12 +6,12 @@ the payee without them. The API layer translates and seals; the rules are the do
 
 from __future__ import annotations
 
+from ledger.adapters.identity_vault import Identity
 from ledger.api import convert
 from ledger.api.auth import ADMIN, AUDITOR, FINANCE
 from ledger.api.payees import KINDS, drawn_report
 from ledger.api.servicers import Base, rpc
 from ledger.application import commands as c
-from ledger.application.identity_vault import Identity
 from ledger.domain.errors import InvalidInput, check
 from ledger.domain.payee import INDIVIDUAL, Payee
 from ledger.domain.quarters import QuarterBook

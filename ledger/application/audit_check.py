@@ -20,7 +20,7 @@ from uuid import UUID
 
 import structlog
 
-from ledger.application.audit_store import AuditLog
+from ledger.application.ports import AuditRecords
 from ledger.audit.entries import Entry
 from ledger.audit.merkle import EMPTY_ROOT, HASH_SIZE, Frontier
 from ledger.audit.signing import TreeHead, verify_head
@@ -41,7 +41,7 @@ class Checked:
     heads_verified: int
 
 
-def check_history(audit: AuditLog, keys: dict[str, bytes]) -> Checked:
+def check_history(audit: AuditRecords, keys: dict[str, bytes]) -> Checked:
     """Raises HistoryTampered naming the first difference; else says what it checked.
     ``keys``: key id → public key, of every key that may have signed."""
     entries = heads_verified = 0

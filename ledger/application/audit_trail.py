@@ -12,7 +12,8 @@ from pathlib import Path
 
 import structlog
 
-from ledger.application.audit_store import AuditLog, StoredEntry, now_us
+from ledger.application.ports import AuditRecords
+from ledger.audit.entries import StoredEntry, now_us
 from ledger.audit.merkle import consistency_proof, inclusion_proof, range_hash
 from ledger.audit.signing import KeyFileError, Signer, TreeHead
 from ledger.domain.errors import InvalidInput
@@ -55,7 +56,7 @@ class ConsistencyProof:
 
 
 class AuditTrail:
-    def __init__(self, log_: AuditLog, signer: Signer) -> None:
+    def __init__(self, log_: AuditRecords, signer: Signer) -> None:
         self.log = log_
         self.signer = signer
 

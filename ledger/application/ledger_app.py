@@ -18,10 +18,8 @@ from uuid import UUID
 import structlog
 from eventsourcing.application import AggregateNotFoundError, Application
 from eventsourcing.persistence import (
-    JSONTranscoder,
     RecordConflictError,
     Recording,
-    Transcoder,
 )
 
 from ledger import failpoints, metrics
@@ -29,8 +27,7 @@ from ledger.application import commands as c
 from ledger.application.context import Context, own_order, plan_book, tax_book
 from ledger.application.handlers import HANDLERS, prefetch_ids
 from ledger.application.idempotency import IdempotencyRecord, ResultRef
-from ledger.application.store_reads import current_versions, events_after, first_positions
-from ledger.application.transcodings import LedgerTranscoder, register_value_objects
+from ledger.application.ports import StoreReads
 from ledger.application.unit_of_work import AggregateCache, UnitOfWork
 from ledger.domain.errors import Conflict, NotFound, check
 from ledger.domain.order import Order
@@ -79,15 +76,6 @@ class LedgerApplication(Application[UUID]):
         # Used by the writer (the thread that runs batches) only.
         self.cache = AggregateCache(cache_size)
 
-    def construct_transcoder(self) -> Transcoder:
-        transcoder = LedgerTranscoder()
-        self.register_transcodings(transcoder)
-        return transcoder
-
-    def register_transcodings(self, transcoder: JSONTranscoder) -> None:
-        super().register_transcodings(transcoder)
-        register_value_objects(transcoder)
-
     # --- writes --------------------------------------------------------------------------
 
     def run_batch(
@@ -101,7 +89,7 @@ class LedgerApplication(Application[UUID]):
         for attempt in range(1, MAX_CONFLICT_ATTEMPTS + 1):
             uow = UnitOfWork(self.repository, self.cache)
             uow.prefetch([i for caller, command in items for i in prefetch_ids(caller, command)],
-                         lambda since: events_after(self, since))
+                         self._events_after)
             decided: list[tuple[UUID, ResultRef, bool, Any] | BaseException] = []
             for caller, command in items:
                 try:
@@ -113,7 +101,7 @@ class LedgerApplication(Application[UUID]):
                     # Not logged here: whoever waits for it does, once (a call's line).
                     uow.rollback_command()
                     decided.append(error)
-            stale = uow.stale(lambda ids: current_versions(self, ids))
+            stale = uow.stale(self.store_reads.current_versions)
             if stale:
                 self.cache.evict(stale)
                 log.info("cached aggregates changed by another writer; deciding again",
@@ -138,6 +126,18 @@ class LedgerApplication(Application[UUID]):
             ]
         return [Conflict("another write changed the same records at the same time; retry")
                 for _ in items]
+
+    @property
+    def store_reads(self) -> StoreReads:
+        """The recorder, with the reads of many aggregates at once that the ledger's
+        recorders add (adapters/store_reads.py)."""
+        recorder: StoreReads = self.recorder  # type: ignore[assignment]
+        return recorder
+
+    def _events_after(self, since: Mapping[UUID, int]) -> dict[UUID, list[Any]]:
+        to_domain = self.mapper.to_domain_event
+        return {i: [to_domain(s) for s in stored]
+                for i, stored in self.store_reads.events_after(since).items()}
 
     def save_staged(self, aggregates: Sequence[Any], unchanged: Mapping[UUID, int] | None = None
                     ) -> list[Recording[UUID]]:
@@ -167,7 +167,7 @@ class LedgerApplication(Application[UUID]):
         positions = {r.domain_event.originator_id: r.notification.id for r in recordings}
         earlier = [k for k in key_ids if k not in positions]
         if earlier:
-            positions.update(first_positions(self, earlier))
+            positions.update(self.store_reads.first_positions(earlier))
         missing = [k for k in key_ids if k not in positions]
         assert not missing, f"idempotency records {missing} are not in the log"
         return positions

@@ -8,6 +8,7 @@ encode alike (every variable-length field carries its length).
 from __future__ import annotations
 
 import struct
+import time
 from dataclasses import dataclass
 from uuid import UUID
 
@@ -55,3 +56,22 @@ class Entry:
 
     def leaf_hash(self) -> bytes:
         return leaf_hash(self.encode())
+
+
+def now_us() -> int:
+    """The time an entry is recorded at, or a head signed at: microseconds since the epoch."""
+    return time.time_ns() // 1000
+
+
+@dataclass(frozen=True)
+class StoredEntry:
+    """An entry as the audit tables hold it, with its leaf hash."""
+
+    seq: int
+    position: int
+    recorded_at_us: int
+    stream_id: UUID
+    version: int
+    topic: str
+    state: bytes
+    leaf_hash: bytes

@@ -7,7 +7,7 @@ reseller nobody recorded is an individual, a supplier nobody recorded a business
 ``Payee.is_individual_by_default``).
 
 The identity is personal data: the events carry it sealed (ciphertext and the id of the key
-that sealed it, see ledger/application/identity_vault.py), never in clear, so keys can be
+that sealed it, see ledger/adapters/identity_vault.py), never in clear, so keys can be
 rotated and the history read with the key each entry names.
 """
 

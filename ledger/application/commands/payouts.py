@@ -96,7 +96,7 @@ class MarkPayoutFailed(PayoutStep):
 
 @dataclass(frozen=True)
 class RecordPayee(Command):
-    """Finance records a payee. The identity arrives sealed (ledger/application/
+    """Finance records a payee. The identity arrives sealed (ledger/adapters/
     identity_vault.py): neither the log nor the idempotency records ever hold it in clear."""
 
     account: str

@@ -102,6 +102,13 @@ class LedgerTranscoder(JSONTranscoder):
 
     OPTIONS = orjson.OPT_PASSTHROUGH_DATACLASS | orjson.OPT_PASSTHROUGH_DATETIME
 
+    def __init__(self) -> None:
+        super().__init__()
+        # The store names this class (TRANSCODER_TOPIC, see config.event_store_env), and the
+        # library then adds its own transcodings (UUID, datetime…): the application never
+        # names its encoding, which lives here, in the adapters.
+        register_value_objects(self)
+
     def encode(self, obj: Any) -> bytes:
         if type(obj) is dict and any(type(v) is UUID for v in obj.values()):
             obj = {k: self._encode_obj(v) if type(v) is UUID else v for k, v in obj.items()}

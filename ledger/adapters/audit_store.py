@@ -13,7 +13,6 @@ SQL for both stores is written here, next to each other; the arithmetic is ledge
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -21,7 +20,7 @@ from uuid import UUID
 
 from eventsourcing.persistence import StoredEvent
 
-from ledger.audit.entries import Entry
+from ledger.audit.entries import Entry, StoredEntry, now_us
 from ledger.audit.merkle import HASH_SIZE, Frontier, range_hash
 
 ENTRIES = "audit_entries"
@@ -52,9 +51,6 @@ SQLITE_DDL = (
     "key_id TEXT PRIMARY KEY, public_key BLOB NOT NULL, first_used_at INTEGER NOT NULL)",
 )
 
-
-def now_us() -> int:
-    return time.time_ns() // 1000
 
 
 def node_row(level: int, index: int) -> tuple[int, int]:
@@ -221,18 +217,6 @@ def _uuid(value: Any) -> UUID:
 
 
 # --- reading the trees, and the heads and keys beside them --------------------------------
-
-
-@dataclass(frozen=True)
-class StoredEntry:
-    seq: int
-    position: int
-    recorded_at_us: int
-    stream_id: UUID
-    version: int
-    topic: str
-    state: bytes
-    leaf_hash: bytes
 
 
 class AuditLog:

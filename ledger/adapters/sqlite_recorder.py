@@ -12,10 +12,11 @@ from typing import Any
 from eventsourcing.persistence import StoredEvent
 from eventsourcing.sqlite import SQLiteApplicationRecorder, SQLiteCursor, SQLiteDatastore
 
-from ledger.application.audit_store import SQLITE_DDL, TreeAppender
+from ledger.adapters.audit_store import SQLITE_DDL, TreeAppender
+from ledger.adapters.store_reads import StoreReads
 
 
-class LedgerSQLiteRecorder(SQLiteApplicationRecorder):
+class LedgerSQLiteRecorder(StoreReads, SQLiteApplicationRecorder):
     def __init__(self, datastore: SQLiteDatastore,
                  events_table_name: str = "stored_events") -> None:
         super().__init__(datastore, events_table_name)

@@ -21,11 +21,11 @@ from psycopg.rows import DictRow
 from psycopg.sql import SQL, Identifier
 
 from ledger import failpoints
-from ledger.application.audit_store import POSTGRES_DDL, TreeAppender
-from ledger.application.store_reads import CURRENT_VERSIONS_POSTGRES
+from ledger.adapters.audit_store import POSTGRES_DDL, TreeAppender
+from ledger.adapters.store_reads import CURRENT_VERSIONS_POSTGRES, StoreReads
 
 
-class LedgerPostgresRecorder(PostgresApplicationRecorder):
+class LedgerPostgresRecorder(StoreReads, PostgresApplicationRecorder):
     def __init__(
         self, datastore: PostgresDatastore, *, events_table_name: str = "stored_events"
     ) -> None:

@@ -22,7 +22,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from contextlib import closing, contextmanager
 from typing import Any, Protocol
 
-from ledger.application.audit_store import TABLES as AUDIT_TABLES
+from ledger.adapters.audit_store import TABLES as AUDIT_TABLES
 from ledger.config import ConfigError, is_postgres
 
 # Guarded: the events table always (its name is the recorder's: ``ledger_events`` on
