@@ -59,7 +59,7 @@ COMMIT_SECONDS = Histogram(
     buckets=LATENCY_BUCKETS,
 )
 EVENTS_APPENDED = Counter(
-    "ledger_events_appended", "Events appended to the log (idempotency records included)"
+    "ledger_events_appended", "Events appended to the log"
 )
 STORE_ERRORS = Counter(
     "ledger_store_errors", "Failed tries to reach the store, by what was being done", ["operation"]

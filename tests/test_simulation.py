@@ -33,6 +33,7 @@ from ledger.projections.reader import ReadModels
 from ledger.projections.runner import ProjectionRunner
 
 from ledger.application import commands as c
+from ledger.application.idempotency import KeyBook
 from ledger.application.ledger_app import LedgerApplication, Outcome
 from ledger.application.unit_of_work import UnitOfWork
 from ledger.bootstrap import build_application
@@ -322,7 +323,8 @@ class LedgerSimulation(RuleBasedStateMachine):
         before = self.app.log_position()
         uow = UnitOfWork(self.app.repository, self.app.cache)
         try:
-            self.app._decide(uow, SHOP, command)
+            self.app._decide(uow, KeyBook(self.app.idempotency_keys.recorded_keys), SHOP,
+                             command)
         except LedgerError:
             return
         self.undecided.append((SHOP, command))

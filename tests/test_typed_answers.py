@@ -5,6 +5,7 @@ stored before they existed still replays its first answer."""
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Mapping, Sequence
 from typing import Any
 from uuid import UUID
 
@@ -12,7 +13,7 @@ import orjson
 from eventsourcing.persistence import JSONTranscoder, Transcoding
 
 from ledger.application import commands as c
-from ledger.application.idempotency import ResultRef
+from ledger.application.idempotency import IdempotencyRecord, NewKey, ResultRef
 from ledger.application.ledger_app import LedgerApplication, Outcome
 from ledger.bootstrap import build_application
 from ledger.domain.bills import WECHAT
@@ -77,13 +78,20 @@ def test_answers_are_written_with_their_typed_fields_and_read_back_equal() -> No
 
 class WritesAnswersAsBefore(LedgerApplication):
     """Stores answers as the code before typed answers did: "result_ref", with the values
-    kind, aggregate id, version and one detail string."""
+    kind, aggregate id, version and one detail string, in idempotency records in the log
+    (as the code before the keys' table also did)."""
 
     name = LedgerApplication.name  # the same tables (the library names them after the class)
 
     def register_transcodings(self, transcoder: JSONTranscoder) -> None:
         super().register_transcodings(transcoder)
         transcoder.register(AnswerWithDetail())
+
+    def save_staged(self, aggregates: Sequence[Any], unchanged: Mapping[UUID, int] | None = None,
+                    keys: Sequence[NewKey] = ()) -> list[Any]:
+        records = [IdempotencyRecord(k.platform, k.principal, k.key, k.fingerprint, k.result)
+                   for k in keys]
+        return super().save_staged([*aggregates, *records], unchanged)
 
 
 class AnswerWithDetail(Transcoding):

@@ -23,10 +23,12 @@ from contextlib import closing, contextmanager
 from typing import Any, Protocol
 
 from ledger.adapters.audit_store import TABLES as AUDIT_TABLES
+from ledger.adapters.idempotency_keys import TABLE as KEYS_TABLE
 from ledger.config import ConfigError, is_postgres
 
 # Guarded: the events table always (its name is the recorder's: ``ledger_events`` on
-# PostgreSQL, ``stored_events`` on SQLite), and the audit tables (docs/audit-format.md).
+# PostgreSQL, ``stored_events`` on SQLite), the idempotency keys' table, and the audit
+# tables (docs/audit-format.md).
 
 REFUSAL = "the ledger's history is append-only"
 FUNCTION = "ledger_append_only"
@@ -45,8 +47,8 @@ class GuardsMissing(ConfigError):
 
 
 def guarded_tables(app: Any) -> tuple[str, ...]:
-    """The events table (always), then the audit tables."""
-    return (app.recorder.events_table_name, *AUDIT_TABLES)
+    """The events table (always), then the keys' and the audit tables."""
+    return (app.recorder.events_table_name, KEYS_TABLE, *AUDIT_TABLES)
 
 
 def history_tables(app: Any) -> list[str]:

@@ -21,8 +21,10 @@ from psycopg.rows import DictRow
 from psycopg.sql import SQL, Identifier
 
 from ledger import failpoints
+from ledger.adapters import idempotency_keys as keys_table
 from ledger.adapters.audit_store import POSTGRES_DDL, TreeAppender
 from ledger.adapters.store_reads import CURRENT_VERSIONS_POSTGRES, StoreReads
+from ledger.application.idempotency import Key, KeyRecord, NewKey
 
 
 class LedgerPostgresRecorder(StoreReads, PostgresApplicationRecorder):
@@ -40,6 +42,11 @@ class LedgerPostgresRecorder(StoreReads, PostgresApplicationRecorder):
         self.lock_statement = SQL("SELECT pg_advisory_xact_lock(hashtext({}))").format(
             f"ledger-log:{datastore.schema}.{events_table_name}")
         self.trees = TreeAppender(postgres=True, schema=datastore.schema)
+        self.keys_sql = SQL("{}.{}").format(Identifier(datastore.schema),
+                                              Identifier(keys_table.TABLE))
+        self.head_statement = SQL("SELECT COALESCE(MAX(notification_id), 0) FROM {}.{}"
+                                  ).format(Identifier(datastore.schema),
+                                           Identifier(events_table_name))
 
     def _insert_stored_events(
         self, curs: Cursor[DictRow], stored_events: Sequence[StoredEvent], *,
@@ -71,10 +78,10 @@ class LedgerPostgresRecorder(StoreReads, PostgresApplicationRecorder):
         curs.execute(self.lock_statement, prepare=True)
 
     def create_table(self) -> None:
-        """The library's events table, then the audit trees' tables beside it."""
+        """The library's events table, then the audit trees' and the keys' tables."""
         super().create_table()
         with self.datastore.transaction(commit=True) as curs:
-            for statement in POSTGRES_DDL:
+            for statement in (*POSTGRES_DDL, *keys_table.POSTGRES_DDL):
                 curs.execute(statement.format(schema=Identifier(self.datastore.schema)
                                               .as_string(curs)))
 
@@ -94,5 +101,37 @@ class LedgerPostgresRecorder(StoreReads, PostgresApplicationRecorder):
         ids = super()._fetch_ids_after_insert_events(curs, stored_events, **kwargs)
         assert ids is not None
         self.trees.append(curs, kwargs["platforms"], ids, stored_events)
+        self._write_keys(curs, kwargs.get("keys", ()), max(ids), {
+            (e.originator_id, e.originator_version): i
+            for e, i in zip(stored_events, ids, strict=True)})
         failpoints.inside_commit()  # a crash test's way in: inserted, not committed
         return ids
+
+    def _insert_events(self, curs: Cursor[DictRow], stored_events: Sequence[StoredEvent],
+                       **kwargs: Any) -> None:
+        """First in the batch's transaction: a batch that wrote no events still records its
+        keys, at the log's head, under the log's lock."""
+        keys = kwargs.get("keys", ())
+        if keys and not stored_events:
+            self._lock_log(curs)
+            curs.execute(self.head_statement)
+            row = curs.fetchone()
+            assert row is not None
+            self._write_keys(curs, keys, int(next(iter(row.values()))), {})
+
+    def _write_keys(self, curs: Cursor[DictRow], keys: Sequence[NewKey], head: int,
+                    written: dict[tuple[UUID, int], int]) -> None:
+        if keys:
+            keys_table.positions_of(keys, written, head)
+            curs.executemany(SQL(keys_table.insert_sql("{}", "%s")).format(self.keys_sql),
+                             keys_table.rows(keys))
+
+    def recorded_keys(self, keys: Sequence[Key]) -> dict[Key, KeyRecord]:
+        out: dict[Key, KeyRecord] = {}
+        with self.datastore.get_connection() as conn, conn.cursor() as curs:
+            for start in range(0, len(keys), keys_table.CHUNK):
+                chunk = keys[start:start + keys_table.CHUNK]
+                curs.execute(SQL(keys_table.select_sql("{}", "%s", len(chunk))).format(
+                    self.keys_sql), [x for k in chunk for x in k])
+                out.update(keys_table.found(tuple(r.values()) for r in curs.fetchall()))
+        return out

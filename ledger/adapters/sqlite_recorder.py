@@ -12,8 +12,10 @@ from typing import Any
 from eventsourcing.persistence import StoredEvent
 from eventsourcing.sqlite import SQLiteApplicationRecorder, SQLiteCursor, SQLiteDatastore
 
+from ledger.adapters import idempotency_keys as keys_table
 from ledger.adapters.audit_store import SQLITE_DDL, TreeAppender
 from ledger.adapters.store_reads import StoreReads
+from ledger.application.idempotency import Key, KeyRecord, NewKey
 
 
 class LedgerSQLiteRecorder(StoreReads, SQLiteApplicationRecorder):
@@ -23,11 +25,35 @@ class LedgerSQLiteRecorder(StoreReads, SQLiteApplicationRecorder):
         self.trees = TreeAppender(postgres=False)
 
     def construct_create_table_statements(self) -> list[str]:
-        return [*super().construct_create_table_statements(), *SQLITE_DDL]
+        return [*super().construct_create_table_statements(), *SQLITE_DDL,
+                *keys_table.SQLITE_DDL]
 
     def _insert_events(self, c: SQLiteCursor, stored_events: Sequence[StoredEvent],
                        **kwargs: Any) -> Sequence[int] | None:
         ids = super()._insert_events(c, stored_events, **kwargs)
         assert ids is not None
         self.trees.append(c, kwargs["platforms"], ids, stored_events)
+        keys: Sequence[NewKey] = kwargs.get("keys", ())
+        if keys:
+            # SQLite has one writer at a time (this transaction's): the head is this
+            # batch's last event, or, when it wrote none, the last one before it.
+            head = ids[-1] if ids else self._head(c)
+            keys_table.positions_of(keys, {(e.originator_id, e.originator_version): i
+                                           for e, i in zip(stored_events, ids, strict=True)},
+                                    head)
+            c.executemany(keys_table.insert_sql(keys_table.TABLE, "?"), keys_table.rows(keys))
         return ids
+
+    def _head(self, c: SQLiteCursor) -> int:
+        c.execute(f"SELECT COALESCE(MAX(rowid), 0) FROM {self.events_table_name}")
+        return int(c.fetchone()[0])
+
+    def recorded_keys(self, keys: Sequence[Key]) -> dict[Key, KeyRecord]:
+        out: dict[Key, KeyRecord] = {}
+        with self.datastore.transaction(commit=False) as c:
+            for start in range(0, len(keys), keys_table.CHUNK):
+                chunk = keys[start:start + keys_table.CHUNK]
+                c.execute(keys_table.select_sql(keys_table.TABLE, "?", len(chunk)),
+                          [x for k in chunk for x in k])
+                out.update(keys_table.found(c.fetchall()))
+        return out

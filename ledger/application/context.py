@@ -13,7 +13,7 @@ from typing import Any
 from uuid import UUID
 
 from ledger.application import commands as c
-from ledger.application.idempotency import ResultRef
+from ledger.application.idempotency import KeyBook, ResultRef
 from ledger.application.unit_of_work import UnitOfWork
 from ledger.domain.errors import NotFound
 from ledger.domain.money import Posting
@@ -40,6 +40,7 @@ class Context:
     now: datetime  # when the command happens: set back for a backfill's dated steps
     timezone: str
     clock: datetime | None = None  # when it runs: ``now`` before any setting back
+    keys: KeyBook | None = None  # the batch's idempotency keys, for a command that asks
 
     def __post_init__(self) -> None:
         if self.clock is None:

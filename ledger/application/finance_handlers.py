@@ -32,7 +32,6 @@ from ledger.application.idempotency import (
     QUARTER,
     SETTLEMENT,
     TAX_TABLE,
-    IdempotencyRecord,
     ResultRef,
 )
 from ledger.domain.order import OrderKey
@@ -135,10 +134,11 @@ def begin_closing_day(ctx: Context, cmd: c.BeginClosingDay) -> ResultRef:
     book = periods(ctx)
     if cmd.close_key:
         close = cmd.second_step()
-        earlier = ctx.uow.find(IdempotencyRecord, IdempotencyRecord.create_id(
-            ctx.caller.platform_id, ctx.caller.principal, close.idempotency_key))
+        assert ctx.keys is not None
+        earlier = ctx.keys.find((ctx.caller.platform_id, ctx.caller.principal,
+                                 close.idempotency_key))
         if earlier is not None:
-            earlier.check_same_request(close.fingerprint())
+            earlier.check_same_request(close.idempotency_key, close.fingerprint())
             return ref(PERIOD, book)
     book.begin_closing(cmd.day, now=ctx.now)
     return ref(PERIOD, book)

@@ -115,7 +115,7 @@ class GroupCommitter:
 
     def _run_batch(self, batch: list[_Pending]) -> list[Outcome | BaseException]:
         """Runs the batch; once more if a lost connection failed it. That is safe whether or
-        not the lost transaction had committed: each command's idempotency record commits
+        not the lost transaction had committed: each command's idempotency key commits
         with its events, so a command that did is answered as a replay of itself."""
         items = [(p.caller, p.command) for p in batch]
         try:

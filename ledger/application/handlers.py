@@ -35,6 +35,7 @@ from ledger.application.idempotency import (
     PLAN,
     RESELLER,
     IdempotencyRecord,
+    Key,
     ResultRef,
 )
 from ledger.domain.attribution import (
@@ -120,7 +121,7 @@ def complete_order(ctx: Context, cmd: c.CompleteOrder) -> ResultRef:
 
 def import_order(ctx: Context, cmd: c.ImportOrder) -> ResultRef:
     """The storefront's three writes (place, pay in full, complete) as one command, so a
-    bulk import pays for one idempotency record and one lookup per order, not three.
+    bulk import pays for one idempotency key and one lookup per order, not three.
 
     A backfill gives each step its own time: each runs as if the clock read that time (the
     plan in force then, the upline chain and ranks then, the day it lands in, which must
@@ -295,10 +296,20 @@ HANDLERS: dict[type[c.Command], Callable[[Context, Any], ResultRef]] = {
 
 
 
+def key_lookups(caller: c.Caller, command: c.Command) -> list[Key]:
+    """The idempotency keys a command looks up: its own, and a close's second step's."""
+    own = (caller.platform_id, caller.principal, command.idempotency_key)
+    if isinstance(command, c.BeginClosingDay) and command.close_key:
+        return [own, (caller.platform_id, caller.principal,
+                      command.second_step().idempotency_key)]
+    return [own]
+
+
 def prefetch_ids(caller: c.Caller, command: c.Command) -> list[UUID]:
     """The aggregates a command looks up first, so a batch can load them in one query."""
     platform = caller.platform_id
-    ids = [IdempotencyRecord.create_id(platform, caller.principal, command.idempotency_key)]
+    # A key recorded by the older code is an event in the log (idempotency.py).
+    ids = [IdempotencyRecord.create_id(*key) for key in key_lookups(caller, command)]
     order_id = getattr(command, "order_id", "")
     if order_id:
         ids += order_ids(platform, caller.principal, order_id)

@@ -1,14 +1,21 @@
 """Idempotency keys: a retried write returns the first answer and writes nothing new.
 
-The record of a key is an aggregate written in the same transaction as the command's own
-events, so a key is either recorded together with its effects or not at all. It keeps a
-fingerprint of the request (to refuse the same key on a different request) and a reference to
-the answer: the aggregate and the version it reached, from which the first answer is rebuilt.
+A key is recorded in the same transaction as the command's own events, so it is either
+recorded together with its effects or not at all: in a table of its own beside the log (see
+adapters/idempotency_keys.py), not in the log, which holds only the business's events. It
+keeps a fingerprint of the request (to refuse the same key on a different request), a
+reference to the answer (the aggregate and the version it reached, from which the first
+answer is rebuilt) and the answer's log position (its receipt).
+
+Logs written before the table hold their keys as ``IdempotencyRecord`` events (and so do
+servers of the older code during a rolling upgrade): a key not in the table is looked for
+there too, so the retries of those writes still replay their first answers.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from uuid import UUID
 
 from eventsourcing.domain import Aggregate, event
@@ -71,7 +78,88 @@ def from_detail(kind: str, aggregate_id: UUID, version: int, detail: str = "") -
     return ResultRef(kind, aggregate_id, version)
 
 
+# (platform, principal, key): a key is the caller's own.
+Key = tuple[str, str, str]
+
+
+def reused(key: str) -> RuleViolation:
+    return RuleViolation(f"idempotency key {key!r} was already used for a different request",
+                         reason="IDEMPOTENCY_KEY_REUSED")
+
+
+@dataclass(frozen=True)
+class KeyRecord:
+    """A key as recorded: the request's fingerprint, its answer and the answer's position."""
+
+    fingerprint: str
+    result: ResultRef
+    position: int
+
+    def check_same_request(self, key: str, fingerprint: str) -> None:
+        """Refuses the key for a request other than the one it was first used for."""
+        if self.fingerprint != fingerprint:
+            raise reused(key)
+
+
+@dataclass
+class NewKey:
+    """A key a batch records: ``writes`` are the (aggregate, version) its command wrote;
+    the store sets ``position`` when it writes the row (the last of those events' log
+    positions, or the log's head for a command that wrote none)."""
+
+    platform: str
+    principal: str
+    key: str
+    fingerprint: str
+    result: ResultRef
+    writes: tuple[tuple[UUID, int], ...]
+    position: int = field(default=0)
+
+    def check_same_request(self, key: str, fingerprint: str) -> None:
+        if self.fingerprint != fingerprint:
+            raise reused(key)
+
+
+class KeyBook:
+    """The keys one batch knows: those recorded before it (read once, for every command of
+    the batch) and those it records itself, so a key used twice in one batch replays."""
+
+    def __init__(self, recorded_keys: Callable[[Sequence[Key]], dict[Key, KeyRecord]],
+                 logged: Callable[[Key], KeyRecord | None] = lambda key: None) -> None:
+        self._recorded_keys = recorded_keys
+        self._logged = logged
+        self._known: dict[Key, KeyRecord | None] = {}
+        self.new: dict[Key, NewKey] = {}
+
+    def prefetch(self, keys: Sequence[Key]) -> None:
+        wanted = [k for k in dict.fromkeys(keys) if k not in self._known]
+        if wanted:
+            found = self._recorded_keys(wanted)
+            for k in wanted:
+                self._known[k] = found.get(k)
+
+    def find(self, key: Key) -> KeyRecord | NewKey | None:
+        if key in self.new:
+            return self.new[key]
+        self.prefetch([key])
+        if self._known[key] is None:
+            self._known[key] = self._logged(key)
+        return self._known[key]
+
+    def add(self, new: NewKey) -> None:
+        self.new[(new.platform, new.principal, new.key)] = new
+
+    def position(self, key: Key) -> int:
+        """The receipt of a key this batch recorded or found recorded."""
+        found = self.find(key)
+        assert found is not None, key
+        return found.position
+
+
 class IdempotencyRecord(CheapCopy, Aggregate):
+    """A key as logs written before keys had a table of their own recorded it: an event in
+    the log, found by its id (``create_id``) when the table does not have the key."""
+
     @staticmethod
     def create_id(platform_id: str, principal: str, key: str) -> UUID:
         return stable_id("idempotency", platform_id, principal, key)
@@ -85,11 +173,3 @@ class IdempotencyRecord(CheapCopy, Aggregate):
         self.key = key
         self.fingerprint = fingerprint
         self.result = result
-
-    def check_same_request(self, fingerprint: str) -> None:
-        """Refuses the key for a request other than the one it was first used for."""
-        if self.fingerprint != fingerprint:
-            raise RuleViolation(
-                f"idempotency key {self.key!r} was already used for a different request",
-                reason="IDEMPOTENCY_KEY_REUSED",
-            )

@@ -1,9 +1,9 @@
 """The ledger application: runs batches of commands and answers reads from the event store.
 
 All writes go through ``run_batch``: each command is checked, run against a shared unit of
-work, and the whole batch's events (with the idempotency records) are saved in one
-transaction. That is what lets many concurrent requests share one commit (see
-group_commit.py); a single request is simply a batch of one.
+work, and the whole batch's events (with the idempotency keys they answer, in a table
+beside the log) are saved in one transaction. That is what lets many concurrent requests
+share one commit (see group_commit.py); a single request is simply a batch of one.
 """
 
 from __future__ import annotations
@@ -25,9 +25,16 @@ from eventsourcing.persistence import (
 from ledger import failpoints, metrics
 from ledger.application import commands as c
 from ledger.application.context import Context, own_order, plan_book, tax_book
-from ledger.application.handlers import HANDLERS, prefetch_ids
-from ledger.application.idempotency import IdempotencyRecord, ResultRef
-from ledger.application.ports import StoreReads
+from ledger.application.handlers import HANDLERS, key_lookups, prefetch_ids
+from ledger.application.idempotency import (
+    IdempotencyRecord,
+    Key,
+    KeyBook,
+    KeyRecord,
+    NewKey,
+    ResultRef,
+)
+from ledger.application.ports import IdempotencyKeys, StoreReads
 from ledger.application.unit_of_work import AggregateCache, UnitOfWork
 from ledger.domain.errors import Conflict, NotFound, check
 from ledger.domain.order import Order
@@ -49,8 +56,8 @@ def utc_now() -> datetime:
 @dataclass(frozen=True)
 class Outcome:
     """The answer to one write: where it lives, whether it replays an earlier request, and
-    its receipt's log position (that of its idempotency record, after all its events: a
-    replay has the first answer's)."""
+    its receipt's log position (that of the last event it wrote, or of the log's head for a
+    write that wrote none: a replay has the first answer's)."""
 
     ref: ResultRef
     replayed: bool
@@ -90,13 +97,19 @@ class LedgerApplication(Application[UUID]):
             uow = UnitOfWork(self.repository, self.cache)
             uow.prefetch([i for caller, command in items for i in prefetch_ids(caller, command)],
                          self._events_after)
-            decided: list[tuple[UUID, ResultRef, bool, Any] | BaseException] = []
+            keys = KeyBook(self.idempotency_keys.recorded_keys,
+                           lambda key, uow=uow: self._logged_key(uow, key))
+            keys.prefetch([k for caller, command in items for k in key_lookups(caller, command)])
+            decided: list[tuple[Key, ResultRef, bool, Any] | BaseException] = []
             for caller, command in items:
                 try:
-                    key_id, result, replayed = self._decide(uow, caller, command)
-                    uow.commit_command()
+                    key, result, fingerprint, replayed = self._decide(uow, keys, caller,
+                                                                      command)
+                    writes = uow.commit_command()
+                    if not replayed:
+                        keys.add(NewKey(*key, fingerprint, result, writes))
                     answer = None if replayed else uow.staged_aggregate(result.aggregate_id)
-                    decided.append((key_id, result, replayed, answer))
+                    decided.append((key, result, replayed, answer))
                 except Exception as error:  # each command fails alone, whatever the cause
                     # Not logged here: whoever waits for it does, once (a call's line).
                     uow.rollback_command()
@@ -109,7 +122,8 @@ class LedgerApplication(Application[UUID]):
                 continue
             try:
                 with failpoints.committing(command for _, command in items):
-                    recordings = self.save_staged(uow.staged(), uow.kept_unchanged())
+                    self.save_staged(uow.staged(), uow.kept_unchanged(),
+                                     list(keys.new.values()))
             except RecordConflictError:
                 self.cache.evict(uow.involved())
                 if len(items) > 1:
@@ -117,11 +131,9 @@ class LedgerApplication(Application[UUID]):
                 log.info("concurrent write, retrying", attempt=attempt)
                 continue
             uow.remember_saved(skip=(IdempotencyRecord,))
-            positions = self._receipt_positions(
-                [d[0] for d in decided if not isinstance(d, BaseException)], recordings)
             return [
                 d if isinstance(d, BaseException)
-                else Outcome(d[1], d[2], positions[d[0]], d[3])
+                else Outcome(d[1], d[2], keys.position(d[0]), d[3])
                 for d in decided
             ]
         return [Conflict("another write changed the same records at the same time; retry")
@@ -134,16 +146,24 @@ class LedgerApplication(Application[UUID]):
         recorder: StoreReads = self.recorder  # type: ignore[assignment]
         return recorder
 
+    @property
+    def idempotency_keys(self) -> IdempotencyKeys:
+        """The recorder, with the keys' table the ledger's recorders keep beside the log
+        (adapters/idempotency_keys.py)."""
+        recorder: IdempotencyKeys = self.recorder  # type: ignore[assignment]
+        return recorder
+
     def _events_after(self, since: Mapping[UUID, int]) -> dict[UUID, list[Any]]:
         to_domain = self.mapper.to_domain_event
         return {i: [to_domain(s) for s in stored]
                 for i, stored in self.store_reads.events_after(since).items()}
 
-    def save_staged(self, aggregates: Sequence[Any], unchanged: Mapping[UUID, int] | None = None
-                    ) -> list[Recording[UUID]]:
-        """Puts the aggregates' new events in the event store in one transaction, if the
-        aggregates in ``unchanged`` are still at those versions (PostgreSQL checks it under
-        its insert lock; else RecordConflictError).
+    def save_staged(self, aggregates: Sequence[Any], unchanged: Mapping[UUID, int] | None = None,
+                    keys: Sequence[NewKey] = ()) -> list[Recording[UUID]]:
+        """Puts the aggregates' new events in the event store in one transaction, with the
+        keys they answer (``keys``: the recorder writes them after the events and sets each
+        one's position), if the aggregates in ``unchanged`` are still at those versions
+        (PostgreSQL checks it under its insert lock; else RecordConflictError).
 
         Application.save() would do the same after checking every object against runtime
         Protocols, a few percent of the writer's time for nothing (all are our aggregates)."""
@@ -153,48 +173,35 @@ class LedgerApplication(Application[UUID]):
             new = aggregate.collect_events()
             events += new
             platforms += [aggregate.platform_id] * len(new)
-        recordings = self.events.put(events, unchanged=unchanged or {}, platforms=platforms)
+        recordings = self.events.put(events, unchanged=unchanged or {}, platforms=platforms,
+                                     keys=keys)
         metrics.EVENTS_APPENDED.inc(len(events))
         return recordings
 
-    def _receipt_positions(self, key_ids: Sequence[UUID], recordings: Sequence[Recording[UUID]]
-                           ) -> dict[UUID, int]:
-        """Each write's receipt: the log position of its idempotency record. The record is
-        saved in the same transaction as the write's events and after them (``_decide`` adds
-        it last), so the read models hold the whole write once they reach it; and it is a
-        fact of the store, so a replay answers it on any server, at any time. A record saved
-        by an earlier batch (the first answer of a replay) is looked up in the store."""
-        positions = {r.domain_event.originator_id: r.notification.id for r in recordings}
-        earlier = [k for k in key_ids if k not in positions]
-        if earlier:
-            positions.update(self.store_reads.first_positions(earlier))
-        missing = [k for k in key_ids if k not in positions]
-        assert not missing, f"idempotency records {missing} are not in the log"
-        return positions
+    def _logged_key(self, uow: UnitOfWork, key: Key) -> KeyRecord | None:
+        """A key recorded in the log, as the code before the keys' table did (see
+        idempotency.py): its receipt is its record's position."""
+        record_id = IdempotencyRecord.create_id(*key)
+        record = uow.find(IdempotencyRecord, record_id)
+        if record is None:
+            return None
+        position = self.store_reads.first_positions([record_id])[record_id]
+        return KeyRecord(record.fingerprint, record.result, position)
 
-    def _decide(
-        self, uow: UnitOfWork, caller: c.Caller, command: c.Command
-    ) -> tuple[UUID, ResultRef, bool]:
+    def _decide(self, uow: UnitOfWork, keys: KeyBook, caller: c.Caller, command: c.Command
+                ) -> tuple[Key, ResultRef, str, bool]:
         """Runs one command, or replays the answer recorded for its idempotency key; returns
-        the key's record id, the answer and whether it is a replay. The record is staged
-        after everything the command changed (see ``_receipt_positions``)."""
+        the key, the answer, the request's fingerprint and whether it is a replay. A write's
+        receipt is its key's position: its last event's (see idempotency.py)."""
         check(command.violations())
-        key_id = IdempotencyRecord.create_id(
-            caller.platform_id, caller.principal, command.idempotency_key
-        )
+        key = (caller.platform_id, caller.principal, command.idempotency_key)
         fingerprint = command.fingerprint()
-        earlier = uow.find(IdempotencyRecord, key_id)
+        earlier = keys.find(key)
         if earlier is not None:
-            earlier.check_same_request(fingerprint)
-            return key_id, earlier.result, True
-        context = Context(uow, caller, self.clock(), self.timezone)
-        result = HANDLERS[type(command)](context, command)
-        uow.add(
-            IdempotencyRecord(
-                caller.platform_id, caller.principal, command.idempotency_key, fingerprint, result
-            )
-        )
-        return key_id, result, False
+            earlier.check_same_request(command.idempotency_key, fingerprint)
+            return key, earlier.result, fingerprint, True
+        context = Context(uow, caller, self.clock(), self.timezone, keys=keys)
+        return key, HANDLERS[type(command)](context, command), fingerprint, False
 
     def check_connections(self) -> None:
         """Checks every idle connection in the event store's pool, replacing the dead ones.

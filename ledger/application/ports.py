@@ -13,6 +13,7 @@ from uuid import UUID
 
 from eventsourcing.persistence import StoredEvent
 
+from ledger.application.idempotency import Key, KeyRecord
 from ledger.audit.entries import StoredEntry
 
 
@@ -54,3 +55,11 @@ class AuditRecords(Protocol):
     def keys(self) -> dict[str, bytes]: ...
 
     def add_key(self, key_id: str, public_key: bytes) -> None: ...
+
+
+class IdempotencyKeys(Protocol):
+    """The keys' table (adapters/idempotency_keys.py): read by a batch before it decides;
+    written by the recorder in the batch's transaction, from ``keys=`` passed to the event
+    store's ``put``."""
+
+    def recorded_keys(self, keys: Sequence[Key]) -> dict[Key, KeyRecord]: ...

@@ -123,9 +123,13 @@ class UnitOfWork:
     def add(self, aggregate: Aggregate) -> None:
         self._touched[aggregate.id] = aggregate
 
-    def commit_command(self) -> None:
+    def commit_command(self) -> tuple[tuple[UUID, int], ...]:
+        """Keeps what the command changed; returns what it wrote: each aggregate it added
+        events to, at the version they brought it to."""
+        writes = tuple((i, a.version) for i, a in self._touched.items() if a.pending_events)
         self._staged.update(self._touched)
         self._touched.clear()
+        return writes
 
     def rollback_command(self) -> None:
         self._touched.clear()
