@@ -72,9 +72,20 @@ def insert_sql(table: str, mark: str) -> str:
 
 
 def select_sql(table: str, mark: str, count: int) -> str:
+    """SQLite: the keys as row values (it looks each up by the primary key)."""
     one = f"({mark}, {mark}, {mark})"
     return (f"SELECT {COLUMNS} FROM {table} WHERE ({KEY_COLUMNS}) IN "
             f"({', '.join([one] * count)})")
+
+
+# PostgreSQL: the keys as three arrays, each looked up through the primary key (LATERAL,
+# kept apart by OFFSET 0): as row values IN a list, a table the planner had no statistics
+# for yet was read whole for every batch, so writes slowed as the table grew.
+SELECT_POSTGRES = (
+    "SELECT t.platform, t.principal, t.idem_key, t.fingerprint, t.result, t.position "
+    "FROM unnest(%s::text[], %s::text[], %s::text[]) AS k(platform, principal, idem_key) "
+    "CROSS JOIN LATERAL (SELECT * FROM {} WHERE platform = k.platform AND "
+    "principal = k.principal AND idem_key = k.idem_key OFFSET 0) t")
 
 
 def found(rows_: Iterable[Sequence[Any]]) -> dict[tuple[str, str, str], KeyRecord]:

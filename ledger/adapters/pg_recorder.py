@@ -129,9 +129,7 @@ class LedgerPostgresRecorder(StoreReads, PostgresApplicationRecorder):
     def recorded_keys(self, keys: Sequence[Key]) -> dict[Key, KeyRecord]:
         out: dict[Key, KeyRecord] = {}
         with self.datastore.get_connection() as conn, conn.cursor() as curs:
-            for start in range(0, len(keys), keys_table.CHUNK):
-                chunk = keys[start:start + keys_table.CHUNK]
-                curs.execute(SQL(keys_table.select_sql("{}", "%s", len(chunk))).format(
-                    self.keys_sql), [x for k in chunk for x in k])
-                out.update(keys_table.found(tuple(r.values()) for r in curs.fetchall()))
+            curs.execute(SQL(keys_table.SELECT_POSTGRES).format(self.keys_sql),
+                         [[k[0] for k in keys], [k[1] for k in keys], [k[2] for k in keys]])
+            out.update(keys_table.found(tuple(r.values()) for r in curs.fetchall()))
         return out
