@@ -19,8 +19,8 @@ from ledger.adapters.identity_vault import Identity, VaultError, VaultFile, add_
 from ledger.domain.payee import SealedIdentity
 from ledger.v1 import finance_pb2, report_pb2, storefront_pb2, tax_pb2
 from tests.conftest import Clock, Running
+from tests.e2e.test_settlement_payouts import Books, settle
 from tests.helpers import enroll, place, refused
-from tests.test_settlement_payouts import Books, settle
 
 StatusCode = grpc.StatusCode
 LEDGER = str(Path(sys.executable).parent / "ledger")

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from bench.targets import TITLE
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 TARGETS = ("unary at 64 in flight", "unary at 64 in flight, paired rounds",
            "server CPU per command at 64 in flight", "p99 at 64 in flight", "bulk import",
            "rebuild", "server RSS after 1,000,000 events")

@@ -20,8 +20,8 @@ from ledger.audit.signing import Signer
 from ledger.bootstrap import build_application
 from tests.audit_export import export_store
 from tests.conftest import Clock
-from tests.test_audit_replay import close_day, settle_worked_example
-from tests.test_cli import LEDGER
+from tests.e2e.test_cli import LEDGER
+from tests.integration.test_audit_replay import close_day, settle_worked_example
 
 
 def ledger(*args: str | Path) -> subprocess.CompletedProcess[str]:

@@ -36,9 +36,9 @@ from ledger.config import ConfigError
 from ledger.db_init import ServiceRole, init_store
 from ledger.v1 import storefront_pb2
 from tests.conftest import POSTGRES_URL, Keys, Running, drop_schema
+from tests.e2e.test_startup_refusals import PASSWORD, refusal
 from tests.helpers import pay, place, shares, team
 from tests.processes import LEDGER, START_TIMEOUT, Started, serve, serving, wait_until
-from tests.test_startup_refusals import PASSWORD, refusal
 
 REFUSED = "the ledger's history is append-only"
 

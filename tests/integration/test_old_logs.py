@@ -21,9 +21,9 @@ from ledger.application.ledger_app import Outcome
 from ledger.bootstrap import build_application
 from ledger.domain.errors import RuleViolation
 from tests.conftest import Clock
-from tests.test_event_log import balances_from_log
+from tests.integration.test_event_log import balances_from_log
 
-FIXTURE = Path(__file__).parent / "fixtures" / "log-2026-12-07.sqlite3"
+FIXTURE = Path(__file__).parents[1] / "fixtures" / "log-2026-12-07.sqlite3"
 SHOP = c.Caller("acme", "shop-a", "storefront")
 TEA = (c.NewLine("tea", "drinks", 3, 3333, 2000, "S1"),)
 # The keys the fixture recorded, with the log position of each record (its receipt then).

@@ -21,7 +21,7 @@ from ledger.domain.order import Order, OrderKey
 from ledger.domain.settlement import SettlementRun
 from ledger.domain.split import LineItem
 from tests.conftest import Clock
-from tests.test_event_log import tea, team_commands
+from tests.integration.test_event_log import tea, team_commands
 
 SHOP_A = c.Caller("acme", "shop-a", "storefront")
 SHOP_B = c.Caller("acme", "shop-b", "storefront")

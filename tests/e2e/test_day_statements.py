@@ -33,9 +33,9 @@ from ledger.domain.periods import DayStatement, PeriodBook, StatementLine, moved
 from ledger.v1 import finance_pb2, storefront_pb2
 from tests.audit_export import export_store
 from tests.conftest import Clock, Running
+from tests.e2e.test_settlement_payouts import Books, pay_out, settle, withdraw
 from tests.helpers import identify, pay, place, refund, refused, team
-from tests.test_audit_replay import close_day, settle_worked_example
-from tests.test_settlement_payouts import Books, pay_out, settle, withdraw
+from tests.integration.test_audit_replay import close_day, settle_worked_example
 
 ZONE = "Asia/Shanghai"
 

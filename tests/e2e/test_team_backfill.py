@@ -35,9 +35,9 @@ from ledger.domain.team import (
 )
 from ledger.v1 import admin_pb2, report_pb2, storefront_pb2
 from tests.conftest import Clock, Running
+from tests.e2e.test_cli import LEDGER, free_port, wait_healthy
 from tests.helpers import refused
-from tests.test_cli import LEDGER, free_port, wait_healthy
-from tests.test_event_log import asdict_fingerprint, tea
+from tests.integration.test_event_log import asdict_fingerprint, tea
 from tests.tree_import import Member, generated_tree, import_tree
 
 NOW = datetime(2026, 11, 1, 2, 0, tzinfo=UTC)  # the tests' clock (tests/conftest.py)

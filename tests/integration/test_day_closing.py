@@ -20,7 +20,7 @@ from ledger.bootstrap import build_application
 from ledger.domain.errors import AlreadyExists, LedgerError, RuleViolation
 from ledger.domain.periods import DayStatement, PeriodBook
 from tests.conftest import Clock
-from tests.test_event_log import SHOP, tea
+from tests.integration.test_event_log import SHOP, tea
 
 FINANCE = c.Caller("acme", "fin", "finance")
 NOW = datetime(2026, 11, 10, 2, 0, tzinfo=UTC)  # 10:00 on 2026-11-10 in Shanghai

@@ -23,7 +23,7 @@ from ledger.application import commands as c
 from ledger.application.ledger_app import LedgerApplication
 from ledger.bootstrap import build_application
 from tests.conftest import Clock, drop_schema, example_store
-from tests.test_event_log import all_events, balances_from_log, run
+from tests.integration.test_event_log import all_events, balances_from_log, run
 
 LEDGER = str(Path(sys.executable).parent / "ledger")
 

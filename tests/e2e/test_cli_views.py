@@ -19,8 +19,8 @@ from ledger.clients.sdk import Ledger, Line
 from ledger import cli, config
 from ledger.config import SETTINGS_HELP, Settings
 from tests.conftest import Running
+from tests.e2e.test_cli import LEDGER
 from tests.helpers import team
-from tests.test_cli import LEDGER
 
 ESCAPE = "\x1b["
 

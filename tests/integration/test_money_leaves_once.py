@@ -27,7 +27,7 @@ from ledger.domain.wallet import Wallet
 from ledger.domain.withholding import TaxYear
 from tests.conftest import Clock, drop_schema, example_store
 from tests.helpers import identified
-from tests.test_event_log import all_events, balances_from_log
+from tests.integration.test_event_log import all_events, balances_from_log
 
 steps = st.lists(
     st.one_of(

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from bench.scale import LEVELS, random_tree
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 OPERATIONS = (
     "bringing the tree in, per member", "a day's sales by ImportOrders, per order",
     "a sale by the deepest member (level 19)", "GetTeamStats now, top leader",

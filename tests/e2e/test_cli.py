@@ -234,7 +234,7 @@ def readme_grpcurl_example(address: str) -> list[str]:
     """The README's example call ("An example call"), as printed there, to ``address``."""
     import shlex
 
-    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
     block = readme.split("### An example call", 1)[1].split("```sh\n", 1)[1].split("```")[0]
     words = shlex.split(block.replace("\\\n", " "))
     assert words[0] == ".venv/bin/grpcurl" and "127.0.0.1:50051" in words

@@ -32,7 +32,7 @@ from ledger.domain.reconciliation import (
     reconcile,
 )
 
-BILLS = Path(__file__).parent / "bills"
+BILLS = Path(__file__).parents[1] / "bills"
 DAY = "2026-11-30"
 NEXT = "2026-12-01"
 BEFORE = "2026-11-29"

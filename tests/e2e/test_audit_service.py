@@ -21,8 +21,8 @@ from ledger.audit.merkle import root_of, verify_consistency, verify_inclusion
 from ledger.audit.signing import verify_head
 from ledger.v1 import audit_pb2, finance_pb2, report_pb2, storefront_pb2
 from tests.conftest import Clock, Running
+from tests.e2e.test_cli import LEDGER
 from tests.helpers import enroll, pay, place, refund, refused, team
-from tests.test_cli import LEDGER
 
 
 def audit_cli(running: Running, *args: str | Path, key: str = ""

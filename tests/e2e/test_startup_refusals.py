@@ -18,7 +18,7 @@ import pytest
 from ledger.api.server import LedgerServer, ServerThread
 from ledger.config import ConfigError, Settings
 from tests.conftest import POSTGRES_URL, Keys, drop_schema
-from tests.test_cli import LEDGER, free_port, wait_healthy
+from tests.e2e.test_cli import LEDGER, free_port, wait_healthy
 
 PASSWORD = "s3cret-pw"  # the local PostgreSQL trusts every connection: any password works
 

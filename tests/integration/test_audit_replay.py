@@ -25,7 +25,7 @@ from ledger.domain.periods import DayStatement
 from tests.audit_export import export_store
 from tests.conftest import Clock
 from tests.helpers import identified
-from tests.test_event_log import balances_from_log
+from tests.integration.test_event_log import balances_from_log
 
 SHOP = c.Caller("acme", "shop-a", "storefront")
 ADMIN = c.Caller("acme", "ops", "admin")

@@ -19,9 +19,9 @@ from ledger.config import ConfigError, Settings
 from ledger.outages import Outage
 from ledger.v1 import finance_pb2, report_pb2, storefront_pb2
 from tests.conftest import Clock, Keys, Running
+from tests.e2e.test_settlement_payouts import Books, sell, settle
 from tests.helpers import refused, team
 from tests.processes import Started, free_port, serve_workers, wait_until
-from tests.test_settlement_payouts import Books, sell, settle
 
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
 

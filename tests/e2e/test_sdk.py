@@ -41,13 +41,13 @@ from ledger.v1 import (
     storefront_pb2_grpc,
 )
 from tests.conftest import Clock, Keys, Running
+from tests.e2e.test_metrics import metered, moved, scrape
+from tests.integration.test_event_log import SHOP, run
 from tests.tcp_proxy import TcpProxy
-from tests.test_event_log import SHOP, run
-from tests.test_metrics import metered, moved, scrape
 
 __all__ = ["metered"]  # the fixture, used by name
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 TEA = [Line("tea", 3, Decimal("33.33"), Decimal("20.00"), "S1")]
 
 

@@ -16,8 +16,8 @@ from bench.reconcile import trade_bill as wechat_trade_bill
 from bench.reconcile import wechat
 from ledger.v1 import finance_pb2
 from tests.conftest import Clock, Running
+from tests.e2e.test_settlement_payouts import Books, sell, settle, withdraw
 from tests.helpers import identify, refused, team
-from tests.test_settlement_payouts import Books, sell, settle, withdraw
 
 DAY = "2026-11-09"
 TRANSFER_HEADER = (
