@@ -16,7 +16,8 @@ OPERATIONS = (
     "a sale by the deepest member (level 19)", "GetTeamStats now, top leader",
     "GetTeamStats as of a past time, top leader", "GetTeamMember",
     "ListSubtree first page of 100", "ListSubtree page of 100 halfway through the walk",
-    "walking the whole team 1,000 a page, per member", "CloseDay of the day of sales",
+    "walking the whole team 1,000 a page, per member",
+    "CloseDay of the day of sales, read models caught up",
     "GetDayStatement of that day", "rebuild, per log entry",
 )
 
