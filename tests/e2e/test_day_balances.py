@@ -25,8 +25,7 @@ from ledger.domain.money import Posting
 from ledger.domain.periods import StatementLine
 from ledger.v1 import storefront_pb2
 from tests.conftest import POSTGRES_URL, Clock, drop_schema, example_store
-from tests.helpers import place, refund, team
-from tests.test_day_statements import (
+from tests.e2e.test_day_statements import (
     ACCOUNTS,
     ZONE,
     all_lines,
@@ -38,8 +37,9 @@ from tests.test_day_statements import (
     reference_statement,
     summary_of,
 )
-from tests.test_day_statements import movement as five_day_movement
-from tests.test_settlement_payouts import Books
+from tests.e2e.test_day_statements import movement as five_day_movement
+from tests.e2e.test_settlement_payouts import Books
+from tests.helpers import place, refund, team
 
 # --- the running balance of one key, as a pure function -----------------------------------
 
