@@ -13,8 +13,9 @@ every step the ledger's invariants are checked against the log itself:
 - every acknowledged write is in the log once, and its retry answers it again;
 - the read models, caught up, show exactly the balances the log's postings add up to.
 
-It drives the application (``LedgerApplication.run_batch``), not gRPC, on a SQLite file: a
-restart is a new application over the same file, as a new server process would be.
+It drives the application (``LedgerApplication.run_batch``), not gRPC, on a SQLite file (and,
+slower and fewer, on PostgreSQL): a restart is a new application over the same store, as a
+new server process would be.
 """
 
 from __future__ import annotations
@@ -22,9 +23,11 @@ from __future__ import annotations
 import dataclasses
 import shutil
 import tempfile
+import uuid
 from collections import defaultdict
 from datetime import timedelta
 
+import pytest
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
@@ -39,7 +42,7 @@ from ledger.application.unit_of_work import UnitOfWork
 from ledger.bootstrap import build_application
 from ledger.domain.errors import LedgerError
 from ledger.domain.order import Order
-from tests.conftest import Clock
+from tests.conftest import POSTGRES_URL, Clock, drop_schema
 from tests.helpers import identified
 
 SHOP = c.Caller("acme", "shop-a", "storefront")
@@ -55,7 +58,7 @@ class LedgerSimulation(RuleBasedStateMachine):
     def __init__(self) -> None:
         super().__init__()
         self.folder = tempfile.mkdtemp(prefix="ledger-sim-")
-        self.url = f"sqlite:///{self.folder}/ledger.sqlite3"
+        self.url = self.store()
         self.clock = Clock()
         self.count = 0
         self.resellers: list[str] = []
@@ -80,6 +83,10 @@ class LedgerSimulation(RuleBasedStateMachine):
             self.resellers.append(reseller)
 
     # --- plumbing ------------------------------------------------------------------------
+
+    def store(self) -> str:
+        """A fresh store for one history: a SQLite file."""
+        return f"sqlite:///{self.folder}/ledger.sqlite3"
 
     def _open(self) -> None:
         self.app: LedgerApplication = build_application(self.url, self.clock)
@@ -384,6 +391,18 @@ class Simulation(LedgerSimulation):
         self.replay_equals_live()
 
 
+class PostgresSimulation(Simulation):
+    """The slower profile: the same histories on PostgreSQL, in a schema of their own (a
+    small pool: the machine's connections are shared)."""
+
+    def store(self) -> str:
+        return f"{POSTGRES_URL}?schema=sim_{uuid.uuid4().hex[:12]}&pool_size=2"
+
+    def teardown(self) -> None:
+        super().teardown()
+        drop_schema(self.url)
+
+
 def _run(machine: type[RuleBasedStateMachine], examples: int, steps: int) -> None:
     test = machine.TestCase
     test.settings = settings(max_examples=examples, stateful_step_count=steps,
@@ -393,3 +412,8 @@ def _run(machine: type[RuleBasedStateMachine], examples: int, steps: int) -> Non
 
 def test_random_histories_with_crashes_and_retries_keep_every_invariant() -> None:
     _run(Simulation, examples=20, steps=100)
+
+
+@pytest.mark.postgres
+def test_random_histories_on_postgresql_keep_every_invariant() -> None:
+    _run(PostgresSimulation, examples=4, steps=60)
