@@ -34,14 +34,24 @@ class LedgerSQLiteRecorder(StoreReads, SQLiteApplicationRecorder):
         assert ids is not None
         self.trees.append(c, kwargs["platforms"], ids, stored_events)
         keys: Sequence[NewKey] = kwargs.get("keys", ())
-        if keys:
+        if keys and ids:
             # SQLite has one writer at a time (this transaction's): the head is this
-            # batch's last event, or, when it wrote none, the last one before it.
-            head = ids[-1] if ids else self._head(c)
+            # batch's last event.
             keys_table.positions_of(keys, {(e.originator_id, e.originator_version): i
                                            for e, i in zip(stored_events, ids, strict=True)},
-                                    head)
+                                    ids[-1])
             c.executemany(keys_table.insert_sql(keys_table.TABLE, "?"), keys_table.rows(keys))
+        elif keys:
+            # No events: the keys are written first, at the log's head read by the insert
+            # itself. Reading the head first would take a shared lock that SQLite cannot
+            # raise to a write lock while another connection (the read models') writes: it
+            # answers "database is locked" at once, without waiting.
+            c.executemany(keys_table.insert_sql(keys_table.TABLE, "?").replace(
+                "?)", f"(SELECT COALESCE(MAX(rowid), 0) FROM {self.events_table_name}))"),
+                [row[:-1] for row in keys_table.rows(keys)])
+            head = self._head(c)  # this transaction now holds the write lock
+            for new in keys:
+                new.position = head
         return ids
 
     def _head(self, c: SQLiteCursor) -> int:

@@ -590,3 +590,28 @@ def test_batch_reads_look_aggregates_up_by_index_on_a_log_without_statistics(
                 assert "Seq Scan" not in plan, plan
     finally:
         app.close()
+
+
+def test_a_write_that_changes_nothing_waits_for_another_sqlite_writer(
+        tmp_path: Path, clock: Clock) -> None:
+    """A command that writes no event (a binding made again) still records its key: on
+    SQLite it waits for another connection's write (the read models') to end, as any write
+    does, instead of being refused at once with "database is locked"."""
+    import sqlite3
+    import threading
+
+    path = tmp_path / "ledger.sqlite3"
+    app = build_application(f"sqlite:///{path}", clock)
+    try:
+        run(app, c.EnrollReseller("e1", "alice", "", "", True),
+            c.BindCustomer("b1", "c1", "alice"))
+        other = sqlite3.connect(path, timeout=30, check_same_thread=False)
+        other.execute("BEGIN IMMEDIATE")  # another connection holds the write lock
+        threading.Timer(0.3, other.commit).start()
+        [again] = app.run_batch([(SHOP, c.BindCustomer("b2", "c1", "alice"))])
+        other.close()
+        assert isinstance(again, Outcome) and not again.replayed, again
+        keys = app.idempotency_keys.recorded_keys([("acme", SHOP.principal, "b2")])
+        assert [k.position for k in keys.values()] == [app.log_position()]
+    finally:
+        app.close()
