@@ -62,13 +62,22 @@ def positions_of(keys: Sequence[NewKey], written: dict[tuple[UUID, int], int], h
         new.position = max((written[w] for w in new.writes), default=head)
 
 
-def rows(keys: Iterable[NewKey]) -> list[tuple[Any, ...]]:
+def rows(keys: Iterable[NewKey], *, positions: bool = True) -> list[tuple[Any, ...]]:
+    """The keys' rows; without their positions for ``insert_sql``'s ``position``."""
     return [(k.platform, k.principal, k.key, k.fingerprint, encode_result(k.result),
-             k.position) for k in keys]
+             *((k.position,) if positions else ())) for k in keys]
 
 
-def insert_sql(table: str, mark: str) -> str:
-    return f"INSERT INTO {table} ({COLUMNS}) VALUES ({', '.join([mark] * 6)})"
+def head_sql(events_table: str) -> str:
+    """The log's head on SQLite: its last event's position (0 for an empty log)."""
+    return f"SELECT COALESCE(MAX(rowid), 0) FROM {events_table}"
+
+
+def insert_sql(table: str, mark: str, position: str = "") -> str:
+    """An insert of a key's row; ``position``, an SQL expression, fills the position in
+    place of a parameter."""
+    values = [mark] * 5 + [position or mark]
+    return f"INSERT INTO {table} ({COLUMNS}) VALUES ({', '.join(values)})"
 
 
 def select_sql(table: str, mark: str, count: int) -> str:

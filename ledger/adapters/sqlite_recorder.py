@@ -46,17 +46,14 @@ class LedgerSQLiteRecorder(StoreReads, SQLiteApplicationRecorder):
             # itself. Reading the head first would take a shared lock that SQLite cannot
             # raise to a write lock while another connection (the read models') writes: it
             # answers "database is locked" at once, without waiting.
-            c.executemany(keys_table.insert_sql(keys_table.TABLE, "?").replace(
-                "?)", f"(SELECT COALESCE(MAX(rowid), 0) FROM {self.events_table_name}))"),
-                [row[:-1] for row in keys_table.rows(keys)])
-            head = self._head(c)  # this transaction now holds the write lock
+            head = keys_table.head_sql(self.events_table_name)
+            c.executemany(keys_table.insert_sql(keys_table.TABLE, "?", f"({head})"),
+                          keys_table.rows(keys, positions=False))
+            c.execute(head)  # this transaction now holds the write lock
+            position = int(c.fetchone()[0])
             for new in keys:
-                new.position = head
+                new.position = position
         return ids
-
-    def _head(self, c: SQLiteCursor) -> int:
-        c.execute(f"SELECT COALESCE(MAX(rowid), 0) FROM {self.events_table_name}")
-        return int(c.fetchone()[0])
 
     def recorded_keys(self, keys: Sequence[Key]) -> dict[Key, KeyRecord]:
         out: dict[Key, KeyRecord] = {}

@@ -33,6 +33,7 @@ from ledger.application.idempotency import (
     SETTLEMENT,
     TAX_TABLE,
     ResultRef,
+    check_same_request,
 )
 from ledger.domain.order import OrderKey
 from ledger.domain.payee import Payee, withholds_tax
@@ -138,7 +139,7 @@ def begin_closing_day(ctx: Context, cmd: c.BeginClosingDay) -> ResultRef:
         earlier = ctx.keys.find((ctx.caller.platform_id, ctx.caller.principal,
                                  close.idempotency_key))
         if earlier is not None:
-            earlier.check_same_request(close.idempotency_key, close.fingerprint())
+            check_same_request(close.idempotency_key, earlier.fingerprint, close.fingerprint())
             return ref(PERIOD, book)
     book.begin_closing(cmd.day, now=ctx.now)
     return ref(PERIOD, book)

@@ -82,9 +82,12 @@ def from_detail(kind: str, aggregate_id: UUID, version: int, detail: str = "") -
 Key = tuple[str, str, str]
 
 
-def reused(key: str) -> RuleViolation:
-    return RuleViolation(f"idempotency key {key!r} was already used for a different request",
-                         reason="IDEMPOTENCY_KEY_REUSED")
+def check_same_request(key: str, recorded: str, fingerprint: str) -> None:
+    """Refuses a key for a request (``fingerprint``) other than the one it was first used
+    for (``recorded``)."""
+    if recorded != fingerprint:
+        raise RuleViolation(f"idempotency key {key!r} was already used for a different "
+                            "request", reason="IDEMPOTENCY_KEY_REUSED")
 
 
 @dataclass(frozen=True)
@@ -94,11 +97,6 @@ class KeyRecord:
     fingerprint: str
     result: ResultRef
     position: int
-
-    def check_same_request(self, key: str, fingerprint: str) -> None:
-        """Refuses the key for a request other than the one it was first used for."""
-        if self.fingerprint != fingerprint:
-            raise reused(key)
 
 
 @dataclass
@@ -114,10 +112,6 @@ class NewKey:
     result: ResultRef
     writes: tuple[tuple[UUID, int], ...]
     position: int = field(default=0)
-
-    def check_same_request(self, key: str, fingerprint: str) -> None:
-        if self.fingerprint != fingerprint:
-            raise reused(key)
 
 
 class KeyBook:

@@ -33,6 +33,7 @@ from ledger.application.idempotency import (
     KeyRecord,
     NewKey,
     ResultRef,
+    check_same_request,
 )
 from ledger.application.ports import IdempotencyKeys, StoreReads
 from ledger.application.unit_of_work import AggregateCache, UnitOfWork
@@ -198,7 +199,7 @@ class LedgerApplication(Application[UUID]):
         fingerprint = command.fingerprint()
         earlier = keys.find(key)
         if earlier is not None:
-            earlier.check_same_request(command.idempotency_key, fingerprint)
+            check_same_request(command.idempotency_key, earlier.fingerprint, fingerprint)
             return key, earlier.result, fingerprint, True
         context = Context(uow, caller, self.clock(), self.timezone, keys=keys)
         return key, HANDLERS[type(command)](context, command), fingerprint, False
