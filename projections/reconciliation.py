@@ -20,18 +20,17 @@ from datetime import date, timedelta
 from ledger.projections.db import Cursor, append_rows
 
 from ledger.domain.reconciliation import (
+    ACKNOWLEDGED,
     BILL_KINDS,
+    OPEN,
     PAYOUT,
+    RESOLVED,
     BillLine,
     Break,
     LedgerRecord,
     bill_side,
     reconcile,
 )
-
-OPEN = "open"
-ACKNOWLEDGED = "acknowledged"
-RESOLVED = "resolved"
 
 LINE_COLUMNS = (
     "platform",

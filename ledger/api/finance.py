@@ -2,25 +2,21 @@
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 from typing import Any
 
-from ledger import failpoints
 from ledger.api import convert
 from ledger.api import reconciliation as recon
 from ledger.api.auth import AUDITOR, FINANCE
-from ledger.api.closing import drawn_statement
-from ledger.api.payees import drawn_report
 from ledger.api.reports import KEY_SEPARATOR, Page, page
 from ledger.api.servicers import Base, rpc
 from ledger.application import commands as c
-from ledger.domain.bills import bill_digest, parse_bill
-from ledger.domain.errors import InvalidInput, NotFound, RuleViolation, check
+from ledger.application.closing import Closing
+from ledger.application.reconciliation import Reconciliation
+from ledger.application.tax_reports import TaxReports
+from ledger.domain.errors import InvalidInput, NotFound, check
 from ledger.domain.payout import Payout
 from ledger.domain.periods import DayStatement, PeriodBook
-from ledger.domain.quarters import QuarterBook
-from ledger.domain.rail_bills import BreakBook
 from ledger.projections.clock import from_micros
 from ledger.projections.finance import PayoutRow
 from ledger.v1 import finance_pb2, finance_pb2_grpc
@@ -50,6 +46,9 @@ class FinanceService(Base, finance_pb2_grpc.FinanceServiceServicer):
         an open break."""
         super().__init__(*parts, **gate)
         self.reconciliation_required = reconciliation_required
+        self.closing = Closing(self.app, self.models, self.audit)
+        self.reconciliation = Reconciliation(self.app, self.models)
+        self.tax_reports = TaxReports(self.app, self.models)
 
     @rpc(FINANCE, AUDITOR)
     async def ListPayable(self, request, context, caller):  # type: ignore[no-untyped-def]
@@ -104,58 +103,27 @@ class FinanceService(Base, finance_pb2_grpc.FinanceServiceServicer):
 
     @rpc(FINANCE)
     async def CloseDay(self, request, context, caller):  # type: ignore[no-untyped-def]
-        """Two writes: the day stops taking writes (a backfill could still date one into a
-        day that is over), then, once the read models hold the whole log up to there, its
-        statement is drawn and the day closed with it. A retry repeats both harmlessly; a
-        server dying between them, or two servers closing at once, leave the day closed
-        once with one statement (see ledger/api/closing.py)."""
+        """The close is the application's (two writes with the statement drawn between: see
+        ledger/application/closing.py); the answer carries the first page of its lines."""
         check_days(("day", request.day))
-        close = c.CloseDay(request.idempotency_key, request.day)
-        if violations := close.violations():
-            raise InvalidInput(violations)
-        if self.reconciliation_required:
-            await self._check_reconciled(caller.platform_id, request.day, context)
-        await self.write(caller, c.BeginClosingDay.first_step_of(close))
-        await failpoints.reached_async("close_day.after_begin")
-        statement = await drawn_statement(self.app, self.models, caller.platform_id,
-                                          request.day, lambda at: self.caught_up(at, context),
-                                          self.audit)
-        outcome, book = await self.write(caller, dataclasses.replace(close, statement=statement))
-        closed = book.closed[request.day]
+        outcome, closed = await self.closing.close_day(
+            self.steps(context), caller, c.CloseDay(request.idempotency_key, request.day),
+            reconciliation_required=self.reconciliation_required)
         recorded, token = await self._with_lines(caller.platform_id, closed, page("", 0),
                                                  from_event=closed.lines_recorded)
         return finance_pb2.CloseDayResponse(
             statement=convert.day_statement(recorded, closed=True, platform=caller.platform_id),
             receipt=convert.receipt(outcome), next_page_token=token)
 
-    async def _check_reconciled(self, platform: str, day: str, context: Any) -> None:
-        """Refuses to close a day whose reconciliation has a break open. Checked before the
-        day is shut (a refusal leaves nothing written); a bill imported meanwhile is told
-        by the statement, which records the state it was drawn with."""
-        book = await self.read(self.app.find, PeriodBook.create_id(platform))
-        if book is not None and day in book.closed:
-            return  # a repeat of a close that happened: it answers with its statement
-        await self.caught_up(await self.read(self.app.log_position), context)
-        state = await self.read(self.models.day_reconciliation, platform, day)
-        if state.open:
-            raise RuleViolation(
-                f"{day} has {state.open} open reconciliation break(s): resolve each with a "
-                "correcting write or AcknowledgeBreak (ListBreaks shows them)",
-                reason="RECONCILIATION_OPEN")
-
     @rpc(FINANCE)
     async def ImportBill(self, request_iterator, context, caller):  # type: ignore[no-untyped-def]
-        """The bill is read whole, then recorded in one write with its lines; the answer
-        waits for the read models to match it, so it carries the day's state."""
+        """The stream is read whole (see reconciliation.read_bill), then imported by the
+        application (application/reconciliation.py); the answer carries the day's state."""
         first, data = await recon.read_bill(request_iterator)
         check_days(("day", first.day))
-        kind, fmt = recon.BILL_KINDS[first.kind], recon.FORMATS[first.format]
-        lines = await asyncio.to_thread(parse_bill, data, fmt=fmt, kind=kind, day=first.day)
-        command = c.ImportBill(first.idempotency_key, first.day, kind, fmt, bill_digest(data),
-                               tuple(lines))
-        outcome, bill = await self.write(caller, command)
-        await self.caught_up(outcome.log_position, context)
-        day = await self.read(self.models.day_reconciliation, caller.platform_id, bill.day)
+        outcome, bill, day = await self.reconciliation.import_bill(
+            self.steps(context), caller, first.idempotency_key, first.day,
+            recon.BILL_KINDS[first.kind], recon.FORMATS[first.format], data)
         return finance_pb2.ImportBillResponse(
             digest=bill.digest, lines=bill.line_count,
             already_imported=outcome.ref.already_imported or outcome.replayed,
@@ -183,28 +151,11 @@ class FinanceService(Base, finance_pb2_grpc.FinanceServiceServicer):
 
     @rpc(FINANCE)
     async def AcknowledgeBreak(self, request, context, caller):  # type: ignore[no-untyped-def]
-        """Only an open break is acknowledged (the read model, caught up with the log,
-        says which are); repeating the request with its key answers as before."""
+        """Only an open break is acknowledged (application/reconciliation.py)."""
         command = c.AcknowledgeBreak(request.idempotency_key, request.day, request.break_id,
                                      request.reason)
-        if violations := command.violations():
-            raise InvalidInput(violations)
-        await self.caught_up(await self.read(self.app.log_position), context)
-        found = await self.read(self.models.find_break, caller.platform_id, request.day,
-                                request.break_id)
-        if found is None:
-            raise NotFound(f"{request.day} has no break {request.break_id}")
-        book = await self.read(self.app.find, BreakBook.create_id(caller.platform_id,
-                                                                   request.day))
-        if found.status != recon.r.OPEN and (book is None or request.break_id not in
-                                             book.acknowledged):
-            raise RuleViolation(f"break {request.break_id} is {found.status} "
-                                f"({found.resolved_by}), not open", reason="BREAK_RESOLVED")
-        outcome, _ = await self.write(caller, command)
-        await self.caught_up(outcome.log_position, context)
-        found = await self.read(self.models.find_break, caller.platform_id, request.day,
-                                request.break_id)
-        assert found is not None
+        outcome, found = await self.reconciliation.acknowledge_break(self.steps(context),
+                                                                     caller, command)
         return finance_pb2.AcknowledgeBreakResponse(acknowledged=recon.break_message(found),
                                                     receipt=convert.receipt(outcome))
 
@@ -283,18 +234,12 @@ class FinanceService(Base, finance_pb2_grpc.FinanceServiceServicer):
 
     @rpc(FINANCE)
     async def CloseQuarter(self, request, context, caller):  # type: ignore[no-untyped-def]
-        """Draws the quarter's report once the read models hold the whole log, and records
-        it for good with the position it was drawn at: whatever is recorded after lands in
-        the next quarter, so no second step is needed (compare CloseDay)."""
-        close = c.CloseQuarter(request.idempotency_key, request.quarter)
-        check(close.violations())
-        position = await self.caught_up(await self.read(self.app.log_position), context)
-        book = await self.read(self.app.find, QuarterBook.create_id(caller.platform_id))
-        report = await self.read(drawn_report, self.models, book, caller.platform_id,
-                                 request.quarter, self.app.timezone, position)
-        outcome, book = await self.write(caller, dataclasses.replace(close, report=report))
+        """Drawn and recorded by the application (application/tax_reports.py); the answer
+        shows each payee as the caller may see them."""
+        outcome, report = await self.tax_reports.close_quarter(
+            self.steps(context), caller, c.CloseQuarter(request.idempotency_key, request.quarter))
         return finance_pb2.CloseQuarterResponse(
-            report=await self.read(self.payees.report, caller, book.closed[request.quarter]),
+            report=await self.read(self.payees.report, caller, report),
             receipt=convert.receipt(outcome))
 
 

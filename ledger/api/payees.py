@@ -11,8 +11,7 @@ from ledger.api.auth import FINANCE
 from ledger.application import commands as c
 from ledger.domain.errors import RuleViolation
 from ledger.domain.payee import BUSINESS, INDIVIDUAL, Payee
-from ledger.domain.quarters import QuarterBook, QuarterReport, quarter_bounds
-from ledger.projections.clock import micros
+from ledger.domain.quarters import QuarterReport
 from ledger.v1 import tax_pb2
 
 KINDS = {tax_pb2.PAYEE_KIND_INDIVIDUAL: INDIVIDUAL, tax_pb2.PAYEE_KIND_BUSINESS: BUSINESS}
@@ -84,18 +83,3 @@ class PayeeViews:
             message.closed_at.CopyFrom(convert.timestamp(report.closed_at))
         return message
 
-
-def drawn_report(
-    models: Any, book: QuarterBook | None, platform: str, quarter: str, timezone: str, position: int
-) -> QuarterReport:
-    """The quarter's report from the read models as they stand at ``position``: its own
-    entries, and, for the first quarter after the last closed, the entries recorded too
-    late for the closed ones."""
-    start, end = quarter_bounds(quarter, timezone)
-    carried = -1
-    if book is not None and book.last_closed and quarter == book.next_to_close():
-        carried = book.closed[book.last_closed].last_position
-    lines = models.quarter_lines(
-        platform, micros(start), micros(end), carried_after=carried, up_to=position
-    )
-    return QuarterReport(quarter, timezone, tuple(lines), position)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import threading
-import uuid
 from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
@@ -20,7 +19,6 @@ from ledger.adapters.audit_store import AuditLog
 from ledger.adapters.identity_vault import VaultError, VaultFile
 from ledger.api.audit import AuditService
 from ledger.api.auth import KeyRing
-from ledger.api.closing import ClosingFinisher
 from ledger.api.finance import FinanceService
 from ledger.api.health import HealthWatch
 from ledger.api.listen import server_options
@@ -32,16 +30,17 @@ from ledger.api.tax import TaxService
 from ledger.api.tls import server_credentials
 from ledger.application.audit_check import check_history
 from ledger.application.audit_trail import AuditTrail, load_or_create_signer
-from ledger.application.commands import Caller, RunSettlement
-from ledger.application.finance_handlers import MAX_SETTLEMENT_BATCH
+from ledger.application.closing import Closing
 from ledger.application.group_commit import GroupCommitter
 from ledger.application.ledger_app import LedgerApplication, utc_now
+from ledger.application.settlement import Settlement
+from ledger.application.steps import background_steps
 from ledger.audit.signing import KeyFileError, Signer
 from ledger.bootstrap import build_application
 from ledger.config import ConfigError, Settings, redact
 from ledger.metrics import MetricsEndpoint
 from ledger.outages import Outage
-from ledger.projections.clock import Calendar, micros
+from ledger.projections.clock import Calendar
 from ledger.projections.reader import ReadModels
 from ledger.projections.runner import ProjectionRunner
 from ledger.v1 import admin_pb2, audit_pb2, finance_pb2, report_pb2, storefront_pb2, tax_pb2
@@ -160,8 +159,11 @@ class LedgerServer:
             on_commit=self.runner.wake if self.runner else None,
         )
         self.keys = keys
-        self.finisher = ClosingFinisher(self.app, self.writer, self.models,
-                                        self.processed_position, self.audit)
+        # The server's own chores, run as the application's use cases with no call behind
+        # them: finishing closes a stopped server left half done, and scheduled settlement.
+        self.chores = background_steps(self.app, self.writer, self.processed_position)
+        self.closing = Closing(self.app, self.models, self.audit)
+        self.settlement = Settlement(self.app, self.models)
         self.port = 0
         self._scheduled: asyncio.Task[None] | None = None
         self._watching: asyncio.Task[None] | None = None
@@ -262,21 +264,10 @@ class LedgerServer:
             chores = [self.settle_due, self.finish_closings]
 
     async def finish_closings(self) -> int:
-        return len(await self.finisher.finish(self.keys.platforms()))
+        return len(await self.closing.finish(self.chores, self.keys.platforms()))
 
     async def settle_due(self) -> int:
-        now = micros(self.app.clock())
-        settled = 0
-        for platform in await asyncio.to_thread(self.models.platforms_with_due_orders, now):
-            due = await asyncio.to_thread(self.models.due_orders, platform, now,
-                                          MAX_SETTLEMENT_BATCH)
-            caller = Caller(platform, "settlement-scheduler", "system")
-            command = RunSettlement(f"scheduled-{uuid.uuid4().hex}", tuple(due))
-            outcome = await self.writer.submit_async(caller, command)
-            settled += outcome.ref.settled_count
-        if settled:
-            log.info("settled due orders", orders=settled)
-        return settled
+        return await self.settlement.settle_due(self.chores)
 
     async def stop(self, grace: float = 2.0) -> None:
         if self._scheduled is not None:

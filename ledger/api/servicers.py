@@ -18,12 +18,12 @@ from ledger.api.errors import abort, abort_code, status_for
 from ledger.api.payees import PayeeViews
 from ledger.application import commands as c
 from ledger.application.audit_trail import AuditTrail
-from ledger.application.finance_handlers import MAX_SETTLEMENT_BATCH
 from ledger.application.group_commit import GroupCommitter
 from ledger.application.ledger_app import LedgerApplication, Outcome
+from ledger.application.settlement import Settlement
+from ledger.application.steps import Steps
 from ledger.domain.errors import InvalidInput, LedgerError
 from ledger.domain.team import Listed, sponsor_loop, sponsors_first
-from ledger.projections.clock import micros
 from ledger.projections.db import StoreUnavailable
 from ledger.projections.reader import ReadModels
 from ledger.v1 import admin_pb2, admin_pb2_grpc, common_pb2, storefront_pb2, storefront_pb2_grpc
@@ -136,6 +136,12 @@ class Base:
                              f"(it needs {' or '.join(with_article(r) for r in roles)} key)",
                              WRONG_SERVICE_FOR_ROLE)
         return c.Caller(key.platform, key.name, key.role)
+
+    def steps(self, context: grpc.aio.ServicerContext) -> Steps:
+        """How a use case of the application runs in this call: its writes on the call's
+        log line, its reads retried once on a lost connection, its waits within the
+        call's deadline."""
+        return Steps(self.write, self.read, functools.partial(self.caught_up, context=context))
 
     async def write(self, caller: c.Caller, command: c.Command) -> tuple[Outcome, Any]:
         """Queues the command for the next group commit; returns its outcome and its answer."""
@@ -326,6 +332,10 @@ class StorefrontService(Base, storefront_pb2_grpc.StorefrontServiceServicer):
 
 
 class AdminService(Base, admin_pb2_grpc.AdminServiceServicer):
+    def __init__(self, *parts: Any, **gate: Any) -> None:
+        super().__init__(*parts, **gate)
+        self.settlement = Settlement(self.app, self.models)
+
     @rpc(ADMIN)
     async def PublishPlan(self, request, context, caller):  # type: ignore[no-untyped-def]
         outcome, book = await self.write(caller, convert.publish_plan(request))
@@ -367,13 +377,9 @@ class AdminService(Base, admin_pb2_grpc.AdminServiceServicer):
 
     @rpc(ADMIN)
     async def RunSettlement(self, request, context, caller):  # type: ignore[no-untyped-def]
-        """Settles what is due now, as the read models (caught up first) list it; each order
-        is checked again on its own events."""
-        await self.caught_up(await self.read(self.app.log_position), context)
-        due = await self.read(self.models.due_orders, caller.platform_id,
-                              micros(self.app.clock()), MAX_SETTLEMENT_BATCH)
-        outcome, run = await self.write(
-            caller, c.RunSettlement(request.idempotency_key, tuple(due)))
+        """Settles what is due now (see application/settlement.py)."""
+        outcome, run = await self.settlement.run(self.steps(context), caller,
+                                                 request.idempotency_key)
         return admin_pb2.RunSettlementResponse(
             settled_orders=convert.order_refs(run.orders),
             settled_order_ids=[k.order_id for k in run.orders],

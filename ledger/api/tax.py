@@ -6,15 +6,17 @@ the payee without them. The API layer translates and seals; the rules are the do
 
 from __future__ import annotations
 
+from typing import Any
+
 from ledger.adapters.identity_vault import Identity
 from ledger.api import convert
 from ledger.api.auth import ADMIN, AUDITOR, FINANCE
-from ledger.api.payees import KINDS, drawn_report
+from ledger.api.payees import KINDS
 from ledger.api.servicers import Base, rpc
 from ledger.application import commands as c
+from ledger.application.tax_reports import TaxReports
 from ledger.domain.errors import InvalidInput, check
 from ledger.domain.payee import INDIVIDUAL, Payee
-from ledger.domain.quarters import QuarterBook
 from ledger.domain.tax_table import TaxBracket, TaxTable
 from ledger.projections.clock import Calendar, micros
 from ledger.v1 import tax_pb2, tax_pb2_grpc
@@ -49,6 +51,10 @@ def publish_command(r: tax_pb2.PublishTaxTableRequest) -> c.PublishTaxTable:
 
 
 class TaxService(Base, tax_pb2_grpc.TaxServiceServicer):
+    def __init__(self, *parts: Any, **gate: Any) -> None:
+        super().__init__(*parts, **gate)
+        self.tax_reports = TaxReports(self.app, self.models)
+
     # --- payees --------------------------------------------------------------------------
 
     @rpc(FINANCE)
@@ -139,23 +145,9 @@ class TaxService(Base, tax_pb2_grpc.TaxServiceServicer):
 
     @rpc(FINANCE, AUDITOR)
     async def GetQuarterReport(self, request, context, caller):  # type: ignore[no-untyped-def]
-        violations: c.Violations = []
-        c.check_quarter(violations, "quarter", request.quarter)
-        check(violations)
-        book = await self.read(self.app.find, QuarterBook.create_id(caller.platform_id))
-        if book is not None and request.quarter in book.closed:
-            report = book.closed[request.quarter]
-        else:
-            position = await self.caught_up(request.min_log_position, context)
-            report = await self.read(
-                drawn_report,
-                self.models,
-                book,
-                caller.platform_id,
-                request.quarter,
-                self.app.timezone,
-                position,
-            )
+        report = await self.tax_reports.quarter_report(
+            self.steps(context), caller, request.quarter, request.min_log_position
+        )
         return tax_pb2.GetQuarterReportResponse(
             report=await self.read(self.payees.report, caller, report)
         )

@@ -15,7 +15,7 @@ what happened in the day, so its statement is fixed by the log: anyone may draw 
 draw the same. That is what makes the middle safe. A close whose server died after the first
 step (the day shut, with no statement: ``unfinished``) is finished by whoever comes next, a
 repeat of the request, a close of that day with any key, or a server's finisher
-(ledger/api/closing.py), and until then it is the next day to close. Two servers closing the
+(ledger/application/closing.py), and until then it is the next day to close. Two servers closing the
 day at once each write a step only if the book has not moved since they read it; the one
 that lost finds the day shut (and joins the close) or closed (and the first statement
 stands).

@@ -44,6 +44,12 @@ NOT_IN_LEDGER = "not_in_ledger"
 NOT_IN_BILL = "not_in_bill"
 BREAK_TYPES = (AMOUNT_DIFFERS, STATE_DIFFERS, NOT_IN_LEDGER, NOT_IN_BILL)
 
+# A break's status: open until a correcting write makes it go (resolved) or finance accepts
+# it with a reason (acknowledged); only an open break can be acknowledged.
+OPEN = "open"
+ACKNOWLEDGED = "acknowledged"
+RESOLVED = "resolved"
+
 
 @dataclass(frozen=True)
 class BillLine:
