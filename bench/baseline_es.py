@@ -17,7 +17,16 @@ from eventsourcing.persistence import JSONTranscoder
 from bench.cpu import Meter, Split
 from bench.workload import Flow, Step
 from ledger.adapters.transcodings import register_value_objects
+from ledger.domain.decisions import evolve_all
 from ledger.domain.order import Order, RefundLine
+from ledger.domain.order_decisions import (
+    Complete,
+    Pay,
+    Refund,
+    decide_complete,
+    decide_pay,
+    decide_refund,
+)
 from ledger.domain.plan_book import PlanBook
 from ledger.domain.split import LineItem, UplineMember
 from ledger.domain.team import Reseller
@@ -55,14 +64,14 @@ class PlainLedger(Application[UUID]):
                 member: Reseller = self.repository.get(Reseller.create_id(PLATFORM, current))
                 chain.append(UplineMember(member.reseller_id, member.rank))
                 current = member.sponsor_id
-            order.pay(payment_id="w", amount=step.amount, plan=plan, chain=chain,
-                      self_purchase=False, at=now)
+            evolve_all(order, decide_pay(order, Pay("w", step.amount, plan, tuple(chain),
+                                                    False, now)))
             return self._save(order, book)
         if step.kind == "complete":
-            order.complete(at=now)
+            evolve_all(order, decide_complete(order, Complete(now)))
         else:
-            order.refund(refund_id="r1", lines=[RefundLine(1, step.amount)], reason="",
-                         at=now)
+            evolve_all(order, decide_refund(order, Refund(
+                "r1", (RefundLine(1, step.amount),), "", now)))
         return self._save(order)
 
     def _save(self, *aggregates: object) -> int:

@@ -1,7 +1,7 @@
 """What every handler works with: the batch's unit of work, who asks and when, and the
 lookups that load aggregates by their business keys (opening books and wallets on first
 use). No business rule lives here: handlers load with these, let the domain decide, and
-stage what it decided.
+record what it decided.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from ledger.domain.plan_book import PlanBook
 from ledger.domain.split import UplineMember
 from ledger.domain.tax_table import TaxBook
 from ledger.domain.team import CustomerBinding, Reseller
-from ledger.domain.wallet import Wallet, wallet_moves
+from ledger.domain.wallet import Wallet, decide_move, wallet_moves
 
 # How far two servers' clocks may be apart: one may take a day for over (and close it) this
 # long before another stops writing into it.
@@ -47,10 +47,11 @@ class Context:
             object.__setattr__(self, "clock", self.now)
 
 
-def ref(kind: str, aggregate: Any, **typed: Any) -> ResultRef:
-    """The answer: ``aggregate`` at the version the command left it, with the typed fields
-    of ResultRef its kind of answer carries (refund_id=…, published_version=…)."""
-    return ResultRef(kind, aggregate.id, aggregate.version, **typed)
+def ref(ctx: Context, kind: str, aggregate: Any, **typed: Any) -> ResultRef:
+    """The answer: ``aggregate`` at the version the command leaves it (what it decided
+    included), with the typed fields of ResultRef its kind of answer carries (refund_id=…,
+    published_version=…)."""
+    return ResultRef(kind, aggregate.id, ctx.uow.version(aggregate), **typed)
 
 
 def find_order(uow: UnitOfWork, platform_id: str, storefront_id: str, order_id: str
@@ -164,9 +165,11 @@ def wallet(ctx: Context, account: str, currency: str) -> Wallet:
 
 
 def move_wallets(ctx: Context, postings: Sequence[Posting], source: str) -> None:
-    """Stages on each wallet what the postings move (``wallet_moves`` decides which)."""
+    """Records on each wallet what the postings move (``wallet_moves`` decides which): no
+    rule can refuse a move, so it may be recorded once the command has decided the rest."""
     for move in wallet_moves(postings):
-        wallet(ctx, move.account, move.currency).move(move, source)
+        found = wallet(ctx, move.account, move.currency)
+        ctx.uow.record(found, decide_move(found, move, source))
 
 
 def own_payout(ctx: Context, payout_id: str) -> Payout:

@@ -1,11 +1,13 @@
 """Finance's commands, one function each: settlement, payouts and the tax withheld on them,
 closing days and quarters, the payment rail's bills and their breaks, payees and tax
-tables. Like handlers.py: load, let the domain decide, stage the result; never save.
+tables. Like handlers.py: load, let the domain decide everything, then record the result;
+never save.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from uuid import UUID
 from zoneinfo import ZoneInfo
 
 from ledger.application import commands as c
@@ -35,13 +37,28 @@ from ledger.application.idempotency import (
     ResultRef,
     check_same_request,
 )
+from ledger.domain.decisions import Event
 from ledger.domain.order import OrderKey
+from ledger.domain.order_decisions import Settle, decide_settle, settled_postings
 from ledger.domain.payee import Payee, withholds_tax
-from ledger.domain.payout import Payout, check_payout_permission, payout_number
+from ledger.domain.payout import (
+    Approve,
+    MarkFailed,
+    MarkPaid,
+    Payout,
+    Reject,
+    check_payout_permission,
+    decide_approve,
+    decide_mark_failed,
+    decide_mark_paid,
+    decide_reject,
+    payout_number,
+)
 from ledger.domain.quarters import QuarterBook
 from ledger.domain.rail_bills import BreakBook, RailBill
 from ledger.domain.settlement import SettlementRun
 from ledger.domain.tax_table import TaxTable
+from ledger.domain.wallet import Release, Reserve, check_payable, decide_release, decide_reserve
 from ledger.domain.withholding import TaxYear, Withholding
 
 MAX_SETTLEMENT_BATCH = 500  # orders one settlement command may settle
@@ -58,17 +75,19 @@ def run_settlement(ctx: Context, cmd: c.RunSettlement) -> ResultRef:
     """Settles each candidate that is due; one not due (yet) is left as it is. Running it
     twice moves nothing twice: a settled order is never settled again."""
     check_open(ctx)
-    settled: list[OrderKey] = []
+    settled: dict[UUID, OrderKey] = {}  # an order named twice is settled once
     for key in cmd.orders[:MAX_SETTLEMENT_BATCH]:
         order = find_order(ctx.uow, ctx.caller.platform_id, key.storefront_id, key.order_id)
-        if order is None or not order.is_due(ctx.now):
+        if order is None or order.id in settled or not order.is_due(ctx.now):
             continue
-        postings = order.settle(at=ctx.now)
-        move_wallets(ctx, postings, f"order:{order.name}")
-        settled.append(order.key)
-    run = SettlementRun(ctx.caller.platform_id, cmd.idempotency_key, ctx.now, tuple(settled))
+        decided = decide_settle(order, Settle(ctx.now))
+        ctx.uow.record(order, decided)
+        move_wallets(ctx, settled_postings(decided), f"order:{order.name}")
+        settled[order.id] = order.key
+    run = SettlementRun(ctx.caller.platform_id, cmd.idempotency_key, ctx.now,
+                        tuple(settled.values()))
     ctx.uow.add(run)
-    return ref(SETTLEMENT, run, settled_count=len(settled))
+    return ref(ctx, SETTLEMENT, run, settled_count=len(settled))
 
 
 def request_payout(ctx: Context, cmd: c.RequestPayout) -> ResultRef:
@@ -79,53 +98,61 @@ def request_payout(ctx: Context, cmd: c.RequestPayout) -> ResultRef:
     check_open(ctx)
     minimum = plan_book(ctx.uow, ctx.caller.platform_id).in_force_at(ctx.now).min_payout
     payout_id = payout_number(ctx.caller.platform_id, ctx.caller.principal, cmd.idempotency_key)
-    wallet(ctx, cmd.account, cmd.currency).reserve(payout_id=payout_id, amount=cmd.amount,
-                                                   minimum=minimum)
+    paying = wallet(ctx, cmd.account, cmd.currency)
+    reserved = decide_reserve(paying, Reserve(payout_id, cmd.amount, minimum))
     withheld = withhold_tax(ctx, cmd.account, cmd.currency, payout_id, cmd.amount)
+    ctx.uow.record(paying, reserved)
     payout = Payout(ctx.caller.platform_id, payout_id, cmd.account, cmd.currency, cmd.amount,
                     ctx.caller.principal, ctx.now,
                     Payout.request_postings(cmd.account, cmd.currency, cmd.amount),
                     tax=withheld.tax if withheld else 0,
                     tax_year=local_year(ctx) if withheld else 0)
     ctx.uow.add(payout)
-    return ref(PAYOUT, payout)
+    return ref(ctx, PAYOUT, payout)
 
 
 def approve_payout(ctx: Context, cmd: c.ApprovePayout) -> ResultRef:
     payout = own_payout(ctx, cmd.payout_id)
-    if payout.approve(by=ctx.caller.principal, at=ctx.now):
-        # Refused, the command is rolled back whole, approval included.
-        wallet(ctx, payout.account, payout.currency).check_payable()
-    return ref(PAYOUT, payout)
+    decided = decide_approve(payout, Approve(ctx.caller.principal, ctx.now))
+    if decided:
+        check_payable(wallet(ctx, payout.account, payout.currency))
+    ctx.uow.record(payout, decided)
+    return ref(ctx, PAYOUT, payout)
 
 
-def end_payout(ctx: Context, payout_id: str, step: Callable[[Payout], bool], *,
-               paid: bool) -> ResultRef:
+def end_payout(ctx: Context, payout_id: str,
+               decide: Callable[[Payout], list[Event]], *, paid: bool) -> ResultRef:
     """A payout ends (rejected, paid or failed): its wallet lets go of the amount in flight,
     for good when paid, back to available otherwise. A repeated step changes nothing."""
     payout = own_payout(ctx, payout_id)
     check_open(ctx)
-    if step(payout):
-        wallet(ctx, payout.account, payout.currency).release(
-            payout_id=payout.payout_id, amount=payout.amount, paid=paid, at=ctx.now)
+    decided = decide(payout)
+    if decided:
+        paying = wallet(ctx, payout.account, payout.currency)
+        released = decide_release(paying, Release(payout.payout_id, payout.amount, paid,
+                                                  ctx.now))
         if not paid:
             release_tax(ctx, payout)
-    return ref(PAYOUT, payout)
+        ctx.uow.record(payout, decided)
+        ctx.uow.record(paying, released)
+    return ref(ctx, PAYOUT, payout)
 
 
 def reject_payout(ctx: Context, cmd: c.RejectPayout) -> ResultRef:
     return end_payout(ctx, cmd.payout_id,
-                      lambda p: p.reject(reason=cmd.reason, at=ctx.now), paid=False)
+                      lambda p: decide_reject(p, Reject(cmd.reason, ctx.now)), paid=False)
 
 
 def mark_payout_paid(ctx: Context, cmd: c.MarkPayoutPaid) -> ResultRef:
     return end_payout(ctx, cmd.payout_id,
-                      lambda p: p.mark_paid(reference=cmd.reference, at=ctx.now), paid=True)
+                      lambda p: decide_mark_paid(p, MarkPaid(cmd.reference, ctx.now)),
+                      paid=True)
 
 
 def mark_payout_failed(ctx: Context, cmd: c.MarkPayoutFailed) -> ResultRef:
     return end_payout(ctx, cmd.payout_id,
-                      lambda p: p.mark_failed(reason=cmd.reason, at=ctx.now), paid=False)
+                      lambda p: decide_mark_failed(p, MarkFailed(cmd.reason, ctx.now)),
+                      paid=False)
 
 
 def begin_closing_day(ctx: Context, cmd: c.BeginClosingDay) -> ResultRef:
@@ -140,9 +167,9 @@ def begin_closing_day(ctx: Context, cmd: c.BeginClosingDay) -> ResultRef:
                                  close.idempotency_key))
         if earlier is not None:
             check_same_request(close.idempotency_key, earlier.fingerprint, close.fingerprint())
-            return ref(PERIOD, book)
+            return ref(ctx, PERIOD, book)
     book.begin_closing(cmd.day, now=ctx.now)
-    return ref(PERIOD, book)
+    return ref(ctx, PERIOD, book)
 
 
 def close_day(ctx: Context, cmd: c.CloseDay) -> ResultRef:
@@ -151,7 +178,7 @@ def close_day(ctx: Context, cmd: c.CloseDay) -> ResultRef:
     assert cmd.statement is not None and cmd.statement.day == cmd.day, "statement first"
     book = periods(ctx)
     book.close(cmd.statement, now=ctx.now)
-    return ref(PERIOD, book)
+    return ref(ctx, PERIOD, book)
 
 
 def import_bill(ctx: Context, cmd: c.ImportBill) -> ResultRef:
@@ -160,11 +187,11 @@ def import_bill(ctx: Context, cmd: c.ImportBill) -> ResultRef:
     platform = ctx.caller.platform_id
     known = ctx.uow.find(RailBill, RailBill.create_id(platform, cmd.digest))
     if known is not None:
-        return ref(BILL, known, already_imported=True)
+        return ref(ctx, BILL, known, already_imported=True)
     bill = RailBill(platform, cmd.digest, cmd.day, cmd.kind, cmd.fmt, cmd.lines,
                     ctx.caller.principal, ctx.now)
     ctx.uow.add(bill)
-    return ref(BILL, bill)
+    return ref(ctx, BILL, bill)
 
 
 def acknowledge_break(ctx: Context, cmd: c.AcknowledgeBreak) -> ResultRef:
@@ -177,7 +204,7 @@ def acknowledge_break(ctx: Context, cmd: c.AcknowledgeBreak) -> ResultRef:
         ctx.uow.add(book)
     book.acknowledge(break_id=cmd.break_id, reason=cmd.reason, by=ctx.caller.principal,
                      at=ctx.now)
-    return ref(BREAKS, book)
+    return ref(ctx, BREAKS, book)
 # --- payees and tax --------------------------------------------------------------------------
 
 
@@ -192,7 +219,7 @@ def record_payee(ctx: Context, cmd: c.RecordPayee) -> ResultRef:
     else:
         payee.change(kind=cmd.kind, tax_id=cmd.tax_id, identity=cmd.identity,
                      by=ctx.caller.principal, at=ctx.now)
-    return ref(PAYEE, payee)
+    return ref(ctx, PAYEE, payee)
 
 
 def publish_tax_table(ctx: Context, cmd: c.PublishTaxTable) -> ResultRef:
@@ -200,7 +227,7 @@ def publish_tax_table(ctx: Context, cmd: c.PublishTaxTable) -> ResultRef:
     published = book.publish(
         TaxTable(0, cmd.effective_from or ctx.now, cmd.brackets, cmd.income_ratio_bps,
                  cmd.monthly_deduction, cmd.currency), now=ctx.now)
-    return ref(TAX_TABLE, book, published_version=published.version)
+    return ref(ctx, TAX_TABLE, book, published_version=published.version)
 
 
 def withhold_tax(ctx: Context, account: str, currency: str, payout_id: str,
@@ -239,4 +266,4 @@ def close_quarter(ctx: Context, cmd: c.CloseQuarter) -> ResultRef:
     assert cmd.report is not None and cmd.report.quarter == cmd.quarter, "report first"
     book: QuarterBook = find_or_open(ctx.uow, QuarterBook, ctx.caller.platform_id)
     book.close(cmd.report, now=ctx.now)
-    return ref(QUARTER, book)
+    return ref(ctx, QUARTER, book)

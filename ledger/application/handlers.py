@@ -1,6 +1,8 @@
-"""One function per command: load what it needs, let the domain decide, stage the result.
+"""One function per command: load what it needs, let the domain decide, record the result.
 
-Handlers run inside a batch (see group_commit.py) on a UnitOfWork; they never save. Each
+Handlers run inside a batch (see group_commit.py) on a UnitOfWork; they never save. A
+handler decides everything before it records anything (ledger/domain/decisions.py), so a
+refused command has nothing to undo. Each
 returns a ResultRef naming the aggregate and version that answer the request. The
 storefront's and the admin's commands are here, finance's (settlement, payouts, closing,
 bills, payees and tax) in finance_handlers.py; HANDLERS maps every command to its handler.
@@ -40,13 +42,30 @@ from ledger.application.idempotency import (
 )
 from ledger.domain.attribution import (
     attributed_seller,
-    first_binding_stands,
     is_self_purchase,
     order_binds_customer,
     sponsor_of_new_reseller,
 )
-from ledger.domain.errors import AlreadyExists, InvalidInput, NotFound
+from ledger.domain.decisions import create
+from ledger.domain.errors import InvalidInput
 from ledger.domain.order import Order
+from ledger.domain.order_decisions import (
+    Cancel,
+    CloseCase,
+    Complete,
+    OpenCase,
+    Pay,
+    Place,
+    Refund,
+    Refunded,
+    decide_cancel,
+    decide_close_case,
+    decide_complete,
+    decide_open_case,
+    decide_pay,
+    decide_place,
+    decide_refund,
+)
 from ledger.domain.payee import Payee
 from ledger.domain.payout import Payout
 from ledger.domain.periods import PeriodBook
@@ -55,7 +74,22 @@ from ledger.domain.plan_book import PlanBook
 from ledger.domain.refunds import RefundLine
 from ledger.domain.split import LineItem
 from ledger.domain.tax_table import TaxBook
-from ledger.domain.team import CustomerBinding, Reseller, check_no_cycle, enroll
+from ledger.domain.team import CustomerBinding, Reseller
+from ledger.domain.team_decisions import (
+    Bind,
+    Bound,
+    Enrol,
+    Move,
+    Rebind,
+    SetRank,
+    SetTeamTarget,
+    decide_bind,
+    decide_enrol,
+    decide_move,
+    decide_rebind,
+    decide_set_rank,
+    decide_set_team_target,
+)
 
 # --- storefront commands -------------------------------------------------------------------
 
@@ -66,23 +100,24 @@ def place_order(ctx: Context, cmd: c.PlaceOrder) -> ResultRef:
     A customer's first attributed order binds them to its reseller (锁粉) when unbound.
     """
     platform = ctx.caller.platform_id
-    if find_order(ctx.uow, platform, ctx.caller.principal, cmd.order_id) is not None:
-        raise AlreadyExists(f"order {cmd.order_id} already exists")
-    if cmd.reseller_id:
-        reseller(ctx.uow, platform, cmd.reseller_id)
+    existing = find_order(ctx.uow, platform, ctx.caller.principal, cmd.order_id)
     bound = bound_reseller_id(ctx.uow, platform, cmd.customer_id)
-    if order_binds_customer(cmd.reseller_id, bound):
-        ctx.uow.add(CustomerBinding(platform, cmd.customer_id, cmd.reseller_id, ctx.now))
-    seller_id = attributed_seller(cmd.reseller_id, bound)
-    lines = [
+    lines = tuple(
         LineItem(i, n.sku, n.category, n.quantity, n.unit_sale_price, n.unit_supply_price,
                  n.supplier_id)
         for i, n in enumerate(cmd.lines, start=1)
-    ]
-    order = Order(platform, cmd.order_id, ctx.caller.principal, cmd.customer_id, seller_id,
-                  cmd.currency, lines, ctx.now)
+    )
+    placed = decide_place(existing, Place(
+        platform, cmd.order_id, ctx.caller.principal, cmd.customer_id,
+        attributed_seller(cmd.reseller_id, bound), cmd.currency, lines, ctx.now))
+    if cmd.reseller_id:
+        reseller(ctx.uow, platform, cmd.reseller_id)
+    if order_binds_customer(cmd.reseller_id, bound):
+        ctx.uow.add(create(CustomerBinding,
+                           Bound(platform, cmd.customer_id, cmd.reseller_id, ctx.now)))
+    order = create(Order, *placed)
     ctx.uow.add(order)
-    return ref(ORDER, order)
+    return ref(ctx, ORDER, order)
 
 
 def pay_order(ctx: Context, cmd: c.PayOrder, *, backdated: bool = False) -> ResultRef:
@@ -101,27 +136,22 @@ def pay_order(ctx: Context, cmd: c.PayOrder, *, backdated: bool = False) -> Resu
         seller.check_enrolled_by(ctx.now)
     seller_customer = seller.customer_id if seller is not None else ""
     check_open(ctx)
-    order.pay(
-        payment_id=cmd.payment_id,
-        amount=cmd.amount,
-        plan=plan,
-        chain=chain,
-        self_purchase=is_self_purchase(seller_customer, order.customer_id),
-        at=ctx.now,
-        backdated=backdated,
-    )
-    return ref(ORDER, order)
+    ctx.uow.record(order, decide_pay(order, Pay(
+        cmd.payment_id, cmd.amount, plan, tuple(chain),
+        is_self_purchase(seller_customer, order.customer_id), ctx.now, backdated)))
+    return ref(ctx, ORDER, order)
 
 
 def complete_order(ctx: Context, cmd: c.CompleteOrder) -> ResultRef:
     order = own_order(ctx.uow, ctx.caller, cmd.order_id)
-    order.complete(at=ctx.now)
-    return ref(ORDER, order)
+    ctx.uow.record(order, decide_complete(order, Complete(ctx.now)))
+    return ref(ctx, ORDER, order)
 
 
 def import_order(ctx: Context, cmd: c.ImportOrder) -> ResultRef:
     """The storefront's three writes (place, pay in full, complete) as one command, so a
-    bulk import pays for one idempotency key and one lookup per order, not three.
+    bulk import pays for one idempotency key and one lookup per order, not three. Each step
+    decides on the new order as the step before left it (it is this command's own).
 
     A backfill gives each step its own time: each runs as if the clock read that time (the
     plan in force then, the upline chain and ranks then, the day it lands in, which must
@@ -139,13 +169,13 @@ def import_order(ctx: Context, cmd: c.ImportOrder) -> ResultRef:
     if cmd.completed:
         complete_order(dataclasses.replace(ctx, now=completed),
                        c.CompleteOrder(cmd.idempotency_key, cmd.order_id))
-    return ref(ORDER, order)
+    return ref(ctx, ORDER, order)
 
 
 def cancel_order(ctx: Context, cmd: c.CancelOrder) -> ResultRef:
     order = own_order(ctx.uow, ctx.caller, cmd.order_id)
-    order.cancel(reason=cmd.reason, at=ctx.now)
-    return ref(ORDER, order)
+    ctx.uow.record(order, decide_cancel(order, Cancel(cmd.reason, ctx.now)))
+    return ref(ctx, ORDER, order)
 
 
 def refund_order(ctx: Context, cmd: c.RefundOrder) -> ResultRef:
@@ -153,47 +183,44 @@ def refund_order(ctx: Context, cmd: c.RefundOrder) -> ResultRef:
     which may leave a debt."""
     order = own_order(ctx.uow, ctx.caller, cmd.order_id)
     check_open(ctx)
-    record = order.refund(
-        refund_id=cmd.refund_id,
-        lines=[RefundLine(line.line_no, line.amount) for line in cmd.lines],
-        reason=cmd.reason,
-        at=ctx.now,
-    )
-    move_wallets(ctx, record.postings, f"refund:{order.name}/{cmd.refund_id}")
-    return ref(ORDER, order, refund_id=cmd.refund_id)
+    decided = decide_refund(order, Refund(
+        cmd.refund_id, tuple(RefundLine(line.line_no, line.amount) for line in cmd.lines),
+        cmd.reason, ctx.now))
+    ctx.uow.record(order, decided)
+    for refunded in decided:
+        assert isinstance(refunded, Refunded)
+        move_wallets(ctx, refunded.refund.postings, f"refund:{order.name}/{cmd.refund_id}")
+    return ref(ctx, ORDER, order, refund_id=cmd.refund_id)
 
 
 def open_after_sale(ctx: Context, cmd: c.OpenAfterSale) -> ResultRef:
     order = own_order(ctx.uow, ctx.caller, cmd.order_id)
-    order.open_after_sale(case_id=cmd.case_id, line_no=cmd.line_no, reason=cmd.reason)
-    return ref(ORDER, order)
+    ctx.uow.record(order, decide_open_case(order, OpenCase(cmd.case_id, cmd.line_no,
+                                                           cmd.reason)))
+    return ref(ctx, ORDER, order)
 
 
 def close_after_sale(ctx: Context, cmd: c.CloseAfterSale) -> ResultRef:
     order = own_order(ctx.uow, ctx.caller, cmd.order_id)
-    order.close_after_sale(case_id=cmd.case_id, resolution=cmd.resolution)
-    return ref(ORDER, order)
+    ctx.uow.record(order, decide_close_case(order, CloseCase(cmd.case_id, cmd.resolution)))
+    return ref(ctx, ORDER, order)
 
 
 def enroll_reseller(ctx: Context, cmd: c.EnrollReseller) -> ResultRef:
     """A customer becoming a reseller keeps the reseller they were bound to as sponsor,
     unless the request names another sponsor or asks for none."""
     platform = ctx.caller.platform_id
-    if ctx.uow.find(Reseller, Reseller.create_id(platform, cmd.reseller_id)) is not None:
-        raise AlreadyExists(f"reseller {cmd.reseller_id} already exists")
+    existing = ctx.uow.find(Reseller, Reseller.create_id(platform, cmd.reseller_id))
     sponsor_id = sponsor_of_new_reseller(
         cmd.sponsor_id, bound_reseller_id(ctx.uow, platform, cmd.customer_id),
         without_sponsor=cmd.without_sponsor)
-    sponsor = None
-    if sponsor_id:
-        sponsor = ctx.uow.find(Reseller, Reseller.create_id(platform, sponsor_id))
-        if sponsor is None:
-            raise NotFound(f"sponsor {sponsor_id} does not exist", reason="SPONSOR_NOT_FOUND")
-    new = enroll(platform, cmd.reseller_id, sponsor=sponsor, customer_id=cmd.customer_id,
-                 asked=cmd.enrolled_at, now=ctx.now,
-                 rank=cmd.rank if isinstance(cmd, c.ImportReseller) else "")
+    sponsor = (ctx.uow.find(Reseller, Reseller.create_id(platform, sponsor_id))
+               if sponsor_id else None)
+    new = create(Reseller, *decide_enrol(existing, sponsor, Enrol(
+        platform, cmd.reseller_id, sponsor_id, cmd.customer_id, cmd.enrolled_at, ctx.now,
+        cmd.rank if isinstance(cmd, c.ImportReseller) else "")))
     ctx.uow.add(new)
-    return ref(RESELLER, new)
+    return ref(ctx, RESELLER, new)
 
 
 def bind_customer(ctx: Context, cmd: c.BindCustomer) -> ResultRef:
@@ -202,12 +229,12 @@ def bind_customer(ctx: Context, cmd: c.BindCustomer) -> ResultRef:
     platform = ctx.caller.platform_id
     reseller(ctx.uow, platform, cmd.reseller_id)
     bound = binding(ctx.uow, platform, cmd.customer_id)
-    if not first_binding_stands(cmd.customer_id, bound.reseller_id if bound else "",
-                                cmd.reseller_id):
-        bound = CustomerBinding(platform, cmd.customer_id, cmd.reseller_id, ctx.now)
+    decided = decide_bind(bound, Bind(platform, cmd.customer_id, cmd.reseller_id, ctx.now))
+    if decided:
+        bound = create(CustomerBinding, *decided)
         ctx.uow.add(bound)
     assert bound is not None
-    return ref(BINDING, bound)
+    return ref(ctx, BINDING, bound)
 
 
 # --- admin commands ------------------------------------------------------------------------
@@ -225,7 +252,7 @@ def publish_plan(ctx: Context, cmd: c.PublishPlan) -> ResultRef:
         exclude_self_purchase=cmd.exclude_self_purchase,
     )
     published = book.publish(plan, now=ctx.now)
-    return ref(PLAN, book, published_version=published.version)
+    return ref(ctx, PLAN, book, published_version=published.version)
 
 
 def move_reseller(ctx: Context, cmd: c.MoveReseller) -> ResultRef:
@@ -234,31 +261,33 @@ def move_reseller(ctx: Context, cmd: c.MoveReseller) -> ResultRef:
     moving = reseller(ctx.uow, platform, cmd.reseller_id)
     if cmd.new_sponsor_id:
         reseller(ctx.uow, platform, cmd.new_sponsor_id)
-        check_no_cycle(cmd.reseller_id, cmd.new_sponsor_id,
-                       lambda rid: reseller(ctx.uow, platform, rid).sponsor_id)
-    moving.move(new_sponsor_id=cmd.new_sponsor_id, reason=cmd.reason, at=ctx.now)
-    return ref(RESELLER, moving)
+    ctx.uow.record(moving, decide_move(
+        moving, Move(cmd.new_sponsor_id, cmd.reason, ctx.now),
+        lambda rid: reseller(ctx.uow, platform, rid).sponsor_id))
+    return ref(ctx, RESELLER, moving)
 
 
 def set_rank(ctx: Context, cmd: c.SetRank) -> ResultRef:
     ranked = reseller(ctx.uow, ctx.caller.platform_id, cmd.reseller_id)
-    ranked.set_rank(rank=cmd.rank, at=ctx.now)
-    return ref(RESELLER, ranked)
+    ctx.uow.record(ranked, decide_set_rank(ranked, SetRank(cmd.rank, ctx.now)))
+    return ref(ctx, RESELLER, ranked)
 
 
 def set_team_target(ctx: Context, cmd: c.SetTeamTarget) -> ResultRef:
     leader = reseller(ctx.uow, ctx.caller.platform_id, cmd.reseller_id)
-    leader.set_team_target(month=cmd.month, currency=cmd.currency, amount=cmd.amount, at=ctx.now)
-    return ref(RESELLER, leader)
+    ctx.uow.record(leader, decide_set_team_target(
+        leader, SetTeamTarget(cmd.month, cmd.currency, cmd.amount, ctx.now)))
+    return ref(ctx, RESELLER, leader)
 
 
 def rebind_customer(ctx: Context, cmd: c.RebindCustomer) -> ResultRef:
     reseller(ctx.uow, ctx.caller.platform_id, cmd.reseller_id)
     bound = binding(ctx.uow, ctx.caller.platform_id, cmd.customer_id)
-    if bound is None:
-        raise NotFound(f"customer {cmd.customer_id} is not bound to any reseller")
-    bound.rebind(reseller_id=cmd.reseller_id, reason=cmd.reason, at=ctx.now)
-    return ref(BINDING, bound)
+    decided = decide_rebind(bound, Rebind(cmd.customer_id, cmd.reseller_id, cmd.reason,
+                                          ctx.now))
+    assert bound is not None  # decide_rebind refuses a customer bound to nobody
+    ctx.uow.record(bound, decided)
+    return ref(ctx, BINDING, bound)
 
 
 HANDLERS: dict[type[c.Command], Callable[[Context, Any], ResultRef]] = {

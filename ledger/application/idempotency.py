@@ -21,6 +21,7 @@ from uuid import UUID
 from eventsourcing.domain import Aggregate, event
 
 from ledger.domain.copying import CheapCopy
+from ledger.domain.decisions import Decided
 from ledger.domain.errors import RuleViolation
 from ledger.domain.ids import stable_id
 
@@ -150,7 +151,7 @@ class KeyBook:
         return found.position
 
 
-class IdempotencyRecord(CheapCopy, Aggregate):
+class IdempotencyRecord(Decided, CheapCopy, Aggregate):
     """A key as logs written before keys had a table of their own recorded it: an event in
     the log, found by its id (``create_id``) when the table does not have the key."""
 

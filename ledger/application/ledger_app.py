@@ -109,7 +109,7 @@ class LedgerApplication(Application[UUID]):
                     writes = uow.commit_command()
                     if not replayed:
                         keys.add(NewKey(*key, fingerprint, result, writes))
-                    answer = None if replayed else uow.staged_aggregate(result.aggregate_id)
+                    answer = None if replayed else uow.answer(result.aggregate_id)
                     decided.append((key, result, replayed, answer))
                 except Exception as error:  # each command fails alone, whatever the cause
                     # Not logged here: whoever waits for it does, once (a call's line).

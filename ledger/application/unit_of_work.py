@@ -1,16 +1,23 @@
-"""A batch's working set of aggregates, with per-command rollback, over a cache that saves
-the store a round trip per aggregate.
+"""A batch's working set of aggregates, over a cache that saves the store a round trip per
+aggregate.
 
 Group commit runs many commands one after another and saves all their events in one
-transaction. Each command works on copies of the aggregates it touches; only when it
-succeeds do its copies replace the batch's, so a refused command leaves no trace even when an
-earlier command in the same batch changed the same aggregate.
+transaction; a refused command must leave no trace, even when an earlier command in the same
+batch changed the same aggregate. Most kinds of aggregate (``Decided``: orders, resellers,
+bindings, wallets, payouts) are never changed while a command decides: the command reads
+them as they stand, shared, and hands the events it decided to ``record``; only when it
+succeeds are they applied, to the batch's own copy of the aggregate (made once per batch, on
+its first change: the cache's objects never change, as they may be an answer still being
+sent, or needed again should the batch be decided again). A refused command has recorded
+nothing, so there is nothing to undo. The other kinds are still changed in place by their
+commands, so each command works on copies of those, which replace the batch's when it
+succeeds.
 
-Aggregates come from, in order: this command's copies, the batch's, the writer's cache, the
-store. The cache holds each aggregate as this writer last saved or loaded it (or that it does
-not exist). Another server may have written since, so what a batch took from the cache
-without loading it afresh is checked against the store's versions, in one query, before the
-batch is saved; a stale entry is dropped and the batch decided again.
+Aggregates come from, in order: this command's, the batch's, the writer's cache, the store.
+The cache holds each aggregate as this writer last saved or loaded it (or that it does not
+exist). Another server may have written since, so what a batch took from the cache without
+loading it afresh is checked against the store's versions, in one query, before the batch
+is saved; a stale entry is dropped and the batch decided again.
 """
 
 from __future__ import annotations
@@ -24,6 +31,7 @@ from uuid import UUID
 from eventsourcing.application import AggregateNotFoundError, Repository, project_aggregate
 from eventsourcing.domain import Aggregate
 
+from ledger.domain.decisions import Decided, Event, evolve_all
 from ledger.domain.errors import NotFound
 
 A = TypeVar("A", bound=Aggregate)
@@ -61,8 +69,12 @@ class UnitOfWork:
                  ) -> None:
         self._repository = repository
         self._cache = cache or AggregateCache()
-        self._staged: dict[UUID, Aggregate] = {}
-        self._touched: dict[UUID, Aggregate] = {}
+        self._staged: dict[UUID, Aggregate] = {}  # as the batch's committed commands left them
+        self._owned: set[UUID] = set()  # staged objects the batch alone holds: changed in place
+        self._added: dict[UUID, Aggregate] = {}  # this command's new aggregates
+        self._decided: dict[UUID, tuple[Aggregate, list[Event]]] = {}  # this command's events
+        self._touched: dict[UUID, tuple[Aggregate, int]] = {}  # copies of kinds not Decided
+        self._looked_at: dict[UUID, None] = {}  # what this command found or added, in order
         self._fresh: set[UUID] = set()  # loaded from the store during this batch
         self._trusted: dict[UUID, int | None] = {}  # taken from the cache: version seen
         self._kept: dict[UUID, int] = {}  # read, and relied on until the commit: version
@@ -91,28 +103,38 @@ class UnitOfWork:
             self._fresh.add(aggregate_id)
 
     def find(self, cls: type[A], aggregate_id: UUID) -> A | None:
-        """The aggregate as this command sees it, or None if it was never created."""
-        if aggregate_id in self._touched:
-            found: Aggregate | None = self._touched[aggregate_id]
-        elif aggregate_id in self._staged:
-            found = copy.deepcopy(self._staged[aggregate_id])
-        else:
-            entry = self._cache.lookup(aggregate_id)
-            if entry is MISSING:
-                try:
-                    entry = self._repository.get(aggregate_id)
-                except AggregateNotFoundError:
-                    entry = None
-                self._cache.put(aggregate_id, entry)
-                self._fresh.add(aggregate_id)
-            elif aggregate_id not in self._fresh:
-                self._trusted[aggregate_id] = entry.version if entry is not None else None
-            if entry is None:
-                return None
-            found = copy.deepcopy(entry)
+        """The aggregate as this command sees it, or None if it was never created: as the
+        batch's earlier commands left it, without what this command has decided (a command
+        decides on what stands). A ``Decided`` aggregate is shared: never change it but by
+        ``record``. Any other kind is this command's own copy, changed in place."""
+        found = self._added.get(aggregate_id)
+        if found is None and aggregate_id in self._touched:
+            found = self._touched[aggregate_id][0]
+        if found is None:
+            found = self._staged.get(aggregate_id)
+            if found is None:
+                found = self._cached(aggregate_id)
+                if found is None:
+                    return None
+            if not isinstance(found, Decided):
+                found = copy.deepcopy(found)
+                self._touched[aggregate_id] = (found, found.version)
         assert isinstance(found, cls), f"{aggregate_id} is a {type(found).__name__}"
-        self._touched[aggregate_id] = found
+        self._looked_at[aggregate_id] = None
         return found
+
+    def _cached(self, aggregate_id: UUID) -> Aggregate | None:
+        entry = self._cache.lookup(aggregate_id)
+        if entry is MISSING:
+            try:
+                entry = self._repository.get(aggregate_id)
+            except AggregateNotFoundError:
+                entry = None
+            self._cache.put(aggregate_id, entry)
+            self._fresh.add(aggregate_id)
+        elif aggregate_id not in self._fresh:
+            self._trusted[aggregate_id] = entry.version if entry is not None else None
+        return entry  # type: ignore[no-any-return]
 
     def get(self, cls: type[A], aggregate_id: UUID, what: str) -> A:
         found = self.find(cls, aggregate_id)
@@ -121,17 +143,61 @@ class UnitOfWork:
         return found
 
     def add(self, aggregate: Aggregate) -> None:
-        self._touched[aggregate.id] = aggregate
+        """A new aggregate, this command's own until it commits (changed by ``record``)."""
+        self._added[aggregate.id] = aggregate
+        self._looked_at[aggregate.id] = None
+
+    def record(self, aggregate: Aggregate, events: Sequence[Event]) -> None:
+        """Keeps what the command decided for ``aggregate``, to apply when it commits; on a
+        new aggregate of this command's, applies it now (no one else sees it)."""
+        if aggregate.id in self._added:
+            evolve_all(aggregate, events)
+        elif events:
+            self._looked_at.setdefault(aggregate.id, None)
+            assert isinstance(aggregate, Decided), f"{type(aggregate).__name__} is changed " \
+                "in place, not by decided events"
+            self._decided.setdefault(aggregate.id, (aggregate, []))[1].extend(events)
+
+    def version(self, aggregate: Aggregate) -> int:
+        """The version ``aggregate`` is at once this command's decided events are applied."""
+        decided = self._decided.get(aggregate.id)
+        return aggregate.version + (len(decided[1]) if decided is not None else 0)
 
     def commit_command(self) -> tuple[tuple[UUID, int], ...]:
         """Keeps what the command changed; returns what it wrote: each aggregate it added
-        events to, at the version they brought it to."""
-        writes = tuple((i, a.version) for i, a in self._touched.items() if a.pending_events)
-        self._staged.update(self._touched)
-        self._touched.clear()
-        return writes
+        events to, at the version they brought it to. The batch's aggregates are saved in
+        the order each was first looked at, as the command looked at them."""
+        written: list[UUID] = []
+        for aggregate_id in self._looked_at:
+            if aggregate_id in self._added:
+                self._staged[aggregate_id] = self._added[aggregate_id]
+                self._owned.add(aggregate_id)
+                written.append(aggregate_id)
+            elif aggregate_id in self._touched:
+                aggregate, version = self._touched[aggregate_id]
+                self._staged[aggregate_id] = aggregate
+                if aggregate.version != version:
+                    written.append(aggregate_id)
+            elif aggregate_id in self._decided:
+                aggregate, events = self._decided[aggregate_id]
+                evolve_all(self._writable(aggregate), events)
+                written.append(aggregate_id)
+        self.rollback_command()
+        return tuple((i, self._staged[i].version) for i in written)
+
+    def _writable(self, aggregate: Aggregate) -> Aggregate:
+        """The batch's own copy of ``aggregate``, made on its first change in the batch."""
+        if aggregate.id in self._owned:
+            return self._staged[aggregate.id]
+        own = copy.deepcopy(self._staged.get(aggregate.id, aggregate))
+        self._staged[aggregate.id] = own
+        self._owned.add(aggregate.id)
+        return own
 
     def rollback_command(self) -> None:
+        self._looked_at.clear()
+        self._added.clear()
+        self._decided.clear()
         self._touched.clear()
 
     def stale(self, current_versions: Callable[[Sequence[UUID]], dict[UUID, int]]
@@ -155,8 +221,10 @@ class UnitOfWork:
         return {i: v for i, v in self._kept.items()
                 if i not in self._staged or not self._staged[i].pending_events}
 
-    def staged_aggregate(self, aggregate_id: UUID) -> Aggregate | None:
-        """A committed command's aggregate; later commands work on copies, never on it."""
+    def answer(self, aggregate_id: UUID) -> Aggregate | None:
+        """A committed command's aggregate, to answer it with: it is sent after the batch,
+        so no later command of the batch changes it in place (they change a copy)."""
+        self._owned.discard(aggregate_id)
         return self._staged.get(aggregate_id)
 
     def staged(self) -> list[Aggregate]:

@@ -1,9 +1,11 @@
 """The life of an order: placed → paid → completed, cancelled only before payment, refunded
 in parts, held by after-sales cases.
 
-The split of the money is decided once, on payment, and written into the Paid event with the
-plan version and the upline chain it used; refunds reverse the recorded shares. Replaying the
-events therefore never recomputes anything with newer rules.
+This is the container the store saves: the order's state, what it answers, and how each
+event changes it. Every rule is decided in order_decisions.py before anything is recorded
+(decisions.py). The split of the money is decided once, on payment, and written into the
+Paid event with the plan version and the upline chain it used; refunds reverse the recorded
+shares. Replaying the events therefore never recomputes anything with newer rules.
 """
 
 from __future__ import annotations
@@ -16,25 +18,15 @@ from uuid import UUID
 from eventsourcing.domain import Aggregate, event
 
 from ledger.domain.copying import CheapCopy
-from ledger.domain.errors import AlreadyExists, InvalidInput, RuleViolation
+from ledger.domain.decisions import Decided
 from ledger.domain.ids import stable_id
-from ledger.domain.money import (
-    AVAILABLE,
-    CLEARING,
-    CUSTOMER_FUNDS,
-    FROZEN,
-    Posting,
-    assert_balanced,
-    merge_postings,
-)
-from ledger.domain.plan import CommissionPlan
-from ledger.domain.refunds import RefundLine, RefundRecord, check_refund_lines, refund_postings
-from ledger.domain.split import LineItem, Share, UplineMember, reversed_so_far, split_line
+from ledger.domain.money import AVAILABLE, FROZEN, Posting
+from ledger.domain.order_decisions import CANCELLED, COMPLETED, PAID, PLACED
+from ledger.domain.refunds import RefundLine, RefundRecord
+from ledger.domain.split import LineItem, Share, reversed_so_far
 
-PLACED = "placed"
-PAID = "paid"
-COMPLETED = "completed"
-CANCELLED = "cancelled"
+__all__ = ["CANCELLED", "COMPLETED", "PAID", "PLACED", "AfterSaleCase", "Order", "OrderKey",
+           "RefundLine", "order_name"]
 
 
 @dataclass(frozen=True)
@@ -55,7 +47,7 @@ class AfterSaleCase:
     resolution: str = ""
 
 
-class Order(CheapCopy, Aggregate):
+class Order(Decided, CheapCopy, Aggregate):
     """One order of one storefront, with every movement of its money."""
 
     @staticmethod
@@ -167,132 +159,6 @@ class Order(CheapCopy, Aggregate):
     @property
     def paid_by_line(self) -> dict[int, int]:
         return {line.line_no: line.amount for line in self.lines}
-
-    # --- commands -----------------------------------------------------------------------
-
-    def pay(
-        self,
-        *,
-        payment_id: str,
-        amount: int,
-        plan: CommissionPlan,
-        chain: Sequence[UplineMember],
-        self_purchase: bool,
-        at: datetime,
-        backdated: bool = False,
-    ) -> None:
-        """Records the payment and splits every line along the upline chain, all frozen.
-
-        ``backdated``: recorded after the fact (a backfill), with the chain as it stood at
-        ``at``; the event says so, and the team numbers follow the tree of that time too."""
-        self.check_status(PLACED, "pay")
-        if amount != self.total:
-            raise RuleViolation(
-                f"payment of {amount} does not match the order total {self.total}",
-                reason="PAYMENT_AMOUNT_MISMATCH",
-            )
-        shares: list[Share] = []
-        for line in self.lines:
-            shares.extend(split_line(line, chain, plan, self_purchase=self_purchase))
-        postings = merge_postings(
-            [Posting(CUSTOMER_FUNDS, CLEARING, self.currency, -self.total)]
-            + [Posting(s.account, FROZEN, self.currency, s.amount) for s in shares]
-        )
-        assert_balanced(postings)
-        self._paid(
-            payment_id=payment_id,
-            paid_at=at,
-            plan_version=plan.version,
-            freeze_days=plan.freeze_days,
-            upline_chain=tuple(m.reseller_id for m in chain[: plan.levels]),
-            shares=tuple(shares),
-            postings=postings,
-            backdated=backdated,
-        )
-
-    def complete(self, *, at: datetime) -> None:
-        self.check_status(PAID, "complete")
-        self._completed(completed_at=at)
-
-    def cancel(self, *, reason: str, at: datetime) -> None:
-        """Only an unpaid order can be cancelled; a paid one is refunded."""
-        self.check_status(PLACED, "cancel")
-        self._cancelled(reason=reason, cancelled_at=at)
-
-    def refund(
-        self, *, refund_id: str, lines: Sequence[RefundLine], reason: str, at: datetime
-    ) -> RefundRecord:
-        """Reverses every share of the refunded lines in proportion; the platform takes the
-        rest (see ledger/domain/refunds.py)."""
-        if self.status not in (PAID, COMPLETED):
-            raise RuleViolation(
-                f"order {self.order_id} is {self.status}; only a paid order can be refunded",
-                reason="ORDER_NOT_PAID",
-            )
-        if refund_id in self.refunds:
-            raise AlreadyExists(f"refund {refund_id} of order {self.order_id} already exists")
-        paid = self.paid_by_line
-        check_refund_lines(paid, self.refunded_by_line, lines)
-        postings = refund_postings(self.shares, paid, self.refunded_by_line, lines,
-                                   currency=self.currency, bucket=self.bucket)
-        record = RefundRecord(refund_id, tuple(lines), postings, at, reason)
-        self._refunded(refund=record)
-        return record
-
-    def settle(self, *, at: datetime) -> tuple[Posting, ...]:
-        """Releases every share still held: frozen → available, once the freeze window after
-        completion has passed with no after-sales case open."""
-        self.check_status(COMPLETED, "settle")
-        if self.settled:
-            raise RuleViolation(f"order {self.order_id} is already settled",
-                                reason="ORDER_SETTLED")
-        due = self.due_at()
-        assert due is not None
-        if at < due:
-            raise RuleViolation(f"order {self.order_id} is frozen until {due.isoformat()}",
-                                reason="FREEZE_WINDOW_OPEN")
-        if self.has_open_case:
-            raise RuleViolation(f"order {self.order_id} has an open after-sales case",
-                                reason="AFTER_SALE_OPEN")
-        postings = []
-        for account, amount in self.remaining().items():
-            postings.append(Posting(account, FROZEN, self.currency, -amount))
-            postings.append(Posting(account, AVAILABLE, self.currency, amount))
-        merged = merge_postings(postings)
-        assert_balanced(merged)
-        self._settled(settled_at=at, postings=merged)
-        return merged
-
-    def open_after_sale(self, *, case_id: str, line_no: int, reason: str) -> None:
-        """An open case holds the order's shares frozen until it closes, even past the window."""
-        if self.status not in (PAID, COMPLETED):
-            raise RuleViolation(
-                f"order {self.order_id} is {self.status}; after-sales needs a paid order",
-                reason="ORDER_NOT_PAID",
-            )
-        if case_id in self.cases:
-            raise AlreadyExists(f"after-sales case {case_id} already exists")
-        if self.line(line_no) is None:
-            raise InvalidInput([("line_no", f"order {self.order_id} has no line {line_no}")])
-        self._after_sale_opened(case_id=case_id, line_no=line_no, reason=reason)
-
-    def close_after_sale(self, *, case_id: str, resolution: str) -> None:
-        case = self.cases.get(case_id)
-        if case is None:
-            raise InvalidInput([("case_id", f"order {self.order_id} has no case {case_id}")])
-        if not case.open:
-            raise RuleViolation(f"after-sales case {case_id} is already closed",
-                                reason="CASE_CLOSED")
-        self._after_sale_closed(case_id=case_id, resolution=resolution)
-
-    # --- rules --------------------------------------------------------------------------
-
-    def check_status(self, required: str, action: str) -> None:
-        if self.status != required:
-            raise RuleViolation(
-                f"cannot {action} order {self.order_id}: it is {self.status}, not {required}",
-                reason=f"ORDER_{self.status.upper()}",
-            )
 
     # --- events: how each one changes the order (run again on every replay) -------------
 

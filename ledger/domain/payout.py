@@ -9,12 +9,15 @@ refused in the wrong state.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
+from typing import ClassVar
 from uuid import UUID
 
 from eventsourcing.domain import Aggregate, event
 
 from ledger.domain.copying import CheapCopy
+from ledger.domain.decisions import Decided, Event
 from ledger.domain.errors import AccessDenied, RuleViolation
 from ledger.domain.ids import stable_id
 from ledger.domain.money import (
@@ -49,7 +52,7 @@ def check_payout_permission(requester_role: str, account: str) -> None:
         raise AccessDenied("a storefront may request payouts for resellers only")
 
 
-class Payout(CheapCopy, Aggregate):
+class Payout(Decided, CheapCopy, Aggregate):
     @staticmethod
     def create_id(platform_id: str, payout_id: str) -> UUID:
         return stable_id("payout", platform_id, payout_id)
@@ -97,52 +100,10 @@ class Payout(CheapCopy, Aggregate):
         assert_balanced(postings)
         return postings
 
-    # Each step repeated on a payout already in its result is a no-op (returns False), so a
-    # finance clerk's double click is harmless; any other state is refused.
-
-    def approve(self, *, by: str, at: datetime) -> bool:
-        if self.status == APPROVED:
-            return False
-        self._check(REQUESTED, "approve")
-        self._approved(by=by, at=at)
-        return True
-
-    def reject(self, *, reason: str, at: datetime) -> bool:
-        if self.status == REJECTED:
-            return False
-        self._check(REQUESTED, "reject")
-        self._rejected(reason=reason, at=at, postings=self._return_postings())
-        return True
-
-    def mark_paid(self, *, reference: str, at: datetime) -> bool:
-        if self.status == PAID and self.reference == reference:
-            return False
-        self._check(APPROVED, "mark paid")
-        # The gross leaves in flight: the net to the rail, the tax to the tax authority.
-        postings = (Posting(self.account, IN_FLIGHT, self.currency, -self.amount),
-                    Posting(self.account, PAID_OUT, self.currency, self.net),
-                    *((Posting(TAX_PAYABLE, AVAILABLE, self.currency, self.tax),)
-                      if self.tax else ()))
-        assert_balanced(postings)
-        self._paid(reference=reference, at=at, postings=postings)
-        return True
-
-    def mark_failed(self, *, reason: str, at: datetime) -> bool:
-        if self.status == FAILED:
-            return False
-        self._check(APPROVED, "mark failed")
-        self._failed(reason=reason, at=at, postings=self._return_postings())
-        return True
-
-    def _return_postings(self) -> tuple[Posting, ...]:
+    def return_postings(self) -> tuple[Posting, ...]:
+        """A payout that ends unpaid (rejected, failed) returns its amount to available."""
         return (Posting(self.account, IN_FLIGHT, self.currency, -self.amount),
                 Posting(self.account, AVAILABLE, self.currency, self.amount))
-
-    def _check(self, required: str, action: str) -> None:
-        if self.status != required:
-            raise RuleViolation(
-                f"cannot {action} payout {self.payout_id}: it is {self.status}, not {required}",
-                reason=f"PAYOUT_{self.status.upper()}")
 
     @event("Approved")
     def _approved(self, by: str, at: datetime) -> None:
@@ -166,3 +127,104 @@ class Payout(CheapCopy, Aggregate):
         self.status = FAILED
         self.reason = reason
         self.updated_at = at
+
+
+# --- decisions (see decisions.py) -------------------------------------------------------------
+# Each step asked of a payout already in its result records nothing (an empty decision), so a
+# finance clerk's double click is harmless; any other state is refused.
+
+
+@dataclass(frozen=True, slots=True)
+class Approve:
+    by: str
+    at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Reject:
+    reason: str
+    at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class MarkPaid:
+    reference: str
+    at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class MarkFailed:
+    reason: str
+    at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Approved(Event):
+    method: ClassVar[str] = "_approved"
+    by: str
+    at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Rejected(Event):
+    method: ClassVar[str] = "_rejected"
+    reason: str
+    at: datetime
+    postings: tuple[Posting, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Paid(Event):
+    method: ClassVar[str] = "_paid"
+    reference: str
+    at: datetime
+    postings: tuple[Posting, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Failed(Event):
+    method: ClassVar[str] = "_failed"
+    reason: str
+    at: datetime
+    postings: tuple[Posting, ...]
+
+
+def decide_approve(payout: Payout, cmd: Approve) -> list[Event]:
+    if payout.status == APPROVED:
+        return []
+    check_status(payout, REQUESTED, "approve")
+    return [Approved(cmd.by, cmd.at)]
+
+
+def decide_reject(payout: Payout, cmd: Reject) -> list[Event]:
+    if payout.status == REJECTED:
+        return []
+    check_status(payout, REQUESTED, "reject")
+    return [Rejected(cmd.reason, cmd.at, payout.return_postings())]
+
+
+def decide_mark_paid(payout: Payout, cmd: MarkPaid) -> list[Event]:
+    if payout.status == PAID and payout.reference == cmd.reference:
+        return []
+    check_status(payout, APPROVED, "mark paid")
+    # The gross leaves in flight: the net to the rail, the tax to the tax authority.
+    postings = (Posting(payout.account, IN_FLIGHT, payout.currency, -payout.amount),
+                Posting(payout.account, PAID_OUT, payout.currency, payout.net),
+                *((Posting(TAX_PAYABLE, AVAILABLE, payout.currency, payout.tax),)
+                  if payout.tax else ()))
+    assert_balanced(postings)
+    return [Paid(cmd.reference, cmd.at, postings)]
+
+
+def decide_mark_failed(payout: Payout, cmd: MarkFailed) -> list[Event]:
+    if payout.status == FAILED:
+        return []
+    check_status(payout, APPROVED, "mark failed")
+    return [Failed(cmd.reason, cmd.at, payout.return_postings())]
+
+
+def check_status(payout: Payout, required: str, action: str) -> None:
+    if payout.status != required:
+        raise RuleViolation(
+            f"cannot {action} payout {payout.payout_id}: it is {payout.status}, not {required}",
+            reason=f"PAYOUT_{payout.status.upper()}")

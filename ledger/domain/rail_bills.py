@@ -13,11 +13,12 @@ from uuid import UUID
 from eventsourcing.domain import Aggregate, event
 
 from ledger.domain.copying import CheapCopy
+from ledger.domain.decisions import Decided
 from ledger.domain.ids import stable_id
 from ledger.domain.reconciliation import BillLine
 
 
-class RailBill(CheapCopy, Aggregate):
+class RailBill(Decided, CheapCopy, Aggregate):
     """One bill file, named by the SHA-256 of its bytes, with the lines read from it."""
 
     @staticmethod

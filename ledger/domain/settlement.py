@@ -9,11 +9,14 @@ from uuid import UUID
 from eventsourcing.domain import Aggregate, event
 
 from ledger.domain.copying import CheapCopy
+from ledger.domain.decisions import Decided
 from ledger.domain.ids import stable_id
 from ledger.domain.order import OrderKey
 
 
-class SettlementRun(CheapCopy, Aggregate):
+class SettlementRun(Decided, CheapCopy, Aggregate):
+    """Recorded once, never changed: shared by the commands that read it (Decided)."""
+
     @staticmethod
     def create_id(platform_id: str, run_key: str) -> UUID:
         return stable_id("settlement-run", platform_id, run_key)

@@ -16,7 +16,7 @@ everyone above them.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import NamedTuple
 from uuid import UUID
@@ -24,16 +24,23 @@ from uuid import UUID
 from eventsourcing.domain import Aggregate, event
 
 from ledger.domain.copying import CheapCopy
-from ledger.domain.errors import InvalidInput, RuleViolation
+from ledger.domain.decisions import Decided, create
+from ledger.domain.errors import RuleViolation
 from ledger.domain.ids import stable_id
+from ledger.domain.team_decisions import (
+    MAX_TREE_DEPTH,
+    Enrol,
+    check_no_cycle,
+    decide_enrol,
+    enrolment_date,
+)
 
-# A bound on every walk up the tree: deeper than any real team, and a guard against a loop
-# should the recorded tree ever be corrupt.
-MAX_TREE_DEPTH = 100_000
+__all__ = ["MAX_TREE_DEPTH", "CustomerBinding", "Listed", "Reseller", "as_of",
+           "check_no_cycle", "enroll", "enrolment_date", "sponsor_loop", "sponsors_first"]
 END_OF_TIME = datetime.max.replace(tzinfo=UTC)  # an undated enrolment's place: after all
 
 
-class Reseller(CheapCopy, Aggregate):
+class Reseller(Decided, CheapCopy, Aggregate):
     @staticmethod
     def create_id(platform_id: str, reseller_id: str) -> UUID:
         return stable_id("reseller", platform_id, reseller_id)
@@ -82,24 +89,6 @@ class Reseller(CheapCopy, Aggregate):
     def rank_at(self, at: datetime) -> str:
         return as_of(self.ranks, at)
 
-    def move(self, *, new_sponsor_id: str, reason: str, at: datetime) -> None:
-        if not reason.strip():
-            raise InvalidInput([("reason", "moving a reseller needs a reason")])
-        if new_sponsor_id == self.sponsor_id:
-            raise RuleViolation(
-                f"reseller {self.reseller_id} is already under {new_sponsor_id or 'no sponsor'}",
-                reason="ALREADY_UNDER_SPONSOR",
-            )
-        self._moved(from_sponsor_id=self.sponsor_id, to_sponsor_id=new_sponsor_id,
-                    reason=reason, moved_at=at)
-
-    def set_rank(self, *, rank: str, at: datetime) -> None:
-        self._rank_set(rank=rank, set_at=at)
-
-    def set_team_target(self, *, month: str, currency: str, amount: int, at: datetime) -> None:
-        """The team's sales goal for a month (team GMV, in the currency's minor units)."""
-        self._team_target_set(month=month, currency=currency, amount=amount, set_at=at)
-
     @event("Moved")
     def _moved(self, from_sponsor_id: str, to_sponsor_id: str, reason: str,
                moved_at: datetime) -> None:
@@ -116,39 +105,14 @@ class Reseller(CheapCopy, Aggregate):
         self.team_targets[f"{month}/{currency}"] = amount
 
 
-def enrolment_date(reseller_id: str, asked: datetime | None, *, now: datetime,
-                   sponsor: Reseller | None) -> datetime:
-    """When a new reseller joins the tree: the date asked for (a platform bringing its tree
-    with the dates its people joined), or now.
-
-    A date is never in the future and never before the sponsor's own enrolment. Undated,
-    the reseller joins now, or at the sponsor's enrolment if that is later: an undated
-    sponsor enrolled by a server whose clock is ahead of this one's, a moment ago."""
-    if asked is None:
-        return max(now, sponsor.enrolled_at) if sponsor is not None else now
-    if asked > now:
-        raise InvalidInput([("enrolled_at", f"must not be in the future (it is "
-                                            f"{asked.isoformat()}, now is {now.isoformat()})")])
-    if sponsor is not None and asked < sponsor.enrolled_at:
-        raise RuleViolation(
-            f"{reseller_id} cannot enrol at {asked.isoformat()}, before its sponsor "
-            f"{sponsor.reseller_id} enrolled at {sponsor.enrolled_at.isoformat()}",
-            reason="ENROLLED_BEFORE_SPONSOR",
-        )
-    return asked
-
-
 def enroll(platform_id: str, reseller_id: str, *, sponsor: Reseller | None, customer_id: str,
            asked: datetime | None, now: datetime, rank: str = "") -> Reseller:
     """A new reseller under ``sponsor`` (None: at the top of a tree), enrolled at the date
     asked for or now (``enrolment_date``), at ``rank`` from that moment: a member brought in
     with their tree holds their rank since they joined, for the orders backfilled after."""
-    at = enrolment_date(reseller_id, asked, now=now, sponsor=sponsor)
-    new = Reseller(platform_id, reseller_id, sponsor.reseller_id if sponsor else "",
-                   customer_id, at)
-    if rank:
-        new.set_rank(rank=rank, at=at)
-    return new
+    enrol = Enrol(platform_id, reseller_id, sponsor.reseller_id if sponsor else "",
+                  customer_id, asked, now, rank)
+    return create(Reseller, *decide_enrol(None, sponsor, enrol))
 
 
 class Listed(NamedTuple):
@@ -222,24 +186,7 @@ def as_of(history: list[tuple[datetime, str]], at: datetime) -> str:
     return begun[-1] if begun else history[0][1]
 
 
-def check_no_cycle(
-    reseller_id: str, new_sponsor_id: str, sponsor_of: Callable[[str], str]
-) -> None:
-    """Refuses a sponsor that is the reseller itself or anywhere in its downline."""
-    current = new_sponsor_id
-    for _ in range(MAX_TREE_DEPTH):
-        if not current:
-            return
-        if current == reseller_id:
-            raise RuleViolation(
-                f"{new_sponsor_id} is in the downline of {reseller_id}: the tree would loop",
-                reason="SPONSOR_CYCLE",
-            )
-        current = sponsor_of(current)
-    raise AssertionError(f"upline of {new_sponsor_id} is deeper than {MAX_TREE_DEPTH}")
-
-
-class CustomerBinding(CheapCopy, Aggregate):
+class CustomerBinding(Decided, CheapCopy, Aggregate):
     """A customer's reseller: the first binding stands; only an admin rebinds."""
 
     @staticmethod
@@ -254,16 +201,6 @@ class CustomerBinding(CheapCopy, Aggregate):
         self.customer_id = customer_id
         self.reseller_id = reseller_id
         self.bound_at = bound_at
-
-    def rebind(self, *, reseller_id: str, reason: str, at: datetime) -> None:
-        if not reason.strip():
-            raise InvalidInput([("reason", "rebinding a customer needs a reason")])
-        if reseller_id == self.reseller_id:
-            raise RuleViolation(
-                f"customer {self.customer_id} is already bound to {reseller_id}",
-                reason="ALREADY_BOUND",
-            )
-        self._rebound(reseller_id=reseller_id, reason=reason, bound_at=at)
 
     @event("Rebound")
     def _rebound(self, reseller_id: str, reason: str, bound_at: datetime) -> None:

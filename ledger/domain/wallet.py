@@ -13,11 +13,13 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
+from typing import ClassVar
 from uuid import UUID
 
 from eventsourcing.domain import Aggregate, event
 
 from ledger.domain.copying import CheapCopy
+from ledger.domain.decisions import Decided, Event
 from ledger.domain.errors import RuleViolation
 from ledger.domain.ids import stable_id
 from ledger.domain.money import AVAILABLE, Posting
@@ -45,7 +47,7 @@ def wallet_moves(postings: Iterable[Posting]) -> list[WalletMove]:
             if p.bucket == AVAILABLE and p.account.split(":", 1)[0] in WALLET_KINDS]
 
 
-class Wallet(CheapCopy, Aggregate):
+class Wallet(Decided, CheapCopy, Aggregate):
     @staticmethod
     def create_id(platform_id: str, account: str, currency: str) -> UUID:
         return stable_id("wallet", platform_id, account, currency)
@@ -62,50 +64,6 @@ class Wallet(CheapCopy, Aggregate):
     @property
     def debt(self) -> int:
         return max(0, -self.available)
-
-    def credit(self, amount: int, source: str) -> None:
-        if amount:
-            self._credited(amount=amount, source=source)
-
-    def debit(self, amount: int, source: str) -> None:
-        if amount:
-            self._debited(amount=amount, source=source)
-
-    def move(self, move: WalletMove, source: str) -> None:
-        """Follows one of ``wallet_moves``: a credit or a debit by its sign."""
-        assert (move.account, move.currency) == (self.account, self.currency), move
-        if move.amount > 0:
-            self.credit(move.amount, source)
-        else:
-            self.debit(-move.amount, source)
-
-    def _check_no_debt(self, what: str) -> None:
-        if self.available < 0:
-            raise RuleViolation(
-                f"{self.account} owes {self.debt} {self.currency}; a debt must be repaid "
-                f"before {what}", reason="ACCOUNT_IN_DEBT")
-
-    def check_payable(self) -> None:
-        """A payout requested before a clawback left the account in debt is not approved:
-        paying it would hand out money the account owes back. Rejected, its amount returns
-        to available and repays the debt first."""
-        self._check_no_debt("a payout is approved; reject it to repay the debt with it")
-
-    def reserve(self, *, payout_id: str, amount: int, minimum: int) -> None:
-        """A payout takes its amount out of available at once (in flight)."""
-        self._check_no_debt("any withdrawal")
-        if amount < minimum:
-            raise RuleViolation(f"the minimum payout is {minimum} {self.currency}",
-                                reason="BELOW_MINIMUM_PAYOUT")
-        if amount > self.available:
-            raise RuleViolation(
-                f"{amount} exceeds the {self.available} {self.currency} available",
-                reason="INSUFFICIENT_AVAILABLE")
-        self._reserved(payout_id=payout_id, amount=amount)
-
-    def release(self, *, payout_id: str, amount: int, paid: bool, at: datetime) -> None:
-        """A payout ends: paid (gone for good) or returned to available."""
-        self._released(payout_id=payout_id, amount=amount, paid=paid, at=at)
 
     @event("Credited")
     def _credited(self, amount: int, source: str) -> None:
@@ -127,3 +85,96 @@ class Wallet(CheapCopy, Aggregate):
             self.paid_out += amount
         else:
             self.available += amount
+
+
+# --- decisions (see decisions.py): what a wallet records, decided before anything is ------
+
+
+@dataclass(frozen=True, slots=True)
+class Reserve:
+    """A payout takes its amount out of available at once (in flight)."""
+
+    payout_id: str
+    amount: int
+    minimum: int
+
+
+@dataclass(frozen=True, slots=True)
+class Release:
+    """A payout ends: paid (gone for good) or returned to available."""
+
+    payout_id: str
+    amount: int
+    paid: bool
+    at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Credited(Event):
+    method: ClassVar[str] = "_credited"
+    amount: int
+    source: str
+
+
+@dataclass(frozen=True, slots=True)
+class Debited(Event):
+    method: ClassVar[str] = "_debited"
+    amount: int
+    source: str
+
+
+@dataclass(frozen=True, slots=True)
+class Reserved(Event):
+    method: ClassVar[str] = "_reserved"
+    payout_id: str
+    amount: int
+
+
+@dataclass(frozen=True, slots=True)
+class Released(Event):
+    method: ClassVar[str] = "_released"
+    payout_id: str
+    amount: int
+    paid: bool
+    at: datetime
+
+
+def decide_move(wallet: Wallet, move: WalletMove, source: str) -> list[Event]:
+    """Follows one of ``wallet_moves``: a credit or a debit by its sign (a debit may leave a
+    debt: a clawback is never refused)."""
+    assert (move.account, move.currency) == (wallet.account, wallet.currency), move
+    if move.amount > 0:
+        return [Credited(move.amount, source)]
+    if move.amount < 0:
+        return [Debited(-move.amount, source)]
+    return []
+
+
+def decide_reserve(wallet: Wallet, cmd: Reserve) -> list[Event]:
+    check_no_debt(wallet, "any withdrawal")
+    if cmd.amount < cmd.minimum:
+        raise RuleViolation(f"the minimum payout is {cmd.minimum} {wallet.currency}",
+                            reason="BELOW_MINIMUM_PAYOUT")
+    if cmd.amount > wallet.available:
+        raise RuleViolation(
+            f"{cmd.amount} exceeds the {wallet.available} {wallet.currency} available",
+            reason="INSUFFICIENT_AVAILABLE")
+    return [Reserved(cmd.payout_id, cmd.amount)]
+
+
+def decide_release(wallet: Wallet, cmd: Release) -> list[Event]:
+    return [Released(cmd.payout_id, cmd.amount, cmd.paid, cmd.at)]
+
+
+def check_payable(wallet: Wallet) -> None:
+    """A payout requested before a clawback left the account in debt is not approved:
+    paying it would hand out money the account owes back. Rejected, its amount returns
+    to available and repays the debt first."""
+    check_no_debt(wallet, "a payout is approved; reject it to repay the debt with it")
+
+
+def check_no_debt(wallet: Wallet, what: str) -> None:
+    if wallet.available < 0:
+        raise RuleViolation(
+            f"{wallet.account} owes {wallet.debt} {wallet.currency}; a debt must be repaid "
+            f"before {what}", reason="ACCOUNT_IN_DEBT")

@@ -27,6 +27,7 @@ from ledger.domain.split import (
     reversals_for_refund,
     split_line,
 )
+from tests.unit.deciding import pay, refund
 
 T0 = datetime(2026, 11, 1, tzinfo=UTC)
 CHAIN = [UplineMember("carol", ""), UplineMember("bob", ""), UplineMember("alice", "")]
@@ -62,18 +63,18 @@ def test_worked_example_refunds_to_the_fen() -> None:
 
 def test_worked_example_postings_on_the_order() -> None:
     order = Order("p", "O1", "shop", "c1", "carol", "CNY", [worked_line()], T0)
-    order.pay(payment_id="pay", amount=9999, plan=DEFAULT_PLAN, chain=CHAIN[:2],
+    pay(order, payment_id="pay", amount=9999, plan=DEFAULT_PLAN, chain=CHAIN[:2],
               self_purchase=False, at=T0)
     assert {(p.account, p.amount) for p in order.payment_postings} == {
         (CUSTOMER_FUNDS, -9999), ("supplier:S1", 6000), ("reseller:carol", 1599),
         ("reseller:bob", 399), ("platform", 2001),
     }
-    r1 = order.refund(refund_id="r1", lines=[RefundLine(1, 3333)], reason="", at=T0)
+    r1 = refund(order, refund_id="r1", lines=[RefundLine(1, 3333)], reason="", at=T0)
     assert {(p.account, p.amount) for p in r1.postings} == {
         (CUSTOMER_FUNDS, 3333), ("supplier:S1", -2000), ("reseller:carol", -533),
         ("reseller:bob", -133), ("platform", -667),
     }
-    r2 = order.refund(refund_id="r2", lines=[RefundLine(1, 6666)], reason="", at=T0)
+    r2 = refund(order, refund_id="r2", lines=[RefundLine(1, 6666)], reason="", at=T0)
     assert {(p.account, p.amount) for p in r2.postings} == {
         (CUSTOMER_FUNDS, 6666), ("supplier:S1", -4000), ("reseller:carol", -1066),
         ("reseller:bob", -266), ("platform", -1334),
@@ -186,10 +187,10 @@ def test_split_and_refunds_conserve_money(
         return
     reversed_ = [0] * len(shares)
     refunded = 0
-    for refund in data.draw(refund_sequences(line.amount)):
-        deltas = reversals_for_refund(shares, line.amount, refunded, refund)
-        assert sum(deltas) == refund
-        refunded += refund
+    for refunding in data.draw(refund_sequences(line.amount)):
+        deltas = reversals_for_refund(shares, line.amount, refunded, refunding)
+        assert sum(deltas) == refunding
+        refunded += refunding
         for i, (share, delta) in enumerate(zip(shares, deltas, strict=True)):
             reversed_[i] += delta
             if share.role != PLATFORM_ROLE:
@@ -205,11 +206,11 @@ def test_order_postings_sum_to_zero_through_any_refund_sequence(
     line: LineItem, plan: CommissionPlan, data: st.DataObject
 ) -> None:
     order = Order("p", "O", "shop", "c", "carol", "CNY", [line], T0)
-    order.pay(payment_id="p", amount=line.amount, plan=plan, chain=CHAIN, self_purchase=False,
+    pay(order, payment_id="p", amount=line.amount, plan=plan, chain=CHAIN, self_purchase=False,
               at=T0)
     assert sum(p.amount for p in order.payment_postings) == 0
     for n, amount in enumerate(data.draw(refund_sequences(line.amount))):
-        record = order.refund(refund_id=f"r{n}", lines=[RefundLine(1, amount)], reason="", at=T0)
+        record = refund(order, refund_id=f"r{n}", lines=[RefundLine(1, amount)], reason="", at=T0)
         assert sum(p.amount for p in record.postings) == 0
     balances: dict[str, int] = {}
     for p in order.payment_postings + tuple(

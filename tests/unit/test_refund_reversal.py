@@ -14,6 +14,7 @@ from ledger.domain.order import Order
 from ledger.domain.plan import DEFAULT_PLAN, CommissionPlan
 from ledger.domain.refunds import RefundLine
 from ledger.domain.split import LineItem, UplineMember, reversed_so_far, split_line
+from tests.unit.deciding import complete, pay, refund, settle
 
 T0 = datetime(2026, 11, 1, tzinfo=UTC)
 CHAIN = [UplineMember("carol", ""), UplineMember("bob", ""), UplineMember("alice", "")]
@@ -35,7 +36,7 @@ def figures(order: Order) -> tuple[Any, ...]:
 
 def paid_order(lines: list[LineItem], plan: CommissionPlan = DEFAULT_PLAN) -> Order:
     order = Order("p", "O1", "shop", "c1", "carol", "CNY", lines, T0)
-    order.pay(payment_id="w1", amount=order.total, plan=plan, chain=CHAIN, self_purchase=False,
+    pay(order, payment_id="w1", amount=order.total, plan=plan, chain=CHAIN, self_purchase=False,
               at=T0)
     return order
 
@@ -50,11 +51,11 @@ def balances(order: Order) -> dict[str, int]:
 
 def test_the_worked_examples_refunds_reverse_to_the_fen_live_and_replayed() -> None:
     order = paid_order([LineItem(1, "tea", "drinks", 3, 3333, 2000, "S1")])
-    order.refund(refund_id="r1", lines=[RefundLine(1, 3333)], reason="one unit", at=T0)
+    refund(order, refund_id="r1", lines=[RefundLine(1, 3333)], reason="one unit", at=T0)
     assert dict(zip([s.account for s in order.shares], order.reversed, strict=True)) == {
         "supplier:S1": 2000, "reseller:carol": 533, "reseller:bob": 133, "platform": 667,
     }
-    order.refund(refund_id="r2", lines=[RefundLine(1, 6666)], reason="the rest", at=T0)
+    refund(order, refund_id="r2", lines=[RefundLine(1, 6666)], reason="the rest", at=T0)
     assert order.reversed == [s.amount for s in order.shares]
     assert figures(replayed(order)) == figures(order)
     assert balances(order) == {}
@@ -70,9 +71,9 @@ def test_reversed_so_far_leaves_the_platform_the_rest_and_reverses_all_at_the_en
 
 def test_a_clawback_after_settlement_replays_to_the_same_available_figures() -> None:
     order = paid_order([LineItem(1, "tea", "drinks", 3, 3333, 2000, "S1")])
-    order.complete(at=T0)
-    order.settle(at=T0 + timedelta(days=7))
-    record = order.refund(refund_id="r1", lines=[RefundLine(1, 1)], reason="", at=T0)
+    complete(order, at=T0)
+    settle(order, at=T0 + timedelta(days=7))
+    record = refund(order, refund_id="r1", lines=[RefundLine(1, 1)], reason="", at=T0)
     assert {p.bucket for p in record.postings if p.account != CUSTOMER_FUNDS} == {AVAILABLE}
     assert figures(replayed(order)) == figures(order)
 
@@ -104,7 +105,7 @@ def test_any_partial_refunds_replay_to_the_live_figures_and_postings(
         if left == 0:
             continue
         amount = data.draw(st.integers(1, left))
-        order.refund(refund_id=f"r{n}", lines=[RefundLine(line.line_no, amount)], reason="",
+        refund(order, refund_id=f"r{n}", lines=[RefundLine(line.line_no, amount)], reason="",
                      at=T0)
         for share, reversed_ in zip(order.shares, order.reversed, strict=True):
             if share.role != "platform":
