@@ -36,7 +36,9 @@ from ledger.config import event_store_env, is_postgres, postgres_connection
 #     joined-in-month change each.
 # 11: each key's running balance at the end of every day it moved (proj_day_balances), so an
 #     opening balance is one row, before any close as after; no closings written at a close.
-SCHEMA_VERSION = 11
+# 12: a leader's enrolments counted from its spans (which say whether an enrolment made them)
+#     until it has 256 (team_tree.COUNTED_FROM), as count changes and slot sums after.
+SCHEMA_VERSION = 12
 
 TABLES = {
     "proj_meta": """
@@ -87,15 +89,15 @@ TABLES = {
     "proj_resellers": """
         platform TEXT NOT NULL, reseller_id TEXT NOT NULL, sponsor_id TEXT NOT NULL,
         depth INTEGER NOT NULL, direct_count INTEGER NOT NULL, team_size INTEGER NOT NULL,
-        rank TEXT NOT NULL, enrolled_at BIGINT NOT NULL,
-        PRIMARY KEY (platform, reseller_id)""",
+        rank TEXT NOT NULL, enrolled_at BIGINT NOT NULL, spans_made BIGINT NOT NULL,
+        counted INTEGER NOT NULL, PRIMARY KEY (platform, reseller_id)""",
     "proj_links": """
         platform TEXT NOT NULL, reseller_id TEXT NOT NULL, sponsor_id TEXT NOT NULL,
         at BIGINT NOT NULL, position BIGINT NOT NULL""",
     "proj_team_spans": """
         platform TEXT NOT NULL, ancestor TEXT NOT NULL, member TEXT NOT NULL,
         distance INTEGER NOT NULL, from_at BIGINT NOT NULL, from_pos BIGINT NOT NULL,
-        to_at BIGINT NOT NULL, to_pos BIGINT NOT NULL""",
+        enrolled INTEGER NOT NULL, to_at BIGINT NOT NULL, to_pos BIGINT NOT NULL""",
     "proj_team_counts": """
         platform TEXT NOT NULL, leader TEXT NOT NULL, metric TEXT NOT NULL,
         bucket TEXT NOT NULL, level INTEGER NOT NULL, slot BIGINT NOT NULL,

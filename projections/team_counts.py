@@ -31,7 +31,9 @@ HOUR = 3_600_000_000  # microseconds
 WIDTHS = (HOUR, 1008 * HOUR)
 
 # Metrics, each kept per (leader, bucket): the bucket is a month for those counted per month.
-# An enrolment is one change (ENROLLED) for each leader above the new member; a team's size
+# An enrolment is one change (ENROLLED) for each leader above the new member whose team is
+# large enough to be counted so (team_tree.COUNTED_FROM; a smaller one's enrolments are
+# counted from its spans, see ``enrolled_into``); a team's size
 # and its members who joined in a month are read from it and from what moves changed
 # (TEAM_SIZE, JOINED): an enrolment adds to both alike, so keeping both for every enrolment
 # wrote twice the rows bringing a tree in costs, for the same information.
@@ -117,11 +119,28 @@ def count(cur: Cursor, platform: str, leader: str, metric: str, bucket: str,
     return total
 
 
+def enrolled_into(cur: Cursor, platform: str, leader: str, at: int = END_OF_TIME,
+                  position: int = END_OF_TIME) -> int:
+    """The members who enrolled into the leader's team by ``at``, as recorded by
+    ``position``. A leader with fewer spans than team_tree.COUNTED_FROM has them counted
+    from its spans (each enrolment made one under every leader above the member); a larger
+    one has them kept as changes and slot sums (``count``). Either read is bounded."""
+    cur.execute("SELECT counted FROM proj_resellers WHERE platform = %s AND reseller_id = %s",
+                (platform, leader))
+    row = cur.fetchone()
+    if row is not None and row[0]:
+        return count(cur, platform, leader, ENROLLED, "", at, position)
+    cur.execute(
+        "SELECT COUNT(*) FROM proj_team_spans WHERE platform = %s AND ancestor = %s AND "
+        "enrolled = 1 AND from_at <= %s AND from_pos <= %s", (platform, leader, at, position))
+    return int(cur.fetchone()[0])
+
+
 def team_size(cur: Cursor, platform: str, leader: str, at: int = END_OF_TIME,
               position: int = END_OF_TIME) -> int:
     """The members in the leader's team at ``at`` as recorded by ``position``: those who
     enrolled into it, plus those moves brought in, less those moves took out."""
-    return (count(cur, platform, leader, ENROLLED, "", at, position)
+    return (enrolled_into(cur, platform, leader, at, position)
             + count(cur, platform, leader, TEAM_SIZE, "", at, position))
 
 
@@ -134,5 +153,5 @@ def joined_in(cur: Cursor, platform: str, leader: str, month: str, start: int, e
     last = min(at, end - 1)
     if last < start:
         return moved
-    return (moved + count(cur, platform, leader, ENROLLED, "", last, position)
-            - count(cur, platform, leader, ENROLLED, "", start - 1, position))
+    return (moved + enrolled_into(cur, platform, leader, last, position)
+            - enrolled_into(cur, platform, leader, start - 1, position))

@@ -19,6 +19,13 @@ from ledger.projections.team_counts import ENROLLED, JOINED, TEAM_SIZE, CountWri
 
 from ledger.domain.team import MAX_TREE_DEPTH
 
+# A leader's enrolments are counted from its spans until it has this many (a read counts at
+# most this many index entries); from then on they are kept as count changes and slot sums
+# too (team_counts.py), so that a large team's count still costs a bounded read. Most pairs
+# of a member and a leader above it have a small team's leader: writing a change and two
+# slot sums for each of those was most of what bringing a tree in cost PostgreSQL.
+COUNTED_FROM = 256
+
 
 @dataclass
 class Node:
@@ -29,6 +36,8 @@ class Node:
     team_size: int
     rank: str
     enrolled_at: int
+    spans_made: int = 0  # spans ever begun with this reseller as the leader above
+    counted: int = 0  # 1 once its enrolments are kept as count changes (COUNTED_FROM)
 
 
 def sponsor_as_of(cur: Cursor, platform: str, reseller_id: str, at: int) -> str | None:
@@ -68,16 +77,20 @@ class TreeWriter:
         self._nodes = memory.nodes
         self._dirty_nodes: dict[tuple[str, str], Node] = {}
         self._links: list[tuple[str, str, str, int, int]] = []
-        # New spans (ancestor, member, distance, since, position) not written yet: a member
-        # enrolled in this batch, under every ancestor it has; or a subtree moved.
-        self._spans: list[tuple[str, str, str, int, int, int]] = []
+        # New spans (ancestor, member, distance, since, position, enrolled) not written yet:
+        # a member enrolled in this batch, under every ancestor it has; or a subtree moved.
+        self._spans: list[tuple[str, str, str, int, int, int, int]] = []
+        # Leaders whose enrolments up to a log position are to be counted from their spans
+        # once those are written: they reached COUNTED_FROM in this batch.
+        self._to_count: list[tuple[str, str, int]] = []
 
     def node(self, platform: str, reseller_id: str) -> Node | None:
         key = (platform, reseller_id)
         if key not in self._nodes:
             self.cur.execute(
                 "SELECT reseller_id, sponsor_id, depth, direct_count, team_size, rank, "
-                "enrolled_at FROM proj_resellers WHERE platform = %s AND reseller_id = %s",
+                "enrolled_at, spans_made, counted FROM proj_resellers WHERE platform = %s "
+                "AND reseller_id = %s",
                 key,
             )
             row = self.cur.fetchone()
@@ -92,19 +105,23 @@ class TreeWriter:
         if self._dirty_nodes:
             upsert_rows(
                 self.cur, "proj_resellers", ("platform", "reseller_id", "sponsor_id", "depth",
-                                             "direct_count", "team_size", "rank", "enrolled_at"),
+                                             "direct_count", "team_size", "rank", "enrolled_at",
+                                             "spans_made", "counted"),
                 ("platform", "reseller_id"),
                 "sponsor_id = excluded.sponsor_id, depth = excluded.depth, "
                 "direct_count = excluded.direct_count, team_size = excluded.team_size, "
-                "rank = excluded.rank",
+                "rank = excluded.rank, spans_made = excluded.spans_made, "
+                "counted = excluded.counted",
                 [(platform, n.reseller_id, n.sponsor_id, n.depth, n.direct_count, n.team_size,
-                  n.rank, n.enrolled_at) for (platform, _), n in self._dirty_nodes.items()])
+                  n.rank, n.enrolled_at, n.spans_made, n.counted)
+                 for (platform, _), n in self._dirty_nodes.items()])
             self._dirty_nodes.clear()
         append_rows(self.cur, "proj_team_spans",
                     ("platform", "ancestor", "member", "distance", "from_at", "from_pos",
-                     "to_at", "to_pos"),
+                     "enrolled", "to_at", "to_pos"),
                     [(*span, END_OF_TIME, END_OF_TIME) for span in self._spans])
         self._spans.clear()
+        self._count_from_spans()
         append_rows(self.cur, "proj_links",
                     ("platform", "reseller_id", "sponsor_id", "at", "position"), self._links)
         self._links.clear()
@@ -118,12 +135,40 @@ class TreeWriter:
 
         return chain_above(sponsor_of(reseller_id) or "", sponsor_of, reseller_id)
 
-    def _resize(self, platform: str, ids: list[str], delta: int) -> None:
+    def _resize(self, platform: str, ids: list[str], delta: int, position: int) -> list[bool]:
+        """Each of ``ids`` gains (or loses) ``delta`` members; for each, whether its
+        enrolments were already counted as changes before (see ``_counting``)."""
+        counted = []
         for rid in ids:
             n = self.node(platform, rid)
             assert n is not None, rid
             n.team_size += delta
+            counted.append(self._counting(platform, n, max(delta, 0), position))
             self._save(platform, n)
+        return counted
+
+    def _counting(self, platform: str, n: Node, new_spans: int, position: int) -> bool:
+        """Records ``new_spans`` more spans under ``n``; True if its enrolments were already
+        counted as changes. When this makes it reach COUNTED_FROM, its enrolments recorded up
+        to ``position`` are counted from its spans once they are written (``write``): the
+        rows are then those counting every enrolment as it came would have made, at the
+        same log position whatever the batches, so a rebuild equals the live models."""
+        was = bool(n.counted)
+        n.spans_made += new_spans
+        if not was and n.spans_made >= COUNTED_FROM:
+            n.counted = 1
+            self._to_count.append((platform, n.reseller_id, position))
+        return was
+
+    def _count_from_spans(self) -> None:
+        for platform, leader, position in self._to_count:
+            self.cur.execute(
+                "SELECT from_at, from_pos FROM proj_team_spans WHERE platform = %s AND "
+                "ancestor = %s AND enrolled = 1 AND from_pos <= %s",
+                (platform, leader, position))
+            for at, pos in self.cur.fetchall():
+                self.counts.add(platform, leader, ENROLLED, "", int(at), int(pos), 1)
+        self._to_count.clear()
 
     def _membership(self, platform: str, leaders: list[str], size: int,
                     joined: dict[str, int], at: int, position: int, sign: int) -> None:
@@ -145,10 +190,11 @@ class TreeWriter:
             sponsor.direct_count += 1
             self._save(platform, sponsor)
         upline = self.ancestors(platform, reseller_id)
-        self._resize(platform, upline, +1)
+        counted = self._resize(platform, upline, +1, position)
         for distance, leader in enumerate(upline, start=1):
-            self._spans.append((platform, leader, reseller_id, distance, at, position))
-            self.counts.add(platform, leader, ENROLLED, "", at, position, 1)
+            self._spans.append((platform, leader, reseller_id, distance, at, position, 1))
+            if counted[distance - 1]:
+                self.counts.add(platform, leader, ENROLLED, "", at, position, 1)
 
     def moved(self, platform: str, reseller_id: str, to_sponsor: str, at_dt: datetime,
               position: int) -> None:
@@ -165,7 +211,7 @@ class TreeWriter:
             assert old is not None
             old.direct_count -= 1
             self._save(platform, old)
-        self._resize(platform, old_upline, -size)
+        self._resize(platform, old_upline, -size, position)
         self._membership(platform, old_upline, size, joined, at, position, -1)
         self._close_spans(platform, old_upline, [m for m, _ in moving], at, position)
         new_sponsor = self.node(platform, to_sponsor) if to_sponsor else None
@@ -178,9 +224,9 @@ class TreeWriter:
             new_sponsor.direct_count += 1
             self._save(platform, new_sponsor)
         new_upline = self.ancestors(platform, reseller_id)
-        self._resize(platform, new_upline, +size)
+        self._resize(platform, new_upline, +size, position)
         self._membership(platform, new_upline, size, joined, at, position, +1)
-        self._spans += [(platform, leader, member, distance + below_distance, at, position)
+        self._spans += [(platform, leader, member, distance + below_distance, at, position, 0)
                         for distance, leader in enumerate(new_upline, start=1)
                         for member, below_distance in moving]
         self._link(platform, reseller_id, to_sponsor, at, position)
@@ -237,7 +283,7 @@ class TreeWriter:
             "SELECT ancestor, distance FROM proj_team_spans WHERE platform = %s AND "
             "member = %s AND from_at <= %s AND to_at > %s", (platform, member, at, at))
         found = [(int(distance), ancestor) for ancestor, distance in self.cur.fetchall()]
-        found += [(distance, leader) for p, leader, m, distance, since, _ in self._spans
+        found += [(distance, leader) for p, leader, m, distance, since, _, _ in self._spans
                   if p == platform and m == member and since <= at]
         return [ancestor for _, ancestor in sorted(found)]
 
