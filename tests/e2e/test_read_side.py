@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 
 import grpc
 from google.protobuf.timestamp_pb2 import Timestamp
-from hypothesis import given
-from hypothesis import strategies as st
 from ledger.clients.sdk import LedgerClient, idempotency_key
 from ledger.clients.simulator import line
 
@@ -300,18 +298,6 @@ def test_other_platforms_read_nothing_of_ours(running: Running) -> None:
             amount=9999)).receipt.log_position
         assert balance(other, "reseller:carol", position) == {}
         assert not other.report.ListBalances(report_pb2.ListBalancesRequest()).balances
-
-
-@given(st.lists(st.datetimes(min_value=datetime(2000, 1, 1), max_value=datetime(2100, 1, 1),
-                             timezones=st.just(UTC)), min_size=1, max_size=50),
-       st.sampled_from(["Asia/Shanghai", "Asia/Kathmandu", "America/St_Johns", "UTC"]))
-def test_calendar_month_remembers_bounds_without_changing_answers(
-        times: list[datetime], zone: str) -> None:
-    from ledger.projections.clock import Calendar
-
-    calendar = Calendar(zone)
-    for at in times:
-        assert calendar.month(at) == at.astimezone(calendar.zone).strftime("%Y-%m")
 
 
 def test_a_read_after_a_position_no_write_reached_is_refused_at_once(shop: LedgerClient

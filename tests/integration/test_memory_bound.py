@@ -16,7 +16,7 @@ from ledger.projections.runner import ProjectionRunner
 from ledger.application import commands as c
 from ledger.bootstrap import build_application
 from tests.conftest import Clock, example_store
-from tests.e2e.test_projection_runner import dump
+from tests.integration.test_projection_runner import dump
 
 trees = st.integers(20, 60).flatmap(lambda size: st.tuples(
     st.just(size),
