@@ -37,10 +37,10 @@ from ledger.application.idempotency import (
     ResultRef,
     check_same_request,
 )
-from ledger.domain.decisions import Event
+from ledger.domain.decisions import Event, create
 from ledger.domain.order import OrderKey
 from ledger.domain.order_decisions import Settle, decide_settle, settled_postings
-from ledger.domain.payee import Payee, withholds_tax
+from ledger.domain.payee import Payee, RecordPayee, decide_record_payee, withholds_tax
 from ledger.domain.payout import (
     Approve,
     MarkFailed,
@@ -54,12 +54,20 @@ from ledger.domain.payout import (
     decide_reject,
     payout_number,
 )
-from ledger.domain.quarters import QuarterBook
-from ledger.domain.rail_bills import BreakBook, RailBill
+from ledger.domain.periods import BeginClosing, Close, decide_begin_closing, decide_close
+from ledger.domain.quarters import CloseQuarter, QuarterBook, decide_close_quarter
+from ledger.domain.rail_bills import Acknowledge, BreakBook, RailBill, decide_acknowledge
 from ledger.domain.settlement import SettlementRun
-from ledger.domain.tax_table import TaxTable
+from ledger.domain.tax_table import PublishTable, TablePublished, TaxTable, decide_publish_table
 from ledger.domain.wallet import Release, Reserve, check_payable, decide_release, decide_reserve
-from ledger.domain.withholding import TaxYear, Withholding
+from ledger.domain.withholding import (
+    ReleaseTax,
+    TaxWithheld,
+    TaxYear,
+    Withhold,
+    decide_release_tax,
+    decide_withhold,
+)
 
 MAX_SETTLEMENT_BATCH = 500  # orders one settlement command may settle
 
@@ -168,7 +176,7 @@ def begin_closing_day(ctx: Context, cmd: c.BeginClosingDay) -> ResultRef:
         if earlier is not None:
             check_same_request(close.idempotency_key, earlier.fingerprint, close.fingerprint())
             return ref(ctx, PERIOD, book)
-    book.begin_closing(cmd.day, now=ctx.now)
+    ctx.uow.record(book, decide_begin_closing(book, BeginClosing(cmd.day, ctx.now)))
     return ref(ctx, PERIOD, book)
 
 
@@ -177,7 +185,7 @@ def close_day(ctx: Context, cmd: c.CloseDay) -> ResultRef:
     statement it was closed with (the same one: see ledger/domain/periods.py)."""
     assert cmd.statement is not None and cmd.statement.day == cmd.day, "statement first"
     book = periods(ctx)
-    book.close(cmd.statement, now=ctx.now)
+    ctx.uow.record(book, decide_close(book, Close(cmd.statement, ctx.now)))
     return ref(ctx, PERIOD, book)
 
 
@@ -202,8 +210,8 @@ def acknowledge_break(ctx: Context, cmd: c.AcknowledgeBreak) -> ResultRef:
     if book is None:
         book = BreakBook(platform, cmd.day)
         ctx.uow.add(book)
-    book.acknowledge(break_id=cmd.break_id, reason=cmd.reason, by=ctx.caller.principal,
-                     at=ctx.now)
+    ctx.uow.record(book, decide_acknowledge(book, Acknowledge(
+        cmd.break_id, cmd.reason, ctx.caller.principal, ctx.now)))
     return ref(ctx, BREAKS, book)
 # --- payees and tax --------------------------------------------------------------------------
 
@@ -212,26 +220,29 @@ def record_payee(ctx: Context, cmd: c.RecordPayee) -> ResultRef:
     platform = ctx.caller.platform_id
     known_reseller(ctx, cmd.account)
     payee = ctx.uow.find(Payee, Payee.create_id(platform, cmd.account))
+    decided = decide_record_payee(payee, RecordPayee(
+        platform, cmd.account, cmd.kind, cmd.tax_id, cmd.identity, ctx.caller.principal,
+        ctx.now))
     if payee is None:
-        payee = Payee(platform, cmd.account, cmd.kind, cmd.tax_id, cmd.identity,
-                      ctx.caller.principal, ctx.now)
+        payee = create(Payee, *decided)
         ctx.uow.add(payee)
     else:
-        payee.change(kind=cmd.kind, tax_id=cmd.tax_id, identity=cmd.identity,
-                     by=ctx.caller.principal, at=ctx.now)
+        ctx.uow.record(payee, decided)
     return ref(ctx, PAYEE, payee)
 
 
 def publish_tax_table(ctx: Context, cmd: c.PublishTaxTable) -> ResultRef:
     book = tax_book(ctx.uow, ctx.caller.platform_id)
-    published = book.publish(
+    [published] = decide_publish_table(book, PublishTable(
         TaxTable(0, cmd.effective_from or ctx.now, cmd.brackets, cmd.income_ratio_bps,
-                 cmd.monthly_deduction, cmd.currency), now=ctx.now)
-    return ref(ctx, TAX_TABLE, book, published_version=published.version)
+                 cmd.monthly_deduction, cmd.currency), ctx.now))
+    assert isinstance(published, TablePublished)
+    ctx.uow.record(book, [published])
+    return ref(ctx, TAX_TABLE, book, published_version=published.table.version)
 
 
 def withhold_tax(ctx: Context, account: str, currency: str, payout_id: str,
-                 gross: int) -> Withholding | None:
+                 gross: int) -> TaxWithheld | None:
     """The tax on a payout to an individual, by the cumulative method over the payee's year
     (None for a business: paid gross). The year's figures are one aggregate per payee and
     year, so payouts of one payee are computed one after another, never from the same
@@ -243,8 +254,10 @@ def withhold_tax(ctx: Context, account: str, currency: str, payout_id: str,
     table.check_withholds_in(currency)
     local = ctx.now.astimezone(ZoneInfo(ctx.timezone))
     year: TaxYear = find_or_open(ctx.uow, TaxYear, platform, account, local.year)
-    return year.withhold(table, payout_id=payout_id, month=local.month, gross=gross,
-                         at=ctx.now)
+    [withheld] = decide_withhold(year, Withhold(table, payout_id, local.month, gross, ctx.now))
+    assert isinstance(withheld, TaxWithheld)
+    ctx.uow.record(year, [withheld])
+    return withheld
 
 
 def local_year(ctx: Context) -> int:
@@ -257,7 +270,7 @@ def release_tax(ctx: Context, payout: Payout) -> None:
         year = ctx.uow.get(TaxYear, TaxYear.create_id(ctx.caller.platform_id, payout.account,
                                                        payout.tax_year),
                            f"tax year {payout.tax_year} of {payout.account}")
-        year.release(payout_id=payout.payout_id, at=ctx.now)
+        ctx.uow.record(year, decide_release_tax(year, ReleaseTax(payout.payout_id, ctx.now)))
 
 
 def close_quarter(ctx: Context, cmd: c.CloseQuarter) -> ResultRef:
@@ -265,5 +278,5 @@ def close_quarter(ctx: Context, cmd: c.CloseQuarter) -> ResultRef:
     report it was closed with."""
     assert cmd.report is not None and cmd.report.quarter == cmd.quarter, "report first"
     book: QuarterBook = find_or_open(ctx.uow, QuarterBook, ctx.caller.platform_id)
-    book.close(cmd.report, now=ctx.now)
+    ctx.uow.record(book, decide_close_quarter(book, CloseQuarter(cmd.report, ctx.now)))
     return ref(ctx, QUARTER, book)

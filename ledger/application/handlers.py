@@ -70,7 +70,7 @@ from ledger.domain.payee import Payee
 from ledger.domain.payout import Payout
 from ledger.domain.periods import PeriodBook
 from ledger.domain.plan import CommissionPlan
-from ledger.domain.plan_book import PlanBook
+from ledger.domain.plan_book import PlanBook, PlanPublished, Publish, decide_publish
 from ledger.domain.refunds import RefundLine
 from ledger.domain.split import LineItem
 from ledger.domain.tax_table import TaxBook
@@ -251,8 +251,10 @@ def publish_plan(ctx: Context, cmd: c.PublishPlan) -> ResultRef:
         min_payout=cmd.min_payout,
         exclude_self_purchase=cmd.exclude_self_purchase,
     )
-    published = book.publish(plan, now=ctx.now)
-    return ref(ctx, PLAN, book, published_version=published.version)
+    [published] = decide_publish(book, Publish(plan, ctx.now))
+    assert isinstance(published, PlanPublished)
+    ctx.uow.record(book, [published])
+    return ref(ctx, PLAN, book, published_version=published.plan.version)
 
 
 def move_reseller(ctx: Context, cmd: c.MoveReseller) -> ResultRef:

@@ -3,15 +3,13 @@ aggregate.
 
 Group commit runs many commands one after another and saves all their events in one
 transaction; a refused command must leave no trace, even when an earlier command in the same
-batch changed the same aggregate. Most kinds of aggregate (``Decided``: orders, resellers,
-bindings, wallets, payouts) are never changed while a command decides: the command reads
-them as they stand, shared, and hands the events it decided to ``record``; only when it
-succeeds are they applied, to the batch's own copy of the aggregate (made once per batch, on
-its first change: the cache's objects never change, as they may be an answer still being
-sent, or needed again should the batch be decided again). A refused command has recorded
-nothing, so there is nothing to undo. The other kinds are still changed in place by their
-commands, so each command works on copies of those, which replace the batch's when it
-succeeds.
+batch changed the same aggregate. No aggregate (each kind is ``Decided``) is changed while a
+command decides: the command reads them as they stand, shared, without a copy of its own,
+and hands the events it decided to ``record``; only when it succeeds are they applied, to
+the batch's own copy of the aggregate (made once per batch, on its first change: the
+cache's objects never change, as they may be an answer still being sent, or needed again
+should the batch be decided again). A refused command has recorded nothing, so there is
+nothing to undo.
 
 Aggregates come from, in order: this command's, the batch's, the writer's cache, the store.
 The cache holds each aggregate as this writer last saved or loaded it (or that it does not
@@ -73,7 +71,6 @@ class UnitOfWork:
         self._owned: set[UUID] = set()  # staged objects the batch alone holds: changed in place
         self._added: dict[UUID, Aggregate] = {}  # this command's new aggregates
         self._decided: dict[UUID, tuple[Aggregate, list[Event]]] = {}  # this command's events
-        self._touched: dict[UUID, tuple[Aggregate, int]] = {}  # copies of kinds not Decided
         self._looked_at: dict[UUID, None] = {}  # what this command found or added, in order
         self._fresh: set[UUID] = set()  # loaded from the store during this batch
         self._trusted: dict[UUID, int | None] = {}  # taken from the cache: version seen
@@ -105,21 +102,16 @@ class UnitOfWork:
     def find(self, cls: type[A], aggregate_id: UUID) -> A | None:
         """The aggregate as this command sees it, or None if it was never created: as the
         batch's earlier commands left it, without what this command has decided (a command
-        decides on what stands). A ``Decided`` aggregate is shared: never change it but by
-        ``record``. Any other kind is this command's own copy, changed in place."""
+        decides on what stands). It is shared: change it only by ``record``."""
         found = self._added.get(aggregate_id)
-        if found is None and aggregate_id in self._touched:
-            found = self._touched[aggregate_id][0]
         if found is None:
             found = self._staged.get(aggregate_id)
             if found is None:
                 found = self._cached(aggregate_id)
                 if found is None:
                     return None
-            if not isinstance(found, Decided):
-                found = copy.deepcopy(found)
-                self._touched[aggregate_id] = (found, found.version)
         assert isinstance(found, cls), f"{aggregate_id} is a {type(found).__name__}"
+        assert isinstance(found, Decided), f"{cls.__name__} is not changed by decided events"
         self._looked_at[aggregate_id] = None
         return found
 
@@ -154,8 +146,6 @@ class UnitOfWork:
             evolve_all(aggregate, events)
         elif events:
             self._looked_at.setdefault(aggregate.id, None)
-            assert isinstance(aggregate, Decided), f"{type(aggregate).__name__} is changed " \
-                "in place, not by decided events"
             self._decided.setdefault(aggregate.id, (aggregate, []))[1].extend(events)
 
     def version(self, aggregate: Aggregate) -> int:
@@ -173,11 +163,6 @@ class UnitOfWork:
                 self._staged[aggregate_id] = self._added[aggregate_id]
                 self._owned.add(aggregate_id)
                 written.append(aggregate_id)
-            elif aggregate_id in self._touched:
-                aggregate, version = self._touched[aggregate_id]
-                self._staged[aggregate_id] = aggregate
-                if aggregate.version != version:
-                    written.append(aggregate_id)
             elif aggregate_id in self._decided:
                 aggregate, events = self._decided[aggregate_id]
                 evolve_all(self._writable(aggregate), events)
@@ -198,7 +183,6 @@ class UnitOfWork:
         self._looked_at.clear()
         self._added.clear()
         self._decided.clear()
-        self._touched.clear()
 
     def stale(self, current_versions: Callable[[Sequence[UUID]], dict[UUID, int]]
               ) -> list[UUID]:

@@ -15,11 +15,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from typing import ClassVar
 from uuid import UUID
 
 from eventsourcing.domain import Aggregate, event
 
 from ledger.domain.copying import CheapCopy
+from ledger.domain.decisions import Decided, Event
 from ledger.domain.errors import RuleViolation
 from ledger.domain.ids import stable_id
 
@@ -41,7 +43,7 @@ def is_individual_by_default(account: str) -> bool:
     return account.startswith("reseller:")
 
 
-class Payee(CheapCopy, Aggregate):
+class Payee(Decided, CheapCopy, Aggregate):
     @staticmethod
     def create_id(platform_id: str, account: str) -> UUID:
         return stable_id("payee", platform_id, account)
@@ -60,15 +62,6 @@ class Payee(CheapCopy, Aggregate):
         self.platform_id = platform_id
         self.account = account
         self._set(kind, tax_id, identity, at)
-
-    def change(
-        self, *, kind: str, tax_id: str, identity: SealedIdentity | None, by: str, at: datetime
-    ) -> bool:
-        """Records the payee again; the same record again changes nothing."""
-        if (kind, tax_id, identity) == (self.kind, self.tax_id, self.identity):
-            return False
-        self._changed(kind=kind, tax_id=tax_id, identity=identity, by=by, at=at)
-        return True
 
     @property
     def is_individual(self) -> bool:
@@ -117,3 +110,46 @@ def missing_identity(account: str) -> str:
         "on every payout to an individual and filed under their name and ID, so finance "
         "records them first (TaxService.RecordPayee)"
     )
+
+
+@dataclass(frozen=True, slots=True)
+class RecordPayee:
+    platform_id: str
+    account: str
+    kind: str
+    tax_id: str
+    identity: SealedIdentity | None
+    by: str
+    at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class PayeeRecorded(Event):
+    platform_id: str
+    account: str
+    kind: str
+    tax_id: str
+    identity: SealedIdentity | None
+    by: str
+    at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class PayeeChanged(Event):
+    method: ClassVar[str] = "_changed"
+    kind: str
+    tax_id: str
+    identity: SealedIdentity | None
+    by: str
+    at: datetime
+
+
+def decide_record_payee(payee: Payee | None, cmd: RecordPayee) -> list[Event]:
+    """Records the payee (``payee``: as recorded before, if it was); the same record again
+    changes nothing."""
+    if payee is None:
+        return [PayeeRecorded(cmd.platform_id, cmd.account, cmd.kind, cmd.tax_id, cmd.identity,
+                              cmd.by, cmd.at)]
+    if (cmd.kind, cmd.tax_id, cmd.identity) == (payee.kind, payee.tax_id, payee.identity):
+        return []
+    return [PayeeChanged(cmd.kind, cmd.tax_id, cmd.identity, cmd.by, cmd.at)]

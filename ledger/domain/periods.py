@@ -9,16 +9,16 @@ later day shuts the days before it too, so a day skipped would be shut with no s
 the chain of statements (each opening where the one before closed) would have a hole. The
 first day closed is finance's choice of where the chain starts.
 
-Closing is two steps, two writes: ``begin_closing`` shuts the day to writes, then ``close``
-records its statement, drawn in between from the whole log. Once shut, nothing can change
-what happened in the day, so its statement is fixed by the log: anyone may draw it, and all
-draw the same. That is what makes the middle safe. A close whose server died after the first
-step (the day shut, with no statement: ``unfinished``) is finished by whoever comes next, a
-repeat of the request, a close of that day with any key, or a server's finisher
-(ledger/application/closing.py), and until then it is the next day to close. Two servers closing the
-day at once each write a step only if the book has not moved since they read it; the one
-that lost finds the day shut (and joins the close) or closed (and the first statement
-stands).
+Closing is two steps, two writes: ``decide_begin_closing`` shuts the day to writes, then
+``decide_close`` records its statement, drawn in between from the whole log. Once shut,
+nothing can change what happened in the day, so its statement is fixed by the log: anyone
+may draw it, and all draw the same. That is what makes the middle safe. A close whose server
+died after the first step (the day shut, with no statement: ``unfinished``) is finished by
+whoever comes next, a repeat of the request, a close of that day with any key, or a server's
+finisher (ledger/application/closing.py), and until then it is the next day to close. Two
+servers closing the day at once each write a step only if the book has not moved since they
+read it; the one that lost finds the day shut (and joins the close) or closed (and the first
+statement stands).
 """
 
 from __future__ import annotations
@@ -27,12 +27,14 @@ import hashlib
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
+from typing import ClassVar
 from uuid import UUID
 from zoneinfo import ZoneInfo
 
 from eventsourcing.domain import Aggregate, event
 
 from ledger.domain.copying import CheapCopy
+from ledger.domain.decisions import Decided, Event
 from ledger.domain.errors import AlreadyExists, RuleViolation
 from ledger.domain.ids import stable_id
 
@@ -112,7 +114,7 @@ def local_day(at: datetime, timezone: str) -> str:
     return at.astimezone(ZoneInfo(timezone)).date().isoformat()
 
 
-class PeriodBook(CheapCopy, Aggregate):
+class PeriodBook(Decided, CheapCopy, Aggregate):
     # The day whose closing has begun: it takes no more writes while its statement is drawn.
     # A class default, so that logs from before closings had a first step replay unchanged.
     closing: str = ""
@@ -154,37 +156,6 @@ class PeriodBook(CheapCopy, Aggregate):
         last = self.last_closed
         return (date.fromisoformat(last) + timedelta(days=1)).isoformat() if last else ""
 
-    def begin_closing(self, day: str, *, now: datetime) -> None:
-        """The first step of closing a day: from here on it takes no writes, so the statement
-        drawn next from the whole log is the day's last word. A day already being closed is
-        left as it is: this close joins (or finishes) that one."""
-        if day in self.closed:
-            raise AlreadyExists(f"{day} is already closed")
-        if day == self.closing:
-            return
-        self._check_closable(day, now)
-        self._closing_begun(day=day)
-
-    def close(self, statement: DayStatement, *, now: datetime) -> None:
-        """Records the day's statement for good. A day closed since this close began (by
-        another server, or a finisher) stays as it was closed: the first statement stands,
-        and it is the one this close drew too, since the day was shut before either drew."""
-        if statement.day in self.closed:
-            return
-        self._check_closable(statement.day, now)
-        self._closed(statement=statement, closed_at=now)
-
-    def _check_closable(self, day: str, now: datetime) -> None:
-        date.fromisoformat(day)
-        if day >= local_day(now, self.timezone):
-            raise RuleViolation(f"{day} is not over yet ({self.timezone})",
-                                reason="PERIOD_NOT_OVER")
-        expected = self.next_to_close
-        if expected and day != expected:
-            raise RuleViolation(
-                f"days close in order: {expected} is the next to close, not {day}",
-                reason="PERIOD_OUT_OF_ORDER")
-
     @event("ClosingBegun")
     def _closing_begun(self, day: str) -> None:
         self.closing = day
@@ -192,3 +163,62 @@ class PeriodBook(CheapCopy, Aggregate):
     @event("DayClosed")
     def _closed(self, statement: DayStatement, closed_at: datetime) -> None:
         self.closed[statement.day] = statement
+
+
+@dataclass(frozen=True, slots=True)
+class BeginClosing:
+    day: str
+    now: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Close:
+    statement: DayStatement
+    now: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class ClosingBegun(Event):
+    method: ClassVar[str] = "_closing_begun"
+    day: str
+
+
+@dataclass(frozen=True, slots=True)
+class DayClosed(Event):
+    method: ClassVar[str] = "_closed"
+    statement: DayStatement
+    closed_at: datetime
+
+
+def decide_begin_closing(book: PeriodBook, cmd: BeginClosing) -> list[Event]:
+    """The first step of closing a day: from here on it takes no writes, so the statement
+    drawn next from the whole log is the day's last word. A day already being closed is
+    left as it is: this close joins (or finishes) that one."""
+    if cmd.day in book.closed:
+        raise AlreadyExists(f"{cmd.day} is already closed")
+    if cmd.day == book.closing:
+        return []
+    check_closable(book, cmd.day, cmd.now)
+    return [ClosingBegun(cmd.day)]
+
+
+def decide_close(book: PeriodBook, cmd: Close) -> list[Event]:
+    """Records the day's statement for good. A day closed since this close began (by
+    another server, or a finisher) stays as it was closed: the first statement stands,
+    and it is the one this close drew too, since the day was shut before either drew."""
+    if cmd.statement.day in book.closed:
+        return []
+    check_closable(book, cmd.statement.day, cmd.now)
+    return [DayClosed(cmd.statement, cmd.now)]
+
+
+def check_closable(book: PeriodBook, day: str, now: datetime) -> None:
+    date.fromisoformat(day)
+    if day >= local_day(now, book.timezone):
+        raise RuleViolation(f"{day} is not over yet ({book.timezone})",
+                            reason="PERIOD_NOT_OVER")
+    expected = book.next_to_close
+    if expected and day != expected:
+        raise RuleViolation(
+            f"days close in order: {expected} is the next to close, not {day}",
+            reason="PERIOD_OUT_OF_ORDER")

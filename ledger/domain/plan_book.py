@@ -7,19 +7,22 @@ version it follows. An order is split with the plan in force when it was paid.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
+from typing import ClassVar
 from uuid import UUID
 
 from eventsourcing.domain import Aggregate, event
 
 from ledger.domain.copying import CheapCopy
+from ledger.domain.decisions import Decided, Event
 from ledger.domain.errors import NotFound
 from ledger.domain.ids import stable_id
 from ledger.domain.plan import DEFAULT_PLAN, CommissionPlan, validate_plan
 from ledger.domain.versions import check_next, in_force_at
 
 
-class PlanBook(CheapCopy, Aggregate):
+class PlanBook(Decided, CheapCopy, Aggregate):
     @staticmethod
     def create_id(platform_id: str) -> UUID:
         return stable_id("plan-book", platform_id)
@@ -28,16 +31,6 @@ class PlanBook(CheapCopy, Aggregate):
     def __init__(self, platform_id: str, default_plan: CommissionPlan = DEFAULT_PLAN) -> None:
         self.platform_id = platform_id
         self.plans: list[CommissionPlan] = [default_plan]
-
-    def publish(self, plan: CommissionPlan, *, now: datetime) -> CommissionPlan:
-        """Adds the next version; plans never change once published."""
-        validate_plan(plan)
-        latest = self.plans[-1]
-        check_next(latest, plan.effective_from, now=now, field="plan.effective_from",
-                   what="plan", reason="PLAN_EFFECTIVE_BEFORE_PREVIOUS")
-        published = plan.with_version(latest.version + 1, plan.effective_from)
-        self._published(plan=published)
-        return published
 
     def in_force_at(self, at: datetime) -> CommissionPlan:
         return in_force_at(self.plans, at)
@@ -50,3 +43,24 @@ class PlanBook(CheapCopy, Aggregate):
     @event("PlanPublished")
     def _published(self, plan: CommissionPlan) -> None:
         self.plans.append(plan)
+
+
+@dataclass(frozen=True, slots=True)
+class Publish:
+    plan: CommissionPlan  # its version is the book's to give
+    now: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class PlanPublished(Event):
+    method: ClassVar[str] = "_published"
+    plan: CommissionPlan
+
+
+def decide_publish(book: PlanBook, cmd: Publish) -> list[Event]:
+    """Adds the next version; plans never change once published."""
+    validate_plan(cmd.plan)
+    latest = book.plans[-1]
+    check_next(latest, cmd.plan.effective_from, now=cmd.now, field="plan.effective_from",
+               what="plan", reason="PLAN_EFFECTIVE_BEFORE_PREVIOUS")
+    return [PlanPublished(cmd.plan.with_version(latest.version + 1, cmd.plan.effective_from))]

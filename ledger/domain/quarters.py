@@ -13,12 +13,14 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, replace
 from datetime import datetime
+from typing import ClassVar
 from uuid import UUID
 from zoneinfo import ZoneInfo
 
 from eventsourcing.domain import Aggregate, event
 
 from ledger.domain.copying import CheapCopy
+from ledger.domain.decisions import Decided, Event
 from ledger.domain.errors import RuleViolation
 from ledger.domain.ids import stable_id
 
@@ -77,7 +79,7 @@ class QuarterReport:
     closed_at: datetime | None = None
 
 
-class QuarterBook(CheapCopy, Aggregate):
+class QuarterBook(Decided, CheapCopy, Aggregate):
     @staticmethod
     def create_id(platform_id: str) -> UUID:
         return stable_id("quarter-book", platform_id)
@@ -91,25 +93,39 @@ class QuarterBook(CheapCopy, Aggregate):
     def next_to_close(self) -> str:
         return next_quarter(self.last_closed) if self.last_closed else ""
 
-    def close(self, report: QuarterReport, *, now: datetime) -> bool:
-        """Records the report; a quarter already closed keeps its first report (False)."""
-        quarter = report.quarter
-        if quarter in self.closed:
-            return False
-        _, end = quarter_bounds(quarter, report.timezone)
-        if end > now:
-            raise RuleViolation(f"quarter {quarter} is not over yet", reason="QUARTER_NOT_OVER")
-        expected = self.next_to_close()
-        if expected and quarter != expected:
-            raise RuleViolation(
-                f"quarters close one after another: {self.last_closed} was the last closed, "
-                f"so {expected} is next",
-                reason="QUARTER_OUT_OF_ORDER",
-            )
-        self._closed(report=report, at=now)
-        return True
-
     @event("QuarterClosed")
     def _closed(self, report: QuarterReport, at: datetime) -> None:
         self.closed[report.quarter] = replace(report, closed_at=at)
         self.last_closed = report.quarter
+
+
+@dataclass(frozen=True, slots=True)
+class CloseQuarter:
+    report: QuarterReport
+    now: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class QuarterClosed(Event):
+    method: ClassVar[str] = "_closed"
+    report: QuarterReport
+    at: datetime
+
+
+def decide_close_quarter(book: QuarterBook, cmd: CloseQuarter) -> list[Event]:
+    """Records the report; a quarter already closed keeps its first report (nothing to
+    record)."""
+    quarter = cmd.report.quarter
+    if quarter in book.closed:
+        return []
+    _, end = quarter_bounds(quarter, cmd.report.timezone)
+    if end > cmd.now:
+        raise RuleViolation(f"quarter {quarter} is not over yet", reason="QUARTER_NOT_OVER")
+    expected = book.next_to_close()
+    if expected and quarter != expected:
+        raise RuleViolation(
+            f"quarters close one after another: {book.last_closed} was the last closed, "
+            f"so {expected} is next",
+            reason="QUARTER_OUT_OF_ORDER",
+        )
+    return [QuarterClosed(cmd.report, cmd.now)]

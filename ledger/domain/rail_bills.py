@@ -7,13 +7,15 @@ read model then finds both sides matching)."""
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
+from typing import ClassVar
 from uuid import UUID
 
 from eventsourcing.domain import Aggregate, event
 
 from ledger.domain.copying import CheapCopy
-from ledger.domain.decisions import Decided
+from ledger.domain.decisions import Decided, Event
 from ledger.domain.ids import stable_id
 from ledger.domain.reconciliation import BillLine
 
@@ -47,7 +49,7 @@ class RailBill(Decided, CheapCopy, Aggregate):
         self.imported_at = imported_at
 
 
-class BreakBook(CheapCopy, Aggregate):
+class BreakBook(Decided, CheapCopy, Aggregate):
     """Finance's acknowledgements of one day's breaks (break id → reason)."""
 
     @staticmethod
@@ -60,12 +62,30 @@ class BreakBook(CheapCopy, Aggregate):
         self.day = day
         self.acknowledged: dict[str, str] = {}
 
-    def acknowledge(self, *, break_id: str, reason: str, by: str, at: datetime) -> None:
-        """Recorded each time it is asked (the API asks only for a break open in the read
-        model, or one this book acknowledged before): a break resolved and found again is
-        open again, and acknowledged again."""
-        self._acknowledged(break_id=break_id, reason=reason, by=by, at=at)
-
     @event("Acknowledged")
     def _acknowledged(self, break_id: str, reason: str, by: str, at: datetime) -> None:
         self.acknowledged[break_id] = reason
+
+
+@dataclass(frozen=True, slots=True)
+class Acknowledge:
+    break_id: str
+    reason: str
+    by: str
+    at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Acknowledged(Event):
+    method: ClassVar[str] = "_acknowledged"
+    break_id: str
+    reason: str
+    by: str
+    at: datetime
+
+
+def decide_acknowledge(book: BreakBook, cmd: Acknowledge) -> list[Event]:
+    """Recorded each time it is asked (the API asks only for a break open in the read model,
+    or one this book acknowledged before): a break resolved and found again is open again,
+    and acknowledged again."""
+    return [Acknowledged(cmd.break_id, cmd.reason, cmd.by, cmd.at)]

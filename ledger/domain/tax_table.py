@@ -12,11 +12,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 from datetime import datetime
+from typing import ClassVar
 from uuid import UUID
 
 from eventsourcing.domain import Aggregate, event
 
 from ledger.domain.copying import CheapCopy
+from ledger.domain.decisions import Decided, Event
 from ledger.domain.errors import NotFound, RuleViolation, check
 from ledger.domain.ids import stable_id
 from ledger.domain.money import MAX_AMOUNT, is_currency
@@ -107,7 +109,7 @@ def validate_table(table: TaxTable) -> None:
     check(v)
 
 
-class TaxBook(CheapCopy, Aggregate):
+class TaxBook(Decided, CheapCopy, Aggregate):
     """A platform's tax tables: version 1 (the default table) from the beginning of time,
     then each publication, effective from a moment not in the past and not before the
     version it follows. A payout is computed with the table in force when requested."""
@@ -121,21 +123,6 @@ class TaxBook(CheapCopy, Aggregate):
         self.platform_id = platform_id
         self.tables: list[TaxTable] = [default_table]
 
-    def publish(self, table: TaxTable, *, now: datetime) -> TaxTable:
-        validate_table(table)
-        latest = self.tables[-1]
-        check_next(
-            latest,
-            table.effective_from,
-            now=now,
-            field="table.effective_from",
-            what="tax table",
-            reason="TAX_TABLE_EFFECTIVE_BEFORE_PREVIOUS",
-        )
-        published = table.with_version(latest.version + 1, table.effective_from)
-        self._published(table=published)
-        return published
-
     def in_force_at(self, at: datetime) -> TaxTable:
         return in_force_at(self.tables, at)
 
@@ -147,3 +134,24 @@ class TaxBook(CheapCopy, Aggregate):
     @event("TablePublished")
     def _published(self, table: TaxTable) -> None:
         self.tables.append(table)
+
+
+@dataclass(frozen=True, slots=True)
+class PublishTable:
+    table: TaxTable  # its version is the book's to give
+    now: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class TablePublished(Event):
+    method: ClassVar[str] = "_published"
+    table: TaxTable
+
+
+def decide_publish_table(book: TaxBook, cmd: PublishTable) -> list[Event]:
+    validate_table(cmd.table)
+    latest = book.tables[-1]
+    check_next(latest, cmd.table.effective_from, now=cmd.now, field="table.effective_from",
+               what="tax table", reason="TAX_TABLE_EFFECTIVE_BEFORE_PREVIOUS")
+    return [TablePublished(cmd.table.with_version(latest.version + 1,
+                                                  cmd.table.effective_from))]

@@ -19,11 +19,13 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
+from typing import ClassVar
 from uuid import UUID
 
 from eventsourcing.domain import Aggregate, event
 
 from ledger.domain.copying import CheapCopy
+from ledger.domain.decisions import Decided, Event
 from ledger.domain.ids import stable_id
 from ledger.domain.plan import FULL_RATE_BPS
 from ledger.domain.tax_table import TaxTable
@@ -95,7 +97,7 @@ def withhold(
     )
 
 
-class TaxYear(CheapCopy, Aggregate):
+class TaxYear(Decided, CheapCopy, Aggregate):
     """One payee's payouts in one calendar year on one platform."""
 
     @staticmethod
@@ -108,30 +110,6 @@ class TaxYear(CheapCopy, Aggregate):
         self.account = account
         self.year = year
         self.payouts: dict[str, Withheld] = {}
-
-    def withhold(
-        self, table: TaxTable, *, payout_id: str, month: int, gross: int, at: datetime
-    ) -> Withholding:
-        w = withhold(table, self.payouts.values(), month=month, gross=gross)
-        self._withheld(
-            payout_id=payout_id,
-            month=month,
-            gross=gross,
-            tax=w.tax,
-            cumulative_income=w.cumulative_income,
-            months=w.months,
-            cumulative_taxable=w.cumulative_taxable,
-            cumulative_tax=w.cumulative_tax,
-            withheld_before=w.withheld_before,
-            table_version=w.table_version,
-            at=at,
-        )
-        return w
-
-    def release(self, *, payout_id: str, at: datetime) -> None:
-        """A payout failed or was rejected: it leaves the year's figures."""
-        if payout_id in self.payouts:
-            self._released(payout_id=payout_id, at=at)
 
     @event("Withheld")
     def _withheld(
@@ -153,3 +131,55 @@ class TaxYear(CheapCopy, Aggregate):
     @event("Released")
     def _released(self, payout_id: str, at: datetime) -> None:
         del self.payouts[payout_id]
+
+
+@dataclass(frozen=True, slots=True)
+class Withhold:
+    table: TaxTable
+    payout_id: str
+    month: int
+    gross: int
+    at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class ReleaseTax:
+    """A payout failed or was rejected: it leaves the year's figures."""
+
+    payout_id: str
+    at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class TaxWithheld(Event):
+    method: ClassVar[str] = "_withheld"
+    payout_id: str
+    month: int
+    gross: int
+    tax: int
+    cumulative_income: int
+    months: int
+    cumulative_taxable: int
+    cumulative_tax: int
+    withheld_before: int
+    table_version: int
+    at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class TaxReleased(Event):
+    method: ClassVar[str] = "_released"
+    payout_id: str
+    at: datetime
+
+
+def decide_withhold(year: TaxYear, cmd: Withhold) -> list[Event]:
+    w = withhold(cmd.table, year.payouts.values(), month=cmd.month, gross=cmd.gross)
+    return [TaxWithheld(cmd.payout_id, cmd.month, cmd.gross, w.tax, w.cumulative_income,
+                        w.months, w.cumulative_taxable, w.cumulative_tax, w.withheld_before,
+                        w.table_version, cmd.at)]
+
+
+def decide_release_tax(year: TaxYear, cmd: ReleaseTax) -> list[Event]:
+    """A payout the year does not hold (released before) changes nothing."""
+    return [TaxReleased(cmd.payout_id, cmd.at)] if cmd.payout_id in year.payouts else []

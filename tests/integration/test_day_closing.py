@@ -21,6 +21,7 @@ from ledger.domain.errors import AlreadyExists, LedgerError, RuleViolation
 from ledger.domain.periods import DayStatement, PeriodBook
 from tests.conftest import Clock
 from tests.integration.test_event_log import SHOP, tea
+from tests.unit.deciding import begin_closing, close
 
 FINANCE = c.Caller("acme", "fin", "finance")
 NOW = datetime(2026, 11, 10, 2, 0, tzinfo=UTC)  # 10:00 on 2026-11-10 in Shanghai
@@ -39,31 +40,31 @@ def noon(day: int) -> datetime:
 
 def test_a_day_shut_without_its_statement_is_the_next_to_close_and_takes_no_writes() -> None:
     book = PeriodBook("acme", "Asia/Shanghai")
-    book.begin_closing("2026-11-05", now=NOW)  # the first close; its server dies here
+    begin_closing(book, "2026-11-05", now=NOW)  # the first close; its server dies here
     assert book.unfinished == book.next_to_close == "2026-11-05"
     for other in ("2026-11-04", "2026-11-06"):  # closing either would leave 11-05 so for good
         with pytest.raises(RuleViolation) as refused:
-            book.begin_closing(other, now=NOW)
+            begin_closing(book, other, now=NOW)
         assert refused.value.reason == "PERIOD_OUT_OF_ORDER"
         assert "2026-11-05" in str(refused.value)
     with pytest.raises(RuleViolation, match="closed"):
         book.check_open(noon(5))
     version = book.version
-    book.begin_closing("2026-11-05", now=NOW)  # another close of it joins this one
+    begin_closing(book, "2026-11-05", now=NOW)  # another close of it joins this one
     assert book.version == version
-    book.close(statement("2026-11-05"), now=NOW)
+    close(book, statement("2026-11-05"), now=NOW)
     assert book.unfinished == "" and book.next_to_close == "2026-11-06"
 
 
 def test_a_day_closed_meanwhile_keeps_its_first_statement_and_is_not_shut_again() -> None:
     book = PeriodBook("acme", "Asia/Shanghai")
-    book.begin_closing("2026-11-05", now=NOW)
-    book.close(statement("2026-11-05", "a" * 64), now=NOW)
+    begin_closing(book, "2026-11-05", now=NOW)
+    close(book, statement("2026-11-05", "a" * 64), now=NOW)
     version = book.version
-    book.close(statement("2026-11-05", "b" * 64), now=NOW)  # the server that lost the race
+    close(book, statement("2026-11-05", "b" * 64), now=NOW)  # the server that lost the race
     assert book.version == version and book.closed["2026-11-05"].digest == "a" * 64
     with pytest.raises(AlreadyExists):  # a new close of a closed day shuts nothing
-        book.begin_closing("2026-11-05", now=NOW)
+        begin_closing(book, "2026-11-05", now=NOW)
     assert book.version == version
 
 

@@ -20,6 +20,7 @@ from ledger.domain.tax_table import (
     validate_table,
 )
 from ledger.domain.withholding import TaxYear, Withheld, cumulative_tax, withhold
+from tests.unit.deciding import publish_in, release_in, withhold_in
 
 T0 = datetime(2026, 1, 15, 4, tzinfo=UTC)
 # DOMAIN.md's table, as written there: (cumulative taxable up to, in yuan; rate; quick
@@ -49,18 +50,18 @@ def reference_tax(income_fen: int, months: int) -> int:
 
 def test_danas_four_payouts_give_domain_md_figures_to_the_fen() -> None:
     year = TaxYear("acme", "reseller:dana", 2026)
-    first = year.withhold(DEFAULT_TAX_TABLE, payout_id="p1", month=1, gross=800_000, at=T0)
+    first = withhold_in(year, DEFAULT_TAX_TABLE, payout_id="p1", month=1, gross=800_000, at=T0)
     assert (first.cumulative_taxable, first.tax, first.net) == (140_000, 4_200, 795_800)
-    second = year.withhold(DEFAULT_TAX_TABLE, payout_id="p2", month=1, gross=200_000, at=T0)
+    second = withhold_in(year, DEFAULT_TAX_TABLE, payout_id="p2", month=1, gross=200_000, at=T0)
     assert (second.cumulative_taxable, second.cumulative_tax, second.tax) == (300_000, 9_000, 4_800)
-    third = year.withhold(DEFAULT_TAX_TABLE, payout_id="p3", month=3, gross=300_000, at=T0)
+    third = withhold_in(year, DEFAULT_TAX_TABLE, payout_id="p3", month=3, gross=300_000, at=T0)
     assert (third.months, third.cumulative_taxable, third.cumulative_tax, third.tax) == (
         2,
         40_000,
         1_200,
         0,
     )
-    fourth = year.withhold(DEFAULT_TAX_TABLE, payout_id="p4", month=4, gross=6_000_000, at=T0)
+    fourth = withhold_in(year, DEFAULT_TAX_TABLE, payout_id="p4", month=4, gross=6_000_000, at=T0)
     assert (
         fourth.months,
         fourth.cumulative_taxable,
@@ -73,11 +74,11 @@ def test_danas_four_payouts_give_domain_md_figures_to_the_fen() -> None:
 
 def test_a_failed_payout_leaves_no_trace_in_the_next_payouts_tax() -> None:
     year = TaxYear("acme", "reseller:dana", 2026)
-    year.withhold(DEFAULT_TAX_TABLE, payout_id="p1", month=1, gross=800_000, at=T0)
-    year.withhold(DEFAULT_TAX_TABLE, payout_id="failed", month=2, gross=5_000_000, at=T0)
-    year.release(payout_id="failed", at=T0)
-    year.release(payout_id="failed", at=T0)  # a second release changes nothing
-    after = year.withhold(DEFAULT_TAX_TABLE, payout_id="p2", month=1, gross=200_000, at=T0)
+    withhold_in(year, DEFAULT_TAX_TABLE, payout_id="p1", month=1, gross=800_000, at=T0)
+    withhold_in(year, DEFAULT_TAX_TABLE, payout_id="failed", month=2, gross=5_000_000, at=T0)
+    release_in(year, payout_id="failed", at=T0)
+    release_in(year, payout_id="failed", at=T0)  # a second release changes nothing
+    after = withhold_in(year, DEFAULT_TAX_TABLE, payout_id="p2", month=1, gross=200_000, at=T0)
     assert (after.cumulative_income, after.months, after.tax) == (1_000_000, 1, 4_800)
 
 
@@ -114,7 +115,7 @@ def test_withheld_total_is_the_cumulative_tax_whenever_not_clamped(payouts) -> N
     year = TaxYear("acme", "reseller:p", 2026)
     standing: list[tuple[int, int]] = []
     for n, (month, gross, fails) in enumerate(sorted(payouts, key=lambda p: p[0])):
-        w = year.withhold(DEFAULT_TAX_TABLE, payout_id=f"p{n}", month=month, gross=gross, at=T0)
+        w = withhold_in(year, DEFAULT_TAX_TABLE, payout_id=f"p{n}", month=month, gross=gross, at=T0)
         assert w.tax >= 0 and w.net == gross - w.tax
         income = sum(g for _, g in standing) + gross
         months = len({m for m, _ in standing} | {month})
@@ -126,7 +127,7 @@ def test_withheld_total_is_the_cumulative_tax_whenever_not_clamped(payouts) -> N
         else:
             assert w.tax == 0
         if fails:
-            year.release(payout_id=f"p{n}", at=T0)
+            release_in(year, payout_id=f"p{n}", at=T0)
         else:
             standing.append((month, gross))
     assert [(w.month, w.gross) for w in year.payouts.values()] == standing
@@ -146,15 +147,16 @@ def test_failed_payouts_leave_no_trace_in_the_cumulative_figures(  # type: ignor
     with_failures = TaxYear("acme", "reseller:p", 2026)
     without = TaxYear("acme", "reseller:p", 2026)
     for n, (m, g) in enumerate(earlier):
-        with_failures.withhold(DEFAULT_TAX_TABLE, payout_id=f"e{n}", month=m, gross=g, at=T0)
-        without.withhold(DEFAULT_TAX_TABLE, payout_id=f"e{n}", month=m, gross=g, at=T0)
+        withhold_in(with_failures, DEFAULT_TAX_TABLE, payout_id=f"e{n}", month=m, gross=g, at=T0)
+        withhold_in(without, DEFAULT_TAX_TABLE, payout_id=f"e{n}", month=m, gross=g, at=T0)
         if n < len(failed):
             fm, fg = failed[n]
-            with_failures.withhold(DEFAULT_TAX_TABLE, payout_id=f"f{n}", month=fm, gross=fg, at=T0)
-            with_failures.release(payout_id=f"f{n}", at=T0)
-    assert with_failures.withhold(
+            withhold_in(with_failures, DEFAULT_TAX_TABLE, payout_id=f"f{n}", month=fm,
+                        gross=fg, at=T0)
+            release_in(with_failures, payout_id=f"f{n}", at=T0)
+    assert withhold_in(with_failures,
         DEFAULT_TAX_TABLE, payout_id="x", month=month, gross=gross, at=T0
-    ) == without.withhold(DEFAULT_TAX_TABLE, payout_id="x", month=month, gross=gross, at=T0)
+    ) == withhold_in(without, DEFAULT_TAX_TABLE, payout_id="x", month=month, gross=gross, at=T0)
 
 
 @given(months=st.lists(st.integers(1, 12), min_size=1, max_size=20))
@@ -183,15 +185,15 @@ def test_tax_tables_are_versioned_and_effective_dated() -> None:
     book = TaxBook("acme")
     later = T0 + timedelta(days=30)
     higher = TaxTable(0, later, (TaxBracket(0, 2000, 0),), monthly_deduction=600_000)
-    published = book.publish(higher, now=T0)
+    published = publish_in(book, higher, now=T0)
     assert published.version == 2
     assert book.in_force_at(T0).version == 1
     assert book.in_force_at(later) == published
     assert book.table_version(1) == DEFAULT_TAX_TABLE
     with pytest.raises(InvalidInput, match="past"):
-        book.publish(higher, now=later + timedelta(seconds=1))
+        publish_in(book, higher, now=later + timedelta(seconds=1))
     with pytest.raises(RuleViolation) as before:
-        book.publish(higher.with_version(0, T0 + timedelta(days=1)), now=T0)
+        publish_in(book, higher.with_version(0, T0 + timedelta(days=1)), now=T0)
     assert before.value.reason == "TAX_TABLE_EFFECTIVE_BEFORE_PREVIOUS"
 
 
