@@ -1,9 +1,11 @@
 """Cheap copies of aggregates.
 
-The writer copies an aggregate before each command changes it (so a refused command leaves
-no trace). ``copy.deepcopy`` would also copy every frozen value object and event inside, which
-cannot change anyway; an aggregate's own state only changes through its containers (lists,
-dicts, sets) and a few mutable records, so copying those is enough.
+The writer copies an aggregate before a batch first changes it (the cache's objects never
+change: they may be answers still being sent, or needed again if the batch is decided again;
+see application/unit_of_work.py). ``copy.deepcopy`` would also copy every frozen value
+object and event inside, which cannot change anyway; an aggregate's own state only changes
+through its containers (lists, dicts, sets) and a few mutable records, so copying those is
+enough.
 """
 
 from __future__ import annotations

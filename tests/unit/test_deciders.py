@@ -39,6 +39,17 @@ from ledger.domain.order_decisions import (
     decide_refund,
     decide_settle,
 )
+from ledger.domain.payout import (
+    Approve,
+    MarkFailed,
+    MarkPaid,
+    Payout,
+    Reject,
+    decide_approve,
+    decide_mark_failed,
+    decide_mark_paid,
+    decide_reject,
+)
 from ledger.domain.plan import DEFAULT_PLAN, CommissionPlan
 from ledger.domain.refunds import RefundLine
 from ledger.domain.split import PLATFORM_ROLE, LineItem, UplineMember
@@ -51,7 +62,16 @@ from ledger.domain.team_decisions import (
     decide_enrol,
     decide_move,
 )
-from ledger.domain.wallet import Wallet, wallet_moves
+from ledger.domain.wallet import (
+    Release,
+    Reserve,
+    Wallet,
+    WalletMove,
+    check_payable,
+    decide_release,
+    decide_reserve,
+    wallet_moves,
+)
 from ledger.domain.wallet import decide_move as decide_wallet_move
 
 T0 = datetime(2026, 11, 1, tzinfo=UTC)
@@ -252,3 +272,63 @@ def test_any_sequence_of_commands_keeps_the_money_whole(
     for event in order.collect_events():
         replayed = event.mutate(replayed)
     assert isinstance(replayed, Order) and figures(replayed) == figures(order)
+
+
+# --- a wallet and its payouts ----------------------------------------------------------------
+
+WALLET_STEPS = st.lists(st.tuples(
+    st.sampled_from(["credit", "clawback", "request", "approve", "reject", "paid", "failed"]),
+    st.integers(0, 50_000), st.integers(0, 7)), max_size=25)
+
+
+@settings(max_examples=300, deadline=None)
+@given(steps=WALLET_STEPS)
+def test_no_payout_is_above_what_was_available_and_every_fen_is_accounted_for(
+    steps: list[tuple[str, int, int]],
+) -> None:
+    """Any sequence of settlements, clawbacks and payout steps on one reseller's wallet:
+    a payout is reserved only from what is available and never while the wallet owes, one
+    is approved only while it owes nothing, and available + in flight + paid out is always
+    what settlements credited less what clawbacks took back. A refused step changes nothing."""
+    wallet = Wallet("p", "reseller:dana", "CNY")
+    payouts: list[Payout] = []
+    moved = 0
+    for n, (step, amount, which) in enumerate(steps):
+        at = T0 + timedelta(minutes=n)
+        if step in ("credit", "clawback"):
+            sign = 1 if step == "credit" else -1
+            move = WalletMove(wallet.account, wallet.currency, sign * amount)
+            evolve_all(wallet, decided(wallet, lambda w, m: decide_wallet_move(w, m, "o"), move))
+            moved += sign * amount
+        elif step == "request":
+            available, owed = wallet.available, wallet.debt
+            try:
+                events = decided(wallet, decide_reserve, Reserve(f"PO{n}", amount, 100))
+            except RuleViolation:
+                assert owed or amount < 100 or amount > available
+                continue
+            assert not owed and 100 <= amount <= available
+            evolve_all(wallet, events)
+            postings = Payout.request_postings(wallet.account, wallet.currency, amount)
+            payouts.append(Payout("p", f"PO{n}", wallet.account, wallet.currency, amount,
+                                  "shop", at, postings))
+        elif payouts:
+            payout = payouts[which % len(payouts)]
+            decider, cmd = {"approve": (decide_approve, Approve("fin", at)),
+                            "reject": (decide_reject, Reject("no", at)),
+                            "paid": (decide_mark_paid, MarkPaid("ref", at)),
+                            "failed": (decide_mark_failed, MarkFailed("rail", at))}[step]
+            try:
+                events = decided(payout, decider, cmd)
+                if step == "approve" and events:
+                    check_payable(wallet)
+            except RuleViolation:
+                continue
+            evolve_all(payout, events)
+            if events and step != "approve":
+                evolve_all(wallet, decide_release(wallet, Release(
+                    payout.payout_id, payout.amount, step == "paid", at)))
+        assert wallet.available + wallet.in_flight + wallet.paid_out == moved
+        assert wallet.in_flight == sum(p.amount for p in payouts
+                                       if p.status in ("requested", "approved"))
+        assert wallet.paid_out == sum(p.amount for p in payouts if p.status == "paid")
