@@ -5,6 +5,7 @@ the one cursor of the batch's transaction (see runner.py for how batches follow 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from eventsourcing.domain import DomainEvent
@@ -51,6 +52,7 @@ REFUND = "refund"
 SETTLEMENT = "settlement"
 PAYOUT_STATUS = {"Approved": "approved", "Rejected": "rejected", "Paid": "paid",
                  "Failed": "failed"}
+ENROLLED = qualname(Reseller.Enrolled)
 MOVES_MONEY = frozenset(map(qualname, (Order.Paid, Order.Refunded, Order.Settled)))
 
 
@@ -66,6 +68,16 @@ class Batch:
         self.calendar = calendar
         self._owners = memory.owners
         self._new_owners: list[tuple[str, str, str]] = []
+
+    def prefetch(self, events: Sequence[tuple[Any, str, int]]) -> None:
+        """Reads what the batch's events will look up, a few queries for all of them: the
+        uplines of the sponsors its new members enrol under."""
+        sponsors: dict[str, dict[str, None]] = {}
+        for event, name, _ in events:
+            if name == ENROLLED and event.sponsor_id:
+                sponsors.setdefault(event.platform_id, {})[event.sponsor_id] = None
+        for platform, ids in sponsors.items():
+            self.team.tree.prefetch_uplines(platform, ids)
 
     def apply(self, event: Any, name: str, position: int) -> None:
         """``name`` is the event class's qualified name (``Order.Paid``), from its topic."""
@@ -192,7 +204,7 @@ class Batch:
 
     def _reseller(self, uid: str, name: str, event: Any, position: int) -> None:
         tree = self.team.tree
-        if name == qualname(Reseller.Enrolled):
+        if name == ENROLLED:
             self._own(uid, event.platform_id, event.reseller_id)
             tree.enrolled(event.platform_id, event.reseller_id, event.sponsor_id,
                           event.enrolled_at, position)

@@ -133,11 +133,12 @@ class ProjectionRunner:
             if reached > position:
                 self._memory.begin(position)  # forgotten if another runner applied some
                 batch, read = Batch(cur, self.calendar, self._memory), self._read
-                for notification in notifications:
-                    assert notification.id > position, "the log went backwards"
-                    batch.apply(read(notification), notification.topic.partition(":")[2],
-                                notification.id)
-                    position = notification.id
+                events = [(read(n), n.topic.partition(":")[2], n.id) for n in notifications]
+                batch.prefetch(events)
+                for event, name, at in events:
+                    assert at > position, "the log went backwards"
+                    batch.apply(event, name, at)
+                    position = at
                 position = reached
                 batch.flush()
                 cur.execute("UPDATE proj_meta SET position = %s, updated_at = %s WHERE name = %s",
