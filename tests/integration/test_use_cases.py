@@ -5,29 +5,14 @@ flows through gRPC, with their error mapping, are in tests/e2e."""
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Coroutine, Iterator
-from dataclasses import dataclass
-from pathlib import Path
-from typing import Any, TypeVar
-
 import pytest
-from ledger.projections.clock import Calendar
-from ledger.projections.reader import ReadModels
-from ledger.projections.runner import ProjectionRunner
 
 from bench.reconcile import trade_bill
-from ledger.adapters.audit_store import AuditLog
 from ledger.application import commands as c
-from ledger.application.audit_trail import AuditTrail, load_or_create_signer
 from ledger.application.closing import Closing
-from ledger.application.group_commit import GroupCommitter
-from ledger.application.ledger_app import LedgerApplication, Outcome
 from ledger.application.reconciliation import Reconciliation
 from ledger.application.settlement import Settlement
-from ledger.application.steps import Steps, background_steps
 from ledger.application.tax_reports import TaxReports
-from ledger.bootstrap import build_application
 from ledger.domain.bills import WECHAT
 from ledger.domain.errors import InvalidInput, NotFound, RuleViolation
 from ledger.domain.order import OrderKey
@@ -35,65 +20,7 @@ from ledger.domain.periods import PeriodBook
 from ledger.domain.reconciliation import ACKNOWLEDGED, OPEN, RESOLVED, TRADE
 from tests.conftest import Clock
 from tests.helpers import identified
-
-SHOP = c.Caller("acme", "shop-a", "storefront")
-ADMIN = c.Caller("acme", "ops", "admin")
-FINANCE = c.Caller("acme", "fin", "finance")
-TEA = (c.NewLine("tea", "drinks", 3, 3333, 2000, "S1"),)  # 3 × 33.33, supply 20.00
-TEAM = (c.EnrollReseller("e1", "alice", "", "", True),
-        c.EnrollReseller("e2", "bob", "alice", "", False),
-        c.EnrollReseller("e3", "carol", "bob", "", False))
-T = TypeVar("T")
-
-
-@dataclass
-class Stack:
-    """A server's parts without its API: the store, the group commit, the read models."""
-
-    app: LedgerApplication
-    writer: GroupCommitter
-    models: ReadModels
-    steps: Steps
-    audit: AuditTrail
-
-    def do(self, caller: c.Caller, *commands: c.Command) -> Outcome:
-        """Writes each command through the group commit; the last one's outcome."""
-        outcomes = [self.writer.submit(caller, command).result(timeout=30)
-                    for command in commands]
-        return outcomes[-1]
-
-    def sell(self, order_id: str, payment_id: str = "") -> Outcome:
-        """Carol sells O: placed, paid 99.99 (Carol earns 15.99, Bob 3.99), received."""
-        return self.do(SHOP, c.PlaceOrder(f"p-{order_id}", order_id, "c1", "carol", "CNY", TEA),
-                       c.PayOrder(f"y-{order_id}", order_id, payment_id or f"w-{order_id}",
-                                  9999),
-                       c.CompleteOrder(f"d-{order_id}", order_id))
-
-
-def run(coroutine: Coroutine[Any, Any, T]) -> T:
-    return asyncio.run(coroutine)
-
-
-@pytest.fixture
-def stack(store_url: str, clock: Clock, tmp_path: Path) -> Iterator[Stack]:
-    app = build_application(store_url, clock)
-    calendar = Calendar(app.timezone)
-    runner = ProjectionRunner(app, store_url, calendar=calendar)
-    models = ReadModels(store_url, calendar)
-    writer = GroupCommitter(app, on_commit=runner.wake)
-    runner.start()
-    writer.start()
-    audit = AuditTrail(AuditLog(app), load_or_create_signer(tmp_path / "audit-key.pem"))
-    audit.publish_key()
-    try:
-        yield Stack(app, writer, models, background_steps(app, writer, lambda: runner.position),
-                    audit)
-    finally:
-        writer.stop()
-        runner.stop()
-        models.close()
-        app.close()
-
+from tests.integration.stack import ADMIN, FINANCE, SHOP, TEA, TEAM, Stack, run
 
 # --- closing a day ----------------------------------------------------------------------------
 
