@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 from typing import Any
 
 from ledger.api import convert
@@ -16,7 +15,7 @@ from ledger.application.reconciliation import Reconciliation
 from ledger.application.tax_reports import TaxReports
 from ledger.domain.errors import InvalidInput, NotFound, check
 from ledger.domain.payout import Payout
-from ledger.domain.periods import DayStatement, PeriodBook
+from ledger.domain.periods import DayStatement
 from ledger.projections.clock import from_micros
 from ledger.projections.finance import PayoutRow
 from ledger.v1 import finance_pb2, finance_pb2_grpc
@@ -106,11 +105,15 @@ class FinanceService(Base, finance_pb2_grpc.FinanceServiceServicer):
         """The close is the application's (two writes with the statement drawn between: see
         ledger/application/closing.py); the answer carries the first page of its lines."""
         check_days(("day", request.day))
+        steps = self.steps(context)
         outcome, closed = await self.closing.close_day(
-            self.steps(context), caller, c.CloseDay(request.idempotency_key, request.day),
+            steps, caller, c.CloseDay(request.idempotency_key, request.day),
             reconciliation_required=self.reconciliation_required)
-        recorded, token = await self._with_lines(caller.platform_id, closed, page("", 0),
+        wanted = page("", 0)
+        recorded = await self.closing.with_lines(steps, caller.platform_id, closed,
+                                                 wanted.limit, None,
                                                  from_event=closed.lines_recorded)
+        token = line_token(wanted, recorded)
         return finance_pb2.CloseDayResponse(
             statement=convert.day_statement(recorded, closed=True, platform=caller.platform_id),
             receipt=convert.receipt(outcome), next_page_token=token)
@@ -161,49 +164,17 @@ class FinanceService(Base, finance_pb2_grpc.FinanceServiceServicer):
 
     @rpc(FINANCE, AUDITOR)
     async def GetDayStatement(self, request, context, caller):  # type: ignore[no-untyped-def]
-        """A page of lines: a closed day's summary is its DayClosed event's, its lines the
-        read models' once they hold that close; an open day's summary is drawn with its
-        first page only (later pages carry lines alone), its lines as the log stands."""
+        """A page of lines (application/closing.py ``Closing.day_statement``)."""
         check_days(("day", request.day))
         wanted = page(request.page_token, request.page_size)
-        line_after(wanted.after)
-        book = await self.read(self.app.find, PeriodBook.create_id(caller.platform_id))
-        if book is not None and request.day in book.closed:
-            recorded = book.closed[request.day]
-            if not recorded.lines_recorded and not await self.read(
-                    self.models.is_closed, caller.platform_id, request.day):
-                await self.caught_up(await self.read(self.app.log_position), context)
-            statement, token = await self._with_lines(caller.platform_id, recorded, wanted,
-                                                      from_event=recorded.lines_recorded)
-            return finance_pb2.GetDayStatementResponse(
-                statement=convert.day_statement(statement, closed=True,
-                                                platform=caller.platform_id),
-                next_page_token=token)
-        await self.caught_up(request.min_log_position, context)
-        summary = (await self.read(self.models.day_statement, caller.platform_id, request.day,
-                                   self.app.timezone) if not request.page_token else
-                   DayStatement(request.day, self.app.timezone, (), 0, 0, 0, ""))
-        statement, token = await self._with_lines(caller.platform_id, summary, wanted,
-                                                  from_event=False)
+        statement, closed = await self.closing.day_statement(
+            self.steps(context), caller.platform_id, request.day, limit=wanted.limit,
+            after=line_after(wanted.after), first_page=not request.page_token,
+            min_log_position=request.min_log_position)
         return finance_pb2.GetDayStatementResponse(
-            statement=convert.day_statement(statement, closed=False), next_page_token=token)
-
-    async def _with_lines(self, platform: str, statement: DayStatement, wanted: Page, *,
-                          from_event: bool) -> tuple[DayStatement, str]:
-        """``statement`` with the page of lines ``wanted`` asks for, and the next page's
-        token: ``from_event`` (a day closed before statements were paged) from its own
-        lines, else from the read models."""
-        after = line_after(wanted.after)
-        if from_event:
-            lines = [x for x in statement.lines
-                     if after is None or (x.account, x.currency, x.bucket) > after]
-            lines = lines[:wanted.limit]
-        else:
-            lines = await self.read(self.models.statement_lines, platform, statement.day,
-                                    wanted.limit, after)
-        token = wanted.next_token(lines, lambda x: (0, KEY_SEPARATOR.join(
-            (x.account, x.currency, x.bucket))))
-        return dataclasses.replace(statement, lines=tuple(lines)), token
+            statement=convert.day_statement(statement, closed=closed,
+                                            platform=caller.platform_id if closed else ""),
+            next_page_token=line_token(wanted, statement))
 
     @rpc(FINANCE, AUDITOR)
     async def GetAccountStatement(self, request, context, caller):  # type: ignore[no-untyped-def]
@@ -241,6 +212,12 @@ class FinanceService(Base, finance_pb2_grpc.FinanceServiceServicer):
         return finance_pb2.CloseQuarterResponse(
             report=await self.read(self.payees.report, caller, report),
             receipt=convert.receipt(outcome))
+
+
+def line_token(wanted: Page, statement: DayStatement) -> str:
+    """The token of the page after ``statement``'s lines: its last line's key."""
+    return wanted.next_token(statement.lines, lambda x: (0, KEY_SEPARATOR.join(
+        (x.account, x.currency, x.bucket))))
 
 
 def line_after(after: tuple[int, str] | None) -> tuple[str, str, str] | None:

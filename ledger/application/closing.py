@@ -18,8 +18,10 @@ first apply the log up to the write that shut the day. So the middle is made saf
 - the request's key is checked before the first write (BeginClosingDay), so a key taken by
   another request is refused with nothing shut.
 
-The API (FinanceService.CloseDay) only translates: it validates the request's fields, runs
-``Closing.close_day`` and pages the recorded statement's lines into its answer.
+A day's statement is read back the same way whoever asks (``Closing.day_statement``): a
+closed day's summary is the one its close recorded, an open day's is drawn as the log
+stands. The API (FinanceService.CloseDay, GetDayStatement) only translates: it validates the
+request's fields, runs these and turns the lines' page into its token.
 """
 
 from __future__ import annotations
@@ -37,11 +39,13 @@ from ledger.application.audit_trail import AuditTrail
 from ledger.application.ledger_app import LedgerApplication, Outcome
 from ledger.application.steps import Steps
 from ledger.domain.errors import RuleViolation, check
-from ledger.domain.periods import DayStatement, PeriodBook
+from ledger.domain.periods import DayStatement, PeriodBook, StatementLine
 
 log = structlog.get_logger(__name__)
 
 FINISHER = "day-closer"  # the principal a finisher's closes are recorded under
+# Where a page of a statement's lines continues: after this (account, currency, bucket).
+LineKey = tuple[str, str, str]
 
 
 class DayReconciliation(Protocol):
@@ -56,6 +60,11 @@ class ClosingReads(Protocol):
     def day_statement(self, platform: str, day: str, timezone: str) -> DayStatement: ...
 
     def day_reconciliation(self, platform: str, day: str) -> DayReconciliation: ...
+
+    def statement_lines(self, platform: str, day: str, limit: int,
+                        after: LineKey | None = None) -> list[StatementLine]: ...
+
+    def is_closed(self, platform: str, day: str) -> bool: ...
 
 
 async def drawn_statement(app: LedgerApplication, models: ClosingReads, platform: str,
@@ -108,6 +117,41 @@ class Closing:
                                           close.day, steps.caught_up, self.audit)
         outcome, book = await steps.write(caller, dataclasses.replace(close, statement=statement))
         return outcome, book.closed[close.day]
+
+    async def day_statement(self, steps: Steps, platform: str, day: str, *, limit: int,
+                            after: LineKey | None = None, first_page: bool = True,
+                            min_log_position: int = 0) -> tuple[DayStatement, bool]:
+        """The day's statement with a page of ``limit`` lines after ``after``, and whether
+        the day is closed. A closed day's summary is the one its close recorded, its lines
+        the read models' once they hold that close (or, for a day closed before statements
+        were paged, the lines its event holds). An open day's summary is drawn from the read
+        models once they hold ``min_log_position``, with its first page only (later pages
+        carry lines alone), its lines as the log stands."""
+        book = await steps.read(self.app.find, PeriodBook.create_id(platform))
+        if book is not None and day in book.closed:
+            recorded = book.closed[day]
+            if not recorded.lines_recorded and not await steps.read(
+                    self.models.is_closed, platform, day):
+                await steps.caught_up(await steps.read(self.app.log_position))
+            return await self.with_lines(steps, platform, recorded, limit, after,
+                                         from_event=recorded.lines_recorded), True
+        await steps.caught_up(min_log_position)
+        summary = (await steps.read(self.models.day_statement, platform, day, self.app.timezone)
+                   if first_page else DayStatement(day, self.app.timezone, (), 0, 0, 0, ""))
+        return await self.with_lines(steps, platform, summary, limit, after,
+                                     from_event=False), False
+
+    async def with_lines(self, steps: Steps, platform: str, statement: DayStatement, limit: int,
+                         after: LineKey | None, *, from_event: bool) -> DayStatement:
+        """``statement`` with the page of lines asked for: ``from_event`` (a day closed
+        before statements were paged) from its own lines, else from the read models."""
+        if from_event:
+            lines = [x for x in statement.lines
+                     if after is None or (x.account, x.currency, x.bucket) > after][:limit]
+        else:
+            lines = await steps.read(self.models.statement_lines, platform, statement.day,
+                                     limit, after)
+        return dataclasses.replace(statement, lines=tuple(lines))
 
     async def check_reconciled(self, steps: Steps, platform: str, day: str) -> None:
         """Refuses to close a day whose reconciliation has a break open. Checked before the

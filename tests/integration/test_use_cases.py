@@ -5,6 +5,8 @@ flows through gRPC, with their error mapping, are in tests/e2e."""
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
 from bench.reconcile import trade_bill
@@ -98,6 +100,34 @@ def test_the_finisher_closes_a_day_left_shut_by_a_dead_close_once(
     _, statement = run(closing.close_day(stack.steps, FINANCE,
                                          c.CloseDay("close-1", "2026-11-01")))
     assert statement == book.closed["2026-11-01"]
+
+
+def test_a_days_statement_is_its_closes_once_closed_and_drawn_as_the_log_stands_before(
+        stack: Stack, clock: Clock) -> None:
+    stack.do(SHOP, *TEAM)
+    stack.sell("O1")
+    stack.sell("O2")
+    clock.advance(days=1)
+    closing = Closing(stack.app, stack.models, stack.audit)
+    head = stack.app.log_position()
+    opened, closed = run(closing.day_statement(stack.steps, "acme", "2026-11-01", limit=3,
+                                               min_log_position=head))
+    assert not closed and len(opened.lines) == 3
+    drawn = stack.models.day_statement("acme", "2026-11-01", stack.app.timezone)
+    assert (opened.events, opened.digest) == (drawn.events, drawn.digest) != (0, "")
+    every = stack.models.statement_lines("acme", "2026-11-01", 1000)
+    assert list(opened.lines) == every[:3]
+    last = opened.lines[-1]
+    later, _ = run(closing.day_statement(
+        stack.steps, "acme", "2026-11-01", limit=1000, first_page=False,
+        after=(last.account, last.currency, last.bucket)))
+    assert list(later.lines) == every[3:] and (later.events, later.digest) == (0, "")
+
+    _, recorded = run(closing.close_day(stack.steps, FINANCE, c.CloseDay("close", "2026-11-01")))
+    stack.sell("O3")  # a day later: the closed day's statement stays as its close recorded it
+    page, closed = run(closing.day_statement(stack.steps, "acme", "2026-11-01", limit=1000))
+    assert closed and page == dataclasses.replace(recorded, lines=tuple(every))
+    assert not run(closing.day_statement(stack.steps, "acme", "2026-11-02", limit=1))[1]
 
 
 # --- settlement -------------------------------------------------------------------------------
