@@ -197,10 +197,8 @@ def decide_approve(payout: Payout, cmd: Approve) -> list[Event]:
 
 
 def decide_reject(payout: Payout, cmd: Reject) -> list[Event]:
-    if payout.status == REJECTED:
-        return []
-    check_status(payout, REQUESTED, "reject")
-    return [Rejected(cmd.reason, cmd.at, payout.return_postings())]
+    return decide_unpaid_end(payout, REJECTED, REQUESTED, "reject",
+                             Rejected(cmd.reason, cmd.at, payout.return_postings()))
 
 
 def decide_mark_paid(payout: Payout, cmd: MarkPaid) -> list[Event]:
@@ -217,10 +215,17 @@ def decide_mark_paid(payout: Payout, cmd: MarkPaid) -> list[Event]:
 
 
 def decide_mark_failed(payout: Payout, cmd: MarkFailed) -> list[Event]:
-    if payout.status == FAILED:
+    return decide_unpaid_end(payout, FAILED, APPROVED, "mark failed",
+                             Failed(cmd.reason, cmd.at, payout.return_postings()))
+
+
+def decide_unpaid_end(payout: Payout, ended: str, required: str, action: str,
+                      event: Event) -> list[Event]:
+    """A payout ending unpaid (rejected, failed): nothing again if it already ended so."""
+    if payout.status == ended:
         return []
-    check_status(payout, APPROVED, "mark failed")
-    return [Failed(cmd.reason, cmd.at, payout.return_postings())]
+    check_status(payout, required, action)
+    return [event]
 
 
 def check_status(payout: Payout, required: str, action: str) -> None:

@@ -19,7 +19,7 @@ from ledger.domain.decisions import Decided, Event
 from ledger.domain.errors import NotFound
 from ledger.domain.ids import stable_id
 from ledger.domain.plan import DEFAULT_PLAN, CommissionPlan, validate_plan
-from ledger.domain.versions import check_next, in_force_at
+from ledger.domain.versions import in_force_at, next_version
 
 
 class PlanBook(Decided, CheapCopy, Aggregate):
@@ -60,7 +60,6 @@ class PlanPublished(Event):
 def decide_publish(book: PlanBook, cmd: Publish) -> list[Event]:
     """Adds the next version; plans never change once published."""
     validate_plan(cmd.plan)
-    latest = book.plans[-1]
-    check_next(latest, cmd.plan.effective_from, now=cmd.now, field="plan.effective_from",
-               what="plan", reason="PLAN_EFFECTIVE_BEFORE_PREVIOUS")
-    return [PlanPublished(cmd.plan.with_version(latest.version + 1, cmd.plan.effective_from))]
+    return [PlanPublished(next_version(book.plans, cmd.plan, now=cmd.now,
+                                       field="plan.effective_from", what="plan",
+                                       reason="PLAN_EFFECTIVE_BEFORE_PREVIOUS"))]

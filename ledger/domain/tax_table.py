@@ -23,7 +23,7 @@ from ledger.domain.errors import NotFound, RuleViolation, check
 from ledger.domain.ids import stable_id
 from ledger.domain.money import MAX_AMOUNT, is_currency
 from ledger.domain.plan import EPOCH, FULL_RATE_BPS
-from ledger.domain.versions import check_next, in_force_at
+from ledger.domain.versions import in_force_at, next_version
 
 
 @dataclass(frozen=True)
@@ -150,8 +150,6 @@ class TablePublished(Event):
 
 def decide_publish_table(book: TaxBook, cmd: PublishTable) -> list[Event]:
     validate_table(cmd.table)
-    latest = book.tables[-1]
-    check_next(latest, cmd.table.effective_from, now=cmd.now, field="table.effective_from",
-               what="tax table", reason="TAX_TABLE_EFFECTIVE_BEFORE_PREVIOUS")
-    return [TablePublished(cmd.table.with_version(latest.version + 1,
-                                                  cmd.table.effective_from))]
+    return [TablePublished(next_version(book.tables, cmd.table, now=cmd.now,
+                                        field="table.effective_from", what="tax table",
+                                        reason="TAX_TABLE_EFFECTIVE_BEFORE_PREVIOUS"))]

@@ -21,6 +21,13 @@ class Dated(Protocol):
 V = TypeVar("V", bound=Dated)
 
 
+class Versioned(Dated, Protocol):
+    def with_version(self, version: int, effective_from: datetime) -> Versioned: ...
+
+
+W = TypeVar("W", bound=Versioned)
+
+
 def in_force_at(versions: Sequence[V], at: datetime) -> V:
     """The last version in effect at ``at`` (the first, in force from the beginning of
     time, when none is)."""
@@ -45,3 +52,13 @@ def check_next(
             "it",
             reason=reason,
         )
+
+
+def next_version(versions: Sequence[W], new: W, *, now: datetime, field: str, what: str,
+                 reason: str) -> W:
+    """``new`` as the version after ``versions``' last, once ``check_next`` allows it."""
+    latest = versions[-1]
+    check_next(latest, new.effective_from, now=now, field=field, what=what, reason=reason)
+    published = new.with_version(latest.version + 1, new.effective_from)
+    assert isinstance(published, type(new))
+    return published
