@@ -130,15 +130,11 @@ def pay_order(ctx: Context, cmd: c.PayOrder, *, backdated: bool = False) -> Resu
                    at=ctx.now if backdated else None)
     platform = ctx.caller.platform_id
     seller = reseller(ctx.uow, platform, order.seller_id) if order.seller_id else None
-    if seller is not None and backdated:
-        # A payment recorded now comes after the seller's enrolment in the log (the seller
-        # existed when the order was placed), whatever the servers' clocks say.
-        seller.check_enrolled_by(ctx.now)
-    seller_customer = seller.customer_id if seller is not None else ""
     check_open(ctx)
     ctx.uow.record(order, decide_pay(order, Pay(
         cmd.payment_id, cmd.amount, plan, tuple(chain),
-        is_self_purchase(seller_customer, order.customer_id), ctx.now, backdated)))
+        is_self_purchase(seller.customer_id if seller else "", order.customer_id), ctx.now,
+        backdated, seller.enrolled_at if seller else None)))
     return ref(ctx, ORDER, order)
 
 

@@ -27,6 +27,7 @@ from ledger.domain.money import (
 from ledger.domain.plan import CommissionPlan
 from ledger.domain.refunds import RefundLine, RefundRecord, check_refund_lines, refund_postings
 from ledger.domain.split import LineItem, Share, UplineMember, split_line
+from ledger.domain.team_decisions import check_paid_after_enrolment
 
 if TYPE_CHECKING:
     from ledger.domain.order import Order
@@ -63,6 +64,7 @@ class Pay:
     self_purchase: bool
     at: datetime
     backdated: bool = False
+    seller_enrolled_at: datetime | None = None  # the seller's enrolment, for a backdated one
 
 
 @dataclass(frozen=True, slots=True)
@@ -183,8 +185,13 @@ def decide_place(existing: Order | None, cmd: Place) -> list[Event]:
 
 
 def decide_pay(order: Order, cmd: Pay) -> list[Event]:
-    """The payment of the whole order, split along the upline chain, every share frozen."""
+    """The payment of the whole order, split along the upline chain, every share frozen. A
+    payment recorded now comes after the seller's enrolment in the log (the seller existed
+    when the order was placed), whatever the servers' clocks say; a backdated one may not be
+    dated before it."""
     check_status(order, PLACED, "pay")
+    if cmd.backdated and cmd.seller_enrolled_at is not None:
+        check_paid_after_enrolment(order.seller_id, cmd.seller_enrolled_at, cmd.at)
     if cmd.amount != order.total:
         raise RuleViolation(
             f"payment of {cmd.amount} does not match the order total {order.total}",

@@ -31,6 +31,7 @@ from ledger.domain.team_decisions import (
     MAX_TREE_DEPTH,
     Enrol,
     check_no_cycle,
+    check_paid_after_enrolment,
     decide_enrol,
     enrolment_date,
 )
@@ -77,14 +78,8 @@ class Reseller(Decided, CheapCopy, Aggregate):
         return as_of(self.sponsors, at)
 
     def check_enrolled_by(self, at: datetime) -> None:
-        """An order cannot be paid before its seller enrolled: the seller was in no team
-        then, and the chain of that time would be made up."""
-        if at < self.enrolled_at:
-            raise RuleViolation(
-                f"the order is paid at {at.isoformat()}, before its seller {self.reseller_id} "
-                f"enrolled at {self.enrolled_at.isoformat()}",
-                reason="PAID_BEFORE_SELLER_ENROLLED",
-            )
+        """An order cannot be paid before its seller enrolled (``check_paid_after_enrolment``)."""
+        check_paid_after_enrolment(self.reseller_id, self.enrolled_at, at)
 
     def rank_at(self, at: datetime) -> str:
         return as_of(self.ranks, at)

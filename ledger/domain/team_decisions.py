@@ -173,6 +173,18 @@ def enrolment_date(reseller_id: str, asked: datetime | None, *, now: datetime,
     return asked
 
 
+def check_paid_after_enrolment(seller_id: str, enrolled_at: datetime, paid_at: datetime
+                               ) -> None:
+    """An order cannot be paid before its seller enrolled: the seller was in no team then,
+    and the chain of that time would be made up."""
+    if paid_at < enrolled_at:
+        raise RuleViolation(
+            f"the order is paid at {paid_at.isoformat()}, before its seller {seller_id} "
+            f"enrolled at {enrolled_at.isoformat()}",
+            reason="PAID_BEFORE_SELLER_ENROLLED",
+        )
+
+
 def decide_move(moving: Reseller, cmd: Move, sponsor_of: Callable[[str], str]
                 ) -> list[Event]:
     """Only orders paid after the move see the new chain; history is never rewritten.

@@ -135,6 +135,21 @@ def test_the_worked_example_to_the_fen_through_decide_and_evolve() -> None:
     assert raised.value.reason == "REFUND_EXCEEDS_PAID"
 
 
+def test_a_backdated_payment_is_not_dated_before_its_seller_enrolled() -> None:
+    order = create(Order, *decide_place(None, Place("p", "O1", "shop", "c1", "carol", "CNY",
+                                                    (TEA,), T0)))
+    chain = (UplineMember("carol", ""),)
+    enrolled = T0 + timedelta(hours=1)
+    with pytest.raises(RuleViolation) as raised:
+        decided(order, decide_pay, Pay("w1", 9999, DEFAULT_PLAN, chain, False, T0,
+                                       backdated=True, seller_enrolled_at=enrolled))
+    assert raised.value.reason == "PAID_BEFORE_SELLER_ENROLLED"
+    assert enrolled.isoformat() in raised.value.message
+    # Recorded now (not backdated), the payment comes after the enrolment in the log.
+    assert decided(order, decide_pay, Pay("w1", 9999, DEFAULT_PLAN, chain, False, T0,
+                                          seller_enrolled_at=enrolled))
+
+
 def test_a_move_that_would_loop_the_tree_is_refused_and_changes_nothing() -> None:
     alice = enrol("alice")
     bob = enrol("bob", alice)
