@@ -14,9 +14,10 @@ from ledger.api.auth import ADMIN, AUDITOR, FINANCE
 from ledger.api.payees import KINDS
 from ledger.api.servicers import Base, rpc
 from ledger.application import commands as c
+from ledger.application.payees import record_payee
 from ledger.application.tax_reports import TaxReports
-from ledger.domain.errors import InvalidInput, check
-from ledger.domain.payee import INDIVIDUAL, Payee
+from ledger.domain.errors import check
+from ledger.domain.payee import Payee
 from ledger.domain.tax_table import TaxBracket, TaxTable
 from ledger.projections.clock import Calendar, micros
 from ledger.v1 import tax_pb2, tax_pb2_grpc
@@ -59,23 +60,26 @@ class TaxService(Base, tax_pb2_grpc.TaxServiceServicer):
 
     @rpc(FINANCE)
     async def RecordPayee(self, request, context, caller):  # type: ignore[no-untyped-def]
-        kind = KINDS.get(request.kind, "")
+        """Recorded by the application (application/payees.py), the identity sealed with
+        this server's vault; the answer shows the identity to finance."""
         given = request.identity
-        identity = Identity(given.name, given.id_type, given.id_number)
-        sealed = None
-        if any((given.name, given.id_type, given.id_number)):
-            violations = identity.violations("identity")
-            if kind == INDIVIDUAL:
-                check(violations)
-                sealed = self.payees.vault.get().seal(
-                    identity, platform_id=caller.platform_id, account=request.account
-                )
-            else:
-                raise InvalidInput([("identity", "only an individual has an identity")])
-        command = c.RecordPayee(
-            request.idempotency_key, request.account, kind, request.tax_id, sealed
+        identity = (
+            Identity(given.name, given.id_type, given.id_number)
+            if any((given.name, given.id_type, given.id_number))
+            else None
         )
-        outcome, payee = await self.write(caller, command)
+        outcome, payee = await record_payee(
+            self.steps(context),
+            caller,
+            request.idempotency_key,
+            request.account,
+            KINDS.get(request.kind, ""),
+            request.tax_id,
+            identity,
+            lambda clear: self.payees.vault.get().seal(
+                clear, platform_id=caller.platform_id, account=request.account
+            ),
+        )
         return tax_pb2.RecordPayeeResponse(
             payee=self.payees.message(caller.platform_id, request.account, payee, caller.role),
             receipt=convert.receipt(outcome),

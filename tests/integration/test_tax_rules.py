@@ -1,5 +1,6 @@
 """Tax on payouts to individuals on the application (DOMAIN.md "Tax on commission paid to
-individuals"): who may be paid, and the quarter's report closed for good. Dana's sale on
+individuals"): who may be paid, the quarter's report closed for good, and recording a payee
+(only an individual has an identity, stored sealed). Dana's sale on
 2026-01-01 earns her 76,000.00. The same over gRPC, with identities opened for finance keys
 only, is in tests/e2e/test_tax.py."""
 
@@ -7,13 +8,16 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 
+from ledger.adapters.identity_vault import Identity, VaultFile
 from ledger.application import commands as c
+from ledger.application.payees import record_payee
 from ledger.application.tax_reports import TaxReports
 from ledger.domain.errors import InvalidInput, RuleViolation
-from ledger.domain.payee import BUSINESS, INDIVIDUAL
+from ledger.domain.payee import BUSINESS, INDIVIDUAL, Payee, SealedIdentity
 from ledger.domain.payout import Payout
 from ledger.domain.quarters import QuarterReport
 from tests.conftest import Clock
@@ -125,3 +129,34 @@ def test_a_closed_quarters_report_is_final_and_later_corrections_land_in_the_nex
     with pytest.raises(InvalidInput) as bad:
         close(stack, "2026-Q2")
     assert "quarter" in dict(bad.value.violations)
+
+
+# --- recording a payee ------------------------------------------------------------------------
+
+
+def test_only_an_individual_has_an_identity_and_it_is_stored_sealed(
+        stack: Stack, tmp_path: Path) -> None:
+    stack.do(SHOP, c.EnrollReseller(key(), "dana", "", "", False))
+    vault = VaultFile(str(tmp_path / "identity-keys.json")).get()
+    dana = Identity("Dana Li", "resident_id", "11010519900307002X")
+
+    def seal(identity: Identity) -> SealedIdentity:
+        return vault.seal(identity, platform_id="acme", account=DANA)
+
+    def record(kind: str, identity: Identity | None, tax_id: str = "") -> Payee:
+        return run(record_payee(stack.steps, FINANCE, key(), DANA, kind, tax_id, identity,
+                                seal))[1]
+
+    with pytest.raises(InvalidInput) as business:
+        record(BUSINESS, dana, "91310000MA1FL0000X")
+    assert business.value.violations == [("identity", "only an individual has an identity")]
+    with pytest.raises(InvalidInput) as odd:
+        record(INDIVIDUAL, Identity("Dana Li", "resident_id", "1101-0519"))
+    assert "identity.id_number" in dict(odd.value.violations)
+    assert stack.app.find(Payee.create_id("acme", DANA)) is None  # nothing was written
+
+    to_come = record(INDIVIDUAL, None)  # an individual, identity still to come
+    assert (to_come.kind, to_come.identity) == (INDIVIDUAL, None)
+    recorded = record(INDIVIDUAL, dana)
+    assert recorded.identity is not None and "Dana" not in recorded.identity.sealed
+    assert vault.open(recorded.identity, platform_id="acme", account=DANA) == dana
