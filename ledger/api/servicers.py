@@ -22,8 +22,8 @@ from ledger.application.group_commit import GroupCommitter
 from ledger.application.ledger_app import LedgerApplication, Outcome
 from ledger.application.settlement import Settlement
 from ledger.application.steps import Steps
+from ledger.application.tree_import import plan_import
 from ledger.domain.errors import InvalidInput, LedgerError
-from ledger.domain.team import Listed, sponsor_loop, sponsors_first
 from ledger.projections.db import StoreUnavailable
 from ledger.projections.reader import ReadModels
 from ledger.v1 import admin_pb2, admin_pb2_grpc, common_pb2, storefront_pb2, storefront_pb2_grpc
@@ -289,10 +289,8 @@ class StorefrontService(Base, storefront_pb2_grpc.StorefrontServiceServicer):
 
     @rpc(STOREFRONT)
     async def ImportResellers(self, request_iterator, context, caller):  # type: ignore[no-untyped-def]
-        """Each message's members are queued at once, sponsors first (earliest joined first
-        where that leaves a choice): the writer runs commands in the order queued, so a
-        sponsor is enrolled (in the same batch or an earlier one) before its members are.
-        Members whose sponsors loop are refused without being queued."""
+        """Each message's members are queued at once, in the order ``plan_import`` gives;
+        those it refuses are reported without being queued."""
         members = imported = already = position = 0
         failures: list[storefront_pb2.ImportResellerFailure] = []
 
@@ -306,14 +304,11 @@ class StorefrontService(Base, storefront_pb2_grpc.StorefrontServiceServicer):
         async for batch in request_iterator:
             if len(batch.members) > MAX_IMPORT_BATCH:
                 raise InvalidInput([("members", f"at most {MAX_IMPORT_BATCH} per message")])
-            commands = [convert.imported_reseller(m) for m in batch.members]
-            tree = [Listed(x.reseller_id, x.sponsor_id, x.enrolled_at) for x in commands]
-            ordered, looped = sponsors_first(tree)
-            queued = [(tree[i].reseller_id, self.writer.submit_async(caller, commands[i]))
-                      for i in ordered]
-            members += len(tree)
-            for i in looped:
-                failed(tree[i].reseller_id, sponsor_loop(tree, i))
+            plan = plan_import([convert.imported_reseller(m) for m in batch.members])
+            queued = [(m.reseller_id, self.writer.submit_async(caller, m)) for m in plan.queued]
+            members += len(batch.members)
+            for reseller_id, refusal in plan.refused:
+                failed(reseller_id, refusal)
             for reseller_id, write in queued:
                 try:
                     outcome = await write
