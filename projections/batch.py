@@ -5,6 +5,7 @@ the one cursor of the batch's transaction (see runner.py for how batches follow 
 
 from __future__ import annotations
 
+from collections import defaultdict
 from collections.abc import Sequence
 from typing import Any
 
@@ -53,6 +54,7 @@ SETTLEMENT = "settlement"
 PAYOUT_STATUS = {"Approved": "approved", "Rejected": "rejected", "Paid": "paid",
                  "Failed": "failed"}
 ENROLLED = qualname(Reseller.Enrolled)
+PLACED, PAID = qualname(Order.Placed), qualname(Order.Paid)
 MOVES_MONEY = frozenset(map(qualname, (Order.Paid, Order.Refunded, Order.Settled)))
 
 
@@ -71,13 +73,30 @@ class Batch:
 
     def prefetch(self, events: Sequence[tuple[Any, str, int]]) -> None:
         """Reads what the batch's events will look up, a few queries for all of them: the
-        uplines of the sponsors its new members enrol under."""
-        sponsors: dict[str, dict[str, None]] = {}
+        uplines of the sponsors its new members enrol under; for the orders placed and paid
+        in it, their sellers (and the sellers' uplines where a payment counts for the tree
+        as it stands) and when each seller was first paid in the month."""
+        uplines: dict[str, dict[str, None]] = defaultdict(dict)
+        sellers: dict[str, dict[str, None]] = defaultdict(dict)
+        starts: dict[str, dict[tuple[str, str], None]] = defaultdict(dict)
+        placed: dict[Any, tuple[str, str]] = {}
         for event, name, _ in events:
             if name == ENROLLED and event.sponsor_id:
-                sponsors.setdefault(event.platform_id, {})[event.sponsor_id] = None
-        for platform, ids in sponsors.items():
-            self.team.tree.prefetch_uplines(platform, ids)
+                uplines[event.platform_id][event.sponsor_id] = None
+            elif name == PLACED and event.seller_id:
+                placed[event.originator_id] = (event.platform_id, event.seller_id)
+            elif name == PAID and event.originator_id in placed:
+                platform, seller = placed[event.originator_id]
+                backdated = getattr(event, "backdated", False)
+                (sellers if backdated else uplines)[platform][seller] = None
+                starts[platform][(seller, self.calendar.month(event.paid_at))] = None
+        tree = self.team.tree
+        for platform, ids in uplines.items():
+            tree.prefetch_uplines(platform, ids)
+        for platform, ids in sellers.items():
+            tree.prefetch_uplines(platform, ids, levels=1)
+        for platform, keys in starts.items():
+            self.team.prefetch_starts(platform, keys)
 
     def apply(self, event: Any, name: str, position: int) -> None:
         """``name`` is the event class's qualified name (``Order.Paid``), from its topic."""

@@ -99,14 +99,16 @@ class TreeWriter:
             self._nodes[key] = Node(*row) if row else None
         return self._nodes[key]
 
-    def prefetch_uplines(self, platform: str, reseller_ids: Iterable[str]) -> None:
+    def prefetch_uplines(self, platform: str, reseller_ids: Iterable[str],
+                         levels: int = MAX_TREE_DEPTH + 1) -> None:
         """Brings the resellers and everyone above them into memory, a query per level for
         the whole batch. Past the memory's bound, a batch's new members' sponsors are mostly
         not remembered, and reading each of them and then each of its sponsors a query
         apiece made bringing a million-member tree in three times as costly per member as
-        a small one. Only what memory lacks is read, by its primary key."""
+        a small one. Only what memory lacks is read, by its primary key. ``levels``: how
+        far up (1: the resellers themselves)."""
         wanted = list(dict.fromkeys(reseller_ids))
-        for _ in range(MAX_TREE_DEPTH + 1):
+        for _ in range(levels):
             missing, above = [], []
             for rid in wanted:
                 key = (platform, rid)

@@ -1,7 +1,9 @@
 """Past the memory's bound the read models' writer forgets most of the tree, and a batch of
 new members enrolling under sponsors it no longer holds must not read each sponsor and each
 of theirs a query apiece (projections/team_tree.py ``prefetch_uplines``): the batch's
-uplines are read a query per level, by primary key, whatever the batch's size."""
+uplines are read a query per level, by primary key, whatever the batch's size. Likewise a
+batch of sales reads when each seller was first paid in the month in one query, not one per
+sale (projections/team.py ``prefetch_starts``)."""
 
 from __future__ import annotations
 
@@ -13,6 +15,7 @@ from typing import Any
 from ledger.projections.clock import Calendar
 from ledger.projections.db import ProjectionDB
 from ledger.projections.memory import Memory
+from ledger.projections.team import TeamWriter
 from ledger.projections.team_counts import CountWriter
 from ledger.projections.team_tree import TreeWriter
 
@@ -56,4 +59,23 @@ def test_a_batchs_uplines_are_read_a_query_per_level_not_per_member(tmp_path: Pa
         assert {m: forgetful.ancestors("p", m) for m in batch} == {m: uplines[m] for m in batch}
     assert counting.statements == prefetching  # everything the walks needed was read
     assert prefetching <= depth + 1 < len(batch)
+    conn.close()
+
+
+def test_when_a_batchs_sellers_were_first_paid_is_read_in_one_query(tmp_path: Path) -> None:
+    db = ProjectionDB(f"sqlite:///{tmp_path / 'models.sqlite3'}")
+    conn = db.connect()
+    db.create(conn)
+    paid = {(f"m{n}", "2026-01"): 1_000 + n for n in range(0, 300, 3)}
+    with db.transaction(conn) as cur:
+        for (member, month), at in paid.items():
+            cur.execute("INSERT INTO proj_active_first (platform, member, month, at) VALUES "
+                        "(%s, %s, %s, %s)", ("p", member, month, at))
+    keys = [(f"m{n}", "2026-01") for n in range(300)]
+    with db.transaction(conn) as cur:
+        counting = CountingCursor(cur)
+        team = TeamWriter(counting, Calendar(), Memory())
+        team.prefetch_starts("p", keys)
+        assert counting.statements == 1
+        assert {k: team._starts[("p", *k)] for k in keys} == {k: paid.get(k) for k in keys}
     conn.close()
