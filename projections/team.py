@@ -22,6 +22,7 @@ from datetime import datetime
 
 import orjson
 from ledger.projections.clock import Calendar, micros
+from ledger.projections.day_balances import execute_planned_now
 from ledger.projections.db import Cursor, append_rows, upsert_rows
 from ledger.projections.memory import Memory
 from ledger.projections.team_counts import ACTIVE, CountWriter
@@ -148,7 +149,8 @@ class TeamWriter:
         missing = [k for k in dict.fromkeys(keys) if (platform, *k) not in self._starts]
         for start in range(0, len(missing), 400):
             chunk = missing[start:start + 400]
-            self.cur.execute(
+            execute_planned_now(  # see TreeWriter.prefetch_uplines
+                self.cur,
                 "SELECT member, month, at FROM proj_active_first WHERE platform = %s AND "
                 f"(member, month) IN (VALUES {', '.join(['(%s, %s)'] * len(chunk))})",
                 (platform, *(v for key in chunk for v in key)))
