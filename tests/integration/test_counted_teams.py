@@ -20,9 +20,10 @@ from ledger.projections.reader import ReadModels
 from ledger.projections.runner import ProjectionRunner
 
 from ledger.application import commands as c
+from ledger.application.ledger_app import LedgerApplication
 from ledger.bootstrap import build_application
 from tests.conftest import Clock, example_store
-from tests.e2e.test_projection_runner import dump
+from tests.integration.test_projection_runner import dump
 
 START = datetime(2026, 1, 1, tzinfo=UTC)
 MONTHS = ("2026-01", "2026-02", "2026-03", "2026-04")
@@ -47,7 +48,7 @@ def counted_from(spans: int) -> Iterator[None]:
         team_tree.COUNTED_FROM = saved
 
 
-def record(app: object, clock: Clock, size: int, draws: list[tuple[float, int]],
+def record(app: LedgerApplication, clock: Clock, size: int, draws: list[tuple[float, int]],
            moves: list[tuple[int, int]], sales: list[tuple[int, int]]) -> None:
     """Members brought in with past join dates (each after its sponsor's, in log order not
     in time order), then moves and sales interleaved."""
@@ -59,17 +60,17 @@ def record(app: object, clock: Clock, size: int, draws: list[tuple[float, int]],
         joined.append(joined[sponsor] + timedelta(hours=hours))
         batch.append((shop, c.ImportReseller(f"e{n}", f"m{n}", f"m{sponsor}", "", False,
                                              joined[n])))
-    for result in app.run_batch(batch):  # type: ignore[attr-defined]
+    for result in app.run_batch(batch):
         assert not isinstance(result, BaseException), result
     steps = [("move", m) for m in moves] + [("sale", s) for s in sales]
     steps.sort(key=lambda step: hash(step) % 97)
     for n, (kind, (a, b)) in enumerate(steps):
         clock.advance(hours=9)
         if kind == "move":  # refused when it would make a cycle: then it writes nothing
-            app.run_batch([(admin, c.MoveReseller(f"mv{n}", f"m{a}", f"m{b}", "reorg"))])  # type: ignore[attr-defined]
+            app.run_batch([(admin, c.MoveReseller(f"mv{n}", f"m{a}", f"m{b}", "reorg"))])
         else:
             oid = f"O{n}"
-            app.run_batch([  # type: ignore[attr-defined]
+            app.run_batch([
                 (shop, c.PlaceOrder(f"{oid}p", oid, f"c{n}", f"m{a}", "CNY",
                                     (c.NewLine("x", "", 1, b, b // 2, "S1"),))),
                 (shop, c.PayOrder(f"{oid}y", oid, "w", b))])
